@@ -1,0 +1,207 @@
+"""The event schema (version 1) and the emitter every process uses.
+
+Wire and disk format: JSON Lines, one event per line. Every event has:
+
+    v        schema version (1)
+    seq      sequence number, assigned by master's bus in arrival order
+    ts       wall-clock time (Unix seconds, float)
+    mono     CLOCK_MONOTONIC seconds (float) of the emitting process
+    pid      emitting process id
+    service  emitting service ("master", "smtpd", ... or a tool: "sendmail")
+    kind     one of KINDS below
+    type     the kind's event type
+    qid      the message's queue ID, or null
+    sid      the SMTP session id (follows a message before it has a QID), or null
+    data     the kind-specific payload (bounded: strings are cut at 512 chars,
+             transcripts are neutralised; message bodies are never included)
+
+``KINDS`` below lists, per kind, each type and the payload keys it requires;
+``validate()`` checks an event against it. The first events a subscriber gets
+are a ``snapshot``/``state`` event (the current state) and then the live stream.
+
+Emitting never blocks: daemons write datagrams with MSG_DONTWAIT to a socket
+master gave them before any privilege drop; when the buffer is full the event
+is dropped and counted, and the next event that gets through carries the count
+(``bus``/``dropped``). Mail never waits for the viewer.
+
+Trust: events are gossip from processes that may be compromised; master and
+every subscriber validate what they parse, and the UI shows text inert.
+"""
+
+import json
+import os
+import re
+import socket
+import time
+from typing import Any
+
+SCHEMA_VERSION = 1
+MAX_TEXT = 512
+MAX_DATAGRAM = 16384
+
+# kind -> type -> required payload keys
+KINDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "process": {
+        "spawned": ("child_pid", "child_service"),
+        "ready": (),
+        "exited": ("child_pid", "child_service", "status", "served"),
+        "replaced": ("old_pid", "child_service"),
+        "throttled": ("child_service", "until", "reason"),
+        "limit": ("child_service", "limit"),
+        "state": ("state",),  # busy / idle / waiting (pace)
+    },
+    "privilege": {
+        "step": ("step", "target", "mode", "outcome"),
+        "observed": ("observed_pid", "observed_service", "uid", "gid", "groups",
+                     "caps", "root", "mode", "mismatch"),
+    },
+    "queue": {
+        "created": ("queue", "size"),
+        "moved": ("from", "to"),
+        "removed": ("queue", "reason"),
+        "corrupt": ("queue", "reason"),
+        "held": (),
+        "released": (),
+        "deferred": ("next_retry", "reason"),
+    },
+    "smtp": {
+        "open": ("client",),
+        "close": ("client",),
+        "command": ("line",),
+        "reply": ("line",),
+        "limit": ("limit", "code"),
+        "reject": ("code", "text"),
+    },
+    "ipc": {
+        "request": ("to", "what"),
+        "response": ("to", "what", "outcome"),
+    },
+    "delivery": {
+        "delivered": ("rcpt", "via", "where"),
+        "deferred": ("rcpt", "via", "reason"),
+        "bounced": ("rcpt", "via", "reason"),
+        "bounce": ("orig_qid", "sender", "recipients"),
+    },
+    "fault": {"set": ("fault", "value"), "crash": ("point",)},
+    "lab": {"attempt": ("action", "target", "outcome", "detail")},
+    "pace": {"mode": ("mode", "delay_ms"), "wait": ("hop", "to", "what"), "go": ("hop",)},
+    "bus": {"dropped": ("count", "where"), "subscriber": ("action", "subscriber")},
+    "snapshot": {"state": ("services", "processes", "queues", "config", "privilege_mode")},
+    "master": {"started": ("smtp", "peer", "privilege_mode"), "stopping": ("reason",)},
+}
+
+_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe_text(text: str | bytes, limit: int = MAX_TEXT) -> str:
+    """Text safe to store and display: control characters made visible, length cut."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "backslashreplace")
+    cut = len(text) > limit
+    text = text[:limit]
+    text = _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}", text).replace("\r", "\\r").replace("\n", "\\n")
+    return text + ("…" if cut else "")
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + "…"
+    if isinstance(value, dict):
+        return {str(k)[:64]: _bounded(v) for k, v in list(value.items())[:64]}
+    if isinstance(value, list | tuple):
+        return [_bounded(v) for v in value[:256]]
+    return value
+
+
+def make(service: str, kind: str, type_: str, qid: str | None = None,
+         sid: str | None = None, **data: Any) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION, "seq": 0, "ts": time.time(), "mono": time.monotonic(),
+        "pid": os.getpid(), "service": service, "kind": kind, "type": type_,
+        "qid": qid, "sid": sid, "data": _bounded(data),
+    }
+
+
+def validate(event: Any) -> list[str]:
+    """Problems with an event (empty list: valid)."""
+    if not isinstance(event, dict):
+        return ["not a JSON object"]
+    problems = []
+    for key, typ in (("v", int), ("seq", int), ("ts", float | int), ("mono", float | int),
+                     ("pid", int), ("service", str), ("kind", str), ("type", str),
+                     ("data", dict)):
+        if not isinstance(event.get(key), typ):
+            problems.append(f"'{key}' missing or not {getattr(typ, '__name__', typ)}")
+    for key in ("qid", "sid"):
+        if key not in event or not (event[key] is None or isinstance(event[key], str)):
+            problems.append(f"'{key}' missing or not a string/null")
+    if problems:
+        return problems
+    if event["v"] != SCHEMA_VERSION:
+        return [f"schema version {event['v']} (this simmta reads {SCHEMA_VERSION})"]
+    types = KINDS.get(event["kind"])
+    if types is None:
+        return [f"unknown kind {event['kind']!r}"]
+    required = types.get(event["type"])
+    if required is None:
+        return [f"unknown type {event['type']!r} of kind {event['kind']!r}"]
+    missing = [k for k in required if k not in event["data"]]
+    return [f"{event['kind']}/{event['type']}: missing '{k}'" for k in missing]
+
+
+def parse_line(line: str | bytes) -> dict[str, Any]:
+    """One JSON line to a valid event, or ValueError saying what is wrong."""
+    try:
+        event = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+    problems = validate(event)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return event
+
+
+class Emitter:
+    """Non-blocking event emission over a datagram socket to master's bus.
+
+    With no channel (events disabled, or a tool outside master) emit is a no-op.
+    """
+
+    def __init__(self, service: str, channel: socket.socket | None):
+        self.service = service
+        self.channel = channel
+        self.dropped = 0
+        if channel is not None:
+            channel.setblocking(False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.channel is not None
+
+    def emit(self, kind: str, type_: str, qid: str | None = None, sid: str | None = None,
+             **data: Any) -> None:
+        if self.channel is None:
+            return
+        self.send(make(self.service, kind, type_, qid, sid, **data))
+
+    def send(self, event: dict[str, Any]) -> bool:
+        """Send a prepared event; False (and counted) when it had to be dropped."""
+        if self.channel is None:
+            return False
+        if self.dropped:
+            event = dict(event)
+            event.setdefault("dropped_before", self.dropped)
+        raw = json.dumps(event, separators=(",", ":")).encode()
+        if len(raw) > MAX_DATAGRAM:
+            event["data"] = {k: "…" for k in event["data"]}
+            raw = json.dumps(event, separators=(",", ":")).encode()
+        try:
+            self.channel.send(raw, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1
+            return False
+        except OSError:
+            self.dropped += 1
+            return False
+        self.dropped = 0
+        return True

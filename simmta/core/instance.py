@@ -1,0 +1,118 @@
+"""The instance directory: everything of one MTA lives below it, nothing outside.
+
+    DIR/main.toml        optional main parameters (see simmta.core.config)
+    DIR/services.toml    optional services table (default: the shipped one)
+    DIR/queue/           queue_directory, the chroot jail: maildrop incoming
+                         active deferred hold corrupt defer bounce private public
+    DIR/mail/<user>/Maildir   local users' mailboxes
+    DIR/peer/Maildir     what "the Internet" (the peer) received
+    DIR/run/             0700: master.pid, status.json, bus.sock, control.sock
+    DIR/log/             master.log
+    DIR/lab/secret       a root-only file the lab tries to read (with --lab)
+
+Trust: paths only; creating and securing the tree is master's job (it knows
+the privilege mode).
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from simmta.core import config as config_mod
+from simmta.core import names
+from simmta.core import services as services_mod
+from simmta.core.errors import SimmtaError
+
+
+def default_dir() -> Path:
+    """Per-user default: $SIMMTA_INSTANCE, else $XDG_STATE_HOME/simmta/default."""
+    if env := os.environ.get("SIMMTA_INSTANCE"):
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "simmta" / "default"
+
+
+class Instance:
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path).absolute() if path else default_dir().absolute()
+
+    # Layout -------------------------------------------------------------
+    @property
+    def main_cf(self) -> Path:
+        return self.path / "main.toml"
+
+    @property
+    def master_cf(self) -> Path:
+        return self.path / "services.toml"
+
+    @property
+    def queue(self) -> Path:
+        return self.path / "queue"
+
+    @property
+    def mail(self) -> Path:
+        return self.path / "mail"
+
+    def maildir(self, user: str) -> Path:
+        return self.mail / user / "Maildir"
+
+    @property
+    def peer_maildir(self) -> Path:
+        return self.path / "peer" / "Maildir"
+
+    @property
+    def run(self) -> Path:
+        return self.path / "run"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log"
+
+    @property
+    def lab(self) -> Path:
+        return self.path / "lab"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run / "master.pid"
+
+    @property
+    def status_file(self) -> Path:
+        return self.run / "status.json"
+
+    @property
+    def bus_socket(self) -> Path:
+        return self.run / "bus.sock"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run / "control.sock"
+
+    def queue_dir(self, name: str) -> Path:
+        return self.queue / name
+
+    # Configuration --------------------------------------------------------
+    def config(self) -> config_mod.Config:
+        return config_mod.load(self.main_cf)
+
+    def services(self) -> services_mod.ServiceTable:
+        return services_mod.load(self.master_cf)
+
+    # Running master -------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """master's status.json, if master is running; SimmtaError otherwise."""
+        try:
+            status = json.loads(self.status_file.read_text())
+            pid = int(status["master_pid"])
+            os.kill(pid, 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SimmtaError(f"no simmta running for instance {self.path} "
+                              "(start one with 'simmta run')") from None
+        return status
+
+    def is_queue_path(self, p: Path) -> bool:
+        return p.resolve().is_relative_to(self.queue.resolve())
+
+
+QUEUE_SUBDIRS = (*names.ALL_QUEUES, *names.STATUS_LOGS, names.PRIVATE, names.PUBLIC)

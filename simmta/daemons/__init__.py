@@ -1,0 +1,1 @@
+"""One module per daemon, each a small handler handed to ``simmta.core.skeleton``."""

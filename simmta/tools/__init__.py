@@ -1,0 +1,1 @@
+"""Command-line tools: each module registers its sub-commands with simmta.cli."""
