@@ -1,0 +1,553 @@
+"""``simmta bench``: throughput and latency of the real MTA, side by side with any SMTP server.
+
+By default it starts a fresh simmta instance in a temporary directory, sends it
+N messages of S bytes over C concurrent SMTP sessions (M per connection) for
+bob@simmta.test, waits until they are all in bob's Maildir, and stops it.
+``--target HOST:PORT`` measures any SMTP server on loopback instead (with
+``--maildir`` to count end-to-end delivery); ``--compare`` runs configurations
+alternately (A B A B ...) and reports ratios round by round.
+
+Figures: accepted/s (250 after DATA), delivered/s end to end (until the
+Maildir has them: the rename into new/), p50/p95/p99 latency of the 250 and of
+the delivery, counted from the start of each message's transaction (the
+connect for a session's first message, MAIL FROM for the others), CPU seconds
+per message of the server's whole process tree (/proc, reaped children
+included), peak memory of that tree (sum of PSS), and for simmta the cold start
+(spawn of ``simmta run`` until the SMTP greeting). Figures are printed, never
+asserted: see the README's performance section for how to read them.
+
+The modules beside this one do the parts: bench_load (asyncio load generator),
+bench_watch (Maildir and memory watchers), bench_stats (percentiles, /proc),
+bench_targets (starting simmta, the event subscriber), bench_sink (an aiosmtpd
+baseline server).
+
+Trust: a tool run by the instance owner; it talks to loopback only (a target
+elsewhere is refused), and starts and stops only its own child processes.
+"""
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import math
+import os
+import platform
+import socket
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from simmta.core.errors import SimmtaError
+from simmta.tools.bench_load import LoadSpec, generate_load
+from simmta.tools.bench_stats import Latency, ProcTree, median, rate, ratio, summarize
+from simmta.tools.bench_targets import Endpoint, ExternalTarget, SimmtaTarget, Target
+from simmta.tools.bench_watch import MaildirWatcher, MemorySampler
+
+SIMMTA = "simmta"  # events on, a subscriber reading the bus (instrumented, as with the TUI)
+SIMMTA_NO_EVENTS = "simmta-no-events"
+DRAIN_IDLE = 30.0  # give up on end-to-end delivery after this long without one
+
+
+@dataclass
+class RunResult:
+    """One measurement of one configuration."""
+
+    label: str
+    round: int
+    messages: int
+    sent: int = 0
+    accepted: int = 0
+    delivered: int | None = None  # None: end-to-end delivery not measured
+    duplicates: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    accepted_per_s: float = math.nan
+    delivered_per_s: float = math.nan
+    accept_latency: Latency | None = None
+    delivery_latency: Latency | None = None
+    cpu_ms_per_message: float = math.nan
+    peak_memory_mb: float = math.nan
+    cold_start_s: float | None = None
+    events_seen: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def headline(self) -> float:
+        """The rate compared between configurations: end to end if measured, else accepted."""
+        return self.delivered_per_s if self.delivered is not None else self.accepted_per_s
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("accept_latency", "delivery_latency"):
+            value = getattr(self, key)
+            out[key + "_ms"] = value.as_ms() if value else None
+            del out[key]
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "bench",
+        parents=[parent],
+        help="measure throughput and latency (simmta, or any SMTP server on loopback)",
+        description=__doc__.split("\n\n")[1],
+    )
+    p.add_argument("-n", "--messages", type=_positive, default=1000, metavar="N")
+    p.add_argument(
+        "-s",
+        "--size",
+        type=_positive,
+        default=2048,
+        metavar="BYTES",
+        help="message size, headers included (default 2048)",
+    )
+    p.add_argument(
+        "-c",
+        "--concurrency",
+        type=_positive,
+        default=10,
+        metavar="C",
+        help="concurrent SMTP sessions (default 10)",
+    )
+    p.add_argument(
+        "-m",
+        "--per-connection",
+        type=_positive,
+        default=1,
+        metavar="M",
+        help="messages per connection (default 1)",
+    )
+    p.add_argument(
+        "--target",
+        metavar="HOST:PORT",
+        type=_loopback_target,
+        help="measure this SMTP server (loopback only) instead of a fresh simmta",
+    )
+    p.add_argument(
+        "--maildir",
+        type=Path,
+        metavar="DIR",
+        help="the target's Maildir for --to: count end-to-end delivery there",
+    )
+    p.add_argument(
+        "--to",
+        default="bench@localhost",
+        metavar="ADDR",
+        help="recipient at the target (default bench@localhost); simmta's is bob",
+    )
+    p.add_argument("--from", dest="sender", default="bench@localhost", metavar="ADDR")
+    p.add_argument("--label", default="target", help="name of the target in the report")
+    p.add_argument(
+        "--server-pid",
+        type=_positive,
+        metavar="PID",
+        help="the target's root process (default: whoever listens on its port)",
+    )
+    p.add_argument(
+        "--events",
+        choices=("subscriber", "on", "off"),
+        default="subscriber",
+        help="simmta's events: on with a subscriber reading them (default), "
+        "on with nobody listening, or off",
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="alternate simmta with events+subscriber, simmta with events off, "
+        "and the --target if given; report ratios round by round",
+    )
+    p.add_argument(
+        "--rounds",
+        type=_positive,
+        metavar="R",
+        help="measurements per configuration (default 3 with --compare, else 1)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="longest wait for end-to-end delivery after the load (default 300)",
+    )
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep simmta's temporary instance dirs, and the messages delivered "
+        "into --maildir (by default the bench's own messages are removed)",
+    )
+    p.set_defaults(func=cmd_bench)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _loopback_target(text: str) -> tuple[str, int]:
+    """HOST:PORT ([::1]:PORT for IPv6) resolving to loopback addresses only."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError("expected HOST:PORT")
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot resolve {host}: {e}") from None
+    addresses = {info[4][0] for info in infos}
+    if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        raise argparse.ArgumentTypeError(
+            f"{host} is not a loopback address: simmta bench measures local servers only"
+        )
+    return sorted(addresses)[0], int(port)
+
+
+def configurations(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The configurations measured, in the order each round runs them: (label, factory)."""
+
+    def simmta(events: str) -> Any:
+        return lambda: SimmtaTarget(
+            events=events != "off",
+            subscriber=events == "subscriber",
+            keep=args.keep,
+            label=SIMMTA if events != "off" else SIMMTA_NO_EVENTS,
+        )
+
+    def target() -> Any:
+        host, port = args.target
+        return lambda: ExternalTarget(
+            host, port, args.maildir, args.to, args.server_pid, args.label
+        )
+
+    if args.compare:
+        configs = [(SIMMTA, simmta("subscriber")), (SIMMTA_NO_EVENTS, simmta("off"))]
+        if args.target:
+            configs.append((args.label, target()))
+        return configs
+    if args.target:
+        return [(args.label, target())]
+    return [(SIMMTA if args.events != "off" else SIMMTA_NO_EVENTS, simmta(args.events))]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.maildir and not args.target:
+        raise SimmtaError("--maildir goes with --target (simmta's own Maildir is found by itself)")
+    rounds = args.rounds or (3 if args.compare else 1)
+    console = Console()
+    if not console.is_terminal:  # a log file or a pipe: keep the tables whole
+        console = Console(width=160)
+    configs = configurations(args)
+    console.print(
+        f"simmta bench: {args.messages} messages of {args.size} bytes, "
+        f"{args.concurrency} sessions, {args.per_connection} per connection; "
+        f"{rounds} round(s) of {', '.join(label for label, _ in configs)}"
+    )
+    runs: list[RunResult] = []
+    for r in range(1, rounds + 1):
+        for _, factory in configs:
+            result = measure(factory(), args, r, console)
+            runs.append(result)
+            console.print(_one_line(result))
+    report(console, runs, configs)
+    if args.json:
+        args.json.write_text(json.dumps(as_json(args, runs, configs), indent=2) + "\n")
+        console.print(f"figures written to {args.json}")
+    return 0
+
+
+# --- one measurement ------------------------------------------------------------------------
+
+
+def measure(target: Target, args: argparse.Namespace, round_: int, console: Console) -> RunResult:
+    result = RunResult(target.label, round_, args.messages)
+    endpoint = target.start()
+    try:
+        _measure_started(endpoint, args, result, console)
+    finally:
+        target.stop()
+    result.cold_start_s = endpoint.cold_start
+    result.events_seen = getattr(target, "events_seen", None)
+    return result
+
+
+def _measure_started(
+    endpoint: Endpoint, args: argparse.Namespace, result: RunResult, console: Console
+) -> None:
+    run_id = f"b{uuid.uuid4().hex[:12]}"
+    spec = LoadSpec(
+        endpoint.host,
+        endpoint.port,
+        args.messages,
+        args.size,
+        args.concurrency,
+        args.per_connection,
+        args.sender,
+        endpoint.recipient,
+        run_id,
+    )
+    give_up = time.monotonic() + spec.deadline + args.drain_timeout
+    tree = ProcTree(endpoint.root_pid) if endpoint.root_pid else None
+    cpu_before = tree.cpu_seconds() if tree else math.nan
+    sampler = MemorySampler(tree, give_up) if tree else None
+    with _progress(console) as progress:
+        label = f"[bold]{result.label}[/] round {result.round}"
+        sent_task = progress.add_task(f"{label} accepted", total=args.messages)
+        delivered_task = (
+            progress.add_task(f"{label} delivered", total=args.messages)
+            if endpoint.maildir
+            else None
+        )
+        watcher = None
+        if endpoint.maildir and delivered_task is not None:
+            watcher = MaildirWatcher(
+                endpoint.maildir, run_id, give_up, lambda: progress.advance(delivered_task)
+            )
+            watcher.start()
+        if sampler:
+            sampler.start()
+        load = asyncio.run(generate_load(spec, lambda: progress.advance(sent_task)))
+        accepted = load.accepted
+        if watcher:
+            watcher.wait_for(
+                len(accepted), min(give_up, time.monotonic() + args.drain_timeout), DRAIN_IDLE
+            )
+            watcher.stop()
+            if not args.keep:
+                watcher.remove_delivered()
+    cpu_after = tree.cpu_seconds() if tree else math.nan
+    if sampler:
+        sampler.stop()
+    result.sent, result.accepted, result.errors = len(load.records), len(accepted), load.errors
+    result.seconds = time.time() - load.started
+    if accepted:
+        result.accepted_per_s = rate(
+            len(accepted), load.started, max(r.accepted or 0.0 for r in accepted)
+        )
+    result.accept_latency = summarize([(r.accepted or 0.0) - r.started for r in accepted])
+    if watcher:
+        started = {r.bench_id: r.started_coarse for r in load.records}
+        delivered = {i: t for i, t in watcher.delivered.items() if i in started}
+        result.delivered, result.duplicates = len(delivered), watcher.duplicates
+        if delivered:
+            result.delivered_per_s = rate(len(delivered), load.started, max(delivered.values()))
+        result.delivery_latency = summarize([t - started[i] for i, t in delivered.items()])
+    done = result.delivered if result.delivered is not None else result.accepted
+    if tree and done:
+        result.cpu_ms_per_message = (cpu_after - cpu_before) / done * 1000
+    if sampler and sampler.peak:
+        result.peak_memory_mb = sampler.peak / 2**20
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def _f(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def _lat(lat: Latency | None) -> str:
+    if lat is None or not lat.n:
+        return "-"
+    return "/".join(_f(v * 1000, 1) for v in (lat.p50, lat.p95, lat.p99))
+
+
+def _one_line(r: RunResult) -> str:
+    errors = sum(r.errors.values())
+    parts = [
+        f"{r.label} round {r.round}: {r.accepted}/{r.messages} accepted ({_f(r.accepted_per_s)}/s)"
+    ]
+    if r.delivered is not None:
+        parts.append(f"{r.delivered} delivered ({_f(r.delivered_per_s)}/s)")
+    if r.cold_start_s is not None:
+        parts.append(f"cold start {r.cold_start_s:.2f} s")
+    if errors:
+        parts.append(f"[red]{errors} errors {r.errors}[/]")
+    return ", ".join(parts)
+
+
+def report(console: Console, runs: list[RunResult], configs: list[tuple[str, Any]]) -> None:
+    table = Table(title="simmta bench: each run", title_justify="left")
+    for name, justify in (
+        ("configuration", "left"),
+        ("round", "right"),
+        ("accepted", "right"),
+        ("delivered", "right"),
+        ("accepted/s", "right"),
+        ("delivered/s", "right"),
+        ("250 ms p50/p95/p99", "right"),
+        ("e2e ms p50/p95/p99", "right"),
+        ("CPU ms/msg", "right"),
+        ("peak MiB", "right"),
+        ("cold start s", "right"),
+        ("errors", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in runs:
+        table.add_row(
+            r.label,
+            str(r.round),
+            str(r.accepted),
+            "-" if r.delivered is None else str(r.delivered),
+            _f(r.accepted_per_s),
+            _f(r.delivered_per_s),
+            _lat(r.accept_latency),
+            _lat(r.delivery_latency),
+            _f(r.cpu_ms_per_message, 2),
+            _f(r.peak_memory_mb, 1),
+            _f(r.cold_start_s, 2),
+            str(sum(r.errors.values())),
+        )
+    console.print(table)
+    summary = medians(runs, configs)
+    if len(runs) > 1:
+        med = Table(title="medians per configuration", title_justify="left")
+        for name in (
+            "configuration",
+            "accepted/s",
+            "delivered/s",
+            "250 p50 ms",
+            "e2e p50 ms",
+            "e2e p99 ms",
+            "CPU ms/msg",
+            "peak MiB",
+            "cold start s",
+        ):
+            med.add_column(name, justify="left" if name == "configuration" else "right")
+        for label, m in summary.items():
+            med.add_row(
+                label,
+                _f(m["accepted_per_s"]),
+                _f(m["delivered_per_s"]),
+                _f(m["accept_p50_ms"], 1),
+                _f(m["delivery_p50_ms"], 1),
+                _f(m["delivery_p99_ms"], 1),
+                _f(m["cpu_ms_per_message"], 2),
+                _f(m["peak_memory_mb"], 1),
+                _f(m["cold_start_s"], 2),
+            )
+        console.print(med)
+    pairs = ratios(runs, configs)
+    if pairs:
+        tab = Table(
+            title="ratios, round by round (end-to-end rate if measured, else accepted)",
+            title_justify="left",
+        )
+        tab.add_column("pair")
+        rounds = sorted({r.round for r in runs})
+        for n in rounds:
+            tab.add_column(f"round {n}", justify="right")
+        tab.add_column("median", justify="right")
+        for pair in pairs:
+            tab.add_row(pair["pair"], *(_f(x, 2) for x in pair["by_round"]), _f(pair["median"], 2))
+        console.print(tab)
+
+
+def medians(runs: list[RunResult], configs: list[tuple[str, Any]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for label, _ in configs:
+        mine = [r for r in runs if r.label == label]
+
+        def lat(r: RunResult, which: str, p: str) -> float:
+            value = getattr(r, which)
+            return getattr(value, p) * 1000 if value and value.n else math.nan
+
+        out[label] = {
+            "accepted_per_s": median([r.accepted_per_s for r in mine]),
+            "delivered_per_s": median([r.delivered_per_s for r in mine]),
+            "accept_p50_ms": median([lat(r, "accept_latency", "p50") for r in mine]),
+            "delivery_p50_ms": median([lat(r, "delivery_latency", "p50") for r in mine]),
+            "delivery_p99_ms": median([lat(r, "delivery_latency", "p99") for r in mine]),
+            "cpu_ms_per_message": median([r.cpu_ms_per_message for r in mine]),
+            "peak_memory_mb": median([r.peak_memory_mb for r in mine]),
+            "cold_start_s": median(
+                [r.cold_start_s if r.cold_start_s is not None else math.nan for r in mine]
+            ),
+        }
+    return out
+
+
+def ratios(runs: list[RunResult], configs: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """The first configuration against each other one, and simmta without events against
+    the target: round by round, then the median of the rounds."""
+    labels = [label for label, _ in configs]
+    pairs = [(labels[0], other) for other in labels[1:]]
+    if len(labels) > 2:
+        pairs.append((labels[1], labels[2]))
+    out = []
+    for a, b in pairs:
+        by_round = []
+        for n in sorted({r.round for r in runs}):
+            ra = next((r for r in runs if r.label == a and r.round == n), None)
+            rb = next((r for r in runs if r.label == b and r.round == n), None)
+            by_round.append(ratio(ra.headline, rb.headline) if ra and rb else math.nan)
+        out.append({"pair": f"{a} / {b}", "by_round": by_round, "median": median(by_round)})
+    return out
+
+
+def as_json(
+    args: argparse.Namespace, runs: list[RunResult], configs: list[tuple[str, Any]]
+) -> dict[str, Any]:
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return {
+        "schema": "simmta-bench/1",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "argv": sys.argv,
+        "machine": machine(),
+        "settings": {
+            "messages": args.messages,
+            "size": args.size,
+            "concurrency": args.concurrency,
+            "per_connection": args.per_connection,
+            "target": f"{args.target[0]}:{args.target[1]}" if args.target else None,
+        },
+        "runs": [r.as_json() for r in runs],
+        "medians": clean(medians(runs, configs)),
+        "ratios": clean(ratios(runs, configs)),
+    }
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,158 @@
+"""Watchers ``simmta bench`` runs beside the load: Maildir deliveries and server memory.
+
+``MaildirWatcher`` polls DIR/new and DIR/cur, reads the header of each new file
+for its ``X-Bench-Id`` and notes when it was delivered: the file's ctime, which
+the rename into new/ sets (the moment the message became visible to a reader),
+so the figure does not depend on how often the watcher polls. The kernel
+stamps files from its coarse clock, so delivery latencies are good to one
+clock tick (4 ms at HZ=250), in either direction.
+``MemorySampler`` samples a process tree's memory and keeps the peak.
+
+Both are threads that stop when asked or at their deadline, whichever is first.
+
+Trust: reads files the server under test wrote; only the header block is read
+and only one header is looked for.
+"""
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from simmta.tools.bench_stats import ProcTree
+
+HEADER_BYTES = 4096
+BENCH_HEADER = b"\nx-bench-id:"
+
+
+def bench_id_of(path: Path) -> str | None:
+    """The X-Bench-Id of a delivered message, or None (not ours, or unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEADER_BYTES)
+    except OSError:
+        return None
+    head = head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].replace(b"\r\n", b"\n")
+    at = head.lower().find(BENCH_HEADER)
+    if at < 0:
+        return None
+    value = head[at + len(BENCH_HEADER) :].split(b"\n", 1)[0]
+    return value.strip().decode("ascii", "replace")
+
+
+class MaildirWatcher(threading.Thread):
+    """Notes deliveries of this run's messages (ids starting with ``run_id``) into a Maildir."""
+
+    def __init__(
+        self,
+        maildir: Path,
+        run_id: str,
+        deadline: float,
+        on_delivery: Callable[[], None] = lambda: None,
+        interval: float = 0.05,
+    ):
+        super().__init__(name="bench-maildir", daemon=True)
+        self.maildir = maildir
+        self.run_id = run_id
+        self.deadline = deadline  # time.monotonic() after which the watcher gives up
+        self.on_delivery = on_delivery
+        self.interval = interval
+        self.delivered: dict[str, float] = {}  # bench id -> wall-clock delivery time
+        self.paths: list[Path] = []  # this run's files, to clean up after it
+        self.duplicates = 0
+        self._halt = threading.Event()
+        self._seen = self._names()  # files already there belong to earlier runs
+
+    def _names(self) -> set[str]:
+        names: set[str] = set()
+        for sub in ("new", "cur"):
+            with contextlib.suppress(FileNotFoundError):
+                names.update(e.name.split(":", 1)[0] for e in os.scandir(self.maildir / sub))
+        return names
+
+    def scan(self) -> None:
+        for sub in ("new", "cur"):
+            try:
+                entries = list(os.scandir(self.maildir / sub))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                key = entry.name.split(":", 1)[0]  # the unique part: same in new/ and cur/
+                if key in self._seen:
+                    continue
+                self._seen.add(key)
+                ident = bench_id_of(Path(entry.path))
+                if ident is None or not ident.startswith(self.run_id):
+                    continue
+                if ident in self.delivered:
+                    self.duplicates += 1
+                    continue
+                try:
+                    self.delivered[ident] = entry.stat().st_ctime
+                except FileNotFoundError:  # moved new/ -> cur/ meanwhile: seen next scan
+                    self._seen.discard(key)
+                    continue
+                self.paths.append(Path(entry.path))
+                self.on_delivery()
+
+    def wait_for(self, count: int, deadline: float, idle: float) -> bool:
+        """Wait until ``count`` deliveries, the deadline, or ``idle`` seconds without one."""
+        last_count, last_change = -1, time.monotonic()
+        while (now := time.monotonic()) < deadline:
+            n = len(self.delivered)
+            if n >= count:
+                return True
+            if n != last_count:
+                last_count, last_change = n, now
+            elif now - last_change > idle:
+                return False
+            self._halt.wait(self.interval)
+        return len(self.delivered) >= count
+
+    def run(self) -> None:
+        while not self._halt.is_set() and time.monotonic() < self.deadline:
+            self.scan()
+            self._halt.wait(self.interval)
+        self.scan()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+
+    def remove_delivered(self) -> int:
+        """Delete this run's messages (and only them) from the Maildir; how many went."""
+        removed = 0
+        for path in self.paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+        return removed
+
+
+class MemorySampler(threading.Thread):
+    """Samples a process tree's memory (PSS sum) and keeps the peak."""
+
+    def __init__(self, tree: ProcTree, deadline: float, interval: float = 0.2):
+        super().__init__(name="bench-memory", daemon=True)
+        self.tree = tree
+        self.deadline = deadline
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._halt = threading.Event()
+
+    def sample(self) -> None:
+        self.peak = max(self.peak, self.tree.memory_bytes())
+        self.samples += 1
+
+    def run(self) -> None:
+        while not self._halt.is_set() and time.monotonic() < self.deadline:
+            self.sample()
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+        self.sample()
