@@ -1,0 +1,234 @@
+"""The simmta TUI application: tabs over one model, fed by one event feed.
+
+The app is handed a feed (live bus or recording) and a clock; a timer pumps
+the feed into the model in batches and refreshes only the visible view, so a
+burst of events costs one render per tick. Actions on the MTA live in
+``controls.ControlActions``; views in ``widgets/``; styles in ``app.tcss``.
+
+Trust: shows untrusted event data, always as Text; acts on the MTA only
+through the control socket and SMTP, like any other client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
+
+from simmta.tui.controls import COMMANDS, ControlActions
+from simmta.tui.dialogs import Help
+from simmta.tui.feed import Feed
+from simmta.tui.model import Model
+from simmta.tui.themes import PROJECTOR, THEMES
+from simmta.tui.widgets.detail import MessageDetail
+from simmta.tui.widgets.eventlog import EventLog
+from simmta.tui.widgets.figures import Figures
+from simmta.tui.widgets.mapview import ArchitectureMap, NodeDetail
+from simmta.tui.widgets.messages import MessageChosen, NodeSelected
+from simmta.tui.widgets.sessions import SessionsView
+from simmta.tui.widgets.status import StatusLine
+from simmta.tui.widgets.tables import ProcessTable, QueueTable
+
+TICK = 0.1  # seconds between batches
+VIEWS = (
+    ("map", "Map", "f1", "m"),
+    ("procs", "Processes", "f2", "p"),
+    ("queue", "Queue", "f3", "u"),
+    ("sessions", "SMTP sessions", "f4", "t"),
+    ("events", "Events", "f5", "e"),
+    ("figures", "Figures", "f6", "g"),
+)
+
+
+class SimmtaApp(ControlActions):
+    CSS_PATH = "app.tcss"
+    TITLE = "simmta"
+    BINDINGS = [
+        *(
+            Binding(f"{fkey},{letter}", f"view('{vid}')", label, show=fkey in ("f1", "f5"))
+            for vid, label, fkey, letter in VIEWS
+        ),
+        Binding("question_mark", "help", "Help"),
+        Binding("q,ctrl+q", "quit", "Quit", priority=True),
+        Binding("slash", "filter", "Filter", show=False),
+        Binding("space", "pause", "Pause", show=False),
+        Binding("T", "next_theme", "Theme", show=False),
+        Binding("w,f12", "snap", "Screenshot", show=False),
+        *(Binding(key, action, label, show=show) for key, action, label, show, _ in COMMANDS),
+    ]
+
+    def __init__(
+        self,
+        feed: Feed,
+        *,
+        instance: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        theme: str = "dark",
+        screenshot_dir: Path | None = None,
+        tick: float = TICK,
+    ) -> None:
+        super().__init__()
+        self.feed, self.instance, self.clock, self.tick = feed, instance, clock, tick
+        self.model = Model()
+        self.followed: str | None = None
+        self.screenshot_dir = screenshot_dir or Path("simmta-screenshots")
+        self.register_theme(PROJECTOR)
+        self.theme = THEMES.get(theme, theme)
+        self.pumped = 0  # events applied, for tests and the burst figures
+        self.max_batch_seconds = 0.0
+
+    # Layout ----------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield StatusLine(id="status")
+        with TabbedContent(id="tabs"):
+            with TabPane("Map", id="map"):
+                yield ArchitectureMap(self.model, self.now, id="archmap")
+                yield NodeDetail(id="node-detail")
+            with TabPane("Processes", id="procs"):
+                yield ProcessTable(self.model, self.now, id="proc-table")
+            with TabPane("Queue", id="queue"), Horizontal():
+                yield QueueTable(self.model, self.now, id="queue-table")
+                with VerticalScroll(id="detail-box"):
+                    yield MessageDetail(id="message-detail")
+            with TabPane("SMTP sessions", id="sessions"):
+                yield SessionsView(self.model, self.now, id="sessions-view")
+            with TabPane("Events", id="events"):
+                yield EventLog(self.model, id="event-log")
+            with TabPane("Figures", id="figures"):
+                yield Figures(self.model, id="figures-view")
+        yield Input(placeholder="filter (enter applies, escape cancels)", id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "live" if self.feed.live else "replay"
+        self.query_one("#filter", Input).display = False
+        self.pump()
+        self.query_one(ArchitectureMap).focus()
+        self.set_interval(self.tick, self.pump)
+
+    def now(self) -> float:
+        """The time countdowns are measured against: wall clock live, recording's in replay."""
+        return self.clock() if self.feed.live else self.model.now
+
+    # The batch loop ----------------------------------------------------------
+    def pump(self) -> None:
+        started = time.perf_counter()
+        applied = self.feed.pump(self.model, self.clock())
+        self.pumped += applied
+        self.refresh_views()
+        self.max_batch_seconds = max(self.max_batch_seconds, time.perf_counter() - started)
+
+    def refresh_views(self) -> None:
+        self.query_one(StatusLine).show(self.model, self.feed, self.followed)
+        active = self.query_one(TabbedContent).active
+        if active == "map":
+            self.query_one(ArchitectureMap).refresh()
+            node = self.query_one(ArchitectureMap).selected
+            self.query_one(NodeDetail).show(self.model, node, self.now())
+        elif active == "procs":
+            self.query_one(ProcessTable).update_from_model()
+        elif active == "queue":
+            self.query_one(QueueTable).update_from_model()
+            self.query_one(MessageDetail).show(self.model, self.followed, self.now())
+        elif active == "sessions":
+            self.query_one(SessionsView).update_from_model()
+        elif active == "events":
+            self.query_one(EventLog).refresh()
+        elif active == "figures":
+            self.query_one(Figures).update_from_model()
+
+    # Views and selection -----------------------------------------------------
+    def action_view(self, view: str) -> None:
+        self.query_one(TabbedContent).active = view
+        self.refresh_views()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_views()
+
+    def on_node_selected(self, event: NodeSelected) -> None:
+        self.refresh_views()
+
+    def on_message_chosen(self, event: MessageChosen) -> None:
+        self.follow(event.qid)
+
+    def follow(self, qid: str | None) -> None:
+        self.followed = qid
+        self.query_one(ArchitectureMap).followed = qid
+        self.refresh_views()
+
+    def action_help(self) -> None:
+        self.push_screen(Help())
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = self.filter_target().filter if self.filter_target() else ""
+        box.focus()
+
+    def filter_target(self) -> EventLog | ProcessTable | QueueTable | None:
+        active = self.query_one(TabbedContent).active
+        return {
+            "events": self.query_one(EventLog),
+            "procs": self.query_one(ProcessTable),
+            "queue": self.query_one(QueueTable),
+        }.get(active)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        target = self.filter_target()
+        if target is not None:
+            target.filter = event.value.strip()
+        event.input.display = False
+        self.refresh_views()
+        self.set_focus(None)
+
+    def on_key(self, event: object) -> None:
+        box = self.query_one("#filter", Input)
+        if box.display and getattr(event, "key", "") == "escape":
+            box.display = False
+
+    def action_pause(self) -> None:
+        if self.feed.live:
+            log = self.query_one(EventLog)
+            log.set_paused(not log.paused)
+        else:
+            self.feed.toggle()
+        self.refresh_views()
+
+    def action_next_theme(self) -> None:
+        names = list(THEMES.values())
+        self.theme = (
+            names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
+        )
+        self.query_one(ArchitectureMap).refresh()
+
+    def action_snap(self) -> None:
+        self.screenshot_dir.mkdir(parents=True, exist_ok=True)
+        path = self.save_screenshot(path=str(self.screenshot_dir))
+        self.notify(f"screenshot saved: {path}", markup=False)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for vid, label, fkey, _ in VIEWS:
+            yield SystemCommand(
+                f"View: {label}",
+                f"show the {label.lower()} ({fkey.upper()})",
+                lambda v=vid: self.action_view(v),
+            )
+        yield SystemCommand("Help", "keys and the map legend", self.action_help)
+        yield SystemCommand(
+            "Pause / play", "replay: play/pause; live: freeze the event log", self.action_pause
+        )
+        yield SystemCommand("Screenshot", "save an SVG of the screen", self.action_snap)
+        yield SystemCommand("Next theme", "dark, light, projector", self.action_next_theme)
+        for _, action, label, _, help_text in COMMANDS:
+            yield SystemCommand(label, help_text, lambda a=action: self.run_action(a))
+
+    def on_unmount(self) -> None:
+        self.feed.stop()

@@ -1,0 +1,237 @@
+"""Event sources for the viewer: a live bus subscription or a recording.
+
+The app is handed a feed and calls ``feed.pump(model, now)`` on a timer; the
+feed applies whatever is due to the model in one batch and returns how many
+events it applied. Nothing here imports Textual, so tests (and lessons) drive
+feeds directly with a scripted clock.
+
+- ``LiveFeed``: a reader thread connects to master's bus socket and appends
+  parsed events to a bounded inbox; ``pump`` drains it. When the viewer falls
+  behind the inbox drops the oldest events and counts them (``overflow``)
+  so the UI can say it cannot keep up instead of freezing.
+- ``ReplayFeed``: a recording (JSON lines, first line a snapshot) played on a
+  virtual clock with play/pause, step forward/back and speed.
+
+Trust: everything read is untrusted; lines are parsed with
+``events.parse_line`` and bad ones are reported (with their line number for
+recordings), never applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any, Protocol
+
+from simmta.core.errors import SimmtaError
+from simmta.core.events import parse_line
+from simmta.tui.model import Model
+
+INBOX_SIZE = 100_000  # events buffered between the reader thread and the UI
+BATCH_LIMIT = 20_000  # events applied per pump (the rest wait for the next tick)
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 16.0, 64.0)
+
+
+class Feed(Protocol):
+    live: bool
+    problem: str
+
+    def pump(self, model: Model, now: float) -> int: ...
+    def status(self) -> str: ...
+    def stop(self) -> None: ...
+
+
+class LiveFeed:
+    """Subscribes to a running master's event bus in a reader thread."""
+
+    live = True
+
+    def __init__(self, bus_socket: Path, inbox_size: int = INBOX_SIZE) -> None:
+        self.bus_socket = bus_socket
+        self.inbox: deque[dict[str, Any]] = deque()
+        self.inbox_size = inbox_size
+        self.overflow = 0
+        self.bad_lines = 0
+        self.problem = ""
+        self.connected = False
+        self.backlog = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sock: socket.socket | None = None
+        self._thread = threading.Thread(target=self._read, name="simmta-bus-reader", daemon=True)
+
+    def start(self) -> LiveFeed:
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        try:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.connect(str(self.bus_socket))
+            self.connected = True
+            with self._sock.makefile("rb") as stream:
+                for raw in stream:
+                    if self._stop.is_set():
+                        return
+                    self.offer(raw)
+            self.problem = "the MTA closed the event stream (stopped?)"
+        except OSError as e:
+            if not self._stop.is_set():
+                self.problem = f"event bus {self.bus_socket}: {e.strerror or e}"
+        finally:
+            self.connected = False
+
+    def offer(self, raw: bytes | str) -> None:
+        """One line from the bus (also the seam tests use)."""
+        try:
+            event = parse_line(raw)
+        except ValueError as e:
+            self.bad_lines += 1
+            self.problem = f"bad event from the bus: {e}"
+            return
+        with self._lock:
+            self.inbox.append(event)
+            if len(self.inbox) > self.inbox_size:
+                self.inbox.popleft()
+                self.overflow += 1
+
+    def pump(self, model: Model, now: float) -> int:
+        with self._lock:
+            n = min(len(self.inbox), BATCH_LIMIT)
+            batch = [self.inbox.popleft() for _ in range(n)]
+            self.backlog = len(self.inbox)
+        model.apply_all(batch)
+        return n
+
+    def status(self) -> str:
+        if self.problem:
+            return self.problem
+        if self.overflow or self.backlog:
+            return f"falling behind: {self.backlog} waiting, {self.overflow} skipped"
+        return "live" if self.connected else "connecting…"
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+
+def load_recording(path: Path) -> tuple[list[dict[str, Any]], str]:
+    """The valid events of a recording, and a problem naming the first bad line.
+
+    Events up to the first malformed (or truncated) line are kept; a recording
+    whose first line is not a snapshot cannot be replayed at all.
+    """
+    events: list[dict[str, Any]] = []
+    problem = ""
+    try:
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    events.append(parse_line(raw))
+                except ValueError as e:
+                    problem = f"{path} line {number}: {e}"
+                    break
+    except OSError as e:
+        raise SimmtaError(f"cannot read recording {path}: {e.strerror or e}") from None
+    if not events or events[0]["kind"] != "snapshot":
+        raise SimmtaError(problem or f"{path} line 1: a recording starts with a snapshot event")
+    return events, problem
+
+
+class ReplayFeed:
+    """Plays a recording on a virtual clock (seconds of the recording's ``ts``)."""
+
+    live = False
+
+    def __init__(
+        self,
+        events: list[dict[str, Any]],
+        speed: float = 1.0,
+        problem: str = "",
+        playing: bool = True,
+    ) -> None:
+        self.events = events
+        self.problem = problem
+        self.speed = speed
+        self.playing = playing
+        self.position = 0  # events applied so far
+        self.t0 = float(events[0]["ts"])
+        self.virtual = self.t0  # the recording's clock
+        self._last: float | None = None
+        self._rebuild = True
+
+    def pump(self, model: Model, now: float) -> int:
+        if self._rebuild:
+            model.reset()
+            model.apply_all(self.events[: max(self.position, 1)])
+            self.position = max(self.position, 1)
+            self._rebuild = False
+        if self._last is not None and self.playing:
+            self.virtual += (now - self._last) * self.speed
+        self._last = now
+        if not self.playing:
+            return 0
+        start = self.position
+        while (
+            self.position < len(self.events)
+            and self.position - start < BATCH_LIMIT
+            and float(self.events[self.position]["ts"]) <= self.virtual
+        ):
+            self.position += 1
+        model.apply_all(self.events[start : self.position])
+        if self.position >= len(self.events):
+            self.playing = False
+        return self.position - start
+
+    @property
+    def finished(self) -> bool:
+        return self.position >= len(self.events)
+
+    def _seek(self, position: int) -> None:
+        self.position = max(1, min(position, len(self.events)))
+        self.virtual = float(self.events[self.position - 1]["ts"])
+        self._rebuild = True
+
+    def toggle(self) -> None:
+        if self.finished and not self.playing:
+            self._seek(1)
+        self.playing = not self.playing
+
+    def step(self, count: int = 1) -> None:
+        """Forward or back ``count`` events (pauses the replay)."""
+        self.playing = False
+        self._seek(self.position + count)
+
+    def seek_end(self) -> None:
+        self.playing = False
+        self._seek(len(self.events))
+
+    def next_of(self, qid: str) -> None:
+        """Jump to the next event about message ``qid``."""
+        for i in range(self.position, len(self.events)):
+            if self.events[i].get("qid") == qid:
+                self.step(i + 1 - self.position)
+                return
+
+    def faster(self, up: bool) -> float:
+        i = min(range(len(SPEEDS)), key=lambda k: abs(SPEEDS[k] - self.speed))
+        self.speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i + (1 if up else -1)))]
+        return self.speed
+
+    def status(self) -> str:
+        state = "playing" if self.playing else ("end" if self.finished else "paused")
+        elapsed = self.virtual - self.t0
+        return (
+            f"replay {state} x{self.speed:g}  event {self.position}/{len(self.events)}"
+            f"  t+{elapsed:.1f}s" + (f"  ! {self.problem}" if self.problem else "")
+        )
+
+    def stop(self) -> None:
+        self.playing = False

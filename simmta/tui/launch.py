@@ -1,0 +1,128 @@
+"""The ``simmta tui`` command, and plain ``simmta``: start an MTA and watch it.
+
+- ``simmta`` (no arguments): a fresh instance in a temporary directory,
+  ``simmta run`` started as a child process on free loopback ports, the TUI
+  attached live; quitting stops that child (SIGTERM to its pid, nothing else).
+- ``simmta tui --instance DIR``: attach to an MTA that is already running.
+- ``simmta tui --replay FILE [--speed X]``: play a recording, no MTA at all.
+
+Trust: runs as the invoking user; starts only its own child and signals only
+that pid. Textual is imported only when the TUI actually opens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from simmta.core.errors import SimmtaError
+from simmta.core.instance import Instance
+
+START_TIMEOUT = 20.0
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "tui",
+        parents=[parent],
+        help="open the TUI (live, attached, or a replay)",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    p.add_argument("--replay", metavar="FILE", help="play a recording made by 'simmta record'")
+    p.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1.0)")
+    p.add_argument("--theme", choices=("dark", "light", "projector"), default="dark")
+    p.add_argument("--screenshots", metavar="DIR", help="folder for screenshots (w / F12)")
+    p.add_argument("--lab", action="store_true", help="(no --instance) start the MTA with --lab")
+    p.set_defaults(func=main)
+
+
+def start_mta(
+    directory: Path, lab: bool = False, timeout: float = START_TIMEOUT
+) -> tuple[subprocess.Popen[bytes], Instance]:
+    """Start ``simmta run`` for a fresh instance and wait until it publishes its status."""
+    instance = Instance(directory)
+    log = open(directory / "simmta-run.out", "wb")  # noqa: SIM115 (kept for the child's life)
+    cmd = [sys.executable, "-m", "simmta", "run", "--instance", str(directory), "--smtp-port", "0"]
+    child = subprocess.Popen(
+        cmd + (["--lab"] if lab else []),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            log.close()
+            tail = (directory / "simmta-run.out").read_text(errors="replace")[-800:]
+            raise SimmtaError(f"simmta run exited with status {child.returncode}:\n{tail}")
+        if instance.status_file.exists() and instance.bus_socket.exists():
+            try:
+                instance.status()
+                return child, instance
+            except SimmtaError:
+                pass
+        time.sleep(0.05)
+    stop_mta(child)
+    raise SimmtaError(f"simmta run did not start within {timeout:.0f}s (see {directory})")
+
+
+def stop_mta(child: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM to our child only (master then stops its own daemons)."""
+    if child.poll() is not None:
+        return
+    os.kill(child.pid, signal.SIGTERM)
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def banner(instance: Instance) -> str:
+    status = instance.status()
+    smtp, mode = status.get("smtp") or {}, status.get("privilege_mode", "?")
+    return (
+        f"simmta: MTA in {instance.path}; smtpd on {smtp.get('host')}:{smtp.get('port')}; "
+        f"privilege separation {str(mode).upper()}"
+    )
+
+
+def run_app(feed: Any, args: argparse.Namespace, instance: Path | None) -> None:
+    from simmta.tui.app import SimmtaApp  # Textual only when the UI opens
+
+    shots = Path(args.screenshots) if args.screenshots else None
+    SimmtaApp(feed, instance=instance, theme=args.theme, screenshot_dir=shots).run()
+
+
+def main(args: argparse.Namespace) -> int:
+    from simmta.tui.feed import LiveFeed, ReplayFeed, load_recording
+
+    if args.replay:
+        events, problem = load_recording(Path(args.replay))
+        if problem:
+            print(
+                f"simmta: {problem}; replaying the {len(events)} events before it", file=sys.stderr
+            )
+        run_app(ReplayFeed(events, speed=args.speed, problem=problem), args, None)
+        return 0
+    if args.instance:
+        instance = Instance(args.instance)
+        instance.status()  # a clear error if nothing runs there
+        run_app(LiveFeed(instance.bus_socket).start(), args, instance.path)
+        return 0
+    directory = Path(tempfile.mkdtemp(prefix="simmta-"))
+    child, instance = start_mta(directory, lab=args.lab)
+    try:
+        print(banner(instance), file=sys.stderr)
+        run_app(LiveFeed(instance.bus_socket).start(), args, instance.path)
+    finally:
+        stop_mta(child)
+    print(f"simmta: stopped the MTA; its files stay in {directory}", file=sys.stderr)
+    return 0

@@ -1,0 +1,1 @@
+"""The TUI's views, one small module each; each renders the shared Model."""

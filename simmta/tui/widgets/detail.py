@@ -1,0 +1,27 @@
+"""Message detail: envelope, headers, outcomes and full event history of one message.
+
+The history spans every process that touched the message (smtpd, cleanup,
+qmgr, local ...): the queue ID is the thread that joins their events.
+Trust: all text from the model, rendered as Text.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+from textual.widgets import Static
+
+from simmta.tui import fmt
+from simmta.tui.model import Model
+
+
+class MessageDetail(Static):
+    def show(self, model: Model, qid: str | None, now: float) -> None:
+        msg = model.messages.get(qid or "")
+        if msg is None:
+            self.update(Text("select a message (enter follows it on the map)", style="dim"))
+            return
+        lines = fmt.message_card(msg, now)
+        lines.append(Text(f"history ({len(msg.history)} events)", style="bold"))
+        lines.extend(fmt.event_line(e) for e in msg.history)
+        self.update(Group(*lines))

@@ -1,0 +1,100 @@
+"""The map view: the architecture drawn from the services graph, live.
+
+A focusable widget; up/down (or j/k) move a selection over the graph's nodes,
+and the detail pane under it shows the selected service's processes and
+observed privileges, or the selected queue's messages.
+Trust: renders the model via mapdraw (Text only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import networkx as nx
+from rich.console import Group, RenderableType
+from rich.text import Text
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import Static
+
+from simmta.tui import fmt, regions
+from simmta.tui.mapdraw import MapDrawing, MapStyle
+from simmta.tui.model import Model
+from simmta.tui.widgets.messages import NodeSelected
+
+
+class ArchitectureMap(Widget, can_focus=True):
+    """The regions, services, queues and tokens."""
+
+    BINDINGS = [
+        Binding("down,j", "move(1)", "Next node", show=False),
+        Binding("up,k", "move(-1)", "Previous node", show=False),
+    ]
+
+    def __init__(self, model: Model, clock: Callable[[], float], **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.model, self.clock = model, clock
+        self.graph: nx.DiGraph | None = None
+        self.selected: str | None = None
+        self.followed: str | None = None
+        self.order: list[str] = []
+
+    def style(self) -> MapStyle:
+        v = self.app.theme_variables
+        return MapStyle(colours={r.key: v.get(r.colour, "") for r in regions.REGIONS})
+
+    def drawing(self) -> MapDrawing:
+        if self.graph is None or self.graph.number_of_nodes() <= 1:
+            self.graph = regions.graph_from_services(list(self.model.services.values()))
+        return MapDrawing(
+            self.graph,
+            self.model,
+            self.style(),
+            self.selected,
+            self.followed,
+            size=(self.size.width, self.app.size.height),
+            clock=self.clock,
+        )
+
+    def render(self) -> RenderableType:
+        drawing = self.drawing()
+        self.order = drawing.nodes
+        return drawing.render()
+
+    def action_move(self, delta: int) -> None:
+        if not self.order:
+            return
+        i = self.order.index(self.selected) if self.selected in self.order else -1
+        self.selected = self.order[(i + delta) % len(self.order)]
+        self.refresh()
+        self.post_message(NodeSelected(self.selected))
+
+
+class NodeDetail(Static):
+    """What the selected map node holds: processes with privileges, or messages."""
+
+    def show(self, model: Model, node: str | None, now: float) -> None:
+        if node is None:
+            self.update(
+                Text(
+                    "↑/↓ select a service or queue · enter follows its first "
+                    "message · s sends a message",
+                    style="dim",
+                )
+            )
+            return
+        lines: list[Text] = []
+        for p in model.processes_of(node):
+            lines.append(
+                Text(
+                    f"pid {p.pid} {p.state:<8} uid/euid:gid {fmt.uid_text(p)} "
+                    f"root {p.root} {p.mode} served {p.served}"
+                )
+            )
+        for m in model.in_queue(node):
+            line = Text(f"{m.qid} ", style="bold")
+            line.append(f"{m.sender} → {', '.join(m.recipients)} {m.reason}")
+            lines.append(line)
+        if not lines:
+            lines.append(Text(f"{node}: nothing here now", style="dim"))
+        self.update(Group(*lines[:8]))

@@ -1,0 +1,21 @@
+"""Messages the views post up to the app ("attributes down, messages up")."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+
+class NodeSelected(Message):
+    """A node of the map was selected."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+
+class MessageChosen(Message):
+    """A queued message was chosen (to follow it and show its detail)."""
+
+    def __init__(self, qid: str) -> None:
+        super().__init__()
+        self.qid = qid

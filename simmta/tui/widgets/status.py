@@ -1,0 +1,42 @@
+"""The status line: where the MTA listens, privilege mode, pace, faults, feed state.
+
+Always visible above the tabs: the teacher's first question ("is this real
+root separation or simulated?") is answered on the first screen.
+Trust: values from the snapshot, shown as Text.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from simmta.tui.feed import Feed
+from simmta.tui.model import Model, text
+
+
+class StatusLine(Static):
+    def show(self, model: Model, feed: Feed, followed: str | None) -> None:
+        line = Text()
+
+        def part(label: str, value: str, style: str = "bold") -> None:
+            line.append(f"{label} ", style="dim")
+            line.append(f"{value}  ", style=style)
+
+        smtp = model.smtp
+        if smtp:
+            part("smtp", f"{text(smtp.get('host'))}:{text(smtp.get('port'))}")
+        if model.peer:
+            part("peer", f"{text(model.peer.get('host'))}:{text(model.peer.get('port'))}")
+        mode = model.privilege_mode.upper()
+        part("privilege", mode, "bold reverse" if mode == "SIMULATED" else "bold")
+        pace = text(model.pace.get("mode", "live"))
+        part("pace", pace + (f" ({len(model.waiting)} waiting)" if model.waiting else ""))
+        faults = [f"{k}={v}" for k, v in model.faults.items() if v not in ("none", "")]
+        if faults:
+            part("faults", " ".join(faults), "bold reverse")
+        if followed:
+            part("following", followed)
+        if model.stopping:
+            part("MTA", model.stopping, "bold reverse")
+        line.append(feed.status(), style="bold" if feed.problem else "dim")
+        self.update(line)
