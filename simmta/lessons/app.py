@@ -1,0 +1,128 @@
+"""``simmta lesson N``: start the lesson's MTA and open a Textual app with the lesson panel.
+
+The lesson gets its own instance (``--instance DIR``, or one per lesson under
+``$XDG_STATE_HOME/simmta/lessons/instances/``) started fresh with the lesson's
+setup, so a lesson's short retry times or faults never leak into the user's
+own MTA. ``LessonApp`` shows the panel beside a plain event log; the TUI's own
+app can host the same panel with ``simmta.lessons.panel.mount_lesson_panel``.
+The student types commands in another terminal with ``SIMMTA_INSTANCE`` set
+(the log's first line shows it).
+
+Trust: runs simmta's own tools only (simmta.lessons.session).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import Footer, Header, RichLog
+
+from simmta.lessons.bus import BusSubscription
+from simmta.lessons.format import Lesson
+from simmta.lessons.panel import LessonPanel
+from simmta.lessons.progress import ProgressStore
+from simmta.lessons.runner import LessonRunner
+from simmta.lessons.session import LessonMTA
+
+
+def lesson_instance_dir(lesson: Lesson) -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                             ".local", "state")
+    return Path(state) / "simmta" / "lessons" / "instances" / lesson.key
+
+
+class LessonController:
+    """The lesson's MTA, its bus subscription and the runner, kept together."""
+
+    def __init__(self, lesson: Lesson, instance_dir: Path, restart: bool):
+        self.mta = LessonMTA(lesson, instance_dir)
+        self.runner = LessonRunner(lesson, self.mta.instance, ProgressStore(), resume=not restart)
+        if restart:
+            self.runner.reset()
+        self.bus: BusSubscription | None = None
+
+    def start(self) -> None:
+        self.mta.start(fresh=True)
+        self.runner.forget_mta()
+        self.runner.restart_step()
+        self.bus = BusSubscription(self.mta.instance.bus_socket, self.runner.feed,
+                                   self.runner.disconnected).start()
+
+    def stop(self) -> None:
+        if self.bus is not None:
+            self.bus.stop()
+            self.bus = None
+        self.mta.stop()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def perform_current(self) -> str:
+        """Do the current step's stored solution (the panel's "do it for me")."""
+        step = self.runner.view().step
+        if step is None:
+            return "The lesson is finished."
+        results = []
+        for action in step.solution:
+            context = {**self.runner.context(), "last_qid": self.runner.last_qid()}
+            try:
+                results.append(self.mta.perform(action, context, step.timeout).summary())
+            except Exception as e:  # shown to the student, never a traceback
+                results.append(f"{action.describe()}: {e}")
+        return "\n".join(results)
+
+
+class LessonApp(App[int]):
+    """A minimal host: an event log on the left, the lesson panel on the right."""
+
+    TITLE = "simmta lesson"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit")]
+
+    def __init__(self, runner: LessonRunner, controller: LessonController | None = None):
+        super().__init__()
+        self.runner = runner
+        self.controller = controller
+        self._seen = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            yield RichLog(id="event-log", markup=False, wrap=False, max_lines=2000)
+            c = self.controller
+            yield LessonPanel(self.runner, perform=c.perform_current if c else None,
+                              reset=c.restart if c else None)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.runner.lesson.title
+        if self.controller is not None:
+            self.query_one(RichLog).write(
+                f"instance: {self.controller.mta.instance.path}\n"
+                f"in another terminal: export SIMMTA_INSTANCE={self.controller.mta.instance.path}")
+        self.query_one(LessonPanel).focus()
+        self.set_interval(0.5, self._drain_events)
+
+    def _drain_events(self) -> None:
+        events = self.runner.events
+        log = self.query_one(RichLog)
+        for event in events[self._seen:self._seen + 200]:
+            log.write(f"{event.get('service', '?'):>8} {event.get('kind')}/{event.get('type')}"
+                      f" {event.get('qid') or ''}")
+        self._seen = min(len(events), self._seen + 200)
+
+
+def run_lesson(lesson: Lesson, instance_dir: Path | None, restart: bool) -> int:
+    controller = LessonController(lesson, instance_dir or lesson_instance_dir(lesson), restart)
+    print(f"starting a fresh MTA for lesson {lesson.id} in {controller.mta.instance.path} …")
+    controller.start()
+    try:
+        LessonApp(controller.runner, controller).run()
+    finally:
+        controller.stop()
+    return 0

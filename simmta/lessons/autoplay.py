@@ -1,0 +1,118 @@
+"""``simmta lesson check --autoplay``: prove a lesson works by playing its solution.
+
+For each lesson: start a fresh MTA in a temporary instance with the lesson's
+setup, subscribe to its event bus, then for every step perform the stored
+solution and wait (polling on each new event, with the step's time limit) until
+the step's goal is met. The first step whose goal is not met within its limit
+fails the lesson, naming the step, the expectations still open and what the
+solution's commands printed.
+
+Trust: runs only simmta's own tools (see simmta.lessons.session).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simmta.core.errors import SimmtaError
+from simmta.lessons.bus import BusSubscription
+from simmta.lessons.format import Lesson
+from simmta.lessons.runner import LessonRunner
+from simmta.lessons.session import ActionResult, LessonMTA
+
+SNAPSHOT_TIMEOUT = 15.0
+
+
+@dataclass
+class CheckResult:
+    lesson: Lesson
+    ok: bool = False
+    failed_step: int | None = None
+    reason: str = ""
+    privilege_mode: str | None = None
+    seconds: float = 0.0
+    actions: list[ActionResult] = field(default_factory=list)
+
+    def report(self) -> str:
+        head = f"lesson {self.lesson.id} ({self.lesson.slug})"
+        mode = f" [{self.privilege_mode}]" if self.privilege_mode else ""
+        if self.ok:
+            return f"{head}: ok, {len(self.lesson.steps)} steps in {self.seconds:.1f} s{mode}"
+        where = f"step {self.failed_step}" if self.failed_step else "setup"
+        title = (f" ({self.lesson.steps[self.failed_step - 1].title})"
+                 if self.failed_step else "")
+        return f"{head}: FAILED at {where}{title}{mode}: {self.reason}"
+
+
+def check_lesson(lesson: Lesson, workdir: Path | None = None, keep: bool = False,
+                 log: Callable[[str], None] | None = None) -> CheckResult:
+    say = log or (lambda _text: None)
+    result = CheckResult(lesson)
+    began = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix=f"simmta-lesson-{lesson.id:02d}-", dir=workdir))
+    mta = LessonMTA(lesson, base / "instance", say)
+    runner = LessonRunner(lesson, mta.instance, store=None, resume=False)
+    bus: BusSubscription | None = None
+    try:
+        try:
+            mta.start()
+        except SimmtaError as e:
+            result.reason = str(e)
+            return result
+        bus = BusSubscription(mta.instance.bus_socket, runner.feed, runner.disconnected).start()
+        if not _wait(runner, SNAPSHOT_TIMEOUT, lambda: runner.view().connected):
+            result.reason = "no snapshot from the event bus" + (
+                f" ({bus.problem})" if bus.problem else "")
+            return result
+        result.privilege_mode = runner.view().privilege_mode
+        for step in lesson.steps:
+            runner.go_to(step.number - 1)
+            say(f"  step {step.number}: {step.title}")
+            for action in step.solution:
+                context = {**runner.context(), "last_qid": runner.last_qid()}
+                try:
+                    done = mta.perform(action, context, step.timeout)
+                except SimmtaError as e:
+                    done = ActionResult(action, False, str(e))
+                result.actions.append(done)
+                say("    " + done.summary().replace("\n", "\n    "))
+                if not done.ok:
+                    result.failed_step = step.number
+                    result.reason = "the stored solution failed: " + done.summary()
+                    return result
+            if not _wait(runner, step.timeout, runner.check):
+                open_items = [label for label, ok in runner.view().checklist if not ok]
+                result.failed_step = step.number
+                result.reason = (f"goal not met within {step.timeout:.0f} s; still open: "
+                                 + "; ".join(open_items or ["(nothing evaluated)"]))
+                if bus.problem:
+                    result.reason += f" (event bus: {bus.problem})"
+                return result
+        result.ok = True
+        return result
+    finally:
+        if bus is not None:
+            bus.stop()
+        mta.stop()
+        result.seconds = time.monotonic() - began
+        if result.ok and not keep:
+            shutil.rmtree(base, ignore_errors=True)
+        elif not result.ok:
+            result.reason += f"\n  (instance kept in {mta.instance.path})"
+
+
+def _wait(runner: LessonRunner, timeout: float, done: Callable[[], bool]) -> bool:
+    """Poll ``done`` after each event (or every 0.2 s) until it holds or the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if done():
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        runner.wait_for_event(min(0.2, remaining))

@@ -1,0 +1,466 @@
+"""The lesson file format: Markdown prose plus declarative TOML, parsed and validated.
+
+A lesson file (``lessons/NN-slug.md``; the full description is in
+``lessons/README.md``) is:
+
+    +++                      front matter (TOML): id, slug, title, summary,
+    ...                      minutes, prerequisites, sources, [setup]
+    +++
+    Introduction (Markdown).
+    ## Step title            every level-2 heading starts a step
+    Instruction (Markdown).
+    ```step                  the step's data (TOML): action, solution, hints,
+    ...                      sources, timeout, [[expect]] goal tables
+    ```
+    ### Hint                 (any number) one hint each
+    ### Explanation          shown once the goal is met
+    ### In simulated mode    shown instead of nothing when boundaries are simulated
+
+Nothing in a lesson file is executed: solutions are simmta command lines
+(checked against a fixed list of simmta tools) and scripted SMTP dialogues,
+goals are data for ``simmta.lessons.goals``. Every problem is reported with
+the file and line, and every problem in the file is reported at once.
+
+Trust: lesson files come from teachers; they are validated as strictly as
+configuration, and nothing in them can name a path or a program to run.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simmta.core import config as config_mod
+from simmta.core import names
+from simmta.core.errors import ConfigError, SimmtaError
+from simmta.lessons.goals import Expectation, Goal, GoalError, compile_expectation
+
+# simmta sub-commands a stored solution or suggested action may use.
+SOLUTION_COMMANDS = ("send", "sendmail", "queue", "cat", "hold", "release", "requeue",
+                     "delete", "peer", "ctl", "ps", "status", "config")
+SOLUTION_PLACEHOLDERS = ("instance", "last_qid", "smtp_host", "smtp_port")
+SECTIONS = {"hint": "hints", "explanation": "explanation", "in simulated mode": "simulated"}
+_FRONT_KEYS = {"id", "slug", "title", "summary", "minutes", "prerequisites", "sources", "setup"}
+_SETUP_KEYS = {"config", "peer_fault", "pace", "lab", "timeout"}
+_STEP_KEYS = {"action", "solution", "hints", "sources", "timeout", "expect"}
+_RUN_KEYS = {"run", "stdin", "background", "may_fail"}
+_SMTP_KEYS = {"smtp", "may_fail"}
+DEFAULT_TIMEOUT = 30.0
+
+
+class LessonError(SimmtaError):
+    """One or more problems in a lesson file, each with its line."""
+
+    def __init__(self, path: Path | str, problems: list[tuple[int | None, str]]):
+        self.path = Path(path)
+        self.problems = sorted(problems, key=lambda p: p[0] or 0)
+        super().__init__("\n".join(self.format_problem(line, what) for line, what in self.problems))
+
+    def format_problem(self, line: int | None, what: str) -> str:
+        return f"{self.path}, line {line}: {what}" if line else f"{self.path}: {what}"
+
+
+@dataclass(frozen=True)
+class SolutionAction:
+    """One thing autoplay does: a simmta command line, or a scripted SMTP dialogue."""
+
+    argv: tuple[str, ...] = ()
+    stdin: str | None = None
+    background: bool = False
+    may_fail: bool = False
+    smtp: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.smtp:
+            more = " ..." if len(self.smtp) > 4 else ""
+            return "SMTP dialogue: " + " | ".join(self.smtp[:4]) + more
+        return "simmta " + shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    title: str
+    line: int
+    instruction: str
+    goal: Goal
+    solution: tuple[SolutionAction, ...]
+    action: str | None = None
+    hints: tuple[str, ...] = ()
+    explanation: str = ""
+    simulated: str = ""
+    sources: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Setup:
+    config: Mapping[str, Any] = field(default_factory=dict)
+    peer_fault: str = "none"
+    pace: str = "live"
+    lab: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Lesson:
+    path: Path
+    id: int
+    slug: str
+    title: str
+    summary: str
+    minutes: int
+    prerequisites: tuple[int, ...]
+    sources: tuple[str, ...]
+    setup: Setup
+    intro: str
+    steps: tuple[Step, ...]
+
+    @property
+    def key(self) -> str:
+        """The name progress is saved under."""
+        return f"{self.id:02d}-{self.slug}"
+
+
+# ---------------------------------------------------------------- TOML with lines
+
+
+class _Block:
+    """A TOML fragment of the file, with its first line, to locate keys and tables."""
+
+    def __init__(self, text: str, first_line: int):
+        self.text, self.first_line = text, first_line
+        self.lines = text.splitlines()
+
+    def parse(self) -> dict[str, Any]:
+        try:
+            return tomllib.loads(self.text)
+        except tomllib.TOMLDecodeError as e:
+            m = re.search(r"\(at line (\d+), column \d+\)", str(e))
+            msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
+            line = self.first_line + int(m.group(1)) - 1 if m else self.first_line
+            raise _Problem(line, f"TOML syntax error: {msg}") from None
+
+    def line_of(self, key: str | None, start: int = 0, end: int | None = None) -> int:
+        """File line of ``key = ...`` (or ``[key]``) between block lines start..end."""
+        if key:
+            k = re.escape(key)
+            # a key at the start of a line, then one inside an inline table
+            for pat in (re.compile(rf"^\s*(?:\"?{k}\"?\s*=|\[+\s*{k}\s*\]+)"),
+                        re.compile(rf"(?:^|[\s{{,.])\"?{k}\"?\s*=")):
+                for i, text in enumerate(self.lines[start:end], start=start):
+                    if pat.search(text):
+                        return self.first_line + i
+        return self.first_line + start
+
+    def table_starts(self, header: str) -> list[int]:
+        pat = re.compile(rf"^\s*\[\[\s*{re.escape(header)}\s*\]\]")
+        return [i for i, t in enumerate(self.lines) if pat.match(t)]
+
+
+class _Problem(Exception):
+    def __init__(self, line: int | None, what: str):
+        super().__init__(what)
+        self.line, self.what = line, what
+
+
+def _strings(value: Any, what: str, line: int) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Problem(line, f"{what}: expected a list of strings")
+    return tuple(value)
+
+
+def _timeout(value: Any, line: int) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 600:
+        raise _Problem(line, "timeout: expected seconds between 0 and 600")
+    return float(value)
+
+
+# ---------------------------------------------------------------- front matter
+
+
+def _front_matter(block: _Block) -> tuple[dict[str, Any], Setup]:
+    data = block.parse()
+    for key in data:
+        if key not in _FRONT_KEYS:
+            raise _Problem(block.line_of(key), f"unknown front-matter key {key!r} (known: "
+                           + ", ".join(sorted(_FRONT_KEYS)) + ")")
+    for key in ("id", "slug", "title", "summary"):
+        if key not in data:
+            raise _Problem(block.first_line, f"front matter: missing {key!r}")
+    if isinstance(data["id"], bool) or not isinstance(data["id"], int) or data["id"] < 1:
+        raise _Problem(block.line_of("id"), "id: expected a whole number >= 1")
+    if not isinstance(data["slug"], str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", data["slug"]):
+        raise _Problem(block.line_of("slug"), "slug: expected lower-case words joined by '-'")
+    for key in ("title", "summary"):
+        if not isinstance(data[key], str) or not data[key].strip():
+            raise _Problem(block.line_of(key), f"{key}: expected text")
+    minutes = data.get("minutes", 10)
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 120:
+        raise _Problem(block.line_of("minutes"), "minutes: expected a whole number 1-120")
+    prereq = data.get("prerequisites", [])
+    if not isinstance(prereq, list) or not all(isinstance(p, int) and not isinstance(p, bool)
+                                               for p in prereq):
+        raise _Problem(block.line_of("prerequisites"),
+                       "prerequisites: expected a list of lesson ids")
+    data["minutes"] = minutes
+    data["prerequisites"] = tuple(prereq)
+    data["sources"] = _strings(data.get("sources", []), "sources", block.line_of("sources"))
+    return data, _setup(data.get("setup", {}), block)
+
+
+def _setup(raw: Any, block: _Block) -> Setup:
+    line = block.line_of("setup")
+    if not isinstance(raw, dict):
+        raise _Problem(line, "setup: expected a table")
+    start = line - block.first_line
+    for key in raw:
+        if key not in _SETUP_KEYS:
+            raise _Problem(block.line_of(key, start), f"setup: unknown key {key!r} (known: "
+                           + ", ".join(sorted(_SETUP_KEYS)) + ")")
+    overrides = raw.get("config", {})
+    if not isinstance(overrides, dict):
+        raise _Problem(block.line_of("config", start), "setup.config: expected a table")
+    try:
+        config_mod.apply(config_mod.defaults(), overrides)
+    except ConfigError as e:
+        key = e.key.split(".")[0] if e.key else "config"
+        line = block.line_of(key if key in overrides else "config", start)
+        raise _Problem(line, f"setup.config: {e.key}: {e.what}") from None
+    fault = raw.get("peer_fault", "none")
+    if fault not in names.PEER_FAULTS:
+        raise _Problem(block.line_of("peer_fault", start),
+                       "setup.peer_fault: expected one of " + ", ".join(names.PEER_FAULTS))
+    pace = raw.get("pace", "live")
+    if pace not in ("live", "slow", "step"):
+        raise _Problem(block.line_of("pace", start), "setup.pace: expected live, slow or step")
+    lab = raw.get("lab", False)
+    if not isinstance(lab, bool):
+        raise _Problem(block.line_of("lab", start), "setup.lab: expected true or false")
+    timeout = _timeout(raw.get("timeout", DEFAULT_TIMEOUT), block.line_of("timeout", start))
+    return Setup(dict(overrides), fault, pace, lab, timeout)
+
+
+# ---------------------------------------------------------------- steps
+
+
+def parse_command(text: str, line: int, what: str) -> tuple[str, ...]:
+    """A simmta command line (without the leading ``simmta``), checked against the tool list."""
+    try:
+        argv = shlex.split(text)
+    except ValueError as e:
+        raise _Problem(line, f"{what}: cannot split {text!r} ({e})") from None
+    if argv[:1] == ["simmta"]:
+        argv = argv[1:]
+    if not argv or argv[0] not in SOLUTION_COMMANDS:
+        raise _Problem(line, f"{what}: {text!r} is not a simmta command a lesson may run "
+                       "(known: " + ", ".join(SOLUTION_COMMANDS) + ")")
+    if any(a == "--instance" or a.startswith("--instance=") for a in argv):
+        raise _Problem(line, f"{what}: do not give --instance; the runner chooses the instance")
+    for name in re.findall(r"\$\{([^}]*)\}", text):
+        if name not in SOLUTION_PLACEHOLDERS:
+            raise _Problem(line, f"{what}: unknown placeholder ${{{name}}} (known: "
+                           + ", ".join(SOLUTION_PLACEHOLDERS) + ")")
+    return tuple(argv)
+
+
+def _solution(raw: Any, block: _Block) -> tuple[SolutionAction, ...]:
+    line = block.line_of("solution")
+    if not isinstance(raw, list) or not raw:
+        raise _Problem(line, "solution: expected a list of simmta commands (a step must ship one)")
+    out = []
+    for item in raw:
+        if isinstance(item, str):
+            out.append(SolutionAction(parse_command(item, line, "solution")))
+            continue
+        if not isinstance(item, dict):
+            raise _Problem(line, "solution: each item is a command string or a table")
+        form = "smtp" if "smtp" in item else "run"
+        allowed = _SMTP_KEYS if form == "smtp" else _RUN_KEYS
+        unknown = sorted(set(item) - allowed)
+        if unknown or form not in item:
+            raise _Problem(line, f"solution: unknown key {unknown[0]!r} (known: "
+                           + ", ".join(sorted(allowed)) + ")" if unknown
+                           else "solution: a table needs 'run' or 'smtp'")
+        for flag in ("background", "may_fail"):
+            if not isinstance(item.get(flag, False), bool):
+                raise _Problem(line, f"solution: {flag}: expected true or false")
+        if form == "smtp":
+            dialogue = _strings(item["smtp"], "solution.smtp", line)
+            out.append(SolutionAction(smtp=dialogue, may_fail=item.get("may_fail", False)))
+            continue
+        if not isinstance(item["run"], str):
+            raise _Problem(line, "solution: run: expected a command string")
+        stdin = item.get("stdin")
+        if stdin is not None and not isinstance(stdin, str):
+            raise _Problem(line, "solution: stdin: expected a string")
+        out.append(SolutionAction(parse_command(item["run"], line, "solution"), stdin,
+                                  item.get("background", False), item.get("may_fail", False)))
+    return tuple(out)
+
+
+def _goal(raw: Any, block: _Block, problems: list[tuple[int | None, str]]) -> Goal:
+    starts = block.table_starts("expect")
+    if not isinstance(raw, list) or not raw:
+        problems.append((block.first_line, "step: a goal needs at least one [[expect]] table"))
+        return Goal(())
+    compiled: list[Expectation] = []
+    for i, spec in enumerate(raw):
+        start = starts[i] if i < len(starts) else 0
+        end = starts[i + 1] if i + 1 < len(starts) else None
+        try:
+            compiled.append(compile_expectation(spec))
+        except GoalError as e:
+            problems.append((block.line_of(e.key, start, end) if e.key
+                             else block.first_line + start, f"expect: {e}"))
+    return Goal(tuple(compiled))
+
+
+def _step(number: int, title: str, line: int, prose: dict[str, Any], block: _Block | None,
+          default_timeout: float, problems: list[tuple[int | None, str]]) -> Step | None:
+    if block is None:
+        problems.append((line, f"step {number} ({title!r}) has no ```step block"))
+        return None
+    try:
+        data = block.parse()
+    except _Problem as p:
+        problems.append((p.line, p.what))
+        return None
+    for key in data:
+        if key not in _STEP_KEYS:
+            problems.append((block.line_of(key), f"unknown step key {key!r} (known: "
+                             + ", ".join(sorted(_STEP_KEYS)) + ")"))
+    goal = _goal(data.get("expect"), block, problems)
+    try:
+        solution = _solution(data.get("solution"), block)
+        action = data.get("action")
+        if action is not None:
+            if not isinstance(action, str):
+                raise _Problem(block.line_of("action"), "action: expected a command string")
+            parse_command(action, block.line_of("action"), "action")
+        hints = _strings(data.get("hints", []), "hints", block.line_of("hints"))
+        sources = _strings(data.get("sources", []), "sources", block.line_of("sources"))
+        timeout = _timeout(data.get("timeout", default_timeout), block.line_of("timeout"))
+    except _Problem as p:
+        problems.append((p.line, p.what))
+        return None
+    if not prose["instruction"].strip():
+        problems.append((line, f"step {number}: no instruction text"))
+    if not prose["explanation"].strip():
+        problems.append((line, f"step {number}: no '### Explanation' section"))
+    return Step(number, title, line, prose["instruction"].strip(), goal, solution, action,
+                (*hints, *prose["hints"]), prose["explanation"].strip(), prose["simulated"].strip(),
+                sources, timeout)
+
+
+# ---------------------------------------------------------------- the file
+
+
+_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w-]*)")
+
+
+def parse_text(text: str, path: Path | str = "<lesson>") -> Lesson:
+    """A validated lesson, or LessonError listing every problem with its line."""
+    lines = text.splitlines()
+    problems: list[tuple[int | None, str]] = []
+    if not lines or lines[0].strip() != "+++":
+        raise LessonError(path, [(1, "a lesson starts with '+++' front matter (TOML)")])
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "+++")
+    except StopIteration:
+        raise LessonError(path, [(1, "front matter is not closed by a '+++' line")]) from None
+    try:
+        front, setup = _front_matter(_Block("\n".join(lines[1:end]), 2))
+    except _Problem as p:
+        raise LessonError(path, [(p.line, p.what)]) from None
+
+    intro: list[str] = []
+    raw_steps: list[dict[str, Any]] = []
+    target: list[str] = intro
+    fence: str | None = None
+    block_start = 0
+    block_lines: list[str] = []
+    for i in range(end + 1, len(lines)):
+        lineno, text_line = i + 1, lines[i]
+        m = _FENCE.match(text_line)
+        if fence is not None:  # inside a fenced block
+            if m and m.group(2).startswith(fence) and not m.group(3):
+                fence = None
+                if block_start:
+                    step = raw_steps[-1] if raw_steps else None
+                    if step is None:
+                        problems.append((block_start,
+                                         "a ```step block before the first '## ' step"))
+                    elif step["block"] is not None:
+                        problems.append((block_start, "a second ```step block in one step"))
+                    else:
+                        step["block"] = _Block("\n".join(block_lines), block_start + 1)
+                    block_start = 0
+                else:
+                    target.append(text_line)
+            elif block_start:
+                block_lines.append(text_line)
+            else:
+                target.append(text_line)
+            continue
+        if m:
+            fence = m.group(2)
+            if m.group(3) == "step":
+                block_start, block_lines = lineno, []
+            else:
+                target.append(text_line)
+            continue
+        if text_line.startswith("## "):
+            raw_steps.append({"title": text_line[3:].strip(), "line": lineno, "block": None,
+                              "instruction": [], "hints": [], "explanation": [], "simulated": []})
+            target = raw_steps[-1]["instruction"]
+        elif text_line.startswith("### ") and raw_steps:
+            name = text_line[4:].strip().lower()
+            if name not in SECTIONS:
+                problems.append((lineno, f"unknown section {text_line[4:].strip()!r} in a step "
+                                 "(known: Hint, Explanation, In simulated mode; "
+                                 "use '####' for other headings)"))
+                target = []
+            elif SECTIONS[name] == "hints":
+                raw_steps[-1]["hints"].append([])
+                target = raw_steps[-1]["hints"][-1]
+            else:
+                target = raw_steps[-1][SECTIONS[name]]
+        elif text_line.startswith("# "):
+            problems.append((lineno, "use '## ' for steps (the title comes from the front matter)"))
+        else:
+            target.append(text_line)
+    if fence is not None:
+        problems.append((block_start or len(lines), "a fenced block is not closed"))
+    if not raw_steps:
+        problems.append((end + 1, "a lesson needs at least one '## ' step"))
+
+    steps = []
+    for n, raw in enumerate(raw_steps, start=1):
+        prose = {"instruction": "\n".join(raw["instruction"]),
+                 "hints": ["\n".join(h).strip() for h in raw["hints"]],
+                 "explanation": "\n".join(raw["explanation"]),
+                 "simulated": "\n".join(raw["simulated"])}
+        step = _step(n, raw["title"], raw["line"], prose, raw["block"], setup.timeout, problems)
+        if step is not None:
+            steps.append(step)
+    if problems:
+        raise LessonError(path, problems)
+    return Lesson(Path(path), front["id"], front["slug"], front["title"].strip(),
+                  front["summary"].strip(), front["minutes"], front["prerequisites"],
+                  front["sources"], setup, "\n".join(intro).strip(), tuple(steps))
+
+
+def load(path: Path) -> Lesson:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise LessonError(path, [(None, f"cannot read: {e.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise LessonError(path, [(None, "not UTF-8 text")]) from None
+    return parse_text(text, path)

@@ -1,0 +1,220 @@
+"""The lesson runner: which step is current, whether its goal is met, progress.
+
+``LessonRunner`` is plain Python with no I/O of its own, so the Textual panel,
+the headless autoplay checker and the tests drive the same object: events go in
+through ``feed()`` (from any thread), ``check()`` evaluates the current step's
+goal against the events since the step began and the live state, and ``view()``
+returns an immutable ``RunnerView`` that a UI renders. When a goal is met the
+step is marked complete and its explanation is shown; ``advance()`` moves on.
+Progress is saved through an optional ``ProgressStore``.
+
+Trust: events are untrusted gossip from the MTA; they are only matched
+against the lesson's declarative goals (see simmta.lessons.goals).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from simmta.core import config as config_mod
+from simmta.core.instance import Instance
+from simmta.lessons.format import Lesson, Step
+from simmta.lessons.goals import Evaluation
+from simmta.lessons.progress import ProgressStore
+from simmta.lessons.state import LiveState
+
+MAX_EVENTS = 200_000  # events kept per lesson run (older ones are forgotten)
+
+
+@dataclass(frozen=True)
+class RunnerView:
+    """What a UI shows, taken at one moment."""
+
+    lesson: Lesson
+    index: int                  # current step (0-based); == len(steps) when finished
+    completed: frozenset[int]   # step numbers (1-based) whose goal was met
+    checklist: tuple[tuple[str, bool], ...]
+    hints_shown: int
+    privilege_mode: str | None
+    connected: bool
+    events_seen: int
+
+    @property
+    def step(self) -> Step | None:
+        steps = self.lesson.steps
+        return steps[self.index] if self.index < len(steps) else None
+
+    @property
+    def finished(self) -> bool:
+        return self.index >= len(self.lesson.steps)
+
+    @property
+    def step_done(self) -> bool:
+        return self.step is not None and self.step.number in self.completed
+
+    @property
+    def percent(self) -> int:
+        return round(100 * len(self.completed) / max(1, len(self.lesson.steps)))
+
+
+def goal_context(instance: Instance, lesson: Lesson, state: LiveState) -> dict[str, Any]:
+    """Values for ``${...}`` placeholders in goals and solutions."""
+    cfg = dict(config_mod.apply(config_mod.defaults(), dict(lesson.setup.config)))
+    live_cfg = state.status.get("config")
+    if isinstance(live_cfg, Mapping):
+        cfg.update(live_cfg)
+    smtp = state.status.get("smtp") if isinstance(state.status.get("smtp"), Mapping) else {}
+    return {
+        "instance": str(instance.path.resolve()),
+        "queue_dir": str(instance.queue.resolve()),
+        "mail_dir": str(instance.mail.resolve()),
+        "peer_maildir": str(instance.peer_maildir.resolve()),
+        "lab_dir": str(instance.lab.resolve()),
+        "privilege_mode": state.privilege_mode,
+        "config": cfg,
+        "smtp_host": smtp.get("host", "127.0.0.1") if smtp else "127.0.0.1",
+        "smtp_port": smtp.get("port") if smtp else None,
+    }
+
+
+class LessonRunner:
+    """One student's (or autoplay's) pass through one lesson, against one MTA."""
+
+    def __init__(self, lesson: Lesson, instance: Instance,
+                 store: ProgressStore | None = None, resume: bool = True):
+        self.lesson = lesson
+        self.instance = instance
+        self.store = store
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self.state = LiveState()
+        self.events: list[Mapping[str, Any]] = []
+        self.connected = False
+        self._dropped_old = 0
+        self.index = 0
+        self.step_start = 0
+        self.completed: set[int] = set()
+        self.hints_shown = 0
+        self._checklist: tuple[tuple[str, bool], ...] = ()
+        if resume and store is not None:
+            saved = store.get(lesson.key)
+            self.completed = {n for n in saved.get("completed", [])
+                              if 1 <= n <= len(lesson.steps)}
+            self.index = min(int(saved.get("current", 0)), len(lesson.steps))
+
+    # -- input
+    def feed(self, event: Mapping[str, Any]) -> None:
+        """One event from the bus (any thread)."""
+        with self._changed:
+            if event.get("kind") == "snapshot":
+                self.connected = True
+            self.state.apply(event)
+            self.events.append(event)
+            if len(self.events) > MAX_EVENTS:
+                cut = len(self.events) - MAX_EVENTS
+                del self.events[:cut]
+                self.step_start = max(0, self.step_start - cut)
+                self._dropped_old += cut
+            self._changed.notify_all()
+
+    def forget_mta(self) -> None:
+        """Drop the state and events of the previous MTA (before subscribing to a new one)."""
+        with self._changed:
+            self.state = LiveState()
+            self.events = []
+            self.step_start = 0
+            self.connected = False
+
+    def disconnected(self) -> None:
+        with self._changed:
+            self.connected = False
+            self._changed.notify_all()
+
+    def wait_for_event(self, timeout: float) -> None:
+        """Block until the next event arrives or ``timeout`` passes (autoplay's poll)."""
+        with self._changed:
+            self._changed.wait(timeout)
+
+    # -- evaluation
+    def context(self) -> dict[str, Any]:
+        return goal_context(self.instance, self.lesson, self.state)
+
+    def check(self) -> bool:
+        """Evaluate the current step's goal; True (and saved) when it is met."""
+        with self._lock:
+            step = self._step()
+            if step is None:
+                return True
+            ev = Evaluation(self.events, self.step_start, self.state, self.context())
+            progress = step.goal.progress(ev)
+            self._checklist = tuple((x.label, ok) for x, ok in progress)
+            if all(ok for _, ok in progress) and step.number not in self.completed:
+                self.completed.add(step.number)
+                self._save()
+            return step.number in self.completed
+
+    def advance(self) -> None:
+        """Go to the next step (the current one need not be complete: students may skip)."""
+        with self._lock:
+            if self.index < len(self.lesson.steps):
+                self.index += 1
+                self._begin_step()
+
+    def go_to(self, index: int) -> None:
+        with self._lock:
+            self.index = max(0, min(index, len(self.lesson.steps)))
+            self._begin_step()
+
+    def restart_step(self) -> None:
+        """Forget the events so far for the current step (after the MTA was reset)."""
+        with self._lock:
+            self._begin_step()
+
+    def reset(self) -> None:
+        """Back to step 1 with no progress."""
+        with self._lock:
+            self.index = 0
+            self.completed = set()
+            self._begin_step()
+
+    def next_hint(self) -> str | None:
+        with self._lock:
+            step = self._step()
+            if step is None or not step.hints:
+                return None
+            self.hints_shown = min(self.hints_shown + 1, len(step.hints))
+            return step.hints[self.hints_shown - 1]
+
+    def view(self) -> RunnerView:
+        with self._lock:
+            return RunnerView(self.lesson, self.index, frozenset(self.completed), self._checklist,
+                              self.hints_shown, self.state.privilege_mode, self.connected,
+                              len(self.events) + self._dropped_old)
+
+    def last_qid(self) -> str | None:
+        with self._lock:
+            for event in reversed(self.events):
+                if event.get("kind") == "queue" and event.get("type") == "created":
+                    qid = event.get("qid")
+                    return qid if isinstance(qid, str) else None
+        return None
+
+    # -- internals (lock held)
+    def _step(self) -> Step | None:
+        steps = self.lesson.steps
+        return steps[self.index] if self.index < len(steps) else None
+
+    def _begin_step(self) -> None:
+        self.step_start = len(self.events)
+        self.hints_shown = 0
+        self._checklist = ()
+        self._save()
+
+    def _save(self) -> None:
+        if self.store is not None:
+            finished = len(self.completed) == len(self.lesson.steps)
+            self.store.put(self.lesson.key, {"completed": sorted(self.completed),
+                                             "current": self.index, "finished": finished})

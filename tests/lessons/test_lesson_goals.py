@@ -1,0 +1,221 @@
+"""The goal engine and the runner against hand-made event streams (no MTA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lessonkit import LESSON, QUEUE_DIR, delivered, ev, snapshot
+
+from simmta.core.instance import Instance
+from simmta.lessons.format import parse_text
+from simmta.lessons.goals import Evaluation, GoalError, compile_expectation
+from simmta.lessons.progress import ProgressStore
+from simmta.lessons.runner import LessonRunner
+from simmta.lessons.state import LiveState
+
+CONTEXT = {"privilege_mode": "real", "queue_dir": QUEUE_DIR, "config": {"mail_owner_uid": 61000}}
+
+
+def met(spec: dict[str, Any], events: list[dict[str, Any]], start: int = 0,
+        context: dict[str, Any] | None = None) -> bool:
+    state = LiveState()
+    for e in events:
+        state.apply(e)
+    ev_ = Evaluation(events, start, state, context or CONTEXT)
+    return compile_expectation(spec).met(ev_)
+
+
+BOB = {"event": "delivery/delivered", "where": {"data": {"rcpt": "bob@simmta.test"}}}
+
+
+def test_event_match_and_wrong_user() -> None:
+    assert met(BOB, delivered("A1", "bob@simmta.test"))
+    assert not met(BOB, delivered("A1", "carol@simmta.test"))
+
+
+def test_counts_and_distinct() -> None:
+    events = delivered("A1", "bob@simmta.test") + delivered("A2", "bob@simmta.test")
+    assert met({**BOB, "min": 2}, events)
+    assert not met({**BOB, "min": 3}, events)
+    assert not met({**BOB, "max": 1}, events)
+    assert met({"event": "delivery/delivered", "distinct": "qid", "min": 2}, events)
+    assert not met({"event": "delivery/delivered", "distinct": "data.rcpt", "min": 2}, events)
+
+
+def test_since_step_ignores_earlier_events() -> None:
+    events = delivered("A1", "bob@simmta.test")
+    assert not met(BOB, events, start=len(events))
+    assert met({**BOB, "since": "lesson"}, events, start=len(events))
+
+
+def test_operators() -> None:
+    events = [ev("smtpd", "smtp", "reply", line="552 5.3.4 Message size exceeds fixed limit")]
+    for where, ok in [({"data": {"line": {"startswith": "552 "}}}, True),
+                      ({"data": {"line": {"matches": r"^5\d\d 5\.3\.4"}}}, True),
+                      ({"data": {"line": {"contains": "size"}}}, True),
+                      ({"data": {"line": {"startswith": "250"}}}, False),
+                      ({"service": {"in": ["smtpd", "cleanup"]}}, True),
+                      ({"service": {"not_in": ["smtpd"]}}, False),
+                      ({"pid": {"gt": 10, "lt": 1000}}, True),
+                      ({"qid": {"exists": True}}, True),
+                      ({"pid": {"ne": 100}}, False)]:
+        assert met({"event": "smtp/reply", "where": where}, events) is ok, where
+
+
+def test_sequence_order_and_same_qid() -> None:
+    deferred = ev("qmgr", "delivery", "deferred", "A1", rcpt="x@example.net", via="smtp",
+                  reason="451 try later")
+    later = ev("smtp", "delivery", "delivered", "A1", rcpt="x@example.net", via="smtp",
+               where="peer")
+    other = ev("smtp", "delivery", "delivered", "B2", rcpt="y@example.net", via="smtp",
+               where="peer")
+    spec = {"sequence": [{"event": "delivery/deferred"}, {"event": "delivery/delivered"}],
+            "same": ["qid"]}
+    assert met(spec, [deferred, later])
+    assert not met(spec, [later, deferred])          # order matters
+    assert not met(spec, [deferred, other])          # another message does not count
+    assert met({"sequence": spec["sequence"]}, [deferred, other])
+
+
+def test_killed_and_replaced() -> None:
+    spec = {"sequence": [
+        {"event": "process/exited", "where": {"data": {"child_service": "cleanup",
+                                                       "signal": "KILL"}}},
+        {"event": "process/spawned", "where": {"data": {"child_service": "cleanup"}}}]}
+    exited = ev("master", "process", "exited", pid=1, child_pid=7, child_service="cleanup",
+                status=-9, served=3, signal="KILL")
+    spawned = ev("master", "process", "spawned", pid=1, child_pid=8, child_service="cleanup")
+    assert met(spec, [exited, spawned])
+    assert not met(spec, [spawned, exited])
+
+
+def _proc(pid: int, service: str, uid: int, root: str) -> dict[str, Any]:
+    return {"pid": pid, "ppid": 1, "service": service, "state": "idle",
+            "privilege": {"uid": [uid, uid, uid, uid], "gid": [uid] * 4, "groups": [],
+                          "caps": {}, "root": root, "mode": "real", "mismatch": False}}
+
+
+CHROOTED_SMTPD = {"state": "processes", "where": {
+    "service": "smtpd", "privilege": {"euid": {"ne": 0}, "root": "${queue_dir}"}}}
+
+
+def test_state_processes_and_placeholders() -> None:
+    jailed = snapshot(processes=[_proc(5, "smtpd", 61000, QUEUE_DIR)])
+    free = snapshot(processes=[_proc(5, "smtpd", 61000, "/")])
+    root = snapshot(processes=[_proc(5, "smtpd", 0, QUEUE_DIR)])
+    assert met(CHROOTED_SMTPD, [jailed])
+    assert not met(CHROOTED_SMTPD, [free])
+    assert not met(CHROOTED_SMTPD, [root])
+    owner = {"state": "processes", "where": {"privilege": {
+        "euid": "${config.mail_owner_uid}"}}}
+    assert met(owner, [jailed])
+
+
+def test_state_follows_the_stream() -> None:
+    events = [snapshot(),
+              ev("master", "process", "spawned", pid=1, child_pid=9, child_service="smtpd"),
+              ev("master", "privilege", "observed", pid=1, observed_pid=9,
+                 observed_service="smtpd", uid=[61000] * 4, gid=[61000] * 4, groups=[],
+                 caps={}, root=QUEUE_DIR, mode="real", mismatch=False)]
+    assert met(CHROOTED_SMTPD, events)
+    gone = ev("master", "process", "exited", pid=1, child_pid=9, child_service="smtpd",
+              status=0, served=1)
+    assert not met(CHROOTED_SMTPD, [*events, gone])
+    in_queue = {"state": "queue", "where": {"queue": "deferred"}}
+    flow = [snapshot(), ev("cleanup", "queue", "created", "A1", queue="incoming", size=9),
+            ev("qmgr", "queue", "moved", "A1", **{"from": "incoming", "to": "deferred"})]
+    assert met(in_queue, flow)
+    assert met({"state": "queue", "max": 0}, [*flow, ev("qmgr", "queue", "removed", "A1",
+                                                         queue="deferred", reason="done")])
+
+
+def test_mode_branches() -> None:
+    real_only = {**CHROOTED_SMTPD, "mode": "real"}
+    free = [snapshot("simulated", processes=[_proc(5, "smtpd", 0, "/")])]
+    assert met(real_only, free, context={**CONTEXT, "privilege_mode": "simulated"})
+    assert not met(real_only, free, context=CONTEXT)
+
+
+def test_any() -> None:
+    spec = {"any": [BOB, {"event": "delivery/bounced"}]}
+    assert met(spec, delivered("A1", "bob@simmta.test"))
+    assert not met(spec, delivered("A1", "carol@simmta.test"))
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"event": "delivery/delivered", "state": "queue"}, "exactly one of"),
+    ({"state": "mailboxes"}, "unknown 'mailboxes'"),
+    ({"state": "processes", "where": {"uid": 0}}, "unknown processes field 'uid'"),
+    ({"event": "process/exited", "same": ["qid"]}, "unknown key 'same'"),
+    ({"sequence": [{"event": "queue/moved", "when": 1}]}, "each item"),
+    ({"event": "smtp/reply", "mode": "root"}, "mode:"),
+    ({"event": "smtp/reply", "where": {"data": {"line": {"matches": "("}}}}, "regular expr"),
+    ({"event": "smtp/reply", "where": {"data": {"line": {"in": "552"}}}}, "expected a list"),
+    ({"event": "smtp/reply", "min": 3, "max": 1}, "min is larger"),
+])
+def test_compile_errors(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(GoalError, match=message.replace("(", r"\(")):
+        compile_expectation(spec)
+
+
+TWO_STEPS = LESSON + '''
+## Carol too
+
+Now carol.
+
+```step
+solution = ["send --from alice@simmta.test --to carol@simmta.test"]
+
+[[expect]]
+event = "delivery/delivered"
+where = { data.rcpt = "carol@simmta.test" }
+```
+
+### Explanation
+Fine.
+'''
+
+
+def test_runner_keeps_step_open_until_goal(tmp_path: Path) -> None:
+    lesson = parse_text(TWO_STEPS, "two.md")
+    store = ProgressStore(tmp_path / "progress.json")
+    runner = LessonRunner(lesson, Instance(tmp_path / "inst"), store)
+    runner.feed(snapshot())
+    for e in delivered("A1", "carol@simmta.test"):  # the wrong user: step 1 stays open
+        runner.feed(e)
+    assert not runner.check()
+    view = runner.view()
+    assert (view.index, view.percent, view.checklist) == (
+        0, 0, (("a message reached bob's Maildir", False),))
+    for e in delivered("A2", "bob@simmta.test"):
+        runner.feed(e)
+    assert runner.check()
+    assert runner.view().percent == 50 and runner.view().step_done
+    runner.advance()
+    # carol's earlier delivery happened before step 2 began: it does not count
+    assert not runner.check()
+    for e in delivered("A3", "carol@simmta.test"):
+        runner.feed(e)
+    assert runner.check()
+    runner.advance()
+    assert runner.view().finished and runner.view().percent == 100
+    saved = store.get(lesson.key)
+    assert saved == {"completed": [1, 2], "current": 2, "finished": True}
+    resumed = LessonRunner(lesson, Instance(tmp_path / "inst"), store)
+    assert resumed.view().finished
+    resumed.reset()
+    assert store.get(lesson.key)["completed"] == []
+
+
+def test_runner_hints_and_last_qid(tmp_path: Path) -> None:
+    runner = LessonRunner(parse_text(LESSON), Instance(tmp_path / "inst"))
+    assert runner.next_hint() == "Use simmta send."
+    assert runner.next_hint() == "Use simmta send."  # stays on the last hint
+    assert runner.last_qid() is None
+    for e in delivered("C3", "bob@simmta.test"):
+        runner.feed(e)
+    assert runner.last_qid() == "C3"
+
+
