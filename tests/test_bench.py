@@ -125,6 +125,9 @@ def test_maildir_watcher_matches_only_this_runs_files(tmp_path: Path) -> None:
     (tmp_path / "new" / "other").write_bytes(bench_load.message_bytes(spec, "bOTHER.0000001"))
     (tmp_path / "new" / "plain").write_bytes(b"Subject: hi\r\n\r\nX-Bench-Id: bTEST.0000003\r\n")
     watcher.scan()
+    assert watcher.delivered == {}  # only listed while the load runs
+    watcher.start_matching()
+    watcher.scan()
     assert sorted(watcher.delivered) == ["bTEST.0000001", "bTEST.0000002"]
     # The same message moving new/ -> cur/ is not a second delivery.
     os.rename(tmp_path / "new" / "m1", tmp_path / "cur" / "m1:2,S")

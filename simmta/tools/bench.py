@@ -32,6 +32,7 @@ import json
 import math
 import os
 import platform
+import resource
 import socket
 import sys
 import time
@@ -72,6 +73,7 @@ class RunResult:
     accept_latency: Latency | None = None
     delivery_latency: Latency | None = None
     cpu_ms_per_message: float = math.nan
+    client_cpu_ms_per_message: float = math.nan  # the bench's own, for context
     peak_memory_mb: float = math.nan
     cold_start_s: float | None = None
     events_seen: int | None = None
@@ -299,6 +301,7 @@ def _measure_started(
     give_up = time.monotonic() + spec.deadline + args.drain_timeout
     tree = ProcTree(endpoint.root_pid) if endpoint.root_pid else None
     cpu_before = tree.cpu_seconds() if tree else math.nan
+    client_before = _own_cpu_seconds()
     sampler = MemorySampler(tree, give_up) if tree else None
     with _progress(console) as progress:
         label = f"[bold]{result.label}[/] round {result.round}"
@@ -311,7 +314,10 @@ def _measure_started(
         watcher = None
         if endpoint.maildir and delivered_task is not None:
             watcher = MaildirWatcher(
-                endpoint.maildir, run_id, give_up, lambda: progress.advance(delivered_task)
+                endpoint.maildir,
+                run_id,
+                give_up,
+                lambda n: progress.update(delivered_task, completed=n),
             )
             watcher.start()
         if sampler:
@@ -326,6 +332,7 @@ def _measure_started(
             if not args.keep:
                 watcher.remove_delivered()
     cpu_after = tree.cpu_seconds() if tree else math.nan
+    client_cpu = _own_cpu_seconds() - client_before
     if sampler:
         sampler.stop()
     result.sent, result.accepted, result.errors = len(load.records), len(accepted), load.errors
@@ -345,8 +352,15 @@ def _measure_started(
     done = result.delivered if result.delivered is not None else result.accepted
     if tree and done:
         result.cpu_ms_per_message = (cpu_after - cpu_before) / done * 1000
+    if done:
+        result.client_cpu_ms_per_message = client_cpu / done * 1000
     if sampler and sampler.peak:
         result.peak_memory_mb = sampler.peak / 2**20
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _progress(console: Console) -> Progress:
@@ -380,6 +394,10 @@ def _one_line(r: RunResult) -> str:
     ]
     if r.delivered is not None:
         parts.append(f"{r.delivered} delivered ({_f(r.delivered_per_s)}/s)")
+    parts.append(
+        f"server CPU {_f(r.cpu_ms_per_message, 2)} ms/msg "
+        f"(bench's own {_f(r.client_cpu_ms_per_message, 2)})"
+    )
     if r.cold_start_s is not None:
         parts.append(f"cold start {r.cold_start_s:.2f} s")
     if errors:

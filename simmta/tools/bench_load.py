@@ -100,61 +100,73 @@ def message_bytes(spec: LoadSpec, ident: str) -> bytes:
     return head + body
 
 
-async def _reply(reader: asyncio.StreamReader, timeout: float) -> int:
-    """The status code of one (possibly multi-line) reply."""
-    while True:
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        if not line:
-            raise ConnectionResetError("server closed the connection")
-        if len(line) < 4 or line[3:4] != b"-":
-            return int(line[:3])
+class _Conversation:
+    """One SMTP connection: send a line, read the reply's code, each step under a timeout.
 
+    One ``asyncio.timeout`` is re-armed before each step: a ``wait_for`` per
+    step would cost a task each time, and the load generator's CPU is taken
+    from the server under test on the same machine.
+    """
 
-async def _command(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    line: bytes,
-    stage: str,
-    timeout: float,
-    expect: int = 2,
-) -> None:
-    writer.write(line)
-    code = await _reply(reader, timeout)
-    if code // 100 != expect:
-        raise SmtpReplyError(stage, code)
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        timeout: asyncio.Timeout,
+        step_timeout: float,
+    ):
+        self.reader, self.writer = reader, writer
+        self.timeout, self.step_timeout = timeout, step_timeout
+        self.loop = asyncio.get_running_loop()
+
+    async def reply(self) -> int:
+        """The status code of one (possibly multi-line) reply."""
+        self.timeout.reschedule(self.loop.time() + self.step_timeout)
+        while True:
+            line = await self.reader.readline()
+            if not line:
+                raise ConnectionResetError("server closed the connection")
+            if len(line) < 4 or line[3:4] != b"-":
+                return int(line[:3])
+
+    async def command(self, line: bytes, stage: str, expect: int = 2) -> None:
+        self.writer.write(line)
+        code = await self.reply()
+        if code // 100 != expect:
+            raise SmtpReplyError(stage, code)
 
 
 async def _session(
     spec: LoadSpec, numbers: list[int], result: LoadResult, on_accept: Callable[[], None]
 ) -> None:
     """One SMTP connection carrying the messages numbered ``numbers``."""
-    t = spec.step_timeout
     started, started_coarse = time.time(), coarse_now()
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(spec.host, spec.port, limit=LINE_LIMIT), t
-    )
-    try:
-        if (code := await _reply(reader, t)) != 220:
-            raise SmtpReplyError("greeting", code)
-        await _command(reader, writer, f"EHLO {spec.helo_name}\r\n".encode(), "ehlo", t)
-        for i, n in enumerate(numbers):
-            ident = bench_id(spec.run_id, n)
-            if i > 0:
-                started, started_coarse = time.time(), coarse_now()
-            record = MessageRecord(ident, started, started_coarse)
-            result.records.append(record)
-            await _command(reader, writer, f"MAIL FROM:<{spec.sender}>\r\n".encode(), "mail", t)
-            await _command(reader, writer, f"RCPT TO:<{spec.recipient}>\r\n".encode(), "rcpt", t)
-            await _command(reader, writer, b"DATA\r\n", "data", t, expect=3)
-            await _command(reader, writer, message_bytes(spec, ident) + b".\r\n", "dot", t)
-            record.accepted = time.time()
-            on_accept()
-        writer.write(b"QUIT\r\n")
-        await asyncio.wait_for(_reply(reader, t), t)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), t)
+    async with asyncio.timeout(spec.step_timeout) as timeout:
+        reader, writer = await asyncio.open_connection(spec.host, spec.port, limit=LINE_LIMIT)
+        smtp = _Conversation(reader, writer, timeout, spec.step_timeout)
+        try:
+            if (code := await smtp.reply()) != 220:
+                raise SmtpReplyError("greeting", code)
+            await smtp.command(f"EHLO {spec.helo_name}\r\n".encode(), "ehlo")
+            for i, n in enumerate(numbers):
+                ident = bench_id(spec.run_id, n)
+                if i > 0:
+                    started, started_coarse = time.time(), coarse_now()
+                record = MessageRecord(ident, started, started_coarse)
+                result.records.append(record)
+                await smtp.command(f"MAIL FROM:<{spec.sender}>\r\n".encode(), "mail")
+                await smtp.command(f"RCPT TO:<{spec.recipient}>\r\n".encode(), "rcpt")
+                await smtp.command(b"DATA\r\n", "data", expect=3)
+                await smtp.command(message_bytes(spec, ident) + b".\r\n", "dot")
+                record.accepted = time.time()
+                on_accept()
+            writer.write(b"QUIT\r\n")
+            await smtp.reply()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                timeout.reschedule(asyncio.get_running_loop().time() + spec.step_timeout)
+                await writer.wait_closed()
 
 
 async def generate_load(

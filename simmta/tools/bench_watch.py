@@ -43,27 +43,35 @@ def bench_id_of(path: Path) -> str | None:
 
 
 class MaildirWatcher(threading.Thread):
-    """Notes deliveries of this run's messages (ids starting with ``run_id``) into a Maildir."""
+    """Notes deliveries of this run's messages (ids starting with ``run_id``) into a Maildir.
+
+    While the load runs, the watcher only lists new file names (cheap), so as
+    not to take CPU and the GIL from the load generator; once ``wait_for`` is
+    called it reads their headers, then keeps matching as files arrive.
+    """
 
     def __init__(
         self,
         maildir: Path,
         run_id: str,
         deadline: float,
-        on_delivery: Callable[[], None] = lambda: None,
+        on_progress: Callable[[int], None] = lambda n: None,
         interval: float = 0.05,
     ):
         super().__init__(name="bench-maildir", daemon=True)
         self.maildir = maildir
         self.run_id = run_id
         self.deadline = deadline  # time.monotonic() after which the watcher gives up
-        self.on_delivery = on_delivery
+        self.on_progress = on_progress
         self.interval = interval
         self.delivered: dict[str, float] = {}  # bench id -> wall-clock delivery time
         self.paths: list[Path] = []  # this run's files, to clean up after it
         self.duplicates = 0
         self._halt = threading.Event()
+        self._matching = threading.Event()
         self._seen = self._names()  # files already there belong to earlier runs
+        self._names_before = len(self._seen)
+        self._pending: dict[str, Path] = {}  # listed, header not read yet
 
     def _names(self) -> set[str]:
         names: set[str] = set()
@@ -73,6 +81,7 @@ class MaildirWatcher(threading.Thread):
         return names
 
     def scan(self) -> None:
+        """List new files; read their headers too once matching has started."""
         for sub in ("new", "cur"):
             try:
                 entries = list(os.scandir(self.maildir / sub))
@@ -80,25 +89,38 @@ class MaildirWatcher(threading.Thread):
                 continue
             for entry in entries:
                 key = entry.name.split(":", 1)[0]  # the unique part: same in new/ and cur/
-                if key in self._seen:
-                    continue
-                self._seen.add(key)
-                ident = bench_id_of(Path(entry.path))
-                if ident is None or not ident.startswith(self.run_id):
-                    continue
-                if ident in self.delivered:
-                    self.duplicates += 1
-                    continue
-                try:
-                    self.delivered[ident] = entry.stat().st_ctime
-                except FileNotFoundError:  # moved new/ -> cur/ meanwhile: seen next scan
-                    self._seen.discard(key)
-                    continue
-                self.paths.append(Path(entry.path))
-                self.on_delivery()
+                if key not in self._seen:
+                    self._seen.add(key)
+                    self._pending[key] = Path(entry.path)
+        if self._matching.is_set():
+            self._match()
+            self.on_progress(len(self.delivered))
+        else:
+            self.on_progress(len(self._seen) - self._names_before)
+
+    def _match(self) -> None:
+        for key, path in list(self._pending.items()):
+            del self._pending[key]
+            try:
+                ctime = path.stat().st_ctime
+            except FileNotFoundError:  # moved new/ -> cur/ meanwhile: listed again next scan
+                self._seen.discard(key)
+                continue
+            ident = bench_id_of(path)
+            if ident is None or not ident.startswith(self.run_id):
+                continue
+            if ident in self.delivered:
+                self.duplicates += 1
+                continue
+            self.delivered[ident] = ctime
+            self.paths.append(path)
+
+    def start_matching(self) -> None:
+        self._matching.set()
 
     def wait_for(self, count: int, deadline: float, idle: float) -> bool:
         """Wait until ``count`` deliveries, the deadline, or ``idle`` seconds without one."""
+        self.start_matching()
         last_count, last_change = -1, time.monotonic()
         while (now := time.monotonic()) < deadline:
             n = len(self.delivered)
@@ -115,11 +137,12 @@ class MaildirWatcher(threading.Thread):
         while not self._halt.is_set() and time.monotonic() < self.deadline:
             self.scan()
             self._halt.wait(self.interval)
-        self.scan()
 
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=10)
+        self.start_matching()
+        self.scan()
 
     def remove_delivered(self) -> int:
         """Delete this run's messages (and only them) from the Maildir; how many went."""
