@@ -93,7 +93,7 @@ def _port(v: Any) -> int:
     return p
 
 
-def _nexthop(v: Any) -> str:
+def check_nexthop(v: Any) -> str:
     """'' (the peer), 'peer', or 'host:port' on loopback."""
     v = _str(v).strip()
     if v in ("", "peer"):
@@ -115,7 +115,7 @@ def _transport_maps(v: Any) -> dict[str, str]:
     for dom, hop in v.items():
         _hostname(dom)
         if hop != "error":
-            _nexthop(hop)
+            check_nexthop(hop)
         out[dom.lower()] = hop
     return out
 
@@ -170,7 +170,7 @@ PARAMS: tuple[Param, ...] = (
     Param("inet_interfaces", "127.0.0.1", _loopback, "address smtpd listens on (loopback only)"),
     Param("smtp_port", 2525, _port, "smtpd's TCP port (0: any free port)"),
     Param("peer_port", 0, _port, "the peer's TCP port (0: any free port)"),
-    Param("relayhost", "", _nexthop, "next hop for remote mail: '' or 'peer' (the simulated Internet) or host:port"),
+    Param("relayhost", "", check_nexthop, "next hop for remote mail: '' or 'peer' (the simulated Internet) or host:port"),
     Param("transport_maps", {}, _transport_maps, "per-domain next hop: domain = 'peer' | 'host:port' | 'error'"),
     Param("local_users", {"alice": 61001, "bob": 61002, "carol": 61003}, _users,
           "local users and the uid each owns its Maildir with (no accounts are created)"),

@@ -25,11 +25,11 @@ from typing import Any
 from simmta.core.errors import SimmtaError
 
 CRASH_POINTS: dict[str, tuple[str, ...]] = {
-    "cleanup": ("after-header", "before-fsync"),
-    "qmgr": ("after-move",),
-    "local": ("before-rename",),
-    "smtp": ("after-data",),
-    "smtpd": ("before-reply",),
+    "cleanup": ("half-written", "before-fsync", "startup"),
+    "qmgr": ("after-move", "startup"),
+    "local": ("before-rename", "startup"),
+    "smtp": ("after-data", "startup"),
+    "smtpd": ("before-reply", "startup"),
 }
 LAB_ACTIONS = ("read-secret", "write-maildir", "regain-root")
 SIGNALS = ("TERM", "KILL", "HUP", "INT", "SEGV", "STOP", "CONT")

@@ -161,16 +161,22 @@ def parse_line(line: str | bytes) -> dict[str, Any]:
     return event
 
 
+# Kinds master itself acts on: sent even when nobody watches the stream.
+ESSENTIAL = frozenset({"pace", "fault", "lab", "privilege"})
+
+
 class Emitter:
     """Non-blocking event emission over a datagram socket to master's bus.
 
-    With no channel (events disabled, or a tool outside master) emit is a no-op.
+    With no channel (events disabled, or a tool outside master) emit is a no-op;
+    while ``muted`` (master says nobody is subscribed) only ESSENTIAL kinds go.
     """
 
-    def __init__(self, service: str, channel: socket.socket | None):
+    def __init__(self, service: str, channel: socket.socket | None, muted: bool = False):
         self.service = service
         self.channel = channel
         self.dropped = 0
+        self.muted = muted
         if channel is not None:
             channel.setblocking(False)
 
@@ -180,7 +186,7 @@ class Emitter:
 
     def emit(self, kind: str, type_: str, qid: str | None = None, sid: str | None = None,
              **data: Any) -> None:
-        if self.channel is None:
+        if self.channel is None or (self.muted and kind not in ESSENTIAL):
             return
         self.send(make(self.service, kind, type_, qid, sid, **data))
 

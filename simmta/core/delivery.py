@@ -1,0 +1,66 @@
+"""The delivery-agent side of qmgr's delivery protocol (shared by local and smtp).
+
+Request (from qmgr)::
+
+    {"request": "deliver", "queue": "active", "qid": QID,
+     "recipients": [{"address": A, "offset": N}, ...]}
+
+The agent opens the queue file itself (qmgr never ships message content),
+checks that every recipient offset names a pending recipient record of that
+file, delivers, and answers per recipient::
+
+    {"status": "ok", "recipients": [{"address", "status": ok|defer|fail,
+      "dsn": "2.0.0", "reason", "where"}]}
+
+Trust: the request comes from qmgr, the queue file from the queue directory;
+both are checked here before an agent acts on them.
+"""
+
+import asyncio
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from simmta.core import ipc, names
+from simmta.core import queue as qf
+from simmta.core.skeleton import Daemon
+
+
+@dataclass
+class RecipientStatus:
+    address: str
+    status: str  # ok / defer / fail
+    dsn: str
+    reason: str
+    where: str
+
+
+class DeliveryAgent(Daemon):
+    via: ClassVar[str] = ""
+
+    async def deliver(self, msg: qf.QueueFile, rcpts: list[dict[str, Any]],
+                      req: dict[str, Any]) -> list[RecipientStatus]:
+        raise NotImplementedError
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ctx = self.ctx
+        try:
+            req = await ipc.read_json(reader)
+            qid = ipc.field(req, "qid", str)
+            rcpts = ipc.field(req, "recipients", list)
+            if req.get("request") != "deliver" or req.get("queue") != names.ACTIVE or not qf.is_qid(qid):
+                raise ipc.ProtocolError("bad delivery request")
+            msg = qf.read(ctx.queue_path(names.ACTIVE, qid))
+            pending = {r.offset: r.address for r in msg.pending}
+            for r in rcpts:
+                if not isinstance(r, dict) or pending.get(r.get("offset")) != r.get("address"):
+                    raise ipc.ProtocolError("recipient does not match the queue file")
+        except (ipc.ProtocolError, qf.CorruptQueueFile) as e:
+            await ipc.reply(writer, "defer", error=str(e))
+            return
+        results = await self.deliver(msg, rcpts, req)
+        for res in results:
+            kind = {"ok": "delivered", "defer": "deferred", "fail": "bounced"}[res.status]
+            extra = {"where": res.where} if res.status == "ok" else {"reason": res.reason}
+            ctx.emit("delivery", kind, qid, msg.attrs.get("sid"), rcpt=res.address, via=self.via,
+                     dsn=res.dsn, **extra)
+        await ipc.reply(writer, "ok", recipients=[asdict(r) for r in results])

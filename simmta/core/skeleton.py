@@ -1,0 +1,259 @@
+"""The daemon skeleton every simmta daemon runs on (Postfix's single_server).
+
+master starts a daemon as ``python -m simmta.daemons.NAME`` with a launch spec
+(JSON in $SIMMTA_SPEC) and three inherited descriptors: the listening socket of
+its service, its event channel (a datagram socketpair: events up, control
+down) and master's status pipe. The skeleton then:
+
+1. reads the spec (service row, effective config, instance, privilege mode);
+2. runs the daemon's ``pre_init`` as root (open what is needed, import everything:
+   after a chroot Python cannot load modules or codecs any more);
+3. drops privilege as the services table says (``privilege.drop_privileges``);
+4. runs ``post_init``, tells master it is ready, and serves: one connection at
+   a time, ``max_use`` connections or ``max_idle`` seconds, then exits; a
+   resident daemon (qmgr, pickup) serves triggers until stopped.
+
+It also implements the instrumentation hooks every daemon shares: ``hop()``
+(the pacing gate in front of every hand-off), crash points, and lab attempts.
+
+Trust: the spec comes from master (trusted); connections are not.
+"""
+
+import asyncio
+import contextlib
+import encodings.ascii
+import encodings.idna
+import encodings.latin_1
+import encodings.utf_8  # noqa: F401  (codecs must be loaded before a chroot)
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, ClassVar
+
+from simmta.core import names, privilege
+from simmta.core.config import Config
+from simmta.core.events import Emitter, make
+from simmta.core.instance import Instance
+from simmta.core.services import Service
+
+# Status pipe records (Postfix's master_status): pid + one byte.
+STATUS = struct.Struct("!ic")
+STATUS_READY = b"R"
+STATUS_AVAIL = b"A"
+STATUS_BUSY = b"B"
+
+
+class Context:
+    """What a daemon knows about itself; paths are as seen after the chroot."""
+
+    def __init__(self, spec: dict[str, Any], emitter: Emitter):
+        self.spec = spec
+        self.service = Service(**{k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in spec["service"].items() if k != "resident"})
+        self.config = Config(spec["config"])
+        self.instance = Instance(spec["instance"])
+        self.mode: str = spec["mode"]
+        self.lab: bool = spec.get("lab", False)
+        self.emitter = emitter
+        self.name = self.service.name
+        self.queue = self.instance.queue  # becomes Path("/") after a chroot
+        self.pace: dict[str, Any] = dict(spec.get("pace") or {"mode": "live", "delay_ms": 0})
+        self.faults: dict[str, str] = dict(spec.get("faults") or {})
+        self.crash_points: set[str] = set(spec.get("crash_points") or ())
+        self._hops: dict[int, asyncio.Future[None]] = {}
+        self._hop_seq = 0
+
+    # Paths ------------------------------------------------------------------
+    def queue_path(self, queue: str, qid: str = "") -> Path:
+        return self.queue / queue / qid if qid else self.queue / queue
+
+    def socket_path(self, service: str, public: bool = False) -> str:
+        return str(self.queue / (names.PUBLIC if public else names.PRIVATE) / service)
+
+    def emit(self, kind: str, type_: str, qid: str | None = None, sid: str | None = None,
+             **data: Any) -> None:
+        self.emitter.emit(kind, type_, qid, sid, **data)
+
+    # Instrumentation hooks ----------------------------------------------------
+    async def hop(self, to: str, what: str, qid: str | None = None, sid: str | None = None) -> None:
+        """Announce a hand-off to another daemon; wait first if master paces hops."""
+        mode = self.pace.get("mode", "live")
+        if mode == "slow":
+            await asyncio.sleep(self.pace.get("delay_ms", 500) / 1000)
+        elif mode == "step" and self.emitter.enabled:
+            self._hop_seq += 1
+            hop_id = os.getpid() * 100000 + self._hop_seq
+            fut = asyncio.get_running_loop().create_future()
+            self._hops[hop_id] = fut
+            wait = make(self.name, "pace", "wait", qid, sid, hop=hop_id, to=to, what=what)
+            if self.emitter.send(wait):
+                await fut  # released by master's "go" (or a change of pace)
+            self._hops.pop(hop_id, None)
+        self.emit("ipc", "request", qid, sid, to=to, what=what)
+
+    def crash_point(self, point: str, qid: str | None = None) -> None:
+        """Die here, uncleanly, if a presenter armed this point (to show nothing is lost)."""
+        if point in self.crash_points:
+            self.emit("fault", "crash", qid, point=point)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_control(self, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        if op == "pace":
+            self.pace = {"mode": msg.get("mode", "live"), "delay_ms": msg.get("delay_ms", 0)}
+            if self.pace["mode"] != "step":
+                for fut in self._hops.values():
+                    if not fut.done():
+                        fut.set_result(None)
+        elif op == "go":
+            fut = self._hops.get(msg.get("hop", -1))
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        elif op == "crash":
+            self.crash_points = set(msg.get("points") or ())
+        elif op == "fault":
+            self.faults = dict(msg.get("faults") or {})
+        elif op == "watch":
+            self.emitter.muted = not msg.get("on", True)
+        elif op == "lab" and self.lab:
+            self.lab_attempt(str(msg.get("action")), str(msg.get("target")))
+
+    def lab_attempt(self, action: str, target: str) -> None:
+        """Try what privilege should forbid; report the kernel's answer."""
+        outcome, detail = privilege.lab_attempt(action, Path(target))
+        if self.mode == privilege.SIMULATED and outcome == "succeeded":
+            detail += " (simulated mode: no kernel boundary was there to stop it)"
+        self.emit("lab", "attempt", action=action, target=target, outcome=outcome, detail=detail)
+
+
+class Daemon:
+    """Base class: override the hooks a daemon needs, like Postfix's callbacks."""
+
+    resident: ClassVar[bool] = False
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def pre_init(self) -> None:
+        """As root, before the drop: open and load everything needed later."""
+
+    def post_init(self) -> None:
+        """After the drop, before serving."""
+
+    async def background(self) -> None:
+        """Resident daemons: their own work (timers, scans) besides triggers."""
+
+    async def handle_socket(self, conn: socket.socket) -> None:
+        reader, writer = await asyncio.open_unix_connection(sock=conn) if conn.family == \
+            socket.AF_UNIX else await asyncio.open_connection(sock=conn)
+        try:
+            await self.handle(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One client connection."""
+
+
+def _status(fd: int, what: bytes) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, STATUS.pack(os.getpid(), what))
+
+
+def main(daemon_cls: type[Daemon]) -> None:
+    spec = json.loads(os.environ.pop("SIMMTA_SPEC"))
+    fds = spec["fds"]
+    channel = socket.socket(fileno=fds["channel"]) if fds.get("channel") is not None else None
+    emitter = Emitter(spec["service"]["name"], channel, muted=not spec.get("watched", True))
+    ctx = Context(spec, emitter)
+    listen = socket.socket(fileno=fds["listen"])
+    status_fd: int = fds["status"]
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        daemon = daemon_cls(ctx)
+        daemon.pre_init()
+        ctx.crash_point("startup")
+        svc = ctx.service
+        jail = ctx.instance.queue if svc.chroot else None
+        owner = (ctx.config.mail_owner_uid, ctx.config.mail_owner_gid) if svc.unpriv else (None, None)
+        privilege.drop_privileges(emitter, chroot_dir=jail, uid=owner[0], gid=owner[1], mode=ctx.mode)
+        if jail is not None and ctx.mode == privilege.REAL:
+            ctx.queue = Path("/")
+        daemon.post_init()
+    except Exception as e:  # startup failure: say why, exit non-zero, master throttles
+        ctx.emit("process", "state", state="failed", error=f"{type(e).__name__}: {e}")
+        traceback.print_exc(file=sys.stderr)
+        os._exit(1)
+    asyncio.run(_serve(daemon, listen, status_fd, channel))
+
+
+async def _serve(daemon: Daemon, listen: socket.socket, status_fd: int,
+                 channel: socket.socket | None) -> None:
+    ctx = daemon.ctx
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: os._exit(0))
+    if channel is not None:
+        loop.add_reader(channel, _read_control, ctx, channel)
+    listen.setblocking(False)
+    _status(status_fd, STATUS_READY)
+    ctx.emit("process", "ready")
+    background = loop.create_task(daemon.background())
+    served = 0
+    max_use = 10**12 if daemon.resident else ctx.config.max_use
+    idle = None if daemon.resident else ctx.config.max_idle
+    _status(status_fd, STATUS_AVAIL)
+    while served < max_use:
+        try:
+            async with asyncio.timeout(idle):
+                conn, _ = await loop.sock_accept(listen)
+        except TimeoutError:
+            break
+        _status(status_fd, STATUS_BUSY)
+        if daemon.resident:  # triggers are short; serve them concurrently
+            loop.create_task(_guarded(daemon, conn))
+        else:
+            ctx.emit("process", "state", state="busy")
+            await _guarded(daemon, conn)
+            ctx.emit("process", "state", state="idle", served=served + 1)
+        served += 1
+        _status(status_fd, STATUS_AVAIL)
+    background.cancel()
+
+
+async def _guarded(daemon: Daemon, conn: socket.socket) -> None:
+    """Serve one connection; an error ends that connection, never the daemon."""
+    try:
+        await daemon.handle_socket(conn)
+    except Exception as e:
+        daemon.ctx.emit("process", "state", state="error", error=f"{type(e).__name__}: {e}"[:300])
+        traceback.print_exc(file=sys.stderr)
+    finally:
+        conn.close()
+
+
+def _read_control(ctx: Context, channel: socket.socket) -> None:
+    while True:
+        try:
+            raw = channel.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            asyncio.get_running_loop().remove_reader(channel)
+            return
+        if not raw:  # master went away: finish what we have, then go
+            asyncio.get_running_loop().remove_reader(channel)
+            return
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(msg, dict):
+            ctx.on_control(msg)

@@ -1,0 +1,174 @@
+"""aiosmtpd, hardened and instrumented: the SMTP server side smtpd and peer share.
+
+aiosmtpd 1.4.6 parses SMTP; this module closes what it leaves open
+(REFERENCE.md section 4): hostile address syntax no longer raises inside the
+stdlib parser, an exception is answered 451 4.3.0 instead of a leaking
+``500 Error: (Class) text``, every reply carries an enhanced status code,
+error and junk-command limits disconnect with 421, an idle timeout says 421
+before it closes, and every command and reply is emitted (neutralised and
+truncated) for the transcript.
+
+It also runs one SMTP session on a socket that master accepted for us.
+
+Trust: everything here is fed by the network.
+"""
+
+import asyncio
+import itertools
+import os
+import re
+import socket
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from simmta.core.events import safe_text
+from simmta.core.skeleton import Context
+
+_ENHANCED = re.compile(r"^\d\.\d{1,3}\.\d{1,3}(\s|$)")
+_NO_ENHANCED = {"220", "354", "334"}
+_JUNK = {"NOOP", "RSET", "VRFY", "HELP", "EXPN"}
+_sessions = itertools.count(1)
+
+
+def enhance(status: str) -> str:
+    """Add an RFC 3463 enhanced status code where aiosmtpd's reply lacks one."""
+    code, sep, text = status[:3], status[3:4], status[4:]
+    if code in _NO_ENHANCED or sep == "-" or not code.isdigit() or _ENHANCED.match(text):
+        return status
+    default = {"2": "2.0.0", "4": "4.0.0", "5": "5.5.0"}.get(code[0])
+    if code == "552" and "Too much mail data" in text:
+        return "552 5.3.4 Error: message file too big"
+    if code == "500" and "Line too long" in text:
+        return "500 5.5.0 Error: line too long"
+    if code == "502" or "not recognized" in text:
+        default = "5.5.2"
+    if code == "501":
+        default = "5.5.4"
+    if code == "503":
+        default = "5.5.1"
+    return f"{code} {default} {text}" if default else status
+
+
+class InstrumentedSMTP(SMTP):
+    """aiosmtpd's SMTP protocol with simmta's limits and transcript events."""
+
+    def __init__(self, handler: Any, ctx: Context, *, line_length_limit: int,
+                 soft_errors: int, hard_errors: int, error_sleep: float, junk_limit: int,
+                 **kwargs: Any):
+        self.line_length_limit = line_length_limit  # read by SMTP.__init__ for its stream
+        super().__init__(handler, **kwargs)
+        self.ctx = ctx
+        self.sid = f"S{os.getpid():X}.{next(_sessions)}"
+        self.errors = 0
+        self.junk = 0
+        self.limits = (soft_errors, hard_errors, error_sleep, junk_limit)
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self.verb = ""
+
+    # Transcript ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.ctx.emit("smtp", "open", sid=self.sid, client=_peer(self.session))
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.ctx.emit("smtp", "close", sid=self.sid, client=_peer(self.session))
+        super().connection_lost(error)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    async def push(self, status: str | bytes) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if self.verb not in ("EHLO", "HELO"):  # RFC 2034: not on greeting/EHLO lines
+            text = enhance(text)
+        code = text[:3]
+        soft, hard, sleep, _ = self.limits
+        if code[:1] in ("4", "5") and code != "421":
+            self.errors += 1
+            if self.errors >= hard:
+                await self._disconnect(f"421 4.7.0 {self.hostname} Error: too many errors",
+                                       "smtpd_hard_error_limit")
+                return
+            if self.errors > soft:
+                await asyncio.sleep(sleep)  # tarpit, as Postfix does past the soft limit
+        self.ctx.emit("smtp", "reply", sid=self.sid, line=safe_text(text))
+        await super().push(text)
+
+    async def _disconnect(self, text: str, limit: str) -> None:
+        self.ctx.emit("smtp", "limit", sid=self.sid, limit=limit, code=text[:9])
+        self.ctx.emit("smtp", "reply", sid=self.sid, line=text)
+        if self.transport is not None:
+            self.transport.write(text.encode() + b"\r\n")
+            self.transport.close()
+
+    def _timeout_cb(self) -> None:
+        text = f"421 4.4.2 {self.hostname} Error: timeout exceeded"
+        self.ctx.emit("smtp", "limit", sid=self.sid, limit="smtpd_timeout", code="421 4.4.2")
+        if self.transport is not None:
+            self.transport.write(text.encode() + b"\r\n")
+        super()._timeout_cb()
+
+    # Robustness ------------------------------------------------------------
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's parser, minus the exceptions the stdlib raises on hostile syntax."""
+        if "\x00" in arg:
+            return None, None
+        try:
+            return super()._getaddr(arg)
+        except Exception:
+            return None, None
+
+    async def handle_exception(self, error: Exception) -> str:
+        self.ctx.emit("smtp", "reject", sid=self.sid, code="451 4.3.0",
+                      text=f"internal error ({type(error).__name__})")
+        return "451 4.3.0 Error: internal error, try again later"
+
+
+def _command(name: str):  # one wrapper per SMTP verb: transcript + junk limit
+    base = getattr(SMTP, f"smtp_{name}")
+
+    async def wrapper(self: InstrumentedSMTP, arg: str) -> None:
+        line = f"{name} {arg}" if arg else name
+        self.verb = name
+        self.ctx.emit("smtp", "command", sid=self.sid, line=safe_text(line))
+        if name in _JUNK:
+            self.junk += 1
+            if self.junk > self.limits[3]:
+                await self._disconnect(f"421 4.7.0 {self.hostname} Error: too many junk commands",
+                                       "smtpd_junk_command_limit")
+                return
+        await base(self, arg)
+
+    wrapper.__name__ = f"smtp_{name}"
+    return wrapper
+
+
+for _verb in ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "VRFY",
+              "HELP", "EXPN", "STARTTLS", "AUTH"):
+    if hasattr(SMTP, f"smtp_{_verb}"):
+        setattr(InstrumentedSMTP, f"smtp_{_verb}", _command(_verb))
+
+
+def _peer(session: Session | None) -> str:
+    peer = getattr(session, "peer", None)
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+def advertise_enhanced(responses: list[str]) -> list[str]:
+    """EHLO hook helper: add ENHANCEDSTATUSCODES to aiosmtpd's list."""
+    return [*responses[:-1], "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+
+async def serve_session(conn: socket.socket, make_protocol: Any) -> InstrumentedSMTP:
+    """Run one SMTP session on an accepted socket until the client goes."""
+    loop = asyncio.get_running_loop()
+    proto: InstrumentedSMTP = make_protocol()
+    await loop.connect_accepted_socket(lambda: proto, sock=conn)
+    await proto.closed
+    return proto
+
+
+__all__ = ["Envelope", "InstrumentedSMTP", "Session", "advertise_enhanced", "enhance",
+           "serve_session"]

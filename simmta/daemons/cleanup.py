@@ -1,0 +1,142 @@
+"""cleanup: completes a message's headers and writes its queue file.
+
+NAME
+    cleanup - canonicalize and enqueue a message
+DESCRIPTION
+    Takes a message from smtpd, pickup or bounce over IPC, normalizes line ends
+    to LF, counts Received: headers (a mail loop past hopcount_limit is refused
+    with 554 5.4.0), discards header text past header_size_limit, adds the
+    missing Received:, Message-ID: and Date: headers, writes ``incoming/<QID>``
+    with an end record, fsyncs the file and the directory, answers "ok" (only
+    now may smtpd say 250), and wakes qmgr.
+    A local failure (disk full, unwritable queue) removes the partial file and
+    answers "defer" (451 4.3.0) with no internal detail; the event says why.
+SECURITY
+    Unprivileged (mail_owner), chrooted into the queue directory. Its input
+    comes from other daemons that face the network: every field is checked.
+"""
+
+import asyncio
+import email.utils
+import errno
+import os
+import re
+import time
+from datetime import UTC, datetime
+
+from simmta.core import ipc, names
+from simmta.core import queue as qf
+from simmta.core.skeleton import Context, Daemon, main
+
+_HEADER = re.compile(rb"^[!-9;-~]+:")
+_RECEIVED = re.compile(rb"^received:", re.IGNORECASE)
+
+
+def _split_headers(content: bytes, limit: int) -> tuple[list[bytes], bytes, int, bool]:
+    """(header lines kept, body, received count, headers truncated)."""
+    headers: list[bytes] = []
+    pos, size, received, cut = 0, 0, 0, False
+    while pos < len(content):
+        nl = content.find(b"\n", pos)
+        end = len(content) if nl < 0 else nl + 1
+        line = content[pos:end]
+        if line in (b"\n", b""):
+            pos = end
+            break
+        is_cont = line[:1] in (b" ", b"\t") and headers
+        if not (is_cont or _HEADER.match(line)):
+            break  # not a header: the body starts here (no blank line)
+        if _RECEIVED.match(line):
+            received += 1
+        size += len(line)
+        if size > limit:
+            cut = True  # excess header text is discarded, as in Postfix
+        else:
+            headers.append(line if line.endswith(b"\n") else line + b"\n")
+        pos = end
+    return headers, content[pos:], received, cut
+
+
+def _has(headers: list[bytes], name: bytes) -> bool:
+    prefix = name.lower() + b":"
+    return any(h[:len(prefix)].lower() == prefix for h in headers)
+
+
+class Cleanup(Daemon):
+    def pre_init(self) -> None:
+        email.utils.format_datetime(datetime.now(UTC))  # load what formatting needs
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ctx, cfg = self.ctx, self.ctx.config
+        try:
+            req = await ipc.read_json(reader)
+            sender = ipc.field(req, "sender", str)
+            rcpts = ipc.field(req, "recipients", list)
+            attrs = ipc.field(req, "attrs", dict)
+            if not rcpts or len(rcpts) > cfg.smtpd_recipient_limit or not all(
+                    isinstance(r, str) and 0 < len(r) <= 256 for r in rcpts) or len(sender) > 256:
+                raise ipc.ProtocolError("bad envelope")
+            content = await ipc.read_content(reader, cfg.message_size_limit + 65536)
+        except ipc.ProtocolError as e:
+            ctx.emit("ipc", "response", to=names.CLEANUP, what="queue", outcome=f"protocol error: {e}")
+            await ipc.reply(writer, "defer", code="451 4.3.0", text="Error: internal protocol error")
+            return
+        sid = attrs.get("sid") if isinstance(attrs.get("sid"), str) else None
+        content = content.replace(b"\r\n", b"\n")
+        headers, body, hops, cut = _split_headers(content, cfg.header_size_limit)
+        if hops > cfg.hopcount_limit:
+            ctx.emit("smtp", "limit", sid=sid, limit="hopcount_limit", code="554 5.4.0", hops=hops)
+            await ipc.reply(writer, "fail", code="554 5.4.0", text="Error: too many hops")
+            return
+        try:
+            qid, size = self.enqueue(sender, rcpts, attrs, headers, body, sid)
+        except OSError as e:
+            reason = errno.errorcode.get(e.errno or 0, "error")
+            ctx.emit("queue", "removed", sid=sid, queue=names.INCOMING,
+                     reason=f"write failed ({reason}: {e.strerror}); nothing queued")
+            await ipc.reply(writer, "defer", code="451 4.3.0", text="Error: queue file write error")
+            return
+        if cut:
+            ctx.emit("smtp", "limit", qid, sid, limit="header_size_limit", code="-", kept=cfg.header_size_limit)
+        ctx.emit("queue", "created", qid, sid, queue=names.INCOMING, size=size,
+                 sender=sender, recipients=rcpts[:20], origin=attrs.get("origin", "?"))
+        await ipc.reply(writer, "ok", qid=qid)
+        await ctx.hop(names.QMGR, "wake up: new mail in incoming", qid, sid)
+        await ipc.trigger(ctx.socket_path(names.QMGR, public=True), names.TRIGGER_INCOMING)
+
+    def enqueue(self, sender: str, rcpts: list[str], attrs: dict, headers: list[bytes],
+                body: bytes, sid: str | None) -> tuple[str, int]:
+        ctx, cfg = self.ctx, self.ctx.config
+        if ctx.faults.get("queue") == "full":
+            raise OSError(errno.ENOSPC, "No space left on device (injected fault)")
+        w = qf.QueueWriter(ctx.queue_path(names.INCOMING))
+        try:
+            now = time.time()
+            stamp = email.utils.format_datetime(datetime.fromtimestamp(now, UTC))
+            helo = str(attrs.get("helo") or "localhost")[:64]
+            client = str(attrs.get("client") or "local")[:64]
+            proto = str(attrs.get("protocol") or "local")[:16]
+            rcvd = f"Received: from {helo} ({client})\n\tby {cfg.myhostname} (simmta) with {proto} id {w.qid}"
+            if len(rcpts) == 1:
+                rcvd += f"\n\tfor <{rcpts[0]}>"
+            added = [(rcvd + f"; {stamp}\n").encode("utf-8", "replace")]
+            if not _has(headers, b"message-id"):
+                added.append(f"Message-ID: <{w.qid}.{int(now)}@{cfg.myhostname}>\n".encode())
+            if not _has(headers, b"date"):
+                added.append(f"Date: {stamp}\n".encode())
+            if not _has(headers, b"from") and sender:
+                added.append(f"From: <{sender}>\n".encode("utf-8", "replace"))
+            all_headers = b"".join([added[0], *headers, *added[1:]])
+            w.write(*qf.envelope_records(now, attrs, sender, rcpts))
+            ctx.crash_point("half-written", w.qid)
+            w.write(*qf.record_parts(b"M", all_headers, b"\n", body))
+            ctx.crash_point("before-fsync", w.qid)
+            w.commit()
+            return w.qid, len(all_headers) + 1 + len(body)
+        except BaseException:
+            w.abort()
+            raise
+
+
+if __name__ == "__main__":
+    main(Cleanup)

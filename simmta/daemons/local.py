@@ -1,0 +1,67 @@
+"""local: delivers to a local user's Maildir, writing as that user.
+
+NAME
+    local - local delivery agent
+DESCRIPTION
+    qmgr sends a delivery request (queue, QID, recipients with their record
+    offsets); local opens the queue file itself, resolves each recipient to a
+    local user through alias_maps and local_users (a local part is looked up,
+    never turned into a path: "../x", "a/b" or control characters simply name
+    no user), and delivers into ``mail/<user>/Maildir``: tmp/, fsync, rename
+    into new/, fsync new/. Unknown users are a permanent failure (5.1.1), so
+    qmgr has bounce send the sender a DSN. It answers per recipient.
+SECURITY
+    Keeps root, like Postfix's local, because it must act as each recipient:
+    the write happens with the recipient's uid and gid (seteuid/setegid), then
+    it switches back. In simulated mode the write happens as the invoking user.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from simmta.core import address, maildir, names, privilege
+from simmta.core import queue as qf
+from simmta.core.delivery import DeliveryAgent, RecipientStatus
+from simmta.core.skeleton import main
+
+
+class Local(DeliveryAgent):
+    via = names.LOCAL
+
+    def pre_init(self) -> None:
+        if self.ctx.mode == privilege.REAL:
+            os.setgroups([])  # root, but with no supplementary groups
+
+    async def deliver(self, msg: qf.QueueFile, rcpts: list[dict[str, Any]],
+                      req: dict[str, Any]) -> list[RecipientStatus]:
+        cfg = self.ctx.config
+        content = msg.content()
+        out = []
+        for r in rcpts:
+            addr = r["address"]
+            user = address.local_user(addr.rpartition("@")[0], cfg)
+            if user is None:
+                out.append(RecipientStatus(addr, "fail", "5.1.1", f"<{addr}>: unknown user", ""))
+                continue
+            prefix = (f"Return-Path: <{msg.sender}>\nDelivered-To: {addr}\n").encode("utf-8", "replace")
+            try:
+                path = self._write(user, [prefix, content], msg.qid)
+            except OSError as e:
+                out.append(RecipientStatus(addr, "defer", "4.2.0",
+                                           f"cannot write mailbox: {e.strerror}", ""))
+                continue
+            out.append(RecipientStatus(addr, "ok", "2.0.0", "delivered to maildir",
+                                       f"{user}/Maildir/new/{path.name}"))
+        return out
+
+    def _write(self, user: str, parts: list[bytes], qid: str) -> Path:
+        # Synchronous on purpose: seteuid applies to the whole process.
+        uid = self.ctx.config.local_users[user]
+        with privilege.acting_as(uid, uid, self.ctx.mode):
+            return maildir.deliver(self.ctx.instance.maildir(user), parts,
+                                   before_rename=lambda: self.ctx.crash_point("before-rename", qid))
+
+
+if __name__ == "__main__":
+    main(Local)

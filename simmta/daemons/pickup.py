@@ -1,0 +1,96 @@
+"""pickup: takes local submissions from maildrop/ and feeds them to cleanup.
+
+NAME
+    pickup - local mail pickup
+DESCRIPTION
+    ``simmta sendmail`` (running as the submitting user, with no set-uid or
+    set-gid help) drops a complete file into ``maildrop/`` and sends a ``W``
+    trigger; pickup also scans every ``wakeup`` seconds and at start, so mail
+    dropped while the MTA was down is picked up later. Each file is hostile
+    input: it is parsed with the queue-file reader, checked field by field, and
+    the submitter is the file's owner as the kernel reports it, not whatever
+    the file claims. Good files go to cleanup and are removed from maildrop/;
+    damaged ones are removed with an event saying why.
+SECURITY
+    Unprivileged (mail_owner), chrooted into the queue directory. No delivery
+    ever runs as a child of the submitting user's process.
+"""
+
+import asyncio
+import os
+import stat
+
+from simmta.core import address, ipc, names
+from simmta.core import queue as qf
+from simmta.core.skeleton import Daemon, main
+
+MAILDROP_READY = stat.S_IROTH  # sendmail sets 0644 when the file is complete
+
+
+class Pickup(Daemon):
+    resident = True
+
+    def post_init(self) -> None:
+        self.wake = asyncio.Event()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(64)
+        self.wake.set()
+
+    async def background(self) -> None:
+        self.wake.set()
+        while True:
+            try:
+                async with asyncio.timeout(self.ctx.service.wakeup or 60):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            for entry in sorted(os.scandir(self.ctx.queue_path(names.MAILDROP)), key=lambda e: e.name):
+                await self.pick_up(entry)
+
+    async def pick_up(self, entry: os.DirEntry[str]) -> None:
+        ctx = self.ctx
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            return
+        if not stat.S_ISREG(st.st_mode) or not st.st_mode & MAILDROP_READY:
+            return  # still being written (or not a plain file at all)
+        path = ctx.queue_path(names.MAILDROP, entry.name)
+        try:
+            msg = qf.read(path)
+            bad = [a for a in [r.address for r in msg.recipients] if address.syntax_error(a)]
+            if msg.sender and address.syntax_error(msg.sender):
+                bad.append(msg.sender)
+            if bad:
+                raise qf.CorruptQueueFile(f"bad address syntax: {bad[0][:80]!r}")
+        except qf.CorruptQueueFile as e:
+            self.discard(path, f"damaged maildrop file from uid {st.st_uid}: {e}")
+            return
+        request = {"request": "queue", "sender": msg.sender,
+                   "recipients": [r.address for r in msg.recipients],
+                   "attrs": {"origin": "pickup", "protocol": "local", "client": "local",
+                             "helo": f"uid {st.st_uid}", "submitter_uid": st.st_uid}}
+        await ctx.hop(names.CLEANUP, "queue a local submission")
+        try:
+            reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, msg.content())
+        except (OSError, TimeoutError, ipc.ProtocolError) as e:
+            reply = {"status": "defer", "error": type(e).__name__}
+        ctx.emit("ipc", "response", reply.get("qid"), to=names.CLEANUP, what="queue",
+                 outcome=str(reply.get("status")))
+        if reply.get("status") == "ok":
+            self.discard(path, f"picked up as {reply.get('qid')} (submitted by uid {st.st_uid})")
+        elif reply.get("status") == "fail":
+            self.discard(path, f"refused by cleanup: {reply.get('code')} {reply.get('text')}")
+
+    def discard(self, path: os.PathLike[str], reason: str) -> None:
+        try:
+            os.unlink(path)
+        except OSError:
+            return
+        self.ctx.emit("queue", "removed", queue=names.MAILDROP, reason=reason)
+
+
+if __name__ == "__main__":
+    main(Pickup)

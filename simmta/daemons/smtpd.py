@@ -1,0 +1,143 @@
+"""smtpd: the SMTP server, the only part of the MTA a remote client talks to.
+
+NAME
+    smtpd - SMTP server (aiosmtpd, hardened by simmta.core.smtpserver)
+DESCRIPTION
+    Serves one client connection at a time on the listening socket master
+    bound (so a root master could bind port 25 for an unprivileged smtpd).
+    ESMTP with SIZE, 8BITMIME and ENHANCEDSTATUSCODES; enforces
+    message_size_limit, line_length_limit, smtpd_recipient_limit, the error and
+    junk-command limits and smtpd_timeout. Relays only for clients in
+    mynetworks; otherwise only local domains are accepted. At end of DATA it
+    streams the message to cleanup and answers ``250 2.0.0 Ok: queued as QID``
+    only after cleanup reports the queue file durable; a local failure is
+    ``451 4.3.0`` with no internal detail.
+SECURITY
+    Faces the Internet. Unprivileged (mail_owner) and chrooted into the queue
+    directory: it can reach cleanup's socket and nothing of the mailboxes.
+"""
+
+import asyncio
+import ipaddress
+import socket
+from typing import Any
+
+from simmta.core import address, ipc, names
+from simmta.core.skeleton import Context, Daemon, main
+from simmta.core.smtpserver import (Envelope, InstrumentedSMTP, Session,
+                                    advertise_enhanced, serve_session)
+
+
+class SmtpdHandler:
+    """aiosmtpd hooks: policy at MAIL/RCPT, the hand-off to cleanup at DATA."""
+
+    def __init__(self, ctx: Context, proto_ref: list[InstrumentedSMTP]):
+        self.ctx = ctx
+        self.cfg = ctx.config
+        self.proto = proto_ref
+        self.networks = [ipaddress.ip_network(n) for n in self.cfg.mynetworks]
+        self.pending: set[asyncio.Task[Any]] = set()
+
+    def session_id(self) -> str:
+        return self.proto[0].sid if self.proto else "-"
+
+    def _reject(self, status: str) -> str:
+        self.ctx.emit("smtp", "reject", sid=self.session_id(), code=status[:9], text=status[10:])
+        return status
+
+    async def handle_EHLO(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return advertise_enhanced(responses)
+
+    async def handle_MAIL(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
+                          addr: str, options: list[str]) -> str:
+        if addr and (why := address.syntax_error(addr)):
+            return self._reject(f"501 5.1.7 Bad sender address syntax: {why}")
+        envelope.mail_from = addr
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
+                          addr: str, options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.cfg.smtpd_recipient_limit:
+            self.ctx.emit("smtp", "limit", sid=self.session_id(), limit="smtpd_recipient_limit", code="452 4.5.3")
+            return "452 4.5.3 Error: too many recipients"
+        if why := address.syntax_error(addr):
+            return self._reject(f"501 5.1.3 Bad recipient address syntax: {why}")
+        domain = addr.rpartition("@")[2]
+        if not address.is_local_domain(domain, self.cfg) and not self._trusted(session):
+            return self._reject(f"554 5.7.1 <{addr}>: Relay access denied")
+        envelope.rcpt_tos.append(addr)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Ok"
+
+    def _trusted(self, session: Session) -> bool:
+        try:
+            client = ipaddress.ip_address(session.peer[0])
+        except (ValueError, TypeError, IndexError):
+            return False
+        return any(client in n for n in self.networks)
+
+    async def handle_DATA(self, server: InstrumentedSMTP, session: Session,
+                          envelope: Envelope) -> str:
+        content: bytes = envelope.original_content or b""
+        if self.cfg.smtpd_forbid_bare_newline == "reject" and content.count(b"\n") != content.count(b"\r\n"):
+            return self._reject("550 5.5.2 Error: bare <LF> received")
+        peer = session.peer if isinstance(session.peer, tuple) else ("?", 0)
+        request = {
+            "request": "queue", "sender": envelope.mail_from or "",
+            "recipients": list(envelope.rcpt_tos),
+            "attrs": {"client": f"{peer[0]}", "helo": session.host_name or "unknown",
+                      "protocol": "ESMTP" if session.extended_smtp else "SMTP",
+                      "sid": self.session_id(), "origin": "smtp"},
+        }
+        # Shielded: if the client vanishes now, the commit still completes or
+        # fails as a whole; the message is queued once or not at all.
+        task = asyncio.ensure_future(self._to_cleanup(request, content))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+        reply = await asyncio.shield(task)
+        self.ctx.crash_point("before-reply", reply.get("qid"))
+        status = reply.get("status")
+        if status == "ok" and isinstance(reply.get("qid"), str):
+            return f"250 2.0.0 Ok: queued as {reply['qid']}"
+        if status == "fail":
+            return self._reject(f"{reply.get('code', '554 5.0.0')} {reply.get('text', 'Error')}")
+        return self._reject("451 4.3.0 Error: queue file write error")
+
+    async def _to_cleanup(self, request: dict[str, Any], content: bytes) -> dict[str, Any]:
+        ctx = self.ctx
+        await ctx.hop(names.CLEANUP, "queue this message", sid=self.session_id())
+        try:
+            reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, content)
+        except (OSError, TimeoutError, ipc.ProtocolError) as e:
+            reply = {"status": "defer", "error": type(e).__name__}
+        ctx.emit("ipc", "response", reply.get("qid"), self.session_id(), to=names.CLEANUP, what="queue",
+                 outcome=str(reply.get("status")))
+        return reply
+
+
+class Smtpd(Daemon):
+    async def handle_socket(self, conn: socket.socket) -> None:
+        ctx, cfg = self.ctx, self.ctx.config
+        ref: list[InstrumentedSMTP] = []
+        handler = SmtpdHandler(ctx, ref)
+
+        def make() -> InstrumentedSMTP:
+            proto = InstrumentedSMTP(
+                handler, ctx, hostname=cfg.myhostname, ident="simmta",
+                data_size_limit=cfg.message_size_limit, timeout=cfg.smtpd_timeout,
+                line_length_limit=cfg.line_length_limit, soft_errors=cfg.smtpd_soft_error_limit,
+                hard_errors=cfg.smtpd_hard_error_limit, error_sleep=cfg.smtpd_error_sleep_time,
+                junk_limit=cfg.smtpd_junk_command_limit)
+            ref.append(proto)
+            return proto
+
+        await serve_session(conn, make)
+        if handler.pending:  # let a commit that outlived its client finish
+            await asyncio.gather(*handler.pending, return_exceptions=True)
+
+
+if __name__ == "__main__":
+    main(Smtpd)

@@ -1,0 +1,175 @@
+"""Control operations master performs for ``simmta ctl`` and the TUI.
+
+Each operation is checked (names against the services table, values against
+fixed lists) before anything happens, and each leaves an event behind.
+
+Trust: requests come from a peer admitted by ``access.allowed`` but are still
+treated as untrusted input.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import time
+from typing import Any
+
+from simmta.core import ipc, names
+from simmta.core import queue as qf
+from simmta.core.control import CRASH_POINTS, LAB_ACTIONS, PACE_MODES, SIGNALS
+from simmta.core.errors import SimmtaError
+from simmta.core.names import PEER_FAULTS
+from simmta.master.supervisor import Supervisor
+
+QUEUE_ACTIONS = ("hold", "release", "requeue", "delete")
+
+
+class Controller:
+    def __init__(self, sup: Supervisor, status: Any):
+        self.sup = sup
+        self.status = status
+
+    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        op = req.get("op")
+        handler = getattr(self, f"op_{op}", None) if isinstance(op, str) and op.isidentifier() else None
+        if handler is None:
+            raise SimmtaError(f"unknown control operation {op!r}")
+        return await handler(req)
+
+    def _service(self, req: dict[str, Any]) -> str:
+        name = req.get("service")
+        if not isinstance(name, str) or name not in self.sup.services:
+            raise SimmtaError(f"unknown service {name!r} (known: {', '.join(self.sup.services)})")
+        return name
+
+    async def op_status(self, req: dict[str, Any]) -> dict[str, Any]:
+        return self.status()
+
+    async def op_ps(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"processes": self.sup.processes(), "privilege_mode": self.sup.mode}
+
+    async def op_kill(self, req: dict[str, Any]) -> dict[str, Any]:
+        name = self._service(req)
+        sig = str(req.get("signal", "TERM")).upper().removeprefix("SIG")
+        if sig not in SIGNALS:
+            raise SimmtaError(f"signal must be one of {', '.join(SIGNALS)}")
+        st = self.sup.services[name]
+        pids = sorted(st.children)
+        pid = req.get("pid")
+        if pid is not None:
+            if pid not in pids:
+                raise SimmtaError(f"pid {pid} is not a {name} process")
+            pids = [pid]
+        if not pids:
+            raise SimmtaError(f"no {name} process is running right now "
+                              "(services start on demand: send mail first)")
+        os.kill(pids[0], getattr(signal, f"SIG{sig}"))
+        self.sup.emit("fault", "set", fault="kill", value=f"SIG{sig} to {name}[{pids[0]}]",
+                      child_service=name, child_pid=pids[0])
+        return {"pid": pids[0], "signal": f"SIG{sig}"}
+
+    async def op_fault(self, req: dict[str, Any]) -> dict[str, Any]:
+        target, value = req.get("target"), req.get("value")
+        allowed = {"peer": PEER_FAULTS, "queue": ("none", "full")}
+        if target not in allowed or value not in allowed[target]:
+            raise SimmtaError("fault: target peer (none|down|tempfail|permfail|slow) "
+                              "or queue (none|full)")
+        self.sup.faults[target] = value
+        self.sup.broadcast({"op": "fault", "faults": self.sup.faults})
+        self.sup.emit("fault", "set", fault=target, value=value)
+        if target == "peer" and value == "none":  # retry what waited for the peer
+            await self._trigger_qmgr(names.TRIGGER_FLUSH)
+        return {"faults": self.sup.faults}
+
+    async def op_crash(self, req: dict[str, Any]) -> dict[str, Any]:
+        name = self._service(req)
+        point = req.get("point")
+        command = self.sup.services[name].service.command
+        points = self.sup.crash_points.setdefault(name, set())
+        if point in ("off", "none"):
+            points.clear()
+        elif point not in CRASH_POINTS.get(command, ()):
+            raise SimmtaError(f"{name} has crash points: {', '.join(CRASH_POINTS.get(command, ()))}")
+        else:
+            points.add(point)
+        self.sup.broadcast({"op": "crash", "points": sorted(points)}, name)
+        self.sup.emit("fault", "set", fault=f"crash {name}", value=str(point))
+        return {"armed": sorted(points)}
+
+    async def op_pace(self, req: dict[str, Any]) -> dict[str, Any]:
+        mode = req.get("mode")
+        delay = req.get("delay_ms", self.sup.pace.get("delay_ms", 500))
+        if mode not in PACE_MODES or not isinstance(delay, int) or not 0 <= delay <= 60000:
+            raise SimmtaError("pace: mode live|slow|step, delay_ms 0..60000")
+        self.sup.pace = {"mode": mode, "delay_ms": delay}
+        self.sup.broadcast({"op": "pace", **self.sup.pace})
+        if mode != "step":
+            self.sup.release_hops(all_=True)
+        self.sup.emit("pace", "mode", mode=mode, delay_ms=delay)
+        return {"pace": self.sup.pace}
+
+    async def op_step(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"released": self.sup.release_hops(), "waiting": len(self.sup.waiting_hops)}
+
+    async def op_queue(self, req: dict[str, Any]) -> dict[str, Any]:
+        action, qid = req.get("action"), req.get("qid")
+        if action not in QUEUE_ACTIONS or not isinstance(qid, str) or not qf.is_qid(qid):
+            raise SimmtaError("queue: action hold|release|requeue|delete and a queue ID")
+        root = self.sup.inst.queue
+        sources = {"hold": (names.INCOMING, names.DEFERRED), "release": (names.HOLD,),
+                   "requeue": (names.DEFERRED, names.HOLD, names.CORRUPT),
+                   "delete": (names.INCOMING, names.DEFERRED, names.HOLD, names.CORRUPT)}[action]
+        found = qf.find(root, qid, sources)
+        if found is None:
+            where = qf.find(root, qid, names.MESSAGE_QUEUES)
+            if where and where[0] == names.ACTIVE:
+                raise SimmtaError(f"{qid} is being delivered right now (active); try again")
+            raise SimmtaError(f"no message {qid} in {', '.join(sources)}")
+        src, path = found
+        if action == "delete":
+            os.unlink(path)
+            for log in names.STATUS_LOGS:
+                (root / log / qid).unlink(missing_ok=True)
+            self.sup.emit("queue", "removed", qid, queue=src, reason="deleted by the administrator")
+            return {"qid": qid, "deleted_from": src}
+        dst = {"hold": names.HOLD, "release": names.DEFERRED, "requeue": names.DEFERRED}[action]
+        qf.move(root, qid, src, dst)
+        if dst == names.DEFERRED:
+            now = time.time()
+            os.utime(root / dst / qid, (now, now))
+        kind = {"hold": "held", "release": "released"}.get(action, "moved")
+        extra = {} if kind != "moved" else {"from": src, "to": dst}
+        self.sup.emit("queue", kind, qid, **extra, via=action)
+        if dst == names.DEFERRED:
+            await self._trigger_qmgr(names.TRIGGER_DEFERRED)
+        return {"qid": qid, "from": src, "to": dst}
+
+    async def op_lab(self, req: dict[str, Any]) -> dict[str, Any]:
+        if not self.sup.lab:
+            raise SimmtaError("lab attempts are off: start the MTA with 'simmta run --lab'")
+        action = req.get("action")
+        if action not in LAB_ACTIONS:
+            raise SimmtaError(f"lab actions: {', '.join(LAB_ACTIONS)}")
+        name = self._service(req)
+        st = self.sup.services[name]
+        child = next((c for c in st.children.values() if c.ready), None) or self.sup.spawn(st)
+        if child is None:
+            raise SimmtaError(f"cannot start a {name} process right now")
+        deadline = time.monotonic() + 10
+        while not child.ready and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        inst = self.sup.inst
+        target = {"read-secret": inst.lab / "secret",
+                  "write-maildir": inst.maildir("alice") / "new", "regain-root": "/"}[action]
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.sup.lab_results[child.pid] = fut
+        child.channel.send(json.dumps({"op": "lab", "action": action, "target": str(target)}).encode())
+        try:
+            async with asyncio.timeout(10):
+                event = await fut
+        except TimeoutError:
+            raise SimmtaError(f"{name}[{child.pid}] did not report the attempt") from None
+        return {"pid": child.pid, "service": name, **event["data"], "mode": self.sup.mode}
+
+    async def _trigger_qmgr(self, what: bytes) -> None:
+        await ipc.trigger(str(self.sup.inst.queue / names.PUBLIC / names.QMGR), what)

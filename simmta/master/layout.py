@@ -1,0 +1,78 @@
+"""Create and secure an instance's directory tree (Postfix's post-install).
+
+Ownership and modes as in Postfix: queue directories belong to mail_owner with
+mode 0700, ``private/`` 0700, ``public/`` 0711 (only the pickup trigger is
+reachable by users), ``maildrop/`` 1733 (sticky, write-only drop directory),
+mailboxes belong to their user (0700), ``run/`` and ``log/`` to the instance
+owner (0700). In simulated mode the invoking user owns everything and only the
+modes are applied. No file here ever gets a set-uid or set-gid bit.
+
+Trust: master, as root, before any child exists.
+"""
+
+import os
+from pathlib import Path
+
+from simmta.core import maildir, names, privilege
+from simmta.core.config import Config
+from simmta.core.instance import QUEUE_SUBDIRS, Instance
+
+MAILDROP_MODE = 0o1733
+PUBLIC_MODE = 0o711
+
+
+def _own(path: Path, mode: int, uid: int, gid: int, real: bool) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if real:
+        os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+def prepare(inst: Instance, cfg: Config, mode: str) -> None:
+    real = mode == privilege.REAL
+    owner = (os.getuid(), os.getgid())
+    mail = (cfg.mail_owner_uid, cfg.mail_owner_gid)
+    _own(inst.path, 0o755, *owner, real=False)
+    _own(inst.queue, 0o755, 0, 0, real)
+    for sub in QUEUE_SUBDIRS:
+        m = {names.MAILDROP: MAILDROP_MODE, names.PUBLIC: PUBLIC_MODE}.get(sub, 0o700)
+        _own(inst.queue / sub, m, *mail, real=real)
+    _own(inst.mail, 0o755, 0, 0, real)
+    for user, uid in cfg.local_users.items():
+        _own(inst.mail / user, 0o700, uid, uid, real)
+        maildir.create(inst.maildir(user))
+        if real:
+            for p in (inst.maildir(user), *(inst.maildir(user) / s for s in ("tmp", "new", "cur"))):
+                os.chown(p, uid, uid)
+    _own(inst.peer_maildir.parent, 0o700, *mail, real=real)
+    maildir.create(inst.peer_maildir)
+    if real:
+        for p in (inst.peer_maildir, *(inst.peer_maildir / s for s in ("tmp", "new", "cur"))):
+            os.chown(p, *mail)
+    _own(inst.run, 0o700, *owner, real=False)
+    _own(inst.log, 0o700, *owner, real=False)
+
+
+def place_lab_secret(inst: Instance) -> Path:
+    """A file only root may read, for the lab's "can smtpd read this?" attempt."""
+    inst.lab.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(inst.lab, 0o755)
+    secret = inst.lab / "secret"
+    secret.write_text("the root-only secret: if you can read this, the wall did not hold\n")
+    os.chmod(secret, 0o600)
+    return secret
+
+
+def setid_files(root: Path) -> list[Path]:
+    """Every file under ``root`` with a set-uid or set-gid bit (there must be none)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            if st.st_mode & 0o6000:
+                found.append(p)
+    return found

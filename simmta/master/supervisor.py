@@ -1,0 +1,370 @@
+"""master's process management, modelled on Postfix's master(8).
+
+For each service of the table master binds the listening socket itself (the
+SMTP port included, so a root master could bind port 25 for unprivileged
+children) and starts children on demand: while no child of a service is
+available and its listening socket has a connection waiting, it starts one,
+up to the service's process limit. Children report over a status pipe
+(ready / available / busy). A child that dies before it reported ready marks
+its service as broken: no new child for service_throttle_time ("bad command
+startup -- throttling"). A child that dies later is simply replaced (at once
+for resident services such as qmgr, on demand for the others). Services with
+a wakeup get a one-byte trigger every ``wakeup`` seconds.
+
+Trust: master runs as root in real mode and parses nothing but its own
+status records and (checked) event datagrams.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from simmta.core import events, names, privilege
+from simmta.core.config import Config
+from simmta.core.instance import Instance
+from simmta.core.services import Service, ServiceTable
+from simmta.core.skeleton import STATUS, STATUS_AVAIL, STATUS_BUSY, STATUS_READY
+from simmta.master.bus import Bus
+
+
+@dataclass
+class Child:
+    pid: int
+    service: str
+    popen: subprocess.Popen[bytes]
+    channel: socket.socket
+    started: float = field(default_factory=time.time)
+    ready: bool = False
+    avail: bool = True
+    state: str = "starting"
+    served: int = 0
+    observed: dict[str, Any] | None = None
+    mismatch: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid, "ppid": os.getpid(), "service": self.service, "state": self.state,
+                "started": self.started, "served": self.served, "privilege": self.observed,
+                "mismatch": self.mismatch}
+
+
+@dataclass
+class ServiceState:
+    service: Service
+    listen: socket.socket
+    status_r: int
+    status_w: int
+    limit: int
+    children: dict[int, Child] = field(default_factory=dict)
+    avail: int = 0
+    watching: bool = False
+    throttled_until: float = 0.0
+    restarts: int = 0
+    at_limit: bool = False
+
+
+class Supervisor:
+    def __init__(self, inst: Instance, cfg: Config, table: ServiceTable, mode: str,
+                 sockets: dict[str, socket.socket], addresses: dict[str, dict[str, Any]],
+                 lab: bool, log: Any):
+        self.inst, self.cfg, self.table, self.mode = inst, cfg, table, mode
+        self.addresses = addresses
+        self.lab = lab
+        self.log = log
+        self.bus = Bus()
+        self.bus.listeners.append(self._on_event)
+        self.services: dict[str, ServiceState] = {}
+        for svc in table:
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            self.services[svc.name] = ServiceState(svc, sockets[svc.name], r, w,
+                                                   svc.process_limit(cfg.default_process_limit))
+        self.pace: dict[str, Any] = {"mode": "live", "delay_ms": 500}
+        self.faults: dict[str, str] = {"peer": "none", "queue": "none"}
+        self.crash_points: dict[str, set[str]] = {}
+        self.waiting_hops: list[tuple[int, int]] = []  # (pid, hop) in arrival order
+        self.lab_results: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # Start and stop -------------------------------------------------------------
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        for st in self.services.values():
+            self.loop.add_reader(st.status_r, self._read_status, st)
+            st.listen.setblocking(False)
+            if st.service.resident:
+                self.spawn(st)
+            else:
+                self._update_listen(st)
+            if st.service.wakeup:
+                self.loop.create_task(self._wakeup_timer(st))
+
+    async def stop(self) -> None:
+        self.stopping = True
+        children = [c for st in self.services.values() for c in st.children.values()]
+        for c in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while any(c.popen.poll() is None for c in children) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for c in children:
+            if c.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(c.pid, signal.SIGKILL)
+                c.popen.wait()
+
+    # Spawning ---------------------------------------------------------------
+    def spawn(self, st: ServiceState) -> Child | None:
+        svc = st.service
+        if self.stopping or time.time() < st.throttled_until:
+            return None
+        if len(st.children) >= st.limit:
+            if not st.at_limit:
+                st.at_limit = True
+                self.emit("process", "limit", child_service=svc.name, limit=st.limit,
+                          warning="new clients may experience noticeable delays")
+            return None
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        for s in (mine, theirs):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        mine.setblocking(False)
+        spec = {
+            "service": svc.as_dict(), "config": self.cfg, "instance": str(self.inst.path),
+            "mode": self.mode, "lab": self.lab, "pace": self.pace, "faults": self.faults,
+            "crash_points": sorted(self.crash_points.get(svc.name, ())),
+            "watched": self.bus.watched, "peer": self.addresses.get(names.PEER),
+            "fds": {"listen": st.listen.fileno(), "channel": theirs.fileno() if self.cfg.events_enabled else None,
+                    "status": st.status_w},
+        }
+        env = dict(os.environ, SIMMTA_SPEC=json.dumps(spec))
+        try:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", f"simmta.daemons.{svc.command}"], env=env,
+                pass_fds=(st.listen.fileno(), theirs.fileno(), st.status_w),
+                stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, close_fds=True)
+        except OSError as e:
+            theirs.close()
+            mine.close()
+            self.emit("process", "throttled", child_service=svc.name, until=time.time() + 1,
+                      reason=f"cannot start: {e.strerror}")
+            return None
+        theirs.close()
+        child = Child(popen.pid, svc.name, popen, mine)
+        st.children[child.pid] = child
+        st.avail += 1  # counted available until it says busy (Postfix does the same)
+        assert self.loop is not None
+        self.loop.add_reader(mine, self._read_channel, child)
+        self.emit("process", "spawned", child_pid=child.pid, child_service=svc.name,
+                  total=len(st.children))
+        self._update_listen(st)
+        return child
+
+    def _update_listen(self, st: ServiceState) -> None:
+        """Watch the listening socket only while no child is available (master_avail)."""
+        want = (not st.service.resident and st.avail == 0 and not self.stopping
+                and len(st.children) < st.limit and time.time() >= st.throttled_until)
+        if len(st.children) < st.limit:
+            st.at_limit = False
+        if want != st.watching:
+            assert self.loop is not None
+            if want:
+                self.loop.add_reader(st.listen, self._connection_waiting, st)
+            else:
+                self.loop.remove_reader(st.listen)
+            st.watching = want
+
+    def _connection_waiting(self, st: ServiceState) -> None:
+        self.spawn(st)
+
+    # Children reporting -------------------------------------------------------
+    def _read_status(self, st: ServiceState) -> None:
+        try:
+            data = os.read(st.status_r, STATUS.size * 512)
+        except BlockingIOError:
+            return
+        for i in range(0, len(data) - len(data) % STATUS.size, STATUS.size):
+            pid, what = STATUS.unpack_from(data, i)
+            child = st.children.get(pid)
+            if child is None:
+                continue
+            if what == STATUS_READY:
+                child.ready = True
+                child.state = "idle"
+                self.observe(child)
+            elif what == STATUS_BUSY and child.avail:
+                child.avail, child.state = False, "busy"
+                st.avail -= 1
+            elif what == STATUS_AVAIL and not child.avail:
+                child.avail, child.state = True, "idle"
+                child.served += 1
+                st.avail += 1
+        self._update_listen(st)
+
+    def _read_channel(self, child: Child) -> None:
+        for _ in range(256):
+            try:
+                raw = child.channel.recv(events.MAX_DATAGRAM + 1024)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                break
+            if not raw:
+                break
+            self.bus.from_child(raw, child.pid, child.service)
+        else:
+            return
+        assert self.loop is not None
+        self.loop.remove_reader(child.channel)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        """The few events master acts on itself."""
+        kind, type_, data = event["kind"], event["type"], event["data"]
+        if kind == "pace" and type_ == "wait":
+            self.waiting_hops.append((event["pid"], data.get("hop")))
+            child = self._child(event["pid"])
+            if child:
+                child.state = "waiting"
+            if self.pace["mode"] != "step":
+                self.release_hops(all_=True)
+        elif kind == "fault" and type_ == "crash":
+            points = self.crash_points.get(event["service"], set())
+            points.discard(data.get("point"))
+            self.broadcast({"op": "crash", "points": sorted(points)}, event["service"])
+        elif kind == "lab" and type_ == "attempt":
+            fut = self.lab_results.pop(event["pid"], None)
+            if fut and not fut.done():
+                fut.set_result(event)
+
+    def _child(self, pid: int) -> Child | None:
+        for st in self.services.values():
+            if pid in st.children:
+                return st.children[pid]
+        return None
+
+    # Reaping ------------------------------------------------------------------
+    def reap(self) -> None:
+        for st in self.services.values():
+            for child in list(st.children.values()):
+                status = child.popen.poll()
+                if status is None:
+                    continue
+                self._exited(st, child, status)
+
+    def _exited(self, st: ServiceState, child: Child, status: int) -> None:
+        del st.children[child.pid]
+        if child.avail:
+            st.avail -= 1
+        assert self.loop is not None
+        self._read_channel(child)  # its last words
+        self.loop.remove_reader(child.channel)
+        child.channel.close()
+        how = f"signal {signal.Signals(-status).name}" if status < 0 else f"exit {status}"
+        self.emit("process", "exited", child_pid=child.pid, child_service=st.service.name,
+                  status=how, served=child.served)
+        self.waiting_hops = [(p, h) for p, h in self.waiting_hops if p != child.pid]
+        if self.stopping:
+            return
+        abnormal = status != 0
+        if abnormal and not child.ready:
+            st.throttled_until = time.time() + self.cfg.service_throttle_time
+            self.emit("process", "throttled", child_service=st.service.name,
+                      until=st.throttled_until,
+                      reason="bad command startup -- throttling")
+            self.loop.call_later(self.cfg.service_throttle_time + 0.01, self._unthrottle, st)
+        elif st.service.resident:
+            st.restarts += 1
+            new = self.spawn(st)
+            if new:
+                self.emit("process", "replaced", old_pid=child.pid, new_pid=new.pid,
+                          child_service=st.service.name)
+        elif abnormal:
+            st.restarts += 1
+        self._update_listen(st)
+
+    def _unthrottle(self, st: ServiceState) -> None:
+        if st.service.resident and not st.children:
+            self.spawn(st)
+        self._update_listen(st)
+
+    async def _wakeup_timer(self, st: ServiceState) -> None:
+        path = str(self.inst.queue / st.service.socket_dir / st.service.name)
+        while True:
+            await asyncio.sleep(st.service.wakeup)
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(5):
+                    _, w = await asyncio.open_unix_connection(path)
+                    w.write(names.TRIGGER_WAKEUP)
+                    await w.drain()
+                    w.close()
+
+    # Observation --------------------------------------------------------------
+    def observe(self, child: Child) -> None:
+        svc = self.services[child.service].service
+        obs = privilege.observe(child.pid)
+        if obs is None:
+            return
+        want = privilege.expected(unpriv=svc.unpriv, chroot=svc.chroot, mode=self.mode,
+                                  queue_dir=self.inst.queue,
+                                  mail_owner=(self.cfg.mail_owner_uid, self.cfg.mail_owner_gid))
+        child.observed = {**obs.as_dict(), "mode": self.mode}
+        child.mismatch = privilege.mismatches(obs, want)
+        self.emit("privilege", "observed", observed_pid=child.pid, observed_service=child.service,
+                  uid=obs.uid, gid=obs.gid, groups=obs.groups, caps=obs.caps, root=obs.root,
+                  no_new_privs=obs.no_new_privs, mode=self.mode, mismatch=child.mismatch,
+                  expected=want)
+
+    # Control hooks --------------------------------------------------------------
+    def emit(self, kind: str, type_: str, qid: str | None = None, **data: Any) -> None:
+        self.bus.publish(events.make("master", kind, type_, qid, None, **data))
+
+    def broadcast(self, msg: dict[str, Any], service: str | None = None) -> None:
+        raw = json.dumps(msg).encode()
+        for st in self.services.values():
+            if service and st.service.name != service:
+                continue
+            for child in st.children.values():
+                with contextlib.suppress(OSError):
+                    child.channel.send(raw)
+
+    def set_watched(self, on: bool) -> None:
+        self.broadcast({"op": "watch", "on": on})
+
+    def release_hops(self, all_: bool = False) -> int:
+        released = 0
+        while self.waiting_hops and (all_ or released == 0):
+            pid, hop = self.waiting_hops.pop(0)
+            child = self._child(pid)
+            if child is None:
+                continue
+            with contextlib.suppress(OSError):
+                child.channel.send(json.dumps({"op": "go", "hop": hop}).encode())
+            child.state = "busy"
+            self.emit("pace", "go", hop=hop, pid=pid)
+            released += 1
+        return released
+
+    def processes(self) -> list[dict[str, Any]]:
+        out = [{"pid": os.getpid(), "ppid": os.getppid(), "service": names.MASTER, "state": "running",
+                "started": None, "served": 0, "restarts": 0,
+                "privilege": self._master_observed()}]
+        for st in self.services.values():
+            for c in st.children.values():
+                if c.observed is None and c.ready:
+                    self.observe(c)
+                out.append({**c.as_dict(), "restarts": st.restarts})
+        return out
+
+    def _master_observed(self) -> dict[str, Any] | None:
+        obs = privilege.observe(os.getpid())
+        return {**obs.as_dict(), "mode": self.mode} if obs else None

@@ -1,0 +1,127 @@
+"""``simmta send``: an SMTP client for demonstrations (one message or a burst).
+
+Talks real SMTP (smtplib) to the instance's smtpd, or to ``--server HOST:PORT``.
+A burst (``--count N --concurrency C``) shows a rich progress bar and a summary.
+
+Trust: a client; it prints what the server answered, inertly.
+"""
+
+import argparse
+import smtplib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from simmta.core.errors import SimmtaError
+from simmta.core.events import safe_text
+from simmta.core.instance import Instance
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("send", parents=[parent], help="send mail over SMTP (one message or a burst)")
+    p.add_argument("--from", dest="sender", default="alice@simmta.test")
+    p.add_argument("--to", dest="recipients", action="append", metavar="ADDR",
+                   help="recipient (repeat for more; default bob@simmta.test)")
+    p.add_argument("--subject", default="Hello from simmta")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--body", default="This message travelled through a real MTA.\n")
+    g.add_argument("--file", help="send this file's bytes as the whole message (headers and body)")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--server", metavar="HOST:PORT", help="default: the instance's smtpd")
+    p.add_argument("--helo", default=None, help="name to give in EHLO")
+    p.set_defaults(func=cmd_send)
+
+
+def build_message(sender: str, recipients: list[str], subject: str, body: str, n: int = 0) -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["To"] = sender, ", ".join(recipients)
+    msg["Subject"] = subject if n == 0 else f"{subject} #{n}"
+    msg["Date"], msg["Message-ID"] = formatdate(), make_msgid(domain="client.simmta.test")
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def send_one(host: str, port: int, sender: str, recipients: list[str], data: bytes,
+             helo: str | None = None, timeout: float = 60) -> str:
+    """Send one message; the server's final reply text (raises SimmtaError on refusal)."""
+    try:
+        with smtplib.SMTP(host, port, local_hostname=helo, timeout=timeout) as s:
+            s.ehlo()
+            s.mail(sender)
+            refused = {}
+            for r in recipients:
+                code, text = s.rcpt(r)
+                if code >= 400:
+                    refused[r] = f"{code} {text.decode('utf-8', 'replace')}"
+            if len(refused) == len(recipients):
+                raise SimmtaError("all recipients refused: " + "; ".join(
+                    f"{k}: {v}" for k, v in refused.items()))
+            code, text = s.data(data)
+            if code != 250:
+                raise SimmtaError(f"{code} {text.decode('utf-8', 'replace')}")
+            return text.decode("utf-8", "replace")
+    except smtplib.SMTPResponseException as e:
+        raise SimmtaError(f"{e.smtp_code} {safe_text(e.smtp_error)}") from None
+    except (OSError, smtplib.SMTPException) as e:
+        raise SimmtaError(f"cannot send to {host}:{port}: {e}") from None
+
+
+def server_of(args: argparse.Namespace) -> tuple[str, int]:
+    if args.server:
+        host, _, port = args.server.rpartition(":")
+        if not port.isdigit():
+            raise SimmtaError("--server takes HOST:PORT")
+        return host, int(port)
+    st = Instance(args.instance).status()
+    return st["smtp"]["host"], int(st["smtp"]["port"])
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    host, port = server_of(args)
+    rcpts = args.recipients or ["bob@simmta.test"]
+    if args.count < 1 or args.concurrency < 1:
+        raise SimmtaError("--count and --concurrency must be at least 1")
+    if args.file:
+        try:
+            data = open(args.file, "rb").read()
+        except OSError as e:
+            raise SimmtaError(f"{args.file}: {e.strerror}") from None
+    if args.count == 1:
+        if not args.file:
+            data = build_message(args.sender, rcpts, args.subject, args.body)
+        print(safe_text(send_one(host, port, args.sender, rcpts, data, args.helo)))
+        return 0
+    console = Console()
+    ok, failed = 0, []
+    lock = threading.Lock()
+    start = time.monotonic()
+
+    def one(n: int) -> None:
+        nonlocal ok
+        payload = data if args.file else build_message(args.sender, rcpts, args.subject, args.body, n)
+        try:
+            send_one(host, port, args.sender, rcpts, payload, args.helo)
+            with lock:
+                ok += 1
+        except SimmtaError as e:
+            with lock:
+                failed.append(str(e))
+        progress.advance(task)
+
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"sending {args.count} messages", total=args.count)
+        with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+            list(pool.map(one, range(1, args.count + 1)))
+    elapsed = time.monotonic() - start
+    console.print(f"{ok} accepted, {len(failed)} refused in {elapsed:.2f} s "
+                  f"({ok / elapsed:.0f} msg/s)", highlight=False)
+    for reason in sorted(set(failed))[:5]:
+        console.print(f"  refused: {safe_text(reason)}", highlight=False, markup=False)
+    return 0 if not failed else 1
