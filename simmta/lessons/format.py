@@ -43,6 +43,8 @@ from simmta.lessons.goals import Expectation, Goal, GoalError, compile_expectati
 # simmta sub-commands a stored solution or suggested action may use.
 SOLUTION_COMMANDS = ("send", "sendmail", "queue", "cat", "hold", "release", "requeue",
                      "delete", "peer", "ctl", "ps", "status", "config")
+# A suggested action may also name tools that only show things.
+ACTION_COMMANDS = (*SOLUTION_COMMANDS, "events", "tui")
 SOLUTION_PLACEHOLDERS = ("instance", "last_qid", "smtp_host", "smtp_port")
 SECTIONS = {"hint": "hints", "explanation": "explanation", "in simulated mode": "simulated"}
 _FRONT_KEYS = {"id", "slug", "title", "summary", "minutes", "prerequisites", "sources", "setup"}
@@ -249,7 +251,8 @@ def _setup(raw: Any, block: _Block) -> Setup:
 # ---------------------------------------------------------------- steps
 
 
-def parse_command(text: str, line: int, what: str) -> tuple[str, ...]:
+def parse_command(text: str, line: int, what: str,
+                  allowed: tuple[str, ...] = SOLUTION_COMMANDS) -> tuple[str, ...]:
     """A simmta command line (without the leading ``simmta``), checked against the tool list."""
     try:
         argv = shlex.split(text)
@@ -257,9 +260,9 @@ def parse_command(text: str, line: int, what: str) -> tuple[str, ...]:
         raise _Problem(line, f"{what}: cannot split {text!r} ({e})") from None
     if argv[:1] == ["simmta"]:
         argv = argv[1:]
-    if not argv or argv[0] not in SOLUTION_COMMANDS:
+    if not argv or argv[0] not in allowed:
         raise _Problem(line, f"{what}: {text!r} is not a simmta command a lesson may run "
-                       "(known: " + ", ".join(SOLUTION_COMMANDS) + ")")
+                       "(known: " + ", ".join(allowed) + ")")
     if any(a == "--instance" or a.startswith("--instance=") for a in argv):
         raise _Problem(line, f"{what}: do not give --instance; the runner chooses the instance")
     for name in re.findall(r"\$\{([^}]*)\}", text):
@@ -342,7 +345,7 @@ def _step(number: int, title: str, line: int, prose: dict[str, Any], block: _Blo
         if action is not None:
             if not isinstance(action, str):
                 raise _Problem(block.line_of("action"), "action: expected a command string")
-            parse_command(action, block.line_of("action"), "action")
+            parse_command(action, block.line_of("action"), "action", ACTION_COMMANDS)
         hints = _strings(data.get("hints", []), "hints", block.line_of("hints"))
         sources = _strings(data.get("sources", []), "sources", block.line_of("sources"))
         timeout = _timeout(data.get("timeout", default_timeout), block.line_of("timeout"))

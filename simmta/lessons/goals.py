@@ -48,14 +48,16 @@ EVENT_FIELDS = ("v", "seq", "ts", "mono", "pid", "service", "kind", "type", "qid
 OPTIONAL_DATA: dict[str, tuple[str, ...]] = {
     "process/exited": ("signal", "code"),
     "process/spawned": ("reason",),
+    "process/state": ("served", "error"),
     "process/replaced": ("new_pid",),
     "privilege/step": ("pid", "service", "detail"),
-    "privilege/observed": ("ppid", "nonewprivs", "euid", "ruid", "egid", "rgid"),
-    "queue/created": ("sender", "recipients", "path"),
+    "privilege/observed": ("ppid", "cap_eff", "no_new_privs", "expected"),
+    "queue/created": ("sender", "recipients", "origin"),
     "queue/moved": ("reason",),
     "smtp/open": ("server",),
-    "smtp/reply": ("code",),
-    "smtp/limit": ("text", "value"),
+    "smtp/command": ("peer",),
+    "smtp/reply": ("peer",),
+    "smtp/limit": ("hops", "kept"),
     "ipc/request": ("from",),
     "ipc/response": ("from", "detail", "ms"),
     "delivery/delivered": ("sender", "uid", "relay", "dsn"),
@@ -73,7 +75,7 @@ STRUCTURED_DATA = frozenset({"uid", "gid", "groups", "caps", "recipients", "smtp
 
 # Fields of the live state's records (see simmta.lessons.state).
 _PRIV_FIELDS = ("uid", "gid", "groups", "caps", "root", "mode", "mismatch",
-                "ruid", "euid", "rgid", "egid", "nonewprivs")
+                "ruid", "euid", "rgid", "egid", "cap_eff", "no_new_privs")
 STATE_FIELDS: dict[str, tuple[str, ...]] = {
     "processes": ("pid", "ppid", "service", "state", "privilege",
                   *(f"privilege.{f}" for f in _PRIV_FIELDS)),

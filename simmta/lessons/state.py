@@ -116,7 +116,8 @@ class LiveState:
                                                "service": data["observed_service"],
                                                "state": "running"})
         proc["privilege"] = _privilege({k: data[k] for k in (
-            "uid", "gid", "groups", "caps", "root", "mode", "mismatch") if k in data})
+            "uid", "gid", "groups", "caps", "root", "mode", "mismatch", "cap_eff",
+            "no_new_privs") if k in data})
 
     def _on_queue_created(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         qid = event.get("qid")
