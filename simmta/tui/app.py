@@ -11,6 +11,7 @@ through the control socket and SMTP, like any other client.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 
@@ -106,11 +108,16 @@ class SimmtaApp(ControlActions):
         yield Input(placeholder="filter (enter applies, escape cancels)", id="filter")
         yield Footer()
 
+    @property
+    def base(self) -> Screen:
+        """The main screen (queries must not land on a dialog pushed above it)."""
+        return self.screen_stack[0] if self.screen_stack else self.screen
+
     def on_mount(self) -> None:
         self.sub_title = "live" if self.feed.live else "replay"
-        self.query_one("#filter", Input).display = False
+        self.base.query_one("#filter", Input).display = False
         self.pump()
-        self.query_one(ArchitectureMap).focus()
+        self.base.query_one(ArchitectureMap).focus()
         self.set_interval(self.tick, self.pump)
 
     def now(self) -> float:
@@ -126,28 +133,39 @@ class SimmtaApp(ControlActions):
         self.max_batch_seconds = max(self.max_batch_seconds, time.perf_counter() - started)
 
     def refresh_views(self) -> None:
-        self.query_one(StatusLine).show(self.model, self.feed, self.followed)
-        active = self.query_one(TabbedContent).active
+        with contextlib.suppress(NoMatches):  # shutting down: the widgets are gone
+            self._refresh_views()
+
+    def _refresh_views(self) -> None:
+        self.base.query_one(StatusLine).show(self.model, self.feed, self.followed)
+        active = self.base.query_one(TabbedContent).active
         if active == "map":
-            self.query_one(ArchitectureMap).refresh()
-            node = self.query_one(ArchitectureMap).selected
-            self.query_one(NodeDetail).show(self.model, node, self.now())
+            self.base.query_one(ArchitectureMap).refresh()
+            node = self.base.query_one(ArchitectureMap).selected
+            self.base.query_one(NodeDetail).show(self.model, node, self.now())
         elif active == "procs":
-            self.query_one(ProcessTable).update_from_model()
+            self.base.query_one(ProcessTable).update_from_model()
         elif active == "queue":
-            self.query_one(QueueTable).update_from_model()
-            self.query_one(MessageDetail).show(self.model, self.followed, self.now())
+            self.base.query_one(QueueTable).update_from_model()
+            self.base.query_one(MessageDetail).show(self.model, self.followed, self.now())
         elif active == "sessions":
-            self.query_one(SessionsView).update_from_model()
+            self.base.query_one(SessionsView).update_from_model()
         elif active == "events":
-            self.query_one(EventLog).refresh()
+            self.base.query_one(EventLog).refresh()
         elif active == "figures":
-            self.query_one(Figures).update_from_model()
+            self.base.query_one(Figures).update_from_model()
 
     # Views and selection -----------------------------------------------------
     def action_view(self, view: str) -> None:
-        self.query_one(TabbedContent).active = view
+        self.base.query_one(TabbedContent).active = view
         self.refresh_views()
+        focus = {
+            "map": "#archmap",
+            "procs": "#proc-table",
+            "queue": "#queue-table",
+            "sessions": "#session-table",
+        }.get(view)
+        self.set_focus(self.base.query_one(focus) if focus else None)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_views()
@@ -160,24 +178,24 @@ class SimmtaApp(ControlActions):
 
     def follow(self, qid: str | None) -> None:
         self.followed = qid
-        self.query_one(ArchitectureMap).followed = qid
+        self.base.query_one(ArchitectureMap).followed = qid
         self.refresh_views()
 
     def action_help(self) -> None:
         self.push_screen(Help())
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.base.query_one("#filter", Input)
         box.display = True
         box.value = self.filter_target().filter if self.filter_target() else ""
         box.focus()
 
     def filter_target(self) -> EventLog | ProcessTable | QueueTable | None:
-        active = self.query_one(TabbedContent).active
+        active = self.base.query_one(TabbedContent).active
         return {
-            "events": self.query_one(EventLog),
-            "procs": self.query_one(ProcessTable),
-            "queue": self.query_one(QueueTable),
+            "events": self.base.query_one(EventLog),
+            "procs": self.base.query_one(ProcessTable),
+            "queue": self.base.query_one(QueueTable),
         }.get(active)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -189,13 +207,13 @@ class SimmtaApp(ControlActions):
         self.set_focus(None)
 
     def on_key(self, event: object) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.base.query_one("#filter", Input)
         if box.display and getattr(event, "key", "") == "escape":
             box.display = False
 
     def action_pause(self) -> None:
         if self.feed.live:
-            log = self.query_one(EventLog)
+            log = self.base.query_one(EventLog)
             log.set_paused(not log.paused)
         else:
             self.feed.toggle()
@@ -206,7 +224,7 @@ class SimmtaApp(ControlActions):
         self.theme = (
             names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
         )
-        self.query_one(ArchitectureMap).refresh()
+        self.base.query_one(ArchitectureMap).refresh()
 
     def action_snap(self) -> None:
         self.screenshot_dir.mkdir(parents=True, exist_ok=True)

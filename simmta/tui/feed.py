@@ -83,6 +83,8 @@ class LiveFeed:
                 self.problem = f"event bus {self.bus_socket}: {e.strerror or e}"
         finally:
             self.connected = False
+            if self._sock is not None:
+                self._sock.close()
 
     def offer(self, raw: bytes | str) -> None:
         """One line from the bus (also the seam tests use)."""

@@ -62,7 +62,7 @@ def summary(event: dict[str, Any]) -> str:
 
 
 def event_line(event: dict[str, Any]) -> Text:
-    line = Text(clock(float(event["ts"])) + " ", style="dim")
+    line = Text(clock(float(event["ts"])) + " ", style="dim", no_wrap=True, overflow="ellipsis")
     line.append(f"{text(event['service'], 10):<9}", style="bold")
     line.append(
         f"{event['kind']}/{event['type']:<10}"[:20].ljust(20),

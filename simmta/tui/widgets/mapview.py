@@ -27,8 +27,8 @@ class ArchitectureMap(Widget, can_focus=True):
     """The regions, services, queues and tokens."""
 
     BINDINGS = [
-        Binding("down,j", "move(1)", "Next node", show=False),
-        Binding("up,k", "move(-1)", "Previous node", show=False),
+        Binding("down", "move(1)", "Next node", show=False),
+        Binding("up", "move(-1)", "Previous node", show=False),
     ]
 
     def __init__(self, model: Model, clock: Callable[[], float], **kw: object) -> None:

@@ -17,11 +17,14 @@ from simmta.tui.model import Model, text
 class StatusLine(Static):
     def show(self, model: Model, feed: Feed, followed: str | None) -> None:
         line = Text()
+        line.append(feed.status() + "  ", style="bold reverse" if feed.problem else "bold")
 
         def part(label: str, value: str, style: str = "bold") -> None:
             line.append(f"{label} ", style="dim")
             line.append(f"{value}  ", style=style)
 
+        if followed:
+            part("following", followed, "bold reverse")
         smtp = model.smtp
         if smtp:
             part("smtp", f"{text(smtp.get('host'))}:{text(smtp.get('port'))}")
@@ -34,9 +37,6 @@ class StatusLine(Static):
         faults = [f"{k}={v}" for k, v in model.faults.items() if v not in ("none", "")]
         if faults:
             part("faults", " ".join(faults), "bold reverse")
-        if followed:
-            part("following", followed)
         if model.stopping:
             part("MTA", model.stopping, "bold reverse")
-        line.append(feed.status(), style="bold" if feed.problem else "dim")
         self.update(line)

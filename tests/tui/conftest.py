@@ -1,0 +1,32 @@
+"""Fixtures for the TUI tests (helpers live in tuihelp.py). Trust: test code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tuihelp import FakeMaster, SinkSMTP, replay_app
+
+from simmta.tui.app import SimmtaApp
+from simmta.tui.feed import LiveFeed
+
+
+@pytest.fixture
+def story_app() -> SimmtaApp:
+    return replay_app()
+
+
+@pytest.fixture
+def fake_master(tmp_path: Path) -> Iterator[tuple[FakeMaster, SinkSMTP]]:
+    smtp = SinkSMTP()
+    master = FakeMaster(tmp_path, smtp.port)
+    yield master, smtp
+    master.close()
+    smtp.close()
+
+
+@pytest.fixture
+def live_app(fake_master: tuple[FakeMaster, SinkSMTP], tmp_path: Path) -> SimmtaApp:
+    feed = LiveFeed(tmp_path / "run" / "bus.sock").start()
+    return SimmtaApp(feed, instance=tmp_path, screenshot_dir=tmp_path / "shots")

@@ -1,0 +1,262 @@
+"""Pilot tests: every view and action, driven by the recorded story and fake master sockets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import TabbedContent
+from tuihelp import FakeMaster, SinkSMTP, replay_app, screen_text, sync, until
+
+from simmta.core import control
+from simmta.tui.app import VIEWS, SimmtaApp
+from simmta.tui.dialogs import Choose, Help
+from simmta.tui.widgets.eventlog import EventLog
+from simmta.tui.widgets.mapview import ArchitectureMap
+
+SIZE = (120, 40)
+
+
+@pytest.mark.parametrize(
+    ("view", "key", "expect"),
+    [
+        ("map", "m", "CHROOT JAIL"),
+        ("procs", "p", "restarts"),
+        ("queue", "u", "5D6E7F"),
+        ("sessions", "t", "EHLO"),
+        ("events", "e", "process/replaced"),
+        ("figures", "g", "delivered 1"),
+    ],
+)
+@sync
+async def test_every_view_by_letter_and_fkey(view: str, key: str, expect: str) -> None:
+    app = replay_app()
+    fkey = next(f for v, _, f, _ in VIEWS if v == view)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5" if view != "events" else "f1")
+        await pilot.press(key)
+        assert app.query_one(TabbedContent).active == view
+        await until(pilot, lambda: expect in screen_text(app), what=expect)
+        await pilot.press("f1" if view != "map" else "f2")
+        await pilot.press(fkey)
+        assert app.query_one(TabbedContent).active == view
+
+
+@sync
+async def test_map_shows_regions_tokens_and_simulated_boundaries() -> None:
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        text = screen_text(app)
+        for label in ("INTERNET", "CHROOT JAIL", "UNPRIVILEGED", "ROOT", "USERS"):
+            assert label in text
+        assert "SIMULATED" in text and "◆5D6E7F" in text and "⟳" in text
+        assert "mailboxes 1 delivered" in text
+
+
+@sync
+async def test_map_selection_shows_processes_and_messages() -> None:
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        amap = app.query_one(ArchitectureMap)
+        while amap.selected != "qmgr":
+            await pilot.press("down")
+        await until(pilot, lambda: "pid 1002" in screen_text(app), what="qmgr's process")
+        while amap.selected != "deferred":
+            await pilot.press("down")
+        await until(pilot, lambda: "someone@example.net" in screen_text(app), what="message")
+
+
+@sync
+async def test_queue_detail_follows_a_message() -> None:
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("u")
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: app.followed == "5D6E7F", what="follow")
+        await until(pilot, lambda: "history" in screen_text(app), what="message detail")
+        text = screen_text(app)
+        assert "alice@simmta.test" in text and "retry in" in text
+        await pilot.press("m")
+        assert app.query_one(ArchitectureMap).followed == "5D6E7F"
+        assert "following 5D6E7F" in screen_text(app)
+
+
+@sync
+async def test_hostile_ehlo_and_subject_are_shown_escaped() -> None:
+    app = replay_app()
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("t")
+        table = app.query_one("#session-table")
+        table.move_cursor(row=0)  # newest first: the hostile session
+        await pilot.pause()
+        text = screen_text(app)
+        assert "evil\\x1b]0;pwned\\x07\\x1b[31m[bold red]boom[/]" in text
+        await pilot.press("u")
+        app.follow("8G9H0I")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "[link=http://x]click[/link]" in text and "\\x1b[2J" in text
+        assert "\x1b]8" not in app.export_screenshot()
+
+
+@sync
+async def test_event_log_filter_and_pause() -> None:
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("e", "slash")
+        await pilot.press(*"qid:5D6E7F", "enter")
+        log = app.query_one(EventLog)
+        assert log.filter == "qid:5D6E7F"
+        shown = log.visible(100)
+        assert shown and all(e["qid"] == "5D6E7F" for e in shown)
+        await pilot.press("slash", *"kind:process", "enter")
+        assert {e["kind"] for e in log.visible(100)} == {"process"}
+
+
+@sync
+async def test_replay_timeline_keys() -> None:
+    app = replay_app(position=1)
+    feed = app.feed
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("full_stop", "full_stop", "full_stop")
+        await until(pilot, lambda: feed.position == 4, what="three steps")
+        await pilot.press("comma")
+        await until(pilot, lambda: feed.position == 3, what="step back")
+        await pilot.press("plus")
+        assert feed.speed == 2.0
+        await pilot.press("space")
+        assert feed.playing
+        await pilot.press("space")
+        assert not feed.playing
+        app.follow("5D6E7F")
+        await pilot.press("n")
+        await until(pilot, lambda: feed.events[feed.position - 1]["qid"] == "5D6E7F")
+        assert "replay paused" in screen_text(app)
+
+
+@sync
+async def test_mta_actions_in_a_replay_say_there_is_no_mta() -> None:
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await until(pilot, lambda: any("no MTA" in str(n.message) for n in app._notifications))
+
+
+@sync
+async def test_help_palette_theme_and_screenshot(tmp_path: Path) -> None:
+    app = replay_app(screenshot_dir=tmp_path / "shots")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, Help)
+        await pilot.press("escape")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for wanted in (
+            "Send",
+            "Kill",
+            "Fault",
+            "Crash point",
+            "Hold",
+            "Release",
+            "Requeue",
+            "Delete",
+            "Lab attempt",
+            "Pace",
+            "Step",
+            "Burst",
+            "Local submit",
+            "View: Map",
+            "Screenshot",
+        ):
+            assert wanted in titles
+        await pilot.press("T")
+        assert app.theme == "textual-light"
+        await pilot.press("T")
+        assert app.theme == "projector"
+        await pilot.press("w")
+        await until(pilot, lambda: list((tmp_path / "shots").glob("*.svg")), what="screenshot")
+
+
+@sync
+async def test_quit_key() -> None:
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, what="quit")
+
+
+# Live: a fake master (bus + control sockets) and a real SMTP sink -------------------
+
+
+@sync
+async def test_live_attach_shows_the_snapshot(live_app: SimmtaApp) -> None:
+    async with live_app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: live_app.model.counts["delivered"] == 1, what="events")
+        assert "live" in screen_text(live_app) and "SIMULATED" in screen_text(live_app)
+
+
+@sync
+async def test_live_send_goes_over_smtp(
+    live_app: SimmtaApp, fake_master: tuple[FakeMaster, SinkSMTP]
+) -> None:
+    _, smtp = fake_master
+    async with live_app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: live_app.model.smtp.get("port") == smtp.port)
+        await pilot.press("s")
+        await until(pilot, lambda: smtp.received, what="mail at the sink")
+        assert smtp.received[0] == ("alice@simmta.test", ["bob@simmta.test"])
+        await pilot.press("S")
+        assert isinstance(live_app.screen, Choose)
+        await pilot.press("end", "enter")  # the remote recipient is last
+        await until(pilot, lambda: len(smtp.received) == 2, what="second mail")
+        assert smtp.received[1][1] == ["someone@example.net"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "request_"),
+    [
+        (("k", "enter", "down", "enter"), {"op": "kill", "service": "cleanup", "signal": "KILL"}),
+        (("f", "down", "down", "enter"), {"op": "fault", "target": "peer", "value": "tempfail"}),
+        (
+            ("c", "enter"),
+            {
+                "op": "crash",
+                "service": next(iter(control.CRASH_POINTS)),
+                "point": next(iter(control.CRASH_POINTS.values()))[0],
+            },
+        ),
+        (("a", "enter"), {"op": "lab", "action": "read-secret", "service": "smtpd"}),
+        (("P",), {"op": "pace", "mode": "live", "delay_ms": 500}),
+        (("full_stop",), {"op": "step"}),
+    ],
+)
+@sync
+async def test_live_control_actions(
+    live_app: SimmtaApp,
+    fake_master: tuple[FakeMaster, SinkSMTP],
+    keys: tuple[str, ...],
+    request_: dict[str, object],
+) -> None:
+    master, _ = fake_master
+    async with live_app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: live_app.model.started, what="snapshot")
+        await until(pilot, lambda: live_app.model.pace.get("mode") == "step")
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await until(pilot, lambda: master.requests, what="a control request")
+        assert master.requests[-1] == request_
+
+
+@pytest.mark.parametrize("op", ["hold", "release", "requeue", "delete"])
+@sync
+async def test_live_queue_actions(
+    live_app: SimmtaApp, fake_master: tuple[FakeMaster, SinkSMTP], op: str
+) -> None:
+    master, _ = fake_master
+    async with live_app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "5D6E7F" in live_app.model.queues["deferred"])
+        live_app.follow("5D6E7F")
+        await pilot.press({"hold": "h", "release": "r", "requeue": "R", "delete": "D"}[op])
+        await until(pilot, lambda: master.requests, what="queue request")
+        assert master.requests[-1] == {"op": "queue", "action": op, "qid": "5D6E7F"}
