@@ -52,7 +52,8 @@ class SmtpdHandler:
 
     async def handle_MAIL(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
                           addr: str, options: list[str]) -> str:
-        if addr and (why := address.syntax_error(addr)):
+        # The null sender stays "<>" here: aiosmtpd takes an empty one for "no MAIL yet".
+        if addr != "<>" and (why := address.syntax_error(addr)):
             return self._reject(f"501 5.1.7 Bad sender address syntax: {why}")
         envelope.mail_from = addr
         envelope.mail_options.extend(options)
@@ -86,7 +87,7 @@ class SmtpdHandler:
             return self._reject("550 5.5.2 Error: bare <LF> received")
         peer = session.peer if isinstance(session.peer, tuple) else ("?", 0)
         request = {
-            "request": "queue", "sender": envelope.mail_from or "",
+            "request": "queue", "sender": "" if envelope.mail_from == "<>" else envelope.mail_from,
             "recipients": list(envelope.rcpt_tos),
             "attrs": {"client": f"{peer[0]}", "helo": session.host_name or "unknown",
                       "protocol": "ESMTP" if session.extended_smtp else "SMTP",

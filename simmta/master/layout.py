@@ -15,6 +15,7 @@ from pathlib import Path
 
 from simmta.core import maildir, names, privilege
 from simmta.core.config import Config
+from simmta.core.errors import SimmtaError
 from simmta.core.instance import QUEUE_SUBDIRS, Instance
 
 MAILDROP_MODE = 0o1733
@@ -28,11 +29,23 @@ def _own(path: Path, mode: int, uid: int, gid: int, real: bool) -> None:
     os.chmod(path, mode)
 
 
+def check_reachable(inst: Instance) -> None:
+    """In real mode unprivileged daemons (qmgr) must be able to walk to the queue."""
+    for parent in [inst.path, *inst.path.parents]:
+        if not os.stat(parent).st_mode & 0o001:
+            raise SimmtaError(f"{parent} is not searchable by other users (mode "
+                              f"{oct(os.stat(parent).st_mode & 0o777)}), so mail_owner could not "
+                              f"reach {inst.queue}; choose an instance elsewhere "
+                              f"(e.g. --instance /var/tmp/simmta) or chmod o+x {parent}")
+
+
 def prepare(inst: Instance, cfg: Config, mode: str) -> None:
     real = mode == privilege.REAL
     owner = (os.getuid(), os.getgid())
     mail = (cfg.mail_owner_uid, cfg.mail_owner_gid)
     _own(inst.path, 0o755, *owner, real=False)
+    if real:
+        check_reachable(inst)
     _own(inst.queue, 0o755, 0, 0, real)
     for sub in QUEUE_SUBDIRS:
         m = {names.MAILDROP: MAILDROP_MODE, names.PUBLIC: PUBLIC_MODE}.get(sub, 0o700)

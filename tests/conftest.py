@@ -1,0 +1,254 @@
+"""Shared fixtures: a real ``simmta run`` in a temp instance on ephemeral ports.
+
+No mocks of the MTA: every integration test starts master as a subprocess,
+talks SMTP to it on loopback, and reads what lands on disk. Waiting is always
+polling with a deadline (``wait_for``), never a bare sleep.
+"""
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NOBODY = 65534
+# Short timers so retries and throttling happen within a test.
+FAST_CONFIG = """
+queue_run_delay = "1s"
+minimal_backoff_time = "1s"
+maximal_backoff_time = "2s"
+service_throttle_time = "3s"
+smtpd_error_sleep_time = 0
+"""
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def maildir_files(path: Path) -> list[Path]:
+    out: list[Path] = []
+    for sub in ("new", "cur"):
+        with contextlib.suppress(FileNotFoundError):
+            out += sorted((path / sub).iterdir())
+    return out
+
+
+class EventLog:
+    """A bus subscriber collecting every event in a background thread."""
+
+    def __init__(self, sock_path: Path):
+        self.events: list[dict[str, Any]] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(sock_path))
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError, ValueError), self.sock.makefile("rb") as f:
+            for line in f:
+                self.events.append(json.loads(line))
+
+    def find(self, **match: Any) -> list[dict[str, Any]]:
+        def ok(e: dict[str, Any]) -> bool:
+            for k, v in match.items():
+                have = e["data"].get(k[5:]) if k.startswith("data_") else e.get(k)
+                if have != v:
+                    return False
+            return True
+        return [e for e in list(self.events) if ok(e)]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+class Mta:
+    """One running simmta instance (master as a subprocess we started)."""
+
+    def __init__(self, instance: Path, user: int | None = None, config: str = FAST_CONFIG,
+                 lab: bool = False):
+        self.instance = instance
+        self.user = user
+        instance.mkdir(parents=True, exist_ok=True)
+        (instance / "main.toml").write_text(config)
+        if user is not None:
+            for p in (instance, instance / "main.toml"):
+                os.chown(p, user, user)
+        args = ["run", "--smtp-port", "0"] + (["--lab"] if lab else [])
+        self.proc = subprocess.Popen(self.command(*args), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, cwd=instance)
+        self.status = wait_for(self._status, 30, "master to write status.json")
+        self.host, self.port = self.status["smtp"]["host"], int(self.status["smtp"]["port"])
+        self.pid = int(self.status["master_pid"])
+
+    def command(self, *args: str) -> list[str]:
+        base = [sys.executable, "-m", "simmta", *args, "--instance", str(self.instance)]
+        if self.user is None:
+            return base
+        return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--clear-groups",
+                "env", "HOME=/tmp", *base]
+
+    def _status(self) -> dict[str, Any] | None:
+        if self.proc.poll() is not None:
+            out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+            raise AssertionError(f"simmta run exited with {self.proc.returncode}: {out}")
+        try:
+            return json.loads((self.instance / "run" / "status.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def simmta(self, *args: str, input: bytes | None = None, check: bool = True,
+               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(self.command(*args), input=input, capture_output=True, timeout=timeout)
+        res = subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(), r.stderr.decode())
+        if check and r.returncode != 0:
+            raise AssertionError(f"simmta {' '.join(args)} failed ({r.returncode}): {res.stderr}")
+        return res
+
+    def smtp(self, source: str = "127.0.0.1") -> smtplib.SMTP:
+        return smtplib.SMTP(self.host, self.port, source_address=(source, 0), timeout=30)
+
+    def send(self, to: str | list[str] = "bob@simmta.test", sender: str = "alice@simmta.test",
+             subject: str = "test", body: str = "hello\r\n", extra_headers: str = "") -> str:
+        """Send one message; returns the queue ID from the 250 reply."""
+        rcpts = [to] if isinstance(to, str) else to
+        msg = f"From: <{sender}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n{extra_headers}\r\n{body}"
+        with self.smtp() as s:
+            s.ehlo("client.example")
+            s.mail(sender)
+            for r in rcpts:
+                s.rcpt(r)
+            code, text = s.data(msg.encode())
+        assert code == 250, (code, text)
+        return text.decode().rsplit(" ", 1)[-1]
+
+    def maildir(self, user: str) -> Path:
+        return self.instance / "mail" / user / "Maildir"
+
+    @property
+    def peer_maildir(self) -> Path:
+        return self.instance / "peer" / "Maildir"
+
+    def queue_files(self, queue: str) -> list[str]:
+        with contextlib.suppress(FileNotFoundError):
+            return sorted(p.name for p in (self.instance / "queue" / queue).iterdir()
+                          if not p.name.startswith("tmp."))
+        return []
+
+    def live_status(self) -> dict[str, Any]:
+        return json.loads(self.simmta("status", "--json").stdout)
+
+    def pids(self, service: str) -> list[int]:
+        for s in self.live_status()["services"]:
+            if s["name"] == service:
+                return list(s["pids"])
+        raise KeyError(service)
+
+    def subscribe(self) -> EventLog:
+        return EventLog(self.instance / "run" / "bus.sock")
+
+    def stop(self) -> None:
+        children = _descendants(self.pid)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in children:  # anything of ours left behind, by pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        with contextlib.suppress(OSError):
+            for child in Path(f"/proc/{p}/task/{p}/children").read_text().split():
+                out.append(int(child))
+                todo.append(int(child))
+    return out
+
+
+def searchable(path: Path) -> None:
+    """Let mail_owner walk to the instance (pytest makes its temp dirs 0700)."""
+    for p in [path, *path.parents]:
+        mode = p.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(p, (mode & 0o777) | 0o711)
+
+
+@pytest.fixture
+def instance_dir(tmp_path: Path) -> Path:
+    searchable(tmp_path)
+    return tmp_path / "inst"
+
+
+@pytest.fixture
+def mta(instance_dir: Path) -> Iterator[Mta]:
+    m = Mta(instance_dir)
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+def nobody_can_run_python() -> bool:
+    r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                        sys.executable, "-c", "import simmta"], capture_output=True)
+    return r.returncode == 0
+
+
+@pytest.fixture
+def nobody_mta(tmp_path: Path) -> Iterator[Mta]:
+    """The same MTA run by an unprivileged user (simulated privilege mode)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to the unprivileged test user")
+    assert nobody_can_run_python(), (
+        "uid 65534 cannot run this Python (is the interpreter under a 0700 home? "
+        ".ci/run makes it reachable)")
+    searchable(tmp_path)
+    base = tmp_path / "nobody"
+    base.mkdir()
+    os.chown(base, NOBODY, NOBODY)
+    m = Mta(base / "inst", user=NOBODY)
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("real privilege separation needs root")
+
+
+__all__ = ["FAST_CONFIG", "NOBODY", "REPO", "EventLog", "Mta", "maildir_files", "needs_root",
+           "pwd", "shutil", "wait_for"]
