@@ -46,11 +46,17 @@ def observed_processes(inst: Instance) -> tuple[list[dict[str, Any]], str]:
                                       queue_dir=inst.queue,
                                       mail_owner=(cfg.mail_owner_uid, cfg.mail_owner_gid))
         mism = privilege.mismatches(obs, want) if svc is not None or mode == privilege.REAL else []
+        would = ""
+        if mode == privilege.SIMULATED and svc is not None:
+            steps = ([f"chroot to {inst.queue}"] if svc.chroot else []) + (
+                [f"switch to uid {cfg.mail_owner_uid} gid {cfg.mail_owner_gid}"] if svc.unpriv
+                else ["keep root (act as each recipient)" if svc.name == "local" else "keep root"])
+            would = "simulated: would " + ", ".join(steps)
         rows.append({"pid": obs.pid, "ppid": p["ppid"], "service": p["service"], "state": p["state"],
                      "uid": obs.uid, "gid": obs.gid, "groups": obs.groups, "caps": obs.caps,
                      "cap_eff": obs.cap_eff, "no_new_privs": obs.no_new_privs, "root": obs.root,
                      "chrooted": obs.root != "/", "boundary": mode, "expected": want,
-                     "mismatch": mism, "served": p.get("served", 0)})
+                     "mismatch": mism, "served": p.get("served", 0), "simulated_steps": would})
     return rows, mode
 
 
