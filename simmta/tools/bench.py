@@ -36,6 +36,7 @@ import resource
 import socket
 import sys
 import time
+import tomllib
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,11 +46,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from simmta.core import config
 from simmta.core.errors import SimmtaError
 from simmta.tools.bench_load import LoadSpec, generate_load
 from simmta.tools.bench_stats import Latency, ProcTree, median, rate, ratio, summarize
 from simmta.tools.bench_targets import Endpoint, ExternalTarget, SimmtaTarget, Target
-from simmta.tools.bench_watch import MaildirWatcher, MemorySampler
+from simmta.tools.bench_watch import MaildirWatcher, TreeSampler
 
 SIMMTA = "simmta"  # events on, a subscriber reading the bus (instrumented, as with the TUI)
 SIMMTA_NO_EVENTS = "simmta-no-events"
@@ -74,6 +76,8 @@ class RunResult:
     delivery_latency: Latency | None = None
     cpu_ms_per_message: float = math.nan
     client_cpu_ms_per_message: float = math.nan  # the bench's own, for context
+    # process name -> CPU ms per message and how many such processes were seen (approximate)
+    cpu_by_process: dict[str, dict[str, float]] = field(default_factory=dict)
     peak_memory_mb: float = math.nan
     cold_start_s: float | None = None
     events_seen: int | None = None
@@ -162,6 +166,15 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "on with nobody listening, or off",
     )
     p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="KEY=VALUE",
+        help="a main.toml line for the simmta instances, e.g. --set 'max_use=1000' "
+        "(repeatable; the figures are then not simmta's defaults)",
+    )
+    p.add_argument(
         "--compare",
         action="store_true",
         help="alternate simmta with events+subscriber, simmta with events off, "
@@ -197,6 +210,19 @@ def _positive(text: str) -> int:
     return value
 
 
+def _setting(text: str) -> str:
+    """KEY=VALUE with a TOML value, checked by simmta's own config validation."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError("expected KEY=VALUE")
+    line = f"{key.strip()} = {value.strip()}"
+    try:
+        config.apply(config.defaults(), tomllib.loads(line))
+    except (tomllib.TOMLDecodeError, SimmtaError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return line
+
+
 def _loopback_target(text: str) -> tuple[str, int]:
     """HOST:PORT ([::1]:PORT for IPv6) resolving to loopback addresses only."""
     host, sep, port = text.rpartition(":")
@@ -224,6 +250,7 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, Any]]:
             subscriber=events == "subscriber",
             keep=args.keep,
             label=SIMMTA if events != "off" else SIMMTA_NO_EVENTS,
+            settings=args.set,
         )
 
     def target() -> Any:
@@ -302,7 +329,7 @@ def _measure_started(
     tree = ProcTree(endpoint.root_pid) if endpoint.root_pid else None
     cpu_before = tree.cpu_seconds() if tree else math.nan
     client_before = _own_cpu_seconds()
-    sampler = MemorySampler(tree, give_up) if tree else None
+    sampler = TreeSampler(tree, give_up) if tree else None
     with _progress(console) as progress:
         label = f"[bold]{result.label}[/] round {result.round}"
         sent_task = progress.add_task(f"{label} accepted", total=args.messages)
@@ -354,6 +381,11 @@ def _measure_started(
         result.cpu_ms_per_message = (cpu_after - cpu_before) / done * 1000
     if done:
         result.client_cpu_ms_per_message = client_cpu / done * 1000
+    if sampler and done:
+        result.cpu_by_process = {
+            name: {"ms_per_message": seconds / done * 1000, "processes": count}
+            for name, (seconds, count) in sampler.cpu_by_name().items()
+        }
     if sampler and sampler.peak:
         result.peak_memory_mb = sampler.peak / 2**20
 
@@ -398,6 +430,15 @@ def _one_line(r: RunResult) -> str:
         f"server CPU {_f(r.cpu_ms_per_message, 2)} ms/msg "
         f"(bench's own {_f(r.client_cpu_ms_per_message, 2)})"
     )
+    if r.cpu_by_process:
+        parts.append(
+            "\n  server CPU ms/msg by process: "
+            + " ".join(
+                f"{name}[{int(v['processes'])}] {v['ms_per_message']:.2f}"
+                for name, v in r.cpu_by_process.items()
+                if v["ms_per_message"] >= 0.01
+            )
+        )
     if r.cold_start_s is not None:
         parts.append(f"cold start {r.cold_start_s:.2f} s")
     if errors:

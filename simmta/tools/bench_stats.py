@@ -91,7 +91,8 @@ def ratio(a: float, b: float) -> float:
 class ProcStat:
     pid: int
     ppid: int
-    cpu_ticks: int  # utime + stime + cutime + cstime
+    own_ticks: int  # utime + stime
+    cpu_ticks: int  # utime + stime + cutime + cstime (reaped children included)
 
 
 def _read_stat(pid: int) -> ProcStat | None:
@@ -102,7 +103,20 @@ def _read_stat(pid: int) -> ProcStat | None:
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = raw[raw.rfind(b")") + 2 :].split()
     # fields[0] is field 3 (state): ppid is field 4, utime..cstime are fields 14..17.
-    return ProcStat(pid, int(fields[1]), sum(int(f) for f in fields[11:15]))
+    own = int(fields[11]) + int(fields[12])
+    return ProcStat(pid, int(fields[1]), own, own + int(fields[13]) + int(fields[14]))
+
+
+def process_name(pid: int) -> str:
+    """A short name for a server process: the module of ``python -m a.b.name``, else comm."""
+    try:
+        argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+        if b"-m" in argv[:-1]:
+            module = argv[argv.index(b"-m") + 1].decode(errors="replace")
+            return module.rsplit(".", 1)[-1] if module != "simmta" else "master"
+        return (PROC / str(pid) / "comm").read_text().strip()
+    except (OSError, IndexError):
+        return "?"
 
 
 def _all_stats() -> list[ProcStat]:
@@ -154,10 +168,11 @@ class ProcTree:
         """CPU seconds (user + system) used so far by the tree, reaped children included."""
         return sum(st.cpu_ticks for st in self.members()) / CLK_TCK
 
-    def memory_bytes(self) -> int:
+    def memory_bytes(self, members: list[ProcStat] | None = None) -> int:
         """Memory of the tree now: the sum of PSS, so pages shared by forked
         daemons count once (a sum of RSS would count them in every process)."""
-        return sum(m for st in self.members() if (m := _memory_bytes(st.pid)) is not None)
+        members = self.members() if members is None else members
+        return sum(m for st in members if (m := _memory_bytes(st.pid)) is not None)
 
 
 def find_listener(port: int) -> int | None:

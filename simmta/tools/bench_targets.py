@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -126,9 +126,11 @@ class SimmtaTarget:
         keep: bool = False,
         recipient: str = "bob@simmta.test",
         label: str = "simmta",
+        settings: Sequence[str] = (),
     ):
         self.events, self.subscriber, self.keep = events, subscriber, keep
         self.recipient, self.label = recipient, label
+        self.settings = list(settings)  # extra main.toml lines
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.sub_proc: subprocess.Popen[bytes] | None = None
@@ -138,7 +140,8 @@ class SimmtaTarget:
         self.dir = Path(tempfile.mkdtemp(prefix="simmta-bench-"))
         self.dir.chmod(0o755)  # daemons that dropped privileges must reach their subtrees
         instance = Instance(self.dir)
-        instance.main_cf.write_text(f"events_enabled = {'true' if self.events else 'false'}\n")
+        lines = [f"events_enabled = {'true' if self.events else 'false'}", *self.settings]
+        instance.main_cf.write_text("\n".join(lines) + "\n")
         log = open(self.dir / "bench-run.log", "wb")  # noqa: SIM115 - the child keeps it open
         spawned = time.monotonic()
         argv = [

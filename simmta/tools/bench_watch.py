@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from simmta.tools.bench_stats import ProcTree
+from simmta.tools.bench_stats import CLK_TCK, ProcTree, process_name
 
 HEADER_BYTES = 4096
 BENCH_HEADER = b"\nx-bench-id:"
@@ -154,21 +154,47 @@ class MaildirWatcher(threading.Thread):
         return removed
 
 
-class MemorySampler(threading.Thread):
-    """Samples a process tree's memory (PSS sum) and keeps the peak."""
+class TreeSampler(threading.Thread):
+    """Samples a process tree: the peak of its memory (PSS sum), and CPU per process name.
+
+    The per-name CPU is each process's own time (utime + stime) from the first
+    to the last sample that saw it: a process's last interval before it exits
+    is missed, so the breakdown is approximate and sums to a little less than
+    the tree's total (which ``ProcTree.cpu_seconds`` measures exactly).
+    """
 
     def __init__(self, tree: ProcTree, deadline: float, interval: float = 0.2):
-        super().__init__(name="bench-memory", daemon=True)
+        super().__init__(name="bench-sampler", daemon=True)
         self.tree = tree
         self.deadline = deadline
         self.interval = interval
         self.peak = 0
         self.samples = 0
+        self._first: dict[int, int] = {}  # pid -> own ticks when first seen
+        self._last: dict[int, int] = {}
+        self._names: dict[int, str] = {}
         self._halt = threading.Event()
+        for st in tree.members():  # processes already running: count from now on
+            self._first[st.pid] = self._last[st.pid] = st.own_ticks
 
     def sample(self) -> None:
-        self.peak = max(self.peak, self.tree.memory_bytes())
+        members = self.tree.members()
+        for st in members:
+            self._first.setdefault(st.pid, 0)  # born since the start: all of its time
+            self._last[st.pid] = st.own_ticks
+            if st.pid not in self._names:
+                self._names[st.pid] = process_name(st.pid)
+        self.peak = max(self.peak, self.tree.memory_bytes(members))
         self.samples += 1
+
+    def cpu_by_name(self) -> dict[str, tuple[float, int]]:
+        """name -> (CPU seconds, processes seen), largest first."""
+        out: dict[str, tuple[float, int]] = {}
+        for pid, last in self._last.items():
+            name = self._names.get(pid, "?")
+            seconds, count = out.get(name, (0.0, 0))
+            out[name] = (seconds + (last - self._first[pid]) / CLK_TCK, count + 1)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1][0]))
 
     def run(self) -> None:
         while not self._halt.is_set() and time.monotonic() < self.deadline:
