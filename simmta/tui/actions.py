@@ -74,6 +74,6 @@ def submit_local(instance: Path, rcpt: str, timeout: float = 30.0) -> str:
 def request(control_socket: Path, op: str, **args: Any) -> str:
     """One control request; a one-line result (SimmtaError when refused)."""
     reply = control.request(control_socket, op, **args)
-    detail = reply.get("message") or reply.get("result") or "ok"
+    detail = ", ".join(f"{k} {v}" for k, v in reply.items() if k != "ok") or "ok"
     what = " ".join(f"{k}={v}" for k, v in args.items())
     return f"{op} {what}: {detail}"

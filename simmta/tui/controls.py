@@ -124,7 +124,7 @@ class ControlActions(App[None]):
 
     # Control --------------------------------------------------------------
     def action_kill(self) -> None:
-        services = sorted({p.service for p in self.model.processes.values()})
+        services = sorted({p.service for p in self.model.processes.values()} - {names.MASTER})
         self._choose(
             "Kill which daemon?",
             [(s, s) for s in services],

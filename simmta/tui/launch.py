@@ -118,6 +118,7 @@ def main(args: argparse.Namespace) -> int:
         run_app(LiveFeed(instance.bus_socket).start(), args, instance.path)
         return 0
     directory = Path(tempfile.mkdtemp(prefix="simmta-"))
+    directory.chmod(0o711)  # run as root, mail_owner must reach the queue directory below
     child, instance = start_mta(directory, lab=args.lab)
     try:
         print(banner(instance), file=sys.stderr)

@@ -306,8 +306,8 @@ class Model:
                     event["pid"], text(event["service"], 40), started=float(event["ts"])
                 )
             proc.state = "idle" if type_ == "ready" else text(data["state"], 20)
-            if proc.state == "busy":
-                proc.served += 1
+            if isinstance(data.get("served"), int):
+                proc.served = data["served"]
 
     def _on_privilege(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
         if type_ != "observed":
@@ -340,7 +340,7 @@ class Model:
         elif type_ == "held":
             self._place(msg, names.HOLD)
         elif type_ == "released" and msg.queue == names.HOLD:
-            self._place(msg, names.INCOMING)
+            self._place(msg, names.DEFERRED)  # master releases into deferred, then wakes qmgr
         elif type_ == "deferred":
             msg.next_retry = (
                 data["next_retry"] if isinstance(data["next_retry"], int | float) else None
@@ -352,9 +352,14 @@ class Model:
             msg.done = True
 
     def _on_ipc(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
-        if event.get("qid") and type_ == "request":
-            msg = self._message(event["qid"])
-            msg.edge = (text(event["service"], 40), text(data["to"], 40))
+        if not event.get("qid"):
+            return
+        msg = self._message(event["qid"])
+        hop = (text(event["service"], 40), text(data["to"], 40))
+        if type_ == "request":
+            msg.edge = hop
+        elif msg.edge == hop:  # the answer came back: the message left that hop
+            msg.edge = None
 
     def _on_delivery(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
         if type_ == "bounce":
@@ -399,7 +404,8 @@ class Model:
                 self.series["rejected"][-1] += 1
 
     def _on_fault(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
-        if type_ == "set":
+        # kill and crash-point notices are logged, not standing faults
+        if type_ == "set" and data["fault"] in ("peer", "queue"):
             self.faults[text(data["fault"], 20)] = text(data["value"], 20)
 
     def _on_pace(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
