@@ -12,6 +12,7 @@ Trust: runs only simmta's own tools (see simmta.lessons.session).
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -55,6 +56,7 @@ def check_lesson(lesson: Lesson, workdir: Path | None = None, keep: bool = False
     result = CheckResult(lesson)
     began = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix=f"simmta-lesson-{lesson.id:02d}-", dir=workdir))
+    base.chmod(0o711)  # as root, mail_owner must be able to pass through to the queue
     mta = LessonMTA(lesson, base / "instance", say)
     runner = LessonRunner(lesson, mta.instance, store=None, resume=False)
     bus: BusSubscription | None = None
@@ -103,7 +105,10 @@ def check_lesson(lesson: Lesson, workdir: Path | None = None, keep: bool = False
         if result.ok and not keep:
             shutil.rmtree(base, ignore_errors=True)
         elif not result.ok:
-            result.reason += f"\n  (instance kept in {mta.instance.path})"
+            seen = base / "lesson-events.jsonl"
+            with open(seen, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(e) + "\n" for e in list(runner.events))
+            result.reason += f"\n  (instance kept in {mta.instance.path}; events seen: {seen})"
 
 
 def _wait(runner: LessonRunner, timeout: float, done: Callable[[], bool]) -> bool:

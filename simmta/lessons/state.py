@@ -134,9 +134,21 @@ class LiveState:
         self.queue.pop(event.get("qid"), None)  # type: ignore[arg-type]
 
     def _on_queue_deferred(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+        # qmgr reports a deferral with this event alone: the file is now in deferred/
         qid = event.get("qid")
-        if isinstance(qid, str) and qid in self.queue:
-            self.queue[qid].update(next_retry=data["next_retry"], reason=data["reason"])
+        if isinstance(qid, str):
+            self.queue.setdefault(qid, {"qid": qid}).update(
+                queue="deferred", next_retry=data["next_retry"], reason=data["reason"])
+
+    def _on_queue_held(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+        qid = event.get("qid")
+        if isinstance(qid, str):
+            self.queue.setdefault(qid, {"qid": qid})["queue"] = "hold"
+
+    def _on_queue_released(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+        qid = event.get("qid")  # a released message goes back to deferred/ (retried at once)
+        if isinstance(qid, str):
+            self.queue.setdefault(qid, {"qid": qid})["queue"] = "deferred"
 
     def _on_fault_set(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         faults = self.status.setdefault("faults", {})
