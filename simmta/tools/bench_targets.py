@@ -135,6 +135,7 @@ class SimmtaTarget:
         self.proc: subprocess.Popen[bytes] | None = None
         self.sub_proc: subprocess.Popen[bytes] | None = None
         self.events_seen: int | None = None
+        self.subscriber_cpu_s: float | None = None
 
     def start(self) -> Endpoint:
         self.dir = Path(tempfile.mkdtemp(prefix="simmta-bench-"))
@@ -209,8 +210,9 @@ class SimmtaTarget:
     def stop(self) -> None:
         if self.sub_proc is not None:
             out, _ = _terminate(self.sub_proc)
-            with contextlib.suppress(ValueError):
-                self.events_seen = int(out.split()[-1]) if out.split() else None
+            with contextlib.suppress(ValueError):  # "<events> <cpu seconds>"
+                seen, cpu = out.split()[-2:]
+                self.events_seen, self.subscriber_cpu_s = int(seen), float(cpu)
             self.sub_proc = None
         if self.proc is not None:
             _terminate(self.proc)
@@ -232,11 +234,12 @@ def _terminate(proc: "subprocess.Popen[bytes]") -> tuple[bytes, bytes]:
 
 
 def subscribe(path: str) -> int:
-    """Read the event bus to its end like a TUI would; print the count on SIGTERM or EOF."""
+    """Read the event bus to its end like a TUI would; on SIGTERM or EOF print the
+    count of events and the CPU seconds reading them took."""
     seen = 0
 
     def done(*_: object) -> None:
-        print(seen, flush=True)
+        print(seen, time.process_time(), flush=True)
         os._exit(0)
 
     signal.signal(signal.SIGTERM, done)
