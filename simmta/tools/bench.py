@@ -79,6 +79,9 @@ class RunResult:
     # process name -> CPU ms per message and how many such processes were seen (approximate)
     cpu_by_process: dict[str, dict[str, float]] = field(default_factory=dict)
     peak_memory_mb: float = math.nan
+    # the server tree sampled during the load: [seconds since start, MiB, open files, processes];
+    # growth from early in a long run (-n 50000) to its end is what a leak looks like
+    timeline: list[tuple[float, float, int, int]] = field(default_factory=list)
     cold_start_s: float | None = None
     events_seen: int | None = None
     subscriber_cpu_ms_per_message: float = math.nan  # the event subscriber's (not the server's)
@@ -392,6 +395,11 @@ def _measure_started(
             name: {"ms_per_message": seconds / done * 1000, "processes": count}
             for name, (seconds, count) in sampler.cpu_by_name().items()
         }
+    if sampler:
+        result.timeline = [
+            (round(t - load.started, 2), round(mem / 2**20, 1), fds, procs)
+            for t, mem, fds, procs in sampler.timeline
+        ]
     if sampler and sampler.peak:
         result.peak_memory_mb = sampler.peak / 2**20
 
@@ -442,6 +450,13 @@ def _one_line(r: RunResult) -> str:
         f"server CPU {_f(r.cpu_ms_per_message, 2)} ms/msg "
         f"(bench's own {_f(r.client_cpu_ms_per_message, 2)})"
     )
+    if len(r.timeline) >= 10:
+        early, last = r.timeline[len(r.timeline) // 10], r.timeline[-1]
+        parts.append(
+            f"\n  server tree at {early[0]:.0f} s / at the end: "
+            f"{early[1]:.0f} / {last[1]:.0f} MiB, "
+            f"{early[2]} / {last[2]} open files, {early[3]} / {last[3]} processes"
+        )
     if r.cpu_by_process:
         parts.append(
             "\n  server CPU ms/msg by process: "

@@ -11,6 +11,7 @@ A process it may not read (another user's, without root) is left out and the
 figure is marked as partial rather than guessed.
 """
 
+import contextlib
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -167,6 +168,14 @@ class ProcTree:
     def cpu_seconds(self) -> float:
         """CPU seconds (user + system) used so far by the tree, reaped children included."""
         return sum(st.cpu_ticks for st in self.members()) / CLK_TCK
+
+    def open_files(self, members: list[ProcStat] | None = None) -> int:
+        """File descriptors held by the tree now (a leak shows as growth across runs)."""
+        total = 0
+        for st in self.members() if members is None else members:
+            with contextlib.suppress(OSError):
+                total += len(os.listdir(PROC / str(st.pid) / "fd"))
+        return total
 
     def memory_bytes(self, members: list[ProcStat] | None = None) -> int:
         """Memory of the tree now: the sum of PSS, so pages shared by forked

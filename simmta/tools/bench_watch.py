@@ -155,7 +155,8 @@ class MaildirWatcher(threading.Thread):
 
 
 class TreeSampler(threading.Thread):
-    """Samples a process tree: the peak of its memory (PSS sum), and CPU per process name.
+    """Samples a process tree: its memory (PSS sum), open files and processes over time,
+    the peak of its memory, and CPU per process name.
 
     The per-name CPU is each process's own time (utime + stime) from the first
     to the last sample that saw it: a process's last interval before it exits
@@ -169,7 +170,7 @@ class TreeSampler(threading.Thread):
         self.deadline = deadline
         self.interval = interval
         self.peak = 0
-        self.samples = 0
+        self.timeline: list[tuple[float, int, int, int]] = []  # (time, memory, fds, processes)
         self._first: dict[int, int] = {}  # pid -> own ticks when first seen
         self._last: dict[int, int] = {}
         self._names: dict[int, str] = {}
@@ -184,8 +185,9 @@ class TreeSampler(threading.Thread):
             self._last[st.pid] = st.own_ticks
             if st.pid not in self._names:
                 self._names[st.pid] = process_name(st.pid)
-        self.peak = max(self.peak, self.tree.memory_bytes(members))
-        self.samples += 1
+        memory, fds = self.tree.memory_bytes(members), self.tree.open_files(members)
+        self.timeline.append((time.time(), memory, fds, len(members)))
+        self.peak = max(self.peak, memory)
 
     def cpu_by_name(self) -> dict[str, tuple[float, int]]:
         """name -> (CPU seconds, processes seen), largest first."""
