@@ -38,6 +38,7 @@ from simmta.tui.widgets.status import StatusLine
 from simmta.tui.widgets.tables import ProcessTable, QueueTable
 
 TICK = 0.1  # seconds between batches
+IDLE_REFRESH = 5  # with no events, redraw every this many ticks
 VIEWS = (
     ("map", "Map", "f1", "m"),
     ("procs", "Processes", "f2", "p"),
@@ -83,6 +84,7 @@ class SimmtaApp(ControlActions):
         self.register_theme(PROJECTOR)
         self.theme = THEMES.get(theme, theme)
         self.pumped = 0  # events applied, for tests and the burst figures
+        self.ticks = 0
         self.max_batch_seconds = 0.0
 
     # Layout ----------------------------------------------------------------
@@ -129,7 +131,9 @@ class SimmtaApp(ControlActions):
         started = time.perf_counter()
         applied = self.feed.pump(self.model, self.clock())
         self.pumped += applied
-        self.refresh_views()
+        self.ticks += 1
+        if applied or self.ticks % IDLE_REFRESH == 0:  # countdowns and lingering tokens
+            self.refresh_views()
         self.max_batch_seconds = max(self.max_batch_seconds, time.perf_counter() - started)
 
     def refresh_views(self) -> None:

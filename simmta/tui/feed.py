@@ -231,8 +231,8 @@ class ReplayFeed:
         state = "playing" if self.playing else ("end" if self.finished else "paused")
         elapsed = self.virtual - self.t0
         return (
-            f"replay {state} x{self.speed:g}  event {self.position}/{len(self.events)}"
-            f"  t+{elapsed:.1f}s" + (f"  ! {self.problem}" if self.problem else "")
+            f"replay {state} x{self.speed:g} {self.position}/{len(self.events)}"
+            f" t+{elapsed:.1f}s" + (f"  ! {self.problem}" if self.problem else "")
         )
 
     def stop(self) -> None:

@@ -85,6 +85,7 @@ class MapDrawing:
         self.wide = height >= EXPANDED_HEIGHT  # one line per edge
         self.long_labels = width >= LONG_LABEL_WIDTH
         self.now = clock() if clock else model.now
+        self.on_edges = model.on_edges(self.now)
         self.members = regions.members(self.g)
         self.members["root"].insert(0, names.MASTER)
         self.g.add_node(names.MASTER, kind="service", service={"name": "master", "unpriv": False})
@@ -136,16 +137,23 @@ class MapDrawing:
             kind = self.g.edges[node, dst].get("kind")
             arrow = "──▶" if kind == "ipc" else "══▶" if kind == "writes" else "··▶"
             line = Text(f"  {arrow} {dst}", style=self.style.dim if kind == "reads" else "")
-            line.append_text(self.tokens(self.model.on_edge(node, dst)))
+            line.append_text(self.tokens(self.on_edges.get((node, dst), [])))
             out.append(line)
         return out
 
     def inline_edges(self, node: str) -> Text:
-        """Narrow screens: the edges on the node's own line."""
+        """Narrow screens: the IPC edges on the node's own line (queue writes are left out)."""
         joined = Text()
-        for i, (_, dst) in enumerate(regions.out_edges(self.g, node)):
+        edges = [
+            (a, b)
+            for a, b in regions.out_edges(self.g, node)
+            if self.g.edges[a, b].get("kind") == "ipc"
+            or self.on_edges.get((a, b))
+            or self.g.nodes[b].get("kind") == "store"
+        ]
+        for i, (_, dst) in enumerate(edges):
             joined.append(("," if i else " →") + dst)
-            joined.append_text(self.tokens(self.model.on_edge(node, dst)))
+            joined.append_text(self.tokens(self.on_edges.get((node, dst), [])))
         return joined
 
     def entry(self, node: str) -> list[Text]:

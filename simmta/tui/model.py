@@ -30,6 +30,8 @@ TRANSCRIPT_SIZE = 300  # lines kept per SMTP session
 MAX_MESSAGES = 1000  # messages remembered (oldest finished ones forgotten first)
 MAX_SESSIONS = 200  # SMTP sessions remembered
 SERIES_SIZE = 120  # seconds of history behind each sparkline
+HOPS_SIZE = 200  # recent hops kept, so a token stays visible on its edge a moment
+LINGER = 2.0  # seconds a token stays drawn on the edge it just crossed
 FIGURES = ("accepted", "delivered", "deferred", "bounced", "rejected")
 
 
@@ -142,6 +144,9 @@ class Model:
         self.faults: dict[str, str] = {}
         self.lab = False
         self.lab_attempts: deque[dict[str, str]] = deque(maxlen=50)
+        self.hops: deque[tuple[float, str, str, str]] = deque(
+            maxlen=HOPS_SIZE
+        )  # ts, label, src, dst
         self.throttled: dict[str, str] = {}
         self.dropped = 0  # events the bus or the viewer lost
         self.applied = 0
@@ -327,6 +332,7 @@ class Model:
             return
         msg = self._message(event["qid"])
         if type_ == "created":
+            self._hop(event, text(event["service"], 40), text(data["queue"], 20))
             self._envelope(msg, data)
             msg.arrival = msg.arrival or float(event["ts"])
             self._place(msg, text(data["queue"], 20))
@@ -351,11 +357,19 @@ class Model:
             self._place(msg, None)
             msg.done = True
 
+    def _hop(self, event: dict[str, Any], src: str, dst: str) -> None:
+        """A message (or, before it has a queue ID, its SMTP session) crossed an edge."""
+        label = event.get("qid") or event.get("sid")
+        if label:
+            self.hops.append((float(event["ts"]), text(label, 32), src, dst))
+
     def _on_ipc(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
+        hop = (text(event["service"], 40), text(data["to"], 40))
+        if type_ == "request":
+            self._hop(event, *hop)
         if not event.get("qid"):
             return
         msg = self._message(event["qid"])
-        hop = (text(event["service"], 40), text(data["to"], 40))
         if type_ == "request":
             msg.edge = hop
         elif msg.edge == hop:  # the answer came back: the message left that hop
@@ -371,7 +385,16 @@ class Model:
             msg = self._message(event["qid"])
             msg.outcomes[rcpt] = type_
             if type_ == "delivered":
-                store = "peer-mailbox" if text(data["via"]) == names.SMTP else "mailboxes"
+                via = text(data["via"], 40)
+                store = "peer-mailbox" if via == names.SMTP else "mailboxes"
+                self._hop(
+                    event,
+                    *(
+                        (names.SMTP, names.PEER)
+                        if via == names.SMTP
+                        else (names.LOCAL, "mailboxes")
+                    ),
+                )
                 self.stores[store] += 1
                 msg.where, msg.edge = store, None
             else:
@@ -384,6 +407,8 @@ class Model:
             sess.qids.append(text(event["qid"], 32))
         if type_ == "open":
             sess.client, sess.opened = text(data["client"]), float(event["ts"])
+            if event["service"] == names.SMTPD:
+                self._hop(event, "internet", names.SMTPD)
         elif type_ == "close":
             sess.closed = float(event["ts"])
         elif type_ in ("command", "reply"):
@@ -431,8 +456,22 @@ class Model:
     def processes_of(self, service: str) -> list[Process]:
         return [p for p in self.processes.values() if p.service == service]
 
-    def on_edge(self, src: str, dst: str) -> list[str]:
-        return [m.qid for m in self.messages.values() if m.edge == (src, dst) and not m.done]
+    def on_edges(self, now: float | None = None) -> dict[tuple[str, str], list[str]]:
+        """Per hop: messages on it now, and those that crossed it in the last LINGER seconds."""
+        now = self.now if now is None else now
+        out: dict[tuple[str, str], list[str]] = {}
+        for m in self.messages.values():
+            if m.edge and not m.done:
+                out.setdefault(m.edge, []).append(m.qid)
+        for ts, label, a, b in reversed(self.hops):
+            if now - ts > LINGER:
+                break
+            if label not in out.setdefault((a, b), []):
+                out[(a, b)].append(label)
+        return out
+
+    def on_edge(self, src: str, dst: str, now: float | None = None) -> list[str]:
+        return self.on_edges(now).get((src, dst), [])
 
     def in_queue(self, queue: str) -> list[Message]:
         return [self.messages[q] for q in self.queues.get(queue, ()) if q in self.messages]

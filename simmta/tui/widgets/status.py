@@ -29,14 +29,14 @@ class StatusLine(Static):
         if smtp:
             part("smtp", f"{text(smtp.get('host'))}:{text(smtp.get('port'))}")
         if model.peer:
-            part("peer", f"{text(model.peer.get('host'))}:{text(model.peer.get('port'))}")
+            part("peer", f":{text(model.peer.get('port'))}")
         mode = model.privilege_mode.upper()
         part("privilege", mode, "bold reverse" if mode == "SIMULATED" else "bold")
         pace = text(model.pace.get("mode", "live"))
-        part("pace", pace + (f" ({len(model.waiting)} waiting)" if model.waiting else ""))
+        part("pace", pace + (f" ({len(model.waiting)} held)" if model.waiting else ""))
         faults = [f"{k}={v}" for k, v in model.faults.items() if v not in ("none", "")]
         if faults:
-            part("faults", " ".join(faults), "bold reverse")
+            part("fault", " ".join(faults), "bold reverse")
         if model.stopping:
             part("MTA", model.stopping, "bold reverse")
         self.update(line)
