@@ -39,6 +39,8 @@ def enhance(status: str) -> str:
     default = {"2": "2.0.0", "4": "4.0.0", "5": "5.5.0"}.get(code[0])
     if code == "552" and "Too much mail data" in text:
         return "552 5.3.4 Error: message file too big"
+    if code == "552" and "exceeds fixed maximum message size" in text:  # MAIL SIZE=
+        return "552 5.3.4 Error: message size exceeds fixed limit"
     if code == "500" and "Line too long" in text:
         return "500 5.5.0 Error: line too long"
     if code == "502" or "not recognized" in text:
@@ -137,7 +139,10 @@ def _command(name: str):  # one wrapper per SMTP verb: transcript + junk limit
                 await self._disconnect(f"421 4.7.0 {self.hostname} Error: too many junk commands",
                                        "smtpd_junk_command_limit")
                 return
-        await base(self, arg)
+        try:
+            await base(self, arg)
+        finally:
+            self.verb = ""  # replies outside any verb (unknown command, too long) get codes too
 
     wrapper.__name__ = f"smtp_{name}"
     return wrapper
