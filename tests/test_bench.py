@@ -221,6 +221,7 @@ def test_bench_against_a_stand_in_server(sink: tuple[int, Path], tmp_path: Path)
         str(out),
     )
     assert done.returncode == 0, done.stderr
+    assert "each run" in done.stdout and "medians per configuration" in done.stdout
     figures = json.loads(out.read_text())
     assert [r["label"] for r in figures["runs"]] == ["sink", "sink"]
     for run in figures["runs"]:
@@ -270,3 +271,9 @@ def test_bench_smoke_against_simmta(tmp_path: Path) -> None:
         assert run["cpu_ms_per_message"] is not None
     assert runs[bench.SIMMTA]["events_seen"]  # the subscriber read the bus
     assert figures["ratios"][0]["pair"] == f"{bench.SIMMTA} / {bench.SIMMTA_NO_EVENTS}"
+
+
+def test_bench_does_not_take_an_instance() -> None:
+    done = _bench("--instance", "/nonexistent", "-n", "1")
+    assert done.returncode == 2
+    assert "--target" in done.stderr

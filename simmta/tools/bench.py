@@ -275,6 +275,11 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "instance", None):
+        raise SimmtaError(
+            "bench starts fresh temporary instances of its own; to measure a running simmta "
+            "use --target HOST:PORT --maildir DIR/mail/bob/Maildir --to bob@simmta.test"
+        )
     if args.maildir and not args.target:
         raise SimmtaError("--maildir goes with --target (simmta's own Maildir is found by itself)")
     rounds = args.rounds or (3 if args.compare else 1)
