@@ -127,7 +127,7 @@ class ControlActions(App[None]):
         services = sorted({p.service for p in self.model.processes.values()} - {names.MASTER})
         self._choose(
             "Kill which daemon?",
-            [(s, s) for s in services],
+            [(s, f"{s} ({len(self.model.processes_of(s))} process(es))") for s in services],
             lambda svc: self._choose(
                 f"Signal for {svc}",
                 [(sig, f"SIG{sig}") for sig in control.SIGNALS],

@@ -98,7 +98,22 @@ def run_app(feed: Any, args: argparse.Namespace, instance: Path | None) -> None:
     from simmta.tui.app import SimmtaApp  # Textual only when the UI opens
 
     shots = Path(args.screenshots) if args.screenshots else None
-    SimmtaApp(feed, instance=instance, theme=args.theme, screenshot_dir=shots).run()
+    app = SimmtaApp(feed, instance=instance, theme=args.theme, screenshot_dir=shots)
+
+    def hang_up(signum: int, frame: Any) -> None:
+        # The terminal went away (tmux kill-session, ssh drop) or someone asked us to
+        # stop: leave the UI normally so the caller still stops the MTA it started.
+        if app.is_running:
+            app.exit()
+        else:
+            raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, hang_up) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        app.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -117,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
         instance.status()  # a clear error if nothing runs there
         run_app(LiveFeed(instance.bus_socket).start(), args, instance.path)
         return 0
-    directory = Path(tempfile.mkdtemp(prefix="simmta-"))
+    directory = Path(tempfile.mkdtemp(prefix="simmta-tui-"))
     directory.chmod(0o711)  # run as root, mail_owner must reach the queue directory below
     child, instance = start_mta(directory, lab=args.lab)
     try:

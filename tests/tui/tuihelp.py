@@ -175,3 +175,9 @@ def sync(test: Callable[..., Any]) -> Callable[..., Any]:
         return asyncio.run(test(*args, **kwargs))
 
     return run
+
+
+_real_spec = importlib.util.spec_from_file_location("record_real", FIXTURES / "record_real.py")
+assert _real_spec and _real_spec.loader
+real = importlib.util.module_from_spec(_real_spec)
+_real_spec.loader.exec_module(real)

@@ -1,0 +1,128 @@
+"""The TUI on the real MTA: a live Pilot test and an end-to-end run in tmux.
+
+Both start ``simmta run`` (slow: a few seconds each). The tmux test does what a
+teacher does: type ``simmta``, press the send key, watch the message counted
+as delivered, kill a daemon from the UI and see master bring it back, quit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tuihelp import screen_text, sync, until, wait_for
+
+from simmta.core.instance import Instance
+from simmta.tui.app import SimmtaApp
+from simmta.tui.dialogs import Choose
+from simmta.tui.feed import LiveFeed
+
+REPO = Path(__file__).parents[2]
+
+
+@pytest.mark.slow
+@sync
+async def test_live_pilot_on_the_real_mta(real_mta: Instance) -> None:
+    app = SimmtaApp(LiveFeed(real_mta.bus_socket).start(), instance=real_mta.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.model.smtp.get("port"), what="the snapshot")
+        await pilot.press("s")
+        await until(pilot, lambda: app.model.counts["delivered"] == 1, what="delivery")
+        await until(pilot, lambda: "mailboxes 1 delivered" in screen_text(app))
+        await pilot.press("k")
+        choose = app.screen
+        assert isinstance(choose, Choose)
+        services = [value for value, _ in choose.choices]
+        await pilot.press(*["down"] * services.index("qmgr"), "enter")
+        await until(pilot, lambda: isinstance(app.screen, Choose) and app.screen is not choose)
+        await pilot.press("enter")  # SIGTERM, the first signal
+        await until(pilot, lambda: app.model.restarts["qmgr"] == 1, what="qmgr replaced")
+        await until(pilot, lambda: app.model.processes_of("qmgr"), what="a new qmgr")
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_end_to_end_in_tmux(tmp_path: Path) -> None:
+    session = f"simmta-e2e-{os.getpid()}"
+    command = (
+        f"unset COLUMNS LINES; cd {tmp_path} && PYTHONPATH={REPO} {sys.executable} -m simmta; "
+        "echo SIMMTA-EXIT=$?; sleep 300"
+    )
+    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command)
+    try:
+
+        def screen() -> str:
+            return tmux("capture-pane", "-p", "-t", session)
+
+        def shows(text: str, timeout: float = 30.0) -> str:
+            def seen() -> str:
+                current = screen()
+                return current if text in current else ""
+
+            try:
+                return wait_for(seen, timeout, text)
+            except AssertionError:
+                raise AssertionError(f"{text!r} not on screen:\n{screen()}") from None
+
+        first = shows("JAIL")
+        assert re.search(r"smtp 127\.0\.0\.1:\d+", first) and "privilege" in first
+        tmux("send-keys", "-t", session, "s")
+        shows("mailboxes 1")
+        tmux("send-keys", "-t", session, "k")
+        menu = shows("qmgr (1 process")
+        options = re.findall(r"(\w[\w-]*) \(\d+ process", menu)
+        assert "qmgr" in options, menu
+        tmux("send-keys", "-t", session, *["Down"] * options.index("qmgr"), "Enter")
+        shows("Signal for qmgr")
+        tmux("send-keys", "-t", session, "Enter")
+        tmux("send-keys", "-t", session, "e")
+        shows("process/replaced")
+        tmux("send-keys", "-t", session, "w")
+        wait_for(lambda: list(tmp_path.glob("simmta-screenshots/*.svg")), 10, "a screenshot")
+        tmux("send-keys", "-t", session, "q")
+        final = shows("SIMMTA-EXIT=0")
+        directory = Path(re.findall(r"its files stay in (\S+)", final)[0])
+        pid = (
+            int(Instance(directory).pid_file.read_text().split()[0])
+            if Instance(directory).pid_file.exists()
+            else None
+        )
+        if pid is not None:
+            wait_for(lambda: not _alive(pid), 10, "master to stop")
+        shutil.rmtree(directory, ignore_errors=True)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_replay_cli_names_a_bad_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "simmta", "tui", "--replay", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "line 1" in done.stderr
+    started = time.monotonic()
+    assert time.monotonic() - started < 60
