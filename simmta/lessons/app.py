@@ -3,10 +3,11 @@
 The lesson gets its own instance (``--instance DIR``, or one per lesson under
 ``$XDG_STATE_HOME/simmta/lessons/instances/``) started fresh with the lesson's
 setup, so a lesson's short retry times or faults never leak into the user's
-own MTA. ``LessonApp`` shows the panel beside a plain event log; the TUI's own
-app can host the same panel with ``simmta.lessons.panel.mount_lesson_panel``.
-The student types commands in another terminal with ``SIMMTA_INSTANCE`` set
-(the log's first line shows it).
+own MTA. The app is simmta's TUI (``simmta.tui.app.SimmtaApp``) with the
+lesson panel docked on the right (``mount_lesson_panel``) and the lesson keys
+added; if the TUI cannot be loaded, ``LessonApp`` shows the panel beside a
+plain event log. The student may also type commands in another terminal with
+``SIMMTA_INSTANCE`` set (printed at start).
 
 Trust: runs simmta's own tools only (simmta.lessons.session).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -24,7 +25,7 @@ from textual.widgets import Footer, Header, RichLog
 
 from simmta.lessons.bus import BusSubscription
 from simmta.lessons.format import Lesson
-from simmta.lessons.panel import LessonPanel
+from simmta.lessons.panel import LESSON_KEYS, LessonPanel, mount_lesson_panel
 from simmta.lessons.progress import ProgressStore
 from simmta.lessons.runner import LessonRunner
 from simmta.lessons.session import LessonMTA
@@ -63,6 +64,11 @@ class LessonController:
         self.stop()
         self.start()
 
+    def where(self) -> str:
+        path = self.mta.instance.path
+        return (f"lesson MTA: instance {path}\n"
+                f"in another terminal: export SIMMTA_INSTANCE={path}")
+
     def perform_current(self) -> str:
         """Do the current step's stored solution (the panel's "do it for me")."""
         step = self.runner.view().step
@@ -78,11 +84,19 @@ class LessonController:
         return "\n".join(results)
 
 
+LESSON_BINDINGS: list[BindingType] = [
+    Binding(key, f"lesson('{name}')", label) for key, name, label in LESSON_KEYS
+]
+
+
 class LessonApp(App[int]):
-    """A minimal host: an event log on the left, the lesson panel on the right."""
+    """A minimal host: an event log on the left, the lesson panel on the right.
+
+    Used when the full TUI cannot be loaded, and by the tests.
+    """
 
     TITLE = "simmta lesson"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit"), *LESSON_BINDINGS]
 
     def __init__(self, runner: LessonRunner, controller: LessonController | None = None):
         super().__init__()
@@ -102,11 +116,13 @@ class LessonApp(App[int]):
     def on_mount(self) -> None:
         self.sub_title = self.runner.lesson.title
         if self.controller is not None:
-            self.query_one(RichLog).write(
-                f"instance: {self.controller.mta.instance.path}\n"
-                f"in another terminal: export SIMMTA_INSTANCE={self.controller.mta.instance.path}")
+            self.query_one(RichLog).write(self.controller.where())
         self.query_one(LessonPanel).focus()
+        self._drain_events()
         self.set_interval(0.5, self._drain_events)
+
+    def action_lesson(self, name: str) -> None:
+        self.query_one(LessonPanel).action_lesson(name)
 
     def _drain_events(self) -> None:
         events = self.runner.events
@@ -117,12 +133,48 @@ class LessonApp(App[int]):
         self._seen = min(len(events), self._seen + 200)
 
 
+def lesson_tui(controller: LessonController) -> App[Any]:
+    """simmta's TUI (map, processes, queue, ...) with the lesson panel docked on the right."""
+    from simmta.tui.app import SimmtaApp
+    from simmta.tui.feed import LiveFeed
+
+    instance = controller.mta.instance
+
+    class LessonTUI(SimmtaApp):
+        BINDINGS: ClassVar[list[BindingType]] = [*SimmtaApp.BINDINGS, *LESSON_BINDINGS]
+
+        def on_mount(self) -> None:
+            super().on_mount()
+            self.sub_title = f"lesson {controller.runner.lesson.id}"
+            mount_lesson_panel(self.base, controller.runner, perform=controller.perform_current,
+                               reset=self._fresh_mta)
+
+        def action_lesson(self, name: str) -> None:
+            self.base.query_one(LessonPanel).action_lesson(name)
+
+        def _fresh_mta(self) -> None:  # in the panel's worker thread
+            controller.restart()
+            self.call_from_thread(self._reattach)
+
+        def _reattach(self) -> None:
+            self.feed.stop()
+            self.feed = LiveFeed(instance.bus_socket).start()
+            self.model.reset()
+
+    return LessonTUI(LiveFeed(instance.bus_socket).start(), instance=instance.path)
+
+
 def run_lesson(lesson: Lesson, instance_dir: Path | None, restart: bool) -> int:
     controller = LessonController(lesson, instance_dir or lesson_instance_dir(lesson), restart)
     print(f"starting a fresh MTA for lesson {lesson.id} in {controller.mta.instance.path} …")
     controller.start()
+    print(controller.where())
     try:
-        LessonApp(controller.runner, controller).run()
+        try:
+            app: App[Any] = lesson_tui(controller)
+        except ImportError:  # the full TUI is not available: the minimal host will do
+            app = LessonApp(controller.runner, controller)
+        app.run()
     finally:
         controller.stop()
     return 0

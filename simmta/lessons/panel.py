@@ -29,6 +29,15 @@ from textual.widgets import Markdown, ProgressBar, Static
 from simmta.lessons.runner import LessonRunner, RunnerView
 
 CHECK_INTERVAL = 0.25
+# Upper-case letters: the TUI's own single-letter keys stay free beside the panel.
+LESSON_KEYS = (
+    ("C", "check", "Check"),
+    ("H", "hint", "Hint"),
+    ("N", "next_step", "Next step"),
+    ("B", "previous_step", "Back a step"),
+    ("A", "perform", "Do it for me"),
+    ("X", "reset", "Reset lesson"),
+)
 
 
 class LessonPanel(Vertical, can_focus=True):
@@ -48,12 +57,7 @@ class LessonPanel(Vertical, can_focus=True):
     LessonPanel > #lesson-status { color: $text-muted; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("c", "check", "Check"),
-        Binding("h", "hint", "Hint"),
-        Binding("n", "next_step", "Next step"),
-        Binding("p", "previous_step", "Previous"),
-        Binding("a", "perform", "Do it for me"),
-        Binding("r", "reset", "Reset lesson"),
+        Binding(key, f"lesson('{name}')", label) for key, name, label in LESSON_KEYS
     ]
 
     class StepCompleted(Message):
@@ -92,6 +96,11 @@ class LessonPanel(Vertical, can_focus=True):
             self.set_interval(CHECK_INTERVAL, self.check_and_refresh)
 
     # -- actions
+    def action_lesson(self, name: str) -> None:
+        """One of LESSON_KEYS' actions (hosts forward their key bindings here)."""
+        if name in {n for _, n, _ in LESSON_KEYS}:
+            getattr(self, f"action_{name}")()
+
     def check_and_refresh(self) -> None:
         before = self.runner.view()
         done = self.runner.check()
@@ -178,7 +187,7 @@ class LessonPanel(Vertical, can_focus=True):
             self.query_one("#step-title", Static).update("Lesson complete")
             self.query_one("#instruction", Markdown).update(
                 f"You finished **{view.lesson.title}** ({view.percent} % of the steps met). "
-                "Press `p` to look back, `r` to take it again.")
+                "Press `B` to look back, `X` to take it again.")
             self.query_one("#checklist", Static).update("")
             self.query_one("#hints", Markdown).update("")
             explanation.set_class(False, "shown")
@@ -206,7 +215,7 @@ class LessonPanel(Vertical, can_focus=True):
                 "simulated": "simulated (not root: boundaries not enforced)"}.get(
                     view.privilege_mode or "", "unknown")
         link = "connected" if view.connected else "[red]not connected to an MTA[/red]"
-        keys = "c check · h hint · n next · p previous · a do it for me · r reset"
+        keys = " · ".join(f"{key} {label.lower()}" for key, _, label in LESSON_KEYS)
         msg = f"\n{_plain(self._message)}" if self._message else ""
         return f"{view.percent} % · {link} · privilege mode: {mode}{msg}\n[dim]{keys}[/dim]"
 
@@ -216,8 +225,15 @@ def _plain(text: str) -> str:
     return text.replace("[", r"\[")
 
 
-def mount_lesson_panel(parent: Widget, runner: LessonRunner, **options: object) -> LessonPanel:
-    """Add a lesson panel to ``parent`` (e.g. the TUI's main row, beside the map)."""
-    panel = LessonPanel(runner, **options)  # type: ignore[arg-type]
+def mount_lesson_panel(parent: Widget, runner: LessonRunner, *, dock: str | None = "right",
+                       perform: Callable[[], str] | None = None,
+                       reset: Callable[[], None] | None = None) -> LessonPanel:
+    """Add a lesson panel to ``parent`` (e.g. a host app's screen, docked beside the map).
+
+    Hosts that keep focus elsewhere forward LESSON_KEYS to ``panel.action_lesson``.
+    """
+    panel = LessonPanel(runner, perform=perform, reset=reset)
+    if dock:
+        panel.styles.dock = dock  # type: ignore[assignment]
     parent.mount(panel)
     return panel
