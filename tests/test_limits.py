@@ -10,17 +10,21 @@ must keep working, and a normal message must still be delivered.
 it too.
 """
 
+import contextlib
 import email
+import os
 import re
+import shutil
 import smtplib
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 
 import pytest
-from conftest import FAST_CONFIG, Mta, maildir_files, searchable, wait_for
+from conftest import FAST_CONFIG, Mta, maildir_files, wait_for
 
 ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
 MAX_REPLY = 64 * 1024  # no reply of ours is longer; a bound for every read
@@ -105,11 +109,24 @@ class Raw:
         self.close()
 
 
-def start(tmp_path_factory: pytest.TempPathFactory, name: str, config: str) -> Mta:
-    """A running MTA with ``config`` in a fresh instance (for module-scoped fixtures)."""
-    base = tmp_path_factory.mktemp(name)
-    searchable(base)
-    return Mta(base / "inst", config=config)
+@contextlib.contextmanager
+def running(name: str, config: str) -> Iterator[Mta]:
+    """A running MTA with ``config`` in a fresh instance, for module-scoped fixtures.
+
+    The instance lives outside pytest's basetemp: a concurrent pytest run resets
+    that to mode 0700, and mail_owner must be able to walk to the queue.
+    Set SIMMTA_KEEP=1 to keep the instance of a failed run.
+    """
+    base = Path(tempfile.mkdtemp(prefix=f"simmta-{name}-"))
+    os.chmod(base, 0o711)
+    m = Mta(base / "inst", config=config)
+    try:
+        yield m
+        no_tracebacks(m)
+    finally:
+        m.stop()
+        if not os.environ.get("SIMMTA_KEEP"):
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def read_messages(maildir: Path, n: int = 1, timeout: float = 20) -> list[Message]:
@@ -156,13 +173,9 @@ smtpd_junk_command_limit = 5
 
 
 @pytest.fixture(scope="module")
-def mta(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mta]:
-    m = start(tmp_path_factory, "limits", LIMITS_CONFIG)
-    try:
+def mta() -> Iterator[Mta]:
+    with running("limits", LIMITS_CONFIG) as m:
         yield m
-        no_tracebacks(m)
-    finally:
-        m.stop()
 
 
 def envelope(s: Raw, rcpt: str = "bob@simmta.test") -> None:

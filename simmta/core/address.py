@@ -17,8 +17,8 @@ from simmta.core.config import Config
 LOCAL_PART_MAX = 64
 DOMAIN_MAX = 255
 PATH_MAX = 256
-_DOMAIN = re.compile(r"^(\[[0-9.:a-fA-F]+\]|[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
-                     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*)$")
+_DOMAIN = re.compile(r"^(\[[0-9.:a-fA-F]+\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$")  # labels <= 63
 
 
 def syntax_error(address: str) -> str | None:

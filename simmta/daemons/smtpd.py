@@ -18,14 +18,29 @@ SECURITY
 """
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 from typing import Any
 
 from simmta.core import address, ipc, names
 from simmta.core.skeleton import Context, Daemon, main
-from simmta.core.smtpserver import (Envelope, InstrumentedSMTP, Session,
-                                    advertise_enhanced, serve_session)
+from simmta.core.smtpserver import (
+    Envelope,
+    InstrumentedSMTP,
+    Session,
+    advertise_enhanced,
+    serve_session,
+)
+
+
+def printable(text: str) -> str:
+    """Like Postfix's printable(): a control character from HELO never reaches a header.
+
+    A bare CR in ``EHLO evil\rX-Injected: yes`` would otherwise end the
+    Received: line for many mail readers.
+    """
+    return "".join(c if " " <= c < "\x7f" else "?" for c in text)
 
 
 class SmtpdHandler:
@@ -45,9 +60,14 @@ class SmtpdHandler:
         self.ctx.emit("smtp", "reject", sid=self.session_id(), code=status[:9], text=status[10:])
         return status
 
+    async def handle_HELO(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
+                          hostname: str) -> str:
+        session.host_name = printable(hostname)
+        return f"250 {server.hostname}"
+
     async def handle_EHLO(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
                           hostname: str, responses: list[str]) -> list[str]:
-        session.host_name = hostname
+        session.host_name = printable(hostname)
         return advertise_enhanced(responses)
 
     async def handle_MAIL(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
@@ -62,7 +82,8 @@ class SmtpdHandler:
     async def handle_RCPT(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
                           addr: str, options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.cfg.smtpd_recipient_limit:
-            self.ctx.emit("smtp", "limit", sid=self.session_id(), limit="smtpd_recipient_limit", code="452 4.5.3")
+            self.ctx.emit("smtp", "limit", sid=self.session_id(), limit="smtpd_recipient_limit",
+                          code="452 4.5.3")
             return "452 4.5.3 Error: too many recipients"
         if why := address.syntax_error(addr):
             return self._reject(f"501 5.1.3 Bad recipient address syntax: {why}")
@@ -83,7 +104,8 @@ class SmtpdHandler:
     async def handle_DATA(self, server: InstrumentedSMTP, session: Session,
                           envelope: Envelope) -> str:
         content: bytes = envelope.original_content or b""
-        if self.cfg.smtpd_forbid_bare_newline == "reject" and content.count(b"\n") != content.count(b"\r\n"):
+        bare_lf = content.count(b"\n") != content.count(b"\r\n")
+        if self.cfg.smtpd_forbid_bare_newline == "reject" and bare_lf:
             return self._reject("550 5.5.2 Error: bare <LF> received")
         peer = session.peer if isinstance(session.peer, tuple) else ("?", 0)
         request = {
@@ -114,14 +136,30 @@ class SmtpdHandler:
             reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, content)
         except (OSError, TimeoutError, ipc.ProtocolError) as e:
             reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit("ipc", "response", reply.get("qid"), self.session_id(), to=names.CLEANUP, what="queue",
-                 outcome=str(reply.get("status")))
+        ctx.emit("ipc", "response", reply.get("qid"), self.session_id(), to=names.CLEANUP,
+                 what="queue", outcome=str(reply.get("status")))
         return reply
+
+
+PREGREET_REPLY = b"554 5.5.0 Error: SMTP protocol synchronization\r\n"
+
+
+def talks_first(conn: socket.socket) -> bool:
+    """True if the client sent something before our greeting (it cannot have seen it)."""
+    try:
+        return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # BlockingIOError: nothing yet, as it should be
+        return False
 
 
 class Smtpd(Daemon):
     async def handle_socket(self, conn: socket.socket) -> None:
         ctx, cfg = self.ctx, self.ctx.config
+        if talks_first(conn):  # Postfix's smtpd_forbid_unauth_pipelining: a spambot's hallmark
+            ctx.emit("smtp", "limit", limit="smtpd_forbid_unauth_pipelining", code="554 5.5.0")
+            with contextlib.suppress(OSError):
+                await asyncio.get_running_loop().sock_sendall(conn, PREGREET_REPLY)
+            return
         ref: list[InstrumentedSMTP] = []
         handler = SmtpdHandler(ctx, ref)
 
