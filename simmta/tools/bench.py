@@ -310,8 +310,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def measure(target: Target, args: argparse.Namespace, round_: int, console: Console) -> RunResult:
     result = RunResult(target.label, round_, args.messages, load_average=os.getloadavg()[0])
-    endpoint = target.start()
     try:
+        endpoint = target.start()
         _measure_started(endpoint, args, result, console)
     finally:
         target.stop()

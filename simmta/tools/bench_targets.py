@@ -134,10 +134,18 @@ class SimmtaTarget:
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.sub_proc: subprocess.Popen[bytes] | None = None
+        self.failed = False
         self.events_seen: int | None = None
         self.subscriber_cpu_s: float | None = None
 
     def start(self) -> Endpoint:
+        try:
+            return self._start()
+        except BaseException:
+            self.failed = True  # keep the instance directory: its log says why
+            raise
+
+    def _start(self) -> Endpoint:
         self.dir = Path(tempfile.mkdtemp(prefix="simmta-bench-"))
         self.dir.chmod(0o755)  # daemons that dropped privileges must reach their subtrees
         instance = Instance(self.dir)
@@ -217,7 +225,7 @@ class SimmtaTarget:
         if self.proc is not None:
             _terminate(self.proc)
             self.proc = None
-        if self.dir is not None and not self.keep:
+        if self.dir is not None and not self.keep and not self.failed:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
