@@ -15,6 +15,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -64,6 +65,9 @@ class EventLog:
         self.sock.connect(str(sock_path))
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+        # Joined once master has sent the snapshot and announced us (and so has
+        # told the daemons that someone is watching).
+        wait_for(lambda: self.find(kind="bus", type="subscriber"), 10, "the bus to admit us")
 
     def _run(self) -> None:
         with contextlib.suppress(OSError, ValueError), self.sock.makefile("rb") as f:
@@ -206,9 +210,20 @@ def searchable(path: Path) -> None:
 
 
 @pytest.fixture
-def instance_dir(tmp_path: Path) -> Path:
-    searchable(tmp_path)
-    return tmp_path / "inst"
+def simmta_tmp() -> Iterator[Path]:
+    """A temp dir other users can walk into (not under pytest's 0700 basetemp,
+    whose mode any concurrent pytest run resets)."""
+    path = Path(tempfile.mkdtemp(prefix="simmta-test-"))
+    os.chmod(path, 0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def instance_dir(simmta_tmp: Path) -> Path:
+    return simmta_tmp / "inst"
 
 
 @pytest.fixture
@@ -227,15 +242,14 @@ def nobody_can_run_python() -> bool:
 
 
 @pytest.fixture
-def nobody_mta(tmp_path: Path) -> Iterator[Mta]:
+def nobody_mta(simmta_tmp: Path) -> Iterator[Mta]:
     """The same MTA run by an unprivileged user (simulated privilege mode)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to the unprivileged test user")
     assert nobody_can_run_python(), (
         "uid 65534 cannot run this Python (is the interpreter under a 0700 home? "
         ".ci/run makes it reachable)")
-    searchable(tmp_path)
-    base = tmp_path / "nobody"
+    base = simmta_tmp / "nobody"
     base.mkdir()
     os.chown(base, NOBODY, NOBODY)
     m = Mta(base / "inst", user=NOBODY)

@@ -177,11 +177,9 @@ def test_simulated_mode_delivers_and_says_simulated_everywhere(nobody_mta: Mta) 
     log.close()
 
 
-def test_simulated_lab_attempt_says_nothing_stopped_it(tmp_path: Path) -> None:
+def test_simulated_lab_attempt_says_nothing_stopped_it(simmta_tmp: Path) -> None:
     needs_root()
-    from conftest import searchable
-    searchable(tmp_path)
-    base = tmp_path / "n"
+    base = simmta_tmp / "n"
     base.mkdir()
     os.chown(base, NOBODY, NOBODY)
     m = Mta(base / "inst", user=NOBODY, config=FAST_CONFIG, lab=True)

@@ -41,6 +41,19 @@ from simmta.core.events import Emitter, make
 from simmta.core.instance import Instance
 from simmta.core.services import Service
 
+# asyncio keeps only weak references to tasks: one nobody holds can be garbage
+# collected mid-flight (a message would then sit in active/ forever). Every
+# fire-and-forget task is started through run_task(), which holds it until done.
+_RUNNING: set[asyncio.Task[Any]] = set()
+
+
+def run_task(coro: Any) -> "asyncio.Task[Any]":
+    task = asyncio.get_running_loop().create_task(coro)
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+    return task
+
+
 # Status pipe records (Postfix's master_status): pid + one byte.
 STATUS = struct.Struct("!ic")
 STATUS_READY = b"R"
@@ -200,12 +213,14 @@ async def _serve(daemon: Daemon, listen: socket.socket, status_fd: int,
     ctx = daemon.ctx
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: os._exit(0))
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     if channel is not None:
         loop.add_reader(channel, _read_control, ctx, channel)
     listen.setblocking(False)
     _status(status_fd, STATUS_READY)
     ctx.emit("process", "ready")
-    background = loop.create_task(daemon.background())
+    background = run_task(daemon.background())
+    background.add_done_callback(_background_done)
     served = 0
     max_use = 10**12 if daemon.resident else ctx.config.max_use
     idle = None if daemon.resident else ctx.config.max_idle
@@ -218,7 +233,7 @@ async def _serve(daemon: Daemon, listen: socket.socket, status_fd: int,
             break
         _status(status_fd, STATUS_BUSY)
         if daemon.resident:  # triggers are short; serve them concurrently
-            loop.create_task(_guarded(daemon, conn))
+            run_task(_guarded(daemon, conn))
         else:
             ctx.emit("process", "state", state="busy")
             await _guarded(daemon, conn)
@@ -237,6 +252,28 @@ async def _guarded(daemon: Daemon, conn: socket.socket) -> None:
         traceback.print_exc(file=sys.stderr)
     finally:
         conn.close()
+
+
+def _background_done(task: "asyncio.Task[Any]") -> None:
+    """A resident daemon's own work must not die quietly: exit, master restarts us."""
+    if task.cancelled():
+        return
+    if (e := task.exception()) is not None:
+        traceback.print_exception(e, file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(70)
+
+
+def _dump_tasks() -> None:
+    """SIGUSR1: print every pending task's stack to the log (debugging a stall)."""
+    for task in asyncio.all_tasks():
+        print(f"--- {ctx_name()} task {task.get_name()}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
+def ctx_name() -> str:
+    return f"{sys.argv[0]}[{os.getpid()}]"
 
 
 def _read_control(ctx: Context, channel: socket.socket) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from simmta.core import address, ipc, names
 from simmta.core import queue as qf
-from simmta.core.skeleton import Daemon, main
+from simmta.core.skeleton import Daemon, main, run_task
 
 _VALID_STATUS = {"ok", "defer", "fail"}
 ACTIVE_LIMIT = 1000  # messages in active/ at once (Postfix: qmgr_message_active_limit)
@@ -121,7 +121,7 @@ class Qmgr(Daemon):
             return
         self.in_flight.add(qid)
         self.ctx.emit("queue", "moved", qid, **{"from": src, "to": names.ACTIVE})
-        asyncio.get_running_loop().create_task(self.process(qid))
+        run_task(self.process(qid))
 
     async def process(self, qid: str) -> None:
         try:

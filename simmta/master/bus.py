@@ -25,8 +25,14 @@ class Subscriber:
     def __init__(self, writer: asyncio.StreamWriter, name: str):
         self.writer = writer
         self.name = name
-        self.dropped = 0
+        self.dropped = 0  # since the last drop notice
+        self.dropped_total = 0
         self.sent = 0
+        self.joined_at = 0  # bus.published when it joined
+
+    def stats(self) -> dict[str, int | str]:
+        return {"name": self.name, "sent": self.sent, "dropped": self.dropped_total,
+                "joined_at": self.joined_at}
 
     def offer(self, line: bytes, drop_notice: Callable[[int, str], bytes]) -> None:
         transport = self.writer.transport
@@ -34,6 +40,7 @@ class Subscriber:
             return
         if transport.get_write_buffer_size() > MAX_BUFFER:
             self.dropped += 1
+            self.dropped_total += 1
             return
         if self.dropped:
             transport.write(drop_notice(self.dropped, self.name))
@@ -45,6 +52,7 @@ class Subscriber:
 class Bus:
     def __init__(self) -> None:
         self.seq = 0
+        self.published = 0  # events offered to subscribers (drop notices not counted)
         self.subscribers: list[Subscriber] = []
         self.invalid = 0
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -67,6 +75,7 @@ class Bus:
             listener(event)
         if not self.subscribers:
             return
+        self.published += 1
         line = self._line(event)
         for sub in self.subscribers:
             sub.offer(line, self._drop_notice)
@@ -91,6 +100,7 @@ class Bus:
 
     def add(self, sub: Subscriber, snapshot: dict[str, Any]) -> None:
         sub.writer.transport.write(self._line(snapshot))
+        sub.joined_at = self.published
         self.subscribers.append(sub)
 
     def remove(self, sub: Subscriber) -> None:

@@ -87,6 +87,7 @@ class Master:
         self.mode = privilege.current_mode()
         self.owner_uid = os.stat(inst.path).st_uid if inst.path.exists() else os.getuid()
         self.done = asyncio.Event()
+        self.subscriber_count = 0
 
     def status(self) -> dict[str, Any]:
         return {
@@ -98,7 +99,8 @@ class Master:
                           st.throttled_until or None, "limit": st.limit}
                          for n, st in self.sup.services.items()],
             "pace": self.sup.pace, "faults": self.sup.faults,
-            "events": {"subscribers": len(self.sup.bus.subscribers), "seq": self.sup.bus.seq,
+            "events": {"subscribers": [s.stats() for s in self.sup.bus.subscribers],
+                       "seq": self.sup.bus.seq, "published": self.sup.bus.published,
                        "invalid_from_children": self.sup.bus.invalid},
         }
 
@@ -181,7 +183,8 @@ class Master:
         if not access.allowed(sock, self.owner_uid):
             writer.close()
             return
-        sub = Subscriber(writer, f"subscriber uid {access.peer_uid(sock)} #{self.sup.bus.seq}")
+        self.subscriber_count += 1
+        sub = Subscriber(writer, f"subscriber {self.subscriber_count} (uid {access.peer_uid(sock)})")
         first = not self.sup.bus.subscribers
         self.sup.bus.add(sub, self.snapshot())
         if first:

@@ -31,7 +31,7 @@ from simmta.core import events, names, privilege
 from simmta.core.config import Config
 from simmta.core.instance import Instance
 from simmta.core.services import Service, ServiceTable
-from simmta.core.skeleton import STATUS, STATUS_AVAIL, STATUS_BUSY, STATUS_READY
+from simmta.core.skeleton import STATUS, STATUS_AVAIL, STATUS_BUSY, STATUS_READY, run_task
 from simmta.master.bus import Bus
 
 
@@ -106,7 +106,7 @@ class Supervisor:
             else:
                 self._update_listen(st)
             if st.service.wakeup:
-                self.loop.create_task(self._wakeup_timer(st))
+                run_task(self._wakeup_timer(st))
 
     async def stop(self) -> None:
         self.stopping = True

@@ -1,0 +1,258 @@
+"""The event stream: complete chains, schema, drops, recording, access, pacing."""
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import NOBODY, EventLog, Mta, maildir_files, wait_for
+from simmta.core import events
+from simmta.core.errors import SimmtaError
+from simmta.tools.eventtools import read_recording
+
+
+def chain(log: EventLog, qid: str, sid: str | None = None) -> list[tuple[str, str, str]]:
+    """(service, kind/type, detail) of one message's events, in bus order."""
+    out = []
+    for e in sorted(log.events, key=lambda e: e["seq"]):
+        if e.get("qid") == qid or (sid and e.get("sid") == sid):
+            d = e["data"]
+            detail = d.get("to") or d.get("queue") or d.get("line", "")[:4] or d.get("via", "")
+            if e["kind"] == "queue" and e["type"] == "moved":
+                detail = f"{d['from']}->{d['to']}"
+            out.append((e["service"], f"{e['kind']}/{e['type']}", detail))
+    return out
+
+
+def assert_in_order(seq: list[tuple[str, str, str]], expected: list[tuple[str, str, str]]) -> None:
+    pos = 0
+    for item in seq:
+        if pos < len(expected) and item == expected[pos]:
+            pos += 1
+    assert pos == len(expected), f"missing {expected[pos]} in order; got {seq}"
+
+
+def test_one_message_tells_the_whole_story_in_order(mta: Mta) -> None:
+    log = mta.subscribe()
+    qid = mta.send("bob@simmta.test")
+    wait_for(lambda: log.find(kind="queue", type="removed", qid=qid), what="the removal event")
+    sid = next(e["sid"] for e in log.find(kind="queue", type="created", qid=qid))
+    story = chain(log, qid, sid)
+    assert_in_order(story, [
+        ("smtpd", "smtp/open", ""), ("smtpd", "smtp/command", "EHLO"), ("smtpd", "smtp/reply", "250-"),
+        ("smtpd", "smtp/command", "MAIL"), ("smtpd", "smtp/command", "DATA"),
+        ("smtpd", "ipc/request", "cleanup"), ("cleanup", "queue/created", "incoming"),
+        ("cleanup", "ipc/request", "qmgr"), ("smtpd", "smtp/reply", "250 "),
+        ("qmgr", "queue/moved", "incoming->active"), ("qmgr", "ipc/request", "local"),
+        ("local", "delivery/delivered", "local"), ("qmgr", "queue/removed", "active"),
+    ])
+    for e in log.events:
+        assert events.validate(e) == [], e
+    seqs = [e["seq"] for e in log.events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert log.events[0]["kind"] == "snapshot"
+    log.close()
+
+
+def test_relay_defer_retry_and_bounce_chains(mta: Mta) -> None:
+    log = mta.subscribe()
+    mta.simmta("peer", "fault", "tempfail")
+    qid = mta.send("someone@example.net")
+    wait_for(lambda: log.find(kind="queue", type="deferred", qid=qid), what="deferral")
+    mta.simmta("peer", "fault", "none")
+    wait_for(lambda: log.find(kind="queue", type="removed", qid=qid), what="delivery on retry")
+    assert_in_order(chain(log, qid), [
+        ("qmgr", "ipc/request", "smtp"), ("smtp", "delivery/deferred", "smtp"),
+        ("qmgr", "queue/deferred", ""), ("qmgr", "queue/moved", "deferred->active"),
+        ("smtp", "delivery/delivered", "smtp"), ("qmgr", "queue/removed", "active")])
+    assert log.find(kind="fault", type="set", data_value="tempfail")
+    mta.simmta("peer", "fault", "permfail")
+    qid2 = mta.send("other@example.net")
+    wait_for(lambda: log.find(kind="queue", type="removed", qid=qid2), what="the bounce")
+    assert_in_order(chain(log, qid2), [
+        ("smtp", "delivery/bounced", "smtp"), ("qmgr", "ipc/request", "bounce"),
+        ("bounce", "ipc/request", "cleanup"), ("bounce", "delivery/bounce", ""),
+        ("qmgr", "queue/removed", "active")])
+    log.close()
+
+
+def test_sendmail_chain_through_maildrop_and_pickup(mta: Mta) -> None:
+    log = mta.subscribe()
+    mta.simmta("sendmail", "bob@simmta.test", input=b"Subject: s\n\nx\n")
+    created = wait_for(lambda: log.find(kind="queue", type="created", service="cleanup"),
+                       what="cleanup to queue it")
+    qid = created[0]["qid"]
+    wait_for(lambda: log.find(kind="queue", type="removed", qid=qid), what="delivery")
+    assert log.find(kind="queue", type="removed", service="pickup", data_queue="maildrop")
+    assert log.find(kind="ipc", type="request", service="pickup", data_to="cleanup")
+    assert_in_order(chain(log, qid), [("cleanup", "queue/created", "incoming"),
+                                      ("local", "delivery/delivered", "local")])
+    log.close()
+
+
+def _master_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _burst(mta: Mta, n: int) -> float:
+    start = time.monotonic()
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda i: mta.send("bob@simmta.test"), range(n)))
+    wait_for(lambda: len(maildir_files(mta.maildir("bob"))) >= burst_total[0] + n, 120,
+             what=f"{n} deliveries")
+    burst_total[0] += n
+    return time.monotonic() - start
+
+
+burst_total = [0]
+
+
+@pytest.mark.slow
+def test_a_stuck_subscriber_loses_events_not_mail(mta: Mta) -> None:
+    burst_total[0] = 0
+    baseline = _burst(mta, 300)  # no subscriber
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(str(mta.instance / "run" / "bus.sock"))
+    rss_before = _master_rss_kb(mta.pid)
+    with_stuck = _burst(mta, 1000)
+    rss_after = _master_rss_kb(mta.pid)
+    st = mta.live_status()["events"]
+    [sub] = st["subscribers"]
+    offered = st["published"] - sub["joined_at"]
+    assert sub["dropped"] > 0, "the stuck subscriber must have lost events"
+    assert sub["sent"] + sub["dropped"] == offered, "every event is either sent or counted dropped"
+    ratio = with_stuck / (baseline * 1000 / 300)
+    print(f"\nstuck subscriber: {with_stuck:.2f}s for 1000 vs {baseline:.2f}s for 300 without "
+          f"(time per message ratio {ratio:.2f}); dropped {sub['dropped']}; "
+          f"master RSS {rss_before} -> {rss_after} kB")
+    assert ratio < 2.5, "a stuck viewer must not slow mail down much"
+    assert rss_after - rss_before < 20_000, "master's memory stays bounded"
+    # When it reads again, it first gets its backlog, then a notice of how many it lost.
+    stuck.setblocking(True)
+    stuck.settimeout(10)
+    buf = b""
+    mta.send("bob@simmta.test")
+    deadline = time.monotonic() + 20
+    while b'"kind":"bus","type":"dropped"' not in buf and time.monotonic() < deadline:
+        buf += stuck.recv(1 << 20)
+    notice = next(json.loads(line) for line in buf.split(b"\n")
+                  if b'"kind":"bus","type":"dropped"' in line)
+    [after] = mta.live_status()["events"]["subscribers"]
+    assert notice["data"]["count"] == after["dropped"] >= sub["dropped"]
+    stuck.close()
+
+
+def test_recording_replays_the_same_sequence(mta: Mta, tmp_path: Path) -> None:
+    out = tmp_path / "rec.jsonl"
+    rec = subprocess.Popen([sys.executable, "-m", "simmta", "record", "--instance",
+                            str(mta.instance), "-o", str(out)], stderr=subprocess.PIPE)
+    log = mta.subscribe()
+    wait_for(lambda: len(mta.live_status()["events"]["subscribers"]) == 2, what="both subscribers")
+    qid = mta.send()
+    wait_for(lambda: log.find(kind="queue", type="removed", qid=qid), what="delivery")
+    wait_for(lambda: out.exists() and b'"type":"removed"' in out.read_bytes(), what="the recording")
+    rec.terminate()
+    rec.wait(10)
+    rec.stderr.close()
+    replayed = [(e["seq"], e["kind"], e["type"], e["qid"]) for e in read_recording(out)]
+    assert replayed[0][1] == "snapshot"
+    body = replayed[1:]
+    # Both subscribers saw the same stream: same sequence numbers, same events, same order.
+    live = {e["seq"]: (e["seq"], e["kind"], e["type"], e["qid"]) for e in log.events}
+    window = [live[n] for n in sorted(live) if body[0][0] <= n <= body[-1][0]
+              and live[n][1] != "snapshot"]
+    assert body == window and len(body) > 10
+    log.close()
+    # A damaged recording is refused with the line number.
+    lines = out.read_bytes().splitlines(keepends=True)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"".join(lines[:3]) + b'{"v":1,"oops"\n' + b"".join(lines[3:]))
+    with pytest.raises(SimmtaError, match=r"line 4: not valid JSON"):
+        list(read_recording(bad))
+    trunc = tmp_path / "trunc.jsonl"
+    trunc.write_bytes(b"".join(lines[:5]) + lines[5][:20])
+    with pytest.raises(SimmtaError, match=r"line 6: truncated"):
+        list(read_recording(trunc))
+
+
+def test_snapshot_on_connect_is_complete(mta: Mta) -> None:
+    mta.simmta("peer", "fault", "tempfail")
+    qid = mta.send("someone@example.net")
+    wait_for(lambda: qid in mta.queue_files("deferred"), what="deferred")
+    log = mta.subscribe()
+    snap = wait_for(lambda: log.events and log.events[0], what="the snapshot")
+    data = snap["data"]
+    assert snap["kind"] == "snapshot"
+    assert [s["name"] for s in data["services"]][:3] == ["smtpd", "pickup", "cleanup"]
+    assert {p["service"] for p in data["processes"]} >= {"master", "qmgr", "pickup"}
+    assert all(p["privilege"] for p in data["processes"])
+    assert [m["qid"] for m in data["queues"]["deferred"]] == [qid]
+    assert data["faults"]["peer"] == "tempfail" and data["privilege_mode"] == "real"
+    log.close()
+
+
+def test_another_uid_cannot_subscribe_or_control(mta: Mta) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another uid")
+    probe = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+             "try:\n s.connect(sys.argv[1]); s.settimeout(5); print('data:', s.recv(100))\n"
+             "except OSError as e: print('refused:', e.__class__.__name__)\n")
+    run = mta.instance / "run"
+    for name in ("bus.sock", "control.sock"):
+        r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                            sys.executable, "-c", probe, str(run / name)], capture_output=True, text=True)
+        assert "refused: PermissionError" in r.stdout, r
+    # Second wall: even with the directory and socket opened up, SO_PEERCRED says no.
+    os.chmod(run, 0o755)
+    for name in ("bus.sock", "control.sock"):
+        os.chmod(run / name, 0o666)
+        r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                            sys.executable, "-c", probe, str(run / name)], capture_output=True, text=True)
+        assert "data: b''" in r.stdout, r
+    os.chmod(run, 0o700)
+
+
+def test_step_pacing_advances_one_hop_per_step(mta: Mta) -> None:
+    log = mta.subscribe()
+    mta.simmta("ctl", "pace", "step")
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(mta.send, "bob@simmta.test")
+        hops = []
+        for expected_to in ("cleanup", "qmgr", "local"):
+            wait_for(lambda n=len(hops): len(log.find(kind="pace", type="wait")) == n + 1,
+                     what=f"a hop to {expected_to} waiting")
+            before = len(log.find(kind="ipc", type="request"))
+            waiting = [p for p in json.loads(mta.simmta("ps", "--json").stdout)["processes"]
+                       if p["state"] == "waiting"]
+            assert len(waiting) == 1, "simmta ps shows the process that waits"
+            assert json.loads(mta.simmta("ctl", "step").stdout)["released"] == 1
+            wait_for(lambda b=before: len(log.find(kind="ipc", type="request")) == b + 1,
+                     what="exactly one hop")
+            hops.append(log.find(kind="ipc", type="request")[-1]["data"]["to"])
+            if expected_to == "cleanup":
+                fut.result(timeout=20)
+        assert hops == ["cleanup", "qmgr", "local"]
+    wait_for(lambda: maildir_files(mta.maildir("bob")), what="delivery after the last step")
+    mta.simmta("ctl", "pace", "live")
+    log.close()
+
+
+def test_no_events_flow_without_subscribers_but_mail_does(mta: Mta) -> None:
+    mta.send()
+    wait_for(lambda: maildir_files(mta.maildir("bob")), what="delivery")
+    assert mta.live_status()["events"]["published"] == 0
+
+
+def test_resource_module_available() -> None:
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 0
