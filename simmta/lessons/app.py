@@ -135,12 +135,15 @@ class LessonApp(App[int]):
 
 def lesson_tui(controller: LessonController) -> App[Any]:
     """simmta's TUI (map, processes, queue, ...) with the lesson panel docked on the right."""
+    from simmta.tui import app as tui_app
     from simmta.tui.app import SimmtaApp
     from simmta.tui.feed import LiveFeed
 
     instance = controller.mta.instance
 
     class LessonTUI(SimmtaApp):
+        # Textual resolves CSS_PATH beside the defining module: point at the TUI's own
+        CSS_PATH = str(Path(tui_app.__file__).with_name(str(SimmtaApp.CSS_PATH)))
         BINDINGS: ClassVar[list[BindingType]] = [*SimmtaApp.BINDINGS, *LESSON_BINDINGS]
 
         def on_mount(self) -> None:

@@ -197,7 +197,8 @@ class LessonPanel(Vertical, can_focus=True):
         self.query_one("#step-title", Static).update(
             f"Step {step.number}/{total}: {step.title}" + ("  ✓" if view.step_done else ""))
         action = f"\n\nSuggested: `{step.action}`" if step.action else ""
-        self.query_one("#instruction", Markdown).update(step.instruction + action)
+        intro = f"{view.lesson.intro}\n\n---\n\n" if view.index == 0 and view.lesson.intro else ""
+        self.query_one("#instruction", Markdown).update(intro + step.instruction + action)
         lines = [("[green]✓[/green] " if ok else "[dim]○[/dim] ") + _plain(label)
                  for label, ok in view.checklist]
         self.query_one("#checklist", Static).update("\n".join(lines) or "[dim]checking…[/dim]")
