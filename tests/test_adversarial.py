@@ -276,6 +276,40 @@ def test_idle_client_gets_421_4_4_2_before_close(strict: Mta) -> None:
         assert s.eof()
 
 
+def test_no_timeout_while_the_message_is_being_committed(strict: Mta) -> None:
+    """smtpd_timeout is for the client's silence, not cleanup's: no 421 for a queued message.
+
+    A 421 sent while cleanup commits would make the client retry a message
+    that was queued after all: a duplicate.
+    """
+    log = strict.subscribe()
+    try:
+        strict.simmta("ctl", "pace", "step")  # hold the hand-off past smtpd_timeout (2 s)
+        try:
+            with Raw(strict, timeout=15) as s:
+                sid = session_closed(log, s)
+                s.cmd("EHLO client.example")
+                s.cmd("MAIL FROM:<alice@simmta.test>")
+                s.cmd("RCPT TO:<bob@simmta.test>")
+                assert s.cmd("DATA")[0] == 354
+                s.send(b"Subject: slow commit\r\n\r\nbody\r\n.\r\n")
+                wait_for(lambda: log.find(kind="pace", type="wait", sid=sid),
+                         what="smtpd's hand-off to cleanup to wait")
+                s.sock.settimeout(3.5)  # a bounded read: the server must stay silent
+                with pytest.raises(TimeoutError):
+                    data = s.sock.recv(4096)
+                    raise AssertionError(f"server spoke while committing: {data!r}")
+                strict.simmta("ctl", "pace", "live")
+                code, lines = s.reply()
+                assert code == 250 and lines[-1].startswith("2.0.0 Ok: queued as"), lines
+                assert s.cmd("NOOP")[0] == 250, "the idle timer runs again afterwards"
+        finally:
+            strict.simmta("ctl", "pace", "live")
+        wait_subject(strict.maildir("bob"), "slow commit")
+    finally:
+        log.close()
+
+
 def test_client_vanishing_mid_data_queues_nothing(mta: Mta) -> None:
     log = mta.subscribe()
     try:

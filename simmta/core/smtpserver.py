@@ -110,6 +110,16 @@ class InstrumentedSMTP(SMTP):
             self.transport.write(text.encode() + b"\r\n")
         super()._timeout_cb()
 
+    def hold_timeout(self) -> None:
+        """Stop the idle timer: while cleanup commits, the client is not the one silent."""
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+
+    def restart_timeout(self) -> None:
+        """A fresh idle period (after the commit, before the reply)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self._reset_timeout()
+
     # Robustness ------------------------------------------------------------
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's parser, minus the exceptions the stdlib raises on hostile syntax."""

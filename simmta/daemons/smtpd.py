@@ -120,7 +120,11 @@ class SmtpdHandler:
         task = asyncio.ensure_future(self._to_cleanup(request, content))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
-        reply = await asyncio.shield(task)
+        server.hold_timeout()  # a 421 now would make the client resend a queued message
+        try:
+            reply = await asyncio.shield(task)
+        finally:
+            server.restart_timeout()
         self.ctx.crash_point("before-reply", reply.get("qid"))
         status = reply.get("status")
         if status == "ok" and isinstance(reply.get("qid"), str):
