@@ -255,6 +255,19 @@ def test_too_many_recipients_452_4_5_3_and_earlier_ones_kept(mta: Mta) -> None:
         "postmaster/root (over the limit) were not delivered to alice"
 
 
+def test_duplicate_recipients_get_one_copy(mta: Mta) -> None:
+    with Raw(mta) as s:
+        s.cmd("EHLO client.example")
+        assert s.cmd("MAIL FROM:<alice@simmta.test>")[0] == 250
+        for r in ("bob@simmta.test", "bob@simmta.test", "bob@SIMMTA.TEST"):
+            assert s.cmd(f"RCPT TO:<{r}>")[0] == 250
+        assert s.cmd("DATA")[0] == 354
+        assert s.cmd(b"Subject: dup rcpt\r\n\r\nx\r\n.\r\n")[0] == 250
+    wait_subject(mta.maildir("bob"), "dup rcpt")
+    wait_for(lambda: queue_empty(mta), what="the queue to empty")
+    assert len(with_subject(mta.maildir("bob"), "dup rcpt")) == 1
+
+
 def test_relay_denied_outside_mynetworks_but_local_mail_accepted(mta: Mta) -> None:
     with Raw(mta, source="127.0.0.2") as s:
         s.cmd("EHLO outsider.example")

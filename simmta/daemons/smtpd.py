@@ -90,6 +90,11 @@ class SmtpdHandler:
         domain = addr.rpartition("@")[2]
         if not address.is_local_domain(domain, self.cfg) and not self._trusted(session):
             return self._reject(f"554 5.7.1 <{addr}>: Relay access denied")
+        seen: set[str] = envelope.__dict__.setdefault("simmta_rcpts", set())  # new per MAIL
+        key = f"{addr.rpartition('@')[0]}@{domain.lower()}"
+        if key in seen:
+            return "250 2.1.5 Ok"  # a duplicate: delivered once, as Postfix's cleanup does
+        seen.add(key)
         envelope.rcpt_tos.append(addr)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Ok"
