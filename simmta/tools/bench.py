@@ -17,7 +17,7 @@ included), peak memory of that tree (sum of PSS), and for simmta the cold start
 asserted: see the README's performance section for how to read them.
 
 The modules beside this one do the parts: bench_load (asyncio load generator),
-bench_watch (Maildir and memory watchers), bench_stats (percentiles, /proc),
+bench_watch (the Maildir watcher, the process-tree sampler), bench_stats (percentiles, /proc),
 bench_targets (starting simmta, the event subscriber), bench_sink (an aiosmtpd
 baseline server).
 
@@ -38,6 +38,7 @@ import sys
 import time
 import tomllib
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ from simmta.tools.bench_watch import MaildirWatcher, TreeSampler
 SIMMTA = "simmta"  # events on, a subscriber reading the bus (instrumented, as with the TUI)
 SIMMTA_NO_EVENTS = "simmta-no-events"
 DRAIN_IDLE = 30.0  # give up on end-to-end delivery after this long without one
+
+Configuration = tuple[str, Callable[[], Target]]  # a label, and how to get a fresh target
 
 
 @dataclass
@@ -87,6 +90,11 @@ class RunResult:
     subscriber_cpu_ms_per_message: float = math.nan  # the event subscriber's (not the server's)
     seconds: float = 0.0
     load_average: float = math.nan  # 1-minute load average when the run began
+
+    @property
+    def completed(self) -> int:
+        """Messages that made it: delivered if end to end was measured, else accepted."""
+        return self.delivered if self.delivered is not None else self.accepted
 
     @property
     def headline(self) -> float:
@@ -198,6 +206,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="longest wait for end-to-end delivery after the load (default 300)",
     )
+    p.add_argument(
+        "--load-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="longest time for sending all messages (default 600 + 0.1 per message)",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     p.add_argument(
         "--keep",
@@ -238,7 +252,7 @@ def _loopback_target(text: str) -> tuple[str, int]:
         infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
     except OSError as e:
         raise argparse.ArgumentTypeError(f"cannot resolve {host}: {e}") from None
-    addresses = {info[4][0] for info in infos}
+    addresses = {str(info[4][0]) for info in infos}
     if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
         raise argparse.ArgumentTypeError(
             f"{host} is not a loopback address: simmta bench measures local servers only"
@@ -246,10 +260,10 @@ def _loopback_target(text: str) -> tuple[str, int]:
     return sorted(addresses)[0], int(port)
 
 
-def configurations(args: argparse.Namespace) -> list[tuple[str, Any]]:
+def configurations(args: argparse.Namespace) -> list[Configuration]:
     """The configurations measured, in the order each round runs them: (label, factory)."""
 
-    def simmta(events: str) -> Any:
+    def simmta(events: str) -> Callable[[], Target]:
         return lambda: SimmtaTarget(
             events=events != "off",
             subscriber=events == "subscriber",
@@ -258,7 +272,7 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, Any]]:
             settings=args.set,
         )
 
-    def target() -> Any:
+    def target() -> Callable[[], Target]:
         host, port = args.target
         return lambda: ExternalTarget(
             host, port, args.maildir, args.to, args.server_pid, args.label
@@ -318,9 +332,8 @@ def measure(target: Target, args: argparse.Namespace, round_: int, console: Cons
     result.cold_start_s = endpoint.cold_start
     result.events_seen = getattr(target, "events_seen", None)
     subscriber_cpu = getattr(target, "subscriber_cpu_s", None)
-    done = result.delivered if result.delivered is not None else result.accepted
-    if subscriber_cpu is not None and done:
-        result.subscriber_cpu_ms_per_message = subscriber_cpu / done * 1000
+    if subscriber_cpu is not None and result.completed:
+        result.subscriber_cpu_ms_per_message = subscriber_cpu / result.completed * 1000
     return result
 
 
@@ -338,6 +351,7 @@ def _measure_started(
         args.sender,
         endpoint.recipient,
         run_id,
+        deadline=args.load_timeout or 600.0 + 0.1 * args.messages,
     )
     give_up = time.monotonic() + spec.deadline + args.drain_timeout
     tree = ProcTree(endpoint.root_pid) if endpoint.root_pid else None
@@ -390,7 +404,7 @@ def _measure_started(
         if delivered:
             result.delivered_per_s = rate(len(delivered), load.started, max(delivered.values()))
         result.delivery_latency = summarize([t - started[i] for i, t in delivered.items()])
-    done = result.delivered if result.delivered is not None else result.accepted
+    done = result.completed
     if tree and done:
         result.cpu_ms_per_message = (cpu_after - cpu_before) / done * 1000
     if done:
@@ -490,7 +504,7 @@ def result_busy(r: RunResult) -> bool:
     return r.load_average > (os.cpu_count() or 1)
 
 
-def report(console: Console, runs: list[RunResult], configs: list[tuple[str, Any]]) -> None:
+def report(console: Console, runs: list[RunResult], configs: list[Configuration]) -> None:
     table = Table(
         title="simmta bench: each run (250 = accepted, e2e = delivered into the Maildir)",
         title_justify="left",
@@ -529,7 +543,7 @@ def report(console: Console, runs: list[RunResult], configs: list[tuple[str, Any
             str(sum(r.errors.values())),
         )
     console.print(table)
-    summary = medians(runs, configs)
+    summary = medians(runs, [label for label, _ in configs])
     if len(runs) > 1:
         med = Table(title="medians per configuration", title_justify="left")
         for name in (
@@ -559,7 +573,7 @@ def report(console: Console, runs: list[RunResult], configs: list[tuple[str, Any
                 _f(m["cold_start_s"], 2),
             )
         console.print(med)
-    pairs = ratios(runs, configs)
+    pairs = ratios(runs, [label for label, _ in configs])
     if pairs:
         tab = Table(
             title="ratios, round by round (end-to-end rate if measured, else accepted)",
@@ -575,9 +589,9 @@ def report(console: Console, runs: list[RunResult], configs: list[tuple[str, Any
         console.print(tab)
 
 
-def medians(runs: list[RunResult], configs: list[tuple[str, Any]]) -> dict[str, dict[str, float]]:
+def medians(runs: list[RunResult], labels: list[str]) -> dict[str, dict[str, float]]:
     out = {}
-    for label, _ in configs:
+    for label in labels:
         mine = [r for r in runs if r.label == label]
 
         def lat(r: RunResult, which: str, p: str) -> float:
@@ -599,10 +613,9 @@ def medians(runs: list[RunResult], configs: list[tuple[str, Any]]) -> dict[str, 
     return out
 
 
-def ratios(runs: list[RunResult], configs: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+def ratios(runs: list[RunResult], labels: list[str]) -> list[dict[str, Any]]:
     """The first configuration against each other one, and simmta without events against
     the target: round by round, then the median of the rounds."""
-    labels = [label for label, _ in configs]
     pairs = [(labels[0], other) for other in labels[1:]]
     if len(labels) > 2:
         pairs.append((labels[1], labels[2]))
@@ -618,7 +631,7 @@ def ratios(runs: list[RunResult], configs: list[tuple[str, Any]]) -> list[dict[s
 
 
 def as_json(
-    args: argparse.Namespace, runs: list[RunResult], configs: list[tuple[str, Any]]
+    args: argparse.Namespace, runs: list[RunResult], configs: list[Configuration]
 ) -> dict[str, Any]:
     def clean(v: Any) -> Any:
         if isinstance(v, float) and math.isnan(v):
@@ -629,6 +642,7 @@ def as_json(
             return [clean(x) for x in v]
         return v
 
+    labels = [label for label, _ in configs]
     return {
         "schema": "simmta-bench/1",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -641,9 +655,9 @@ def as_json(
             "per_connection": args.per_connection,
             "target": f"{args.target[0]}:{args.target[1]}" if args.target else None,
         },
-        "runs": [r.as_json() for r in runs],
-        "medians": clean(medians(runs, configs)),
-        "ratios": clean(ratios(runs, configs)),
+        "runs": clean([r.as_json() for r in runs]),
+        "medians": clean(medians(runs, labels)),
+        "ratios": clean(ratios(runs, labels)),
     }
 
 
