@@ -276,3 +276,13 @@ def test_bench_does_not_take_an_instance() -> None:
     done = _bench("--instance", "/nonexistent", "-n", "1")
     assert done.returncode == 2
     assert "--target" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _simmta_built(), reason="'simmta run' is not built yet")
+def test_bench_cold_start(tmp_path: Path) -> None:
+    out = tmp_path / "cold.json"
+    done = _bench("--cold-starts", "2", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    times = json.loads(out.read_text())["cold_start_s"]
+    assert len(times) == 2 and all(t > 0 for t in times)

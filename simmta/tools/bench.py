@@ -207,6 +207,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         help="longest wait for end-to-end delivery after the load (default 300)",
     )
     p.add_argument(
+        "--cold-starts",
+        type=_positive,
+        metavar="K",
+        help="only measure simmta's cold start (spawn to SMTP greeting), K times; send no mail",
+    )
+    p.add_argument(
         "--load-timeout",
         type=float,
         metavar="SECONDS",
@@ -300,6 +306,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     console = Console()
     if not console.is_terminal:  # a log file or a pipe: keep the tables whole
         console = Console(width=160)
+    if args.cold_starts:
+        return cold_starts(args, console)
     configs = configurations(args)
     console.print(
         f"simmta bench: {args.messages} messages of {args.size} bytes, "
@@ -316,6 +324,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(as_json(args, runs, configs), indent=2) + "\n")
         console.print(f"figures written to {args.json}")
+    return 0
+
+
+def cold_starts(args: argparse.Namespace, console: Console) -> int:
+    """Start and stop fresh simmta instances; report spawn-to-greeting times."""
+    times = []
+    for n in range(1, args.cold_starts + 1):
+        target = SimmtaTarget(events=args.events != "off", subscriber=False, settings=args.set)
+        try:
+            endpoint = target.start()
+        finally:
+            target.stop()
+        assert endpoint.cold_start is not None
+        times.append(endpoint.cold_start)
+        console.print(f"cold start {n}: {endpoint.cold_start:.3f} s")
+    console.print(
+        f"simmta cold start (spawn of 'simmta run' until the SMTP greeting), {len(times)} "
+        f"starts: median {median(times):.3f} s, min {min(times):.3f} s, max {max(times):.3f} s"
+    )
+    if args.json:
+        figures = {"schema": "simmta-bench/1", "machine": machine(), "cold_start_s": times}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 
