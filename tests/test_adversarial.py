@@ -59,6 +59,7 @@ def swaks() -> str:
 
 def no_leak(code: int, text: str) -> None:
     assert not LEAK.search(text), f"internal detail leaked: {code} {text}"
+    assert not re.search(r"[\x00-\x1f\x7f]", text), f"control character echoed: {text!r}"
 
 
 def vanish(s: Raw) -> None:
@@ -130,7 +131,8 @@ def test_garbage_commands_never_leak_and_the_server_goes_on(mta: Mta) -> None:
                b"MAIL FROM:<alice@simmta.test> SIZE=abc\r\n",
                b"MAIL FROM:<alice@simmta.test> SIZE=\r\n",
                b"MAIL FROM:<alice@simmta.test> BODY=EVIL\r\n", b"AUTH PLAIN AAAA\r\n",
-               b"STARTTLS\r\n", b"BDAT 10 LAST\r\n"]
+               b"STARTTLS\r\n", b"BDAT 10 LAST\r\n", b"VRFY <\x1b[2J\x00\r>\r\n",
+               b"\x1b]0;pwned\x07\r\n", b"HELP \x1b[31m\r\n"]
     with Raw(mta) as s:
         s.cmd("EHLO client.example")
         for line in garbage:
@@ -274,6 +276,25 @@ def test_idle_client_gets_421_4_4_2_before_close(strict: Mta) -> None:
         text = lines[-1]
         assert code == 421 and text.startswith("4.4.2 "), (code, text)
         assert s.eof()
+
+
+def test_idle_in_mid_data_gets_421_and_nothing_is_queued(strict: Mta) -> None:
+    log = strict.subscribe()
+    try:
+        with Raw(strict, timeout=15) as s:
+            sid = session_closed(log, s)
+            s.cmd("EHLO slow.example")
+            s.cmd("MAIL FROM:<alice@simmta.test>")
+            s.cmd("RCPT TO:<bob@simmta.test>")
+            assert s.cmd("DATA")[0] == 354
+            s.send(b"Subject: stalled\r\n\r\nhalf a messa")
+            code, lines = s.reply()
+            assert code == 421 and lines[-1].startswith("4.4.2 "), (code, lines)
+            assert s.eof()
+        wait_closed(log, sid)
+        assert not log.find(kind="queue", type="created", sid=sid)
+    finally:
+        log.close()
 
 
 def test_no_timeout_while_the_message_is_being_committed(strict: Mta) -> None:

@@ -27,6 +27,7 @@ from simmta.core.skeleton import Context
 
 _ENHANCED = re.compile(r"^\d\.\d{1,3}\.\d{1,3}(\s|$)")
 _NO_ENHANCED = {"220", "354", "334"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JUNK = {"NOOP", "RSET", "VRFY", "HELP", "EXPN"}
 _sessions = itertools.count(1)
 
@@ -83,6 +84,7 @@ class InstrumentedSMTP(SMTP):
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
         if self.verb not in ("EHLO", "HELO"):  # RFC 2034: not on greeting/EHLO lines
             text = enhance(text)
+        text = _CONTROL.sub("?", text)  # aiosmtpd echoes commands and VRFY arguments
         code = text[:3]
         soft, hard, sleep, _ = self.limits
         if code[:1] in ("4", "5") and code != "421":
