@@ -182,6 +182,27 @@ def test_commands_ended_by_bare_lf_still_work(mta: Mta) -> None:
     wait_subject(mta.maildir("carol"), "lf commands")
 
 
+def test_a_client_that_half_closes_is_still_served(mta: Mta) -> None:
+    """``nc -N`` style: the whole session sent, write side shut, replies still read."""
+    with Raw(mta) as s:
+        s.send(b"EHLO batch.example\r\nMAIL FROM:<alice@simmta.test>\r\n"
+               b"RCPT TO:<carol@simmta.test>\r\nDATA\r\nSubject: half close\r\n\r\nx\r\n.\r\n"
+               b"QUIT\r\n")
+        s.sock.shutdown(socket.SHUT_WR)
+        codes = [s.reply()[0] for _ in range(6)]
+        assert codes == [250, 250, 250, 354, 250, 221]
+        assert s.eof()
+    with Raw(mta) as s:  # half-closed in mid-DATA: nothing queued, session ends
+        s.send(b"EHLO batch.example\r\nMAIL FROM:<alice@simmta.test>\r\n"
+               b"RCPT TO:<carol@simmta.test>\r\nDATA\r\nSubject: half close cut\r\n\r\nx\r\n")
+        s.sock.shutdown(socket.SHUT_WR)
+        assert [s.reply()[0] for _ in range(4)] == [250, 250, 250, 354]
+        assert s.eof() and s.buf == b""
+    wait_subject(mta.maildir("carol"), "half close")
+    healthy(mta, "after half close")
+    assert not with_subject(mta.maildir("carol"), "half close cut")
+
+
 def test_bare_lf_in_data_is_normalized(mta: Mta) -> None:
     with Raw(mta) as s:
         s.cmd("EHLO client.example")

@@ -80,7 +80,18 @@ class InstrumentedSMTP(SMTP):
         if not self.closed.done():
             self.closed.set_result(None)
 
-    async def push(self, status: str | bytes) -> None:
+    def eof_received(self) -> bool | None:
+        """The client half-closed: serve what it already sent, then end the session.
+
+        aiosmtpd cancels the session here, dropping commands already received
+        (a whole pipelined message from ``nc -N`` or a batch client). Instead
+        the reader sees EOF once its buffer is drained; handle_exception ends it.
+        """
+        return asyncio.StreamReaderProtocol.eof_received(self)
+
+    async def push(self, status: str | bytes | None) -> None:
+        if status is None:  # the session is ending at EOF (see handle_exception)
+            return
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
         if self.verb not in ("EHLO", "HELO"):  # RFC 2034: not on greeting/EHLO lines
             text = enhance(text)
@@ -133,6 +144,10 @@ class InstrumentedSMTP(SMTP):
             return None, None
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, asyncio.IncompleteReadError):  # EOF: all the client sent is served
+            if self.transport is not None:
+                self.transport.close()
+            raise asyncio.CancelledError  # ends aiosmtpd's loop (it pushes None: ignored)
         self.ctx.emit("smtp", "reject", sid=self.sid, code="451 4.3.0",
                       text=f"internal error ({type(error).__name__})")
         return "451 4.3.0 Error: internal error, try again later"
