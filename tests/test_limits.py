@@ -135,6 +135,10 @@ def read_messages(maildir: Path, n: int = 1, timeout: float = 20) -> list[Messag
     return [email.message_from_bytes(p.read_bytes()) for p in files]
 
 
+def read_all(maildir: Path) -> list[Message]:
+    return [email.message_from_bytes(p.read_bytes()) for p in maildir_files(maildir)]
+
+
 def with_subject(maildir: Path, subject: str) -> list[Message]:
     msgs = [email.message_from_bytes(p.read_bytes()) for p in maildir_files(maildir)]
     return [m for m in msgs if m["Subject"] == subject]
@@ -286,6 +290,32 @@ def test_relay_denied_outside_mynetworks_but_local_mail_accepted(mta: Mta) -> No
         assert c.data(b"Subject: relayed\r\n\r\nx\r\n")[0] == 250
     wait_subject(mta.peer_maildir, "relayed")
     assert not [m for m in with_subject(mta.peer_maildir, "from outside")]
+
+
+RELAY_TRICKS = ["<victim@example.net>", "<@simmta.test:victim@example.net>",
+                "<victim%example.net@simmta.test>", "<victim@example.net@simmta.test>",
+                '<"victim@example.net"@simmta.test>', "<victim@example.net.>",
+                "<victim@[127.0.0.1]>", "<victim@EXAMPLE.NET>", "<victim@simmta.test.example.net>"]
+
+
+def test_no_relay_trick_gets_mail_out_from_outside(mta: Mta) -> None:
+    """From 127.0.0.2 nothing reaches the peer: refused at RCPT or, if local, kept local."""
+    accepted = []
+    for rcpt in RELAY_TRICKS:  # one session each: the hard error limit here is 6
+        with Raw(mta, source="127.0.0.2") as s:
+            s.cmd("EHLO outsider.example")
+            assert s.cmd("MAIL FROM:<alice@simmta.test>")[0] == 250
+            code, text = s.cmd(f"RCPT TO:{rcpt}")
+            if code == 250:
+                accepted.append(rcpt)
+                assert s.cmd("DATA")[0] == 354
+                assert s.cmd(f"Subject: trick {rcpt}\r\n\r\nx\r\n.\r\n".encode())[0] == 250
+            else:
+                assert 500 <= code <= 599 and ENHANCED.match(text), (rcpt, code, text)
+    assert "<victim@example.net>" not in accepted
+    wait_for(lambda: queue_empty(mta), what="the queue to empty")
+    tricks = [m for m in read_all(mta.peer_maildir) if str(m["Subject"]).startswith("trick")]
+    assert tricks == [], [m["Subject"] for m in tricks]
 
 
 def test_mail_loop_554_5_4_0_and_nothing_queued(mta: Mta) -> None:
