@@ -27,6 +27,7 @@ import pytest
 from conftest import FAST_CONFIG, Mta, maildir_files, wait_for
 
 ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
+MAIL_OWNER = 61000  # mail_owner_uid's default
 MAX_REPLY = 64 * 1024  # no reply of ours is longer; a bound for every read
 
 
@@ -185,6 +186,23 @@ def mta() -> Iterator[Mta]:
 def envelope(s: Raw, rcpt: str = "bob@simmta.test") -> None:
     assert s.cmd("MAIL FROM:<alice@simmta.test>")[0] == 250
     assert s.cmd(f"RCPT TO:<{rcpt}>")[0] == 250
+
+
+def test_the_limits_here_are_enforced_inside_the_jail(mta: Mta) -> None:
+    """As root every test in this module talks to a chrooted, unprivileged smtpd and cleanup."""
+    if os.geteuid() != 0:
+        pytest.skip("real privilege mode needs root")
+    queue = (mta.instance / "queue").resolve()
+    with Raw(mta) as s:  # a session in progress: an smtpd process is busy with it
+        s.cmd("EHLO client.example")
+        status = mta.live_status()
+        assert status["privilege_mode"] == "real"
+        pids = [p for svc in status["services"] if svc["name"] in ("smtpd", "cleanup")
+                for p in svc["pids"]]  # cleanup only if one runs now
+        assert pids, "an smtpd serves this session"
+        for pid in pids:
+            assert Path(os.readlink(f"/proc/{pid}/root")) == queue, pid
+            assert os.stat(f"/proc/{pid}").st_uid == MAIL_OWNER, pid
 
 
 def test_command_line_too_long_then_the_session_keeps_working(mta: Mta) -> None:
