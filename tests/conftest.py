@@ -171,6 +171,15 @@ class Mta:
                 return list(s["pids"])
         raise KeyError(service)
 
+    def children_of(self, service: str) -> list[int]:
+        """master's children running a service's daemon, read straight from /proc."""
+        out = []
+        for pid in _descendants(self.pid):
+            with contextlib.suppress(OSError):
+                if f"simmta.daemons.{service}\0" in Path(f"/proc/{pid}/cmdline").read_text():
+                    out.append(pid)
+        return out
+
     def subscribe(self) -> EventLog:
         return EventLog(self.instance / "run" / "bus.sock")
 
