@@ -8,7 +8,6 @@ polling with a deadline (``wait_for``), never a bare sleep.
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import signal
 import smtplib
@@ -244,7 +243,41 @@ def mta(instance_dir: Path) -> Iterator[Mta]:
         m.stop()
 
 
+_APT_UPDATED = False
+
+
+def require_tool(command: str, package: str | None = None) -> str:
+    """The path of a system tool a test needs, installed with apt-get if missing.
+
+    Tests must run on a fresh machine (CI): they install what they use, they do not skip.
+    """
+    global _APT_UPDATED
+    path = shutil.which(command)
+    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if not _APT_UPDATED:
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
+            _APT_UPDATED = True
+        subprocess.run(["apt-get", "install", "-y", "-q", package or command], capture_output=True,
+                       env=env, timeout=600)
+        path = shutil.which(command)
+    assert path, f"{command} is needed: apt-get install {package or command}"
+    return path
+
+
+def make_python_reachable() -> None:
+    """Let an unprivileged user run this interpreter (pyenv lives under a 0700 home).
+
+    Only the search (x) bit is added, and only on the directories in the way.
+    """
+    for d in [Path(sys.executable).parent, *Path(sys.executable).parents]:
+        mode = d.stat().st_mode
+        if not mode & 0o001 and os.geteuid() == 0:
+            os.chmod(d, (mode & 0o777) | 0o001)
+
+
 def nobody_can_run_python() -> bool:
+    make_python_reachable()
     r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                         sys.executable, "-c", "import simmta"], capture_output=True)
     return r.returncode == 0
@@ -274,4 +307,4 @@ def needs_root() -> None:
 
 
 __all__ = ["FAST_CONFIG", "NOBODY", "REPO", "EventLog", "Mta", "maildir_files", "needs_root",
-           "pwd", "shutil", "wait_for"]
+           "require_tool", "wait_for"]
