@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import NOBODY, EventLog, Mta, maildir_files, wait_for
+
 from simmta.core import events
 from simmta.core.errors import SimmtaError
 from simmta.tools.eventtools import read_recording
@@ -230,7 +230,8 @@ def test_step_pacing_advances_one_hop_per_step(mta: Mta) -> None:
         fut = pool.submit(mta.send, "bob@simmta.test")
         hops = []
         for expected_to in ("cleanup", "qmgr", "local"):
-            wait_for(lambda n=len(hops): len(log.find(kind="pace", type="wait")) == n + 1,
+            n = len(hops)
+            wait_for(lambda n=n: len(log.find(kind="pace", type="wait")) == n + 1,
                      what=f"a hop to {expected_to} waiting")
             before = len(log.find(kind="ipc", type="request"))
             waiting = [p for p in json.loads(mta.simmta("ps", "--json").stdout)["processes"]

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST_CONFIG, Mta, maildir_files, wait_for
 
 

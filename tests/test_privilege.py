@@ -6,8 +6,8 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST_CONFIG, NOBODY, Mta, maildir_files, needs_root, wait_for
+
 from simmta.core import privilege
 
 MAIL_OWNER = 61000

@@ -55,7 +55,8 @@ def _str(v: Any) -> str:
 
 def _hostname(v: Any) -> str:
     v = _str(v).strip().lower()
-    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*", v):
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*",
+                        v):
         raise ValueError("not a valid host or domain name")
     return v
 
@@ -163,15 +164,18 @@ class Param:
 PARAMS: tuple[Param, ...] = (
     Param("myhostname", "mx.simmta.test", _hostname, "this mail system's host name (greeting, Received:)"),
     Param("mydomain", "simmta.test", _hostname, "the local domain"),
-    Param("mydestination", ["simmta.test", "mx.simmta.test", "localhost"], _domains,
+    Param("mydestination", ["simmta.test", "mx.simmta.test", "localhost"],
+          _domains,
           "domains delivered locally; everything else is remote"),
     Param("mynetworks", ["127.0.0.1/32", "::1/128"], _networks,
           "clients allowed to relay to remote domains"),
     Param("inet_interfaces", "127.0.0.1", _loopback, "address smtpd listens on (loopback only)"),
     Param("smtp_port", 2525, _port, "smtpd's TCP port (0: any free port)"),
     Param("peer_port", 0, _port, "the peer's TCP port (0: any free port)"),
-    Param("relayhost", "", check_nexthop, "next hop for remote mail: '' or 'peer' (the simulated Internet) or host:port"),
-    Param("transport_maps", {}, _transport_maps, "per-domain next hop: domain = 'peer' | 'host:port' | 'error'"),
+    Param("relayhost", "", check_nexthop,
+          "next hop for remote mail: '' or 'peer' (the simulated Internet) or host:port"),
+    Param("transport_maps", {}, _transport_maps,
+          "per-domain next hop: domain = 'peer' | 'host:port' | 'error'"),
     Param("local_users", {"alice": 61001, "bob": 61002, "carol": 61003}, _users,
           "local users and the uid each owns its Maildir with (no accounts are created)"),
     Param("alias_maps", {"postmaster": "alice", "root": "alice", "mailer-daemon": "alice"}, _aliases,
@@ -231,7 +235,8 @@ def apply(cfg: Config, values: dict[str, Any], source: TomlFile | None = None) -
         try:
             out[key] = param.check(value)
         except ValueError as e:
-            raise source.error(key, str(e)) if source else ConfigError(None, None, key, str(e))
+            raise (source.error(key, str(e)) if source
+                   else ConfigError(None, None, key, str(e))) from None
     if out.smtpd_soft_error_limit > out.smtpd_hard_error_limit:
         raise ConfigError(source.path if source else None, None, "smtpd_soft_error_limit",
                           "must not exceed smtpd_hard_error_limit")

@@ -8,6 +8,7 @@ Trust: the caller chooses the Maildir path; nothing here builds a path from
 message or address text.
 """
 
+import contextlib
 import itertools
 import os
 import socket
@@ -62,8 +63,6 @@ def count(maildir: Path) -> int:
     """Messages in new/ and cur/."""
     n = 0
     for sub in ("new", "cur"):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             n += sum(1 for _ in os.scandir(maildir / sub))
-        except FileNotFoundError:
-            pass
     return n

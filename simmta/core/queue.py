@@ -21,6 +21,7 @@ Trust: every reader treats a queue file as untrusted input; damage raises
 ``CorruptQueueFile`` and the file goes to ``corrupt/``.
 """
 
+import contextlib
 import json
 import mmap
 import os
@@ -104,10 +105,8 @@ class QueueWriter:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
-        except OSError:
-            pass
 
 
 def envelope_records(arrival: float, attrs: dict[str, Any], sender: str,
@@ -218,7 +217,7 @@ def _parse(path: Path, data: mmap.mmap, st: os.stat_result, require_complete: bo
         raise CorruptQueueFile("no end record (incomplete file)")
     if complete and pos != end:
         raise CorruptQueueFile("data after the end record")
-    if arrival is None or sender is None or not recipients or content == (0, 0) and complete:
+    if arrival is None or sender is None or not recipients or (content == (0, 0) and complete):
         raise CorruptQueueFile("missing arrival time, sender, recipients or content")
     return QueueFile(path.name, path, arrival, attrs, sender, recipients, content[0], content[1],
                      st.st_size, st.st_mtime, records)

@@ -19,14 +19,13 @@ SECURITY
 import asyncio
 import email.utils
 import errno
-import os
 import re
 import time
 from datetime import UTC, datetime
 
 from simmta.core import ipc, names
 from simmta.core import queue as qf
-from simmta.core.skeleton import Context, Daemon, main
+from simmta.core.skeleton import Daemon, main
 
 _HEADER = re.compile(rb"^[!-9;-~]+:")
 _RECEIVED = re.compile(rb"^received:", re.IGNORECASE)
@@ -97,7 +96,8 @@ class Cleanup(Daemon):
             await ipc.reply(writer, "defer", code="451 4.3.0", text="Error: queue file write error")
             return
         if cut:
-            ctx.emit("smtp", "limit", qid, sid, limit="header_size_limit", code="-", kept=cfg.header_size_limit)
+            ctx.emit("smtp", "limit", qid, sid, limit="header_size_limit", code="-",
+                     kept=cfg.header_size_limit)
         ctx.emit("queue", "created", qid, sid, queue=names.INCOMING, size=size,
                  sender=sender, recipients=rcpts[:20], origin=attrs.get("origin", "?"))
         await ipc.reply(writer, "ok", qid=qid)

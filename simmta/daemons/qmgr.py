@@ -21,6 +21,7 @@ SECURITY
 """
 
 import asyncio
+import contextlib
 import os
 import time
 from typing import Any
@@ -249,10 +250,8 @@ class Qmgr(Daemon):
         return reply.get("status") == "ok"
 
     def mark_done(self, msg: qf.QueueFile, offset: int) -> None:
-        try:
+        with contextlib.suppress(OSError):
             qf.mark_done(msg.path, offset)
-        except OSError:
-            pass
 
     def defer_file(self, qid: str, reason: str, arrival: float, sid: str | None = None) -> None:
         cfg, now = self.ctx.config, time.time()
@@ -270,10 +269,8 @@ class Qmgr(Daemon):
         except OSError:
             return
         for log in names.STATUS_LOGS:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.ctx.queue_path(log, qid))
-            except FileNotFoundError:
-                pass
         self.ctx.emit("queue", "removed", qid, sid, queue=queue, reason=reason)
 
 

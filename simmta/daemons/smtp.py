@@ -15,12 +15,13 @@ SECURITY
 """
 
 import asyncio
+import contextlib
 import re
 from typing import Any
 
 from simmta.core import names
-from simmta.core.config import check_nexthop
 from simmta.core import queue as qf
+from simmta.core.config import check_nexthop
 from simmta.core.delivery import DeliveryAgent, RecipientStatus
 from simmta.core.events import safe_text
 from simmta.core.skeleton import main
@@ -176,10 +177,8 @@ class Smtp(DeliveryAgent):
                         a, _status(code), _dsn(code, text),
                         f"host {where} said: {code} {text}" + ("" if code < 400 else " (end of data)"),
                         where if code < 400 else "")
-            try:
+            with contextlib.suppress(SmtpError):
                 await conv.command("QUIT", 5.0)
-            except SmtpError:
-                pass
         except SmtpError as e:
             for r in rcpts:
                 if r["address"] not in settled:

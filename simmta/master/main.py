@@ -92,7 +92,7 @@ class Master:
     def status(self) -> dict[str, Any]:
         return {
             "master_pid": os.getpid(), "instance": str(self.inst.path),
-            "smtp": self.addresses[names.SMTPD] if names.SMTPD in self.addresses else None,
+            "smtp": self.addresses.get(names.SMTPD, None),
             "peer": self.addresses.get(names.PEER), "privilege_mode": self.mode,
             "maildir_root": str(self.inst.mail), "lab": self.lab,
             "services": [{"name": n, "pids": sorted(st.children), "throttled_until":
@@ -134,7 +134,7 @@ class Master:
                 if self.mode == privilege.REAL and not public_user:
                     os.chown(path, cfg.mail_owner_uid, cfg.mail_owner_gid)
         self.sup = Supervisor(inst, cfg, self.table, self.mode, sockets, self.addresses, self.lab,
-                              open(inst.log / "master.log", "ab"))
+                              open(inst.log / "master.log", "ab"))  # noqa: SIM115 (children's stderr, for life)
         bus_srv = await asyncio.start_unix_server(self._subscriber, path=str(inst.bus_socket))
         ctl_srv = await asyncio.start_unix_server(self._control, path=str(inst.control_socket))
         for p in (inst.bus_socket, inst.control_socket):

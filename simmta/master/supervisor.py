@@ -144,8 +144,8 @@ class Supervisor:
             "mode": self.mode, "lab": self.lab, "pace": self.pace, "faults": self.faults,
             "crash_points": sorted(self.crash_points.get(svc.name, ())),
             "watched": self.bus.watched, "peer": self.addresses.get(names.PEER),
-            "fds": {"listen": st.listen.fileno(), "channel": theirs.fileno() if self.cfg.events_enabled else None,
-                    "status": st.status_w},
+            "fds": {"listen": st.listen.fileno(), "status": st.status_w,
+                    "channel": theirs.fileno() if self.cfg.events_enabled else None},
         }
         env = dict(os.environ, SIMMTA_SPEC=json.dumps(spec))
         try:

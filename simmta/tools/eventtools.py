@@ -57,11 +57,11 @@ def follow(inst: Instance) -> Iterator[tuple[bytes, dict[str, Any]]]:
 def read_recording(path: Path) -> Iterator[dict[str, Any]]:
     """Events of a recording; SimmtaError naming the line on damage."""
     try:
-        f = open(path, "rb")
+        lines = path.open("rb")
     except OSError as e:
         raise SimmtaError(f"{path}: {e.strerror}") from None
-    with f:
-        for n, line in enumerate(f, 1):
+    with lines:
+        for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             if not line.endswith(b"\n"):

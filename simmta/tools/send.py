@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -90,7 +91,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise SimmtaError("--count and --concurrency must be at least 1")
     if args.file:
         try:
-            data = open(args.file, "rb").read()
+            data = Path(args.file).read_bytes()
         except OSError as e:
             raise SimmtaError(f"{args.file}: {e.strerror}") from None
     if args.count == 1:
