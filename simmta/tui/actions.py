@@ -71,6 +71,17 @@ def submit_local(instance: Path, rcpt: str, timeout: float = 30.0) -> str:
     return f"submitted locally to {rcpt} (maildrop)"
 
 
+def cat(instance: Path, qid: str, timeout: float = 10.0) -> list[str]:
+    """``simmta cat QID`` (postcat): the queue file's records, or why they cannot be read."""
+    cmd = [sys.executable, "-m", "simmta", "cat", "--instance", str(instance), qid]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return [f"(simmta cat failed: {e})"]
+    out = done.stdout if done.returncode == 0 else done.stderr
+    return out.decode("utf-8", "replace").splitlines()[:200]
+
+
 def request(control_socket: Path, op: str, **args: Any) -> str:
     """One control request; a one-line result (SimmtaError when refused)."""
     reply = control.request(control_socket, op, **args)

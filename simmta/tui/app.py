@@ -85,6 +85,9 @@ class SimmtaApp(ControlActions):
         self.theme = THEMES.get(theme, theme)
         self.pumped = 0  # events applied, for tests and the burst figures
         self.ticks = 0
+        self.records: dict[
+            str, list[str]
+        ] = {}  # queue ID -> its queue file, as simmta cat shows it
         self.max_batch_seconds = 0.0
 
     # Layout ----------------------------------------------------------------
@@ -151,7 +154,9 @@ class SimmtaApp(ControlActions):
             self.base.query_one(ProcessTable).update_from_model()
         elif active == "queue":
             self.base.query_one(QueueTable).update_from_model()
-            self.base.query_one(MessageDetail).show(self.model, self.followed, self.now())
+            self.base.query_one(MessageDetail).show(
+                self.model, self.followed, self.now(), self.records.get(self.followed or "")
+            )
         elif active == "sessions":
             self.base.query_one(SessionsView).update_from_model()
         elif active == "events":
@@ -183,6 +188,8 @@ class SimmtaApp(ControlActions):
     def follow(self, qid: str | None) -> None:
         self.followed = qid
         self.base.query_one(ArchitectureMap).followed = qid
+        if qid and self.feed.live and self.instance is not None:
+            self.read_queue_file(qid)
         self.refresh_views()
 
     def action_help(self) -> None:

@@ -54,6 +54,7 @@ class ControlActions(App[None]):
     model: Model
     instance: Path | None
     followed: str | None
+    records: dict[str, list[str]]
 
     def action_pause(self) -> None:
         raise NotImplementedError
@@ -87,6 +88,21 @@ class ControlActions(App[None]):
         self, title: str, choices: list[tuple[str, str]], then: Callable[[str], None]
     ) -> None:
         self.push_screen(Choose(title, choices), lambda v: then(v) if v else None)
+
+    @work(thread=True, exclusive=True, group="cat")
+    def read_queue_file(self, qid: str) -> None:
+        """The queue file's records, read by ``simmta cat`` (it may need the owner's rights)."""
+        lines = actions.cat(self.instance, qid) if self.instance else []
+        self.call_from_thread(self._got_records, qid, lines)
+
+    def _got_records(self, qid: str, lines: list[str]) -> None:
+        self.records[qid] = lines
+        while len(self.records) > 20:
+            del self.records[next(iter(self.records))]
+        self.refresh_views()
+
+    def refresh_views(self) -> None:
+        raise NotImplementedError
 
     # Mail -----------------------------------------------------------------
     def _send(self, rcpt: str, count: int = 1) -> None:

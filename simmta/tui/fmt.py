@@ -14,6 +14,8 @@ from rich.text import Text
 
 from simmta.tui.model import Message, Process, text
 
+__all__ = ["clock", "duration", "event_line", "inert", "message_card", "text", "uid_text"]
+
 KIND_STYLE = {
     "smtp": "cyan",
     "queue": "yellow",

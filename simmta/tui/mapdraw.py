@@ -25,7 +25,7 @@ from rich.text import Text
 
 from simmta.core import names
 from simmta.tui import regions
-from simmta.tui.model import Model
+from simmta.tui.model import HELD, Model
 
 TOKEN = "◆"
 MAX_TOKENS = 4
@@ -94,7 +94,8 @@ class MapDrawing:
     # Pieces ------------------------------------------------------------------
     def token(self, qid: str) -> Text:
         style = self.style.followed if qid == self.followed else self.style.token
-        return Text(f"{TOKEN}{qid}", style=style)
+        glyph = "" if qid.startswith(HELD) else TOKEN  # a held token shows ⏸ instead
+        return Text(f"{glyph}{qid}", style=style)
 
     def tokens(self, qids: list[str], retry: dict[str, str] | None = None) -> Text:
         out = Text()

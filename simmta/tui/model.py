@@ -32,6 +32,7 @@ MAX_SESSIONS = 200  # SMTP sessions remembered
 SERIES_SIZE = 120  # seconds of history behind each sparkline
 HOPS_SIZE = 200  # recent hops kept, so a token stays visible on its edge a moment
 LINGER = 2.0  # seconds a token stays drawn on the edge it just crossed
+HELD = "⏸"  # marks a token held by pace step
 FIGURES = ("accepted", "delivered", "deferred", "bounced", "rejected")
 
 
@@ -103,6 +104,11 @@ class Message:
 class Session:
     sid: str
     service: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.service}/{self.sid}"
+
     client: str = ""
     helo: str = ""
     opened: float = 0.0
@@ -140,7 +146,9 @@ class Model:
         self.smtp: dict[str, Any] = {}
         self.peer: dict[str, Any] = {}
         self.pace: dict[str, Any] = {"mode": "live", "delay_ms": 0}
-        self.waiting: list[str] = []  # hops held by pace step/slow
+        # hops held by pace step: hop id -> (message label, from service, to service)
+        self.waiting: dict[str, tuple[str, str, str]] = {}
+        self.steps: dict[str, deque[tuple[str, str, str]]] = {}  # service -> privilege steps
         self.faults: dict[str, str] = {}
         self.lab = False
         self.lab_attempts: deque[dict[str, str]] = deque(maxlen=50)
@@ -221,10 +229,13 @@ class Model:
             self.series["queued"][-1] = self.queued
 
     def _session(self, sid: str, service: str) -> Session:
-        sid = text(sid, 40)
-        sess = self.sessions.get(sid)
+        """The session of ``service`` with id ``sid``: the id follows a message from smtpd
+        to the smtp client and the peer, so one id names one session per service."""
+        sid, service = text(sid, 40), text(service, 40)
+        key = f"{service}/{sid}"
+        sess = self.sessions.get(key)
         if sess is None:
-            sess = self.sessions[sid] = Session(sid, text(service, 40))
+            sess = self.sessions[key] = Session(sid, service)
             while len(self.sessions) > MAX_SESSIONS:
                 self.sessions.popitem(last=False)
         return sess
@@ -315,7 +326,11 @@ class Model:
                 proc.served = data["served"]
 
     def _on_privilege(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
-        if type_ != "observed":
+        if type_ == "step":
+            steps = self.steps.setdefault(text(event["service"], 40), deque(maxlen=8))
+            steps.append(
+                (text(data["step"], 40), text(data["target"], 80), text(data["outcome"], 120))
+            )
             return
         proc = self.processes.get(data.get("observed_pid"))  # type: ignore[arg-type]
         if proc is None and isinstance(data.get("observed_pid"), int):
@@ -436,17 +451,23 @@ class Model:
     def _on_pace(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
         if type_ == "mode":
             self.pace = {"mode": text(data["mode"], 10), "delay_ms": data["delay_ms"]}
-            self.waiting.clear()
+            if self.pace["mode"] != "step":
+                self.waiting.clear()
         elif type_ == "wait":
-            self.waiting.append(text(data["hop"], 40))
-            del self.waiting[:-20]
-        elif type_ == "go" and text(data["hop"], 40) in self.waiting:
-            self.waiting.remove(text(data["hop"], 40))
+            label = text(event.get("qid") or event.get("sid") or "?", 32)
+            self.waiting[text(data["hop"], 40)] = (
+                label,
+                text(event["service"], 40),
+                text(data["to"], 40),
+            )
+            while len(self.waiting) > 50:
+                del self.waiting[next(iter(self.waiting))]
+        elif type_ == "go":
+            self.waiting.pop(text(data["hop"], 40), None)
 
     def _on_lab(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
-        self.lab_attempts.append(
-            {k: text(data[k]) for k in ("action", "target", "outcome", "detail")}
-        )
+        attempt = {k: text(data[k]) for k in ("action", "target", "outcome", "detail")}
+        self.lab_attempts.append({"service": text(event["service"], 40), **attempt})
 
     def _on_bus(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
         if type_ == "dropped" and isinstance(data["count"], int):
@@ -463,6 +484,8 @@ class Model:
         for m in self.messages.values():
             if m.edge and not m.done:
                 out.setdefault(m.edge, []).append(m.qid)
+        for label, a, b in self.waiting.values():  # held by pace step: shown paused
+            out.setdefault((a, b), []).append(f"{HELD}{label}")
         for ts, label, a, b in reversed(self.hops):
             if now - ts > LINGER:
                 break

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tuihelp import screen_text, sync, until, wait_for
+from textual.widgets import DataTable
+from tuihelp import real, screen_text, sync, until, wait_for
 
 from simmta.core.instance import Instance
 from simmta.tui.app import SimmtaApp
@@ -44,6 +45,31 @@ async def test_live_pilot_on_the_real_mta(real_mta: Instance) -> None:
         await pilot.press("enter")  # SIGTERM, the first signal
         await until(pilot, lambda: app.model.restarts["qmgr"] == 1, what="qmgr replaced")
         await until(pilot, lambda: app.model.processes_of("qmgr"), what="a new qmgr")
+
+
+@pytest.mark.slow
+@sync
+async def test_live_hostile_subject_and_queue_file(real_mta: Instance) -> None:
+    """A deferred hostile message: its Subject (from the queue file) and EHLO shown inert."""
+    app = SimmtaApp(LiveFeed(real_mta.bus_socket).start(), instance=real_mta.path)
+    async with app.run_test(size=(200, 90)) as pilot:
+        await until(pilot, lambda: app.model.smtp.get("port"), what="the snapshot")
+        await pilot.press("f")
+        await pilot.press(*["down"] * 2, "enter")  # peer: tempfail
+        await until(pilot, lambda: app.model.faults.get("peer") == "tempfail")
+        real.send(real_mta, "someone@example.net", real.HOSTILE_SUBJECT, real.HOSTILE_EHLO)
+        await until(pilot, lambda: app.model.queues["deferred"], what="a deferred message")
+        await pilot.press("u", "enter")
+        await until(pilot, lambda: app.records.get(app.followed or ""), what="simmta cat")
+        text = screen_text(app)
+        assert "Subject: hi \\x1b[2J[link=http://x]click[/link]" in text
+        assert "ENVELOPE RECORDS" in text
+        await pilot.press("t")
+        table = app.query_one("#session-table", DataTable)
+        hostile = next(s.key for s in app.model.sessions.values() if "boom" in s.helo)
+        table.move_cursor(row=table.get_row_index(hostile))
+        await until(pilot, lambda: "[bold red]boom[/]" in screen_text(app), what="the EHLO")
+        assert "\x1b" not in app.export_screenshot().replace("\\x1b", "")
 
 
 def tmux(*args: str) -> str:

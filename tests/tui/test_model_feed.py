@@ -36,13 +36,14 @@ def test_model_from_story() -> None:
     assert m.delivered_to("mailboxes") == 1
     assert m.privilege_mode == "simulated" and m.faults["peer"] == "tempfail"
     assert m.restarts["smtpd"] == 1 and 1003 not in m.processes and 1008 in m.processes
-    assert m.waiting == ["qmgr->local"]
+    assert m.waiting == {"qmgr->local": ("8G9H0I", "qmgr", "local")}
+    assert "⏸8G9H0I" in m.on_edge("qmgr", "local")
 
 
 def test_model_keeps_hostile_text_inert() -> None:
     m = Model()
     m.apply_all(story.story())
-    assert "\x1b" not in m.sessions["S3"].helo and "\\x1b" in m.sessions["S3"].helo
+    assert "\x1b" not in m.sessions["smtpd/S3"].helo and "\\x1b" in m.sessions["smtpd/S3"].helo
     assert "\x1b" not in m.messages["8G9H0I"].subject
     assert "[link=http://x]" in m.messages["8G9H0I"].subject  # kept as text, not markup
 

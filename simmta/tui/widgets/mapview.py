@@ -71,19 +71,18 @@ class ArchitectureMap(Widget, can_focus=True):
 
 
 class NodeDetail(Static):
-    """What the selected map node holds: processes with privileges, or messages."""
+    """What the selected map node holds: processes and privilege steps, or messages."""
 
     def show(self, model: Model, node: str | None, now: float) -> None:
         if node is None:
             self.update(
-                Text(
-                    "↑/↓ select a service or queue · enter follows its first "
-                    "message · s sends a message",
-                    style="dim",
-                )
+                Text("↑/↓ select a service or queue · s sends a message · ? help", style="dim")
             )
             return
         lines: list[Text] = []
+        summary = model.services.get(node, {}).get("summary")
+        if summary:
+            lines.append(Text(f"{node}: {fmt.text(summary)}", style="bold"))
         for p in model.processes_of(node):
             lines.append(
                 Text(
@@ -91,10 +90,27 @@ class NodeDetail(Static):
                     f"root {p.root} {p.mode} served {p.served}"
                 )
             )
+        steps = model.steps.get(node, ())
+        if steps:
+            line = Text("drop: ", style="dim")
+            for step, target, outcome in steps:
+                line.append(f"{step} {target} → ")
+                line.append(outcome, style="bold" if outcome != "done" else "")
+                line.append(" · ", style="dim")
+            lines.append(line)
+        for attempt in model.lab_attempts:
+            if attempt["service"] == node:
+                lines.append(
+                    Text(
+                        f"lab {attempt['action']} {attempt['target']}: "
+                        f"{attempt['outcome']} {attempt['detail']}",
+                        style="bold",
+                    )
+                )
         for m in model.in_queue(node):
             line = Text(f"{m.qid} ", style="bold")
             line.append(f"{m.sender} → {', '.join(m.recipients)} {m.reason}")
             lines.append(line)
-        if not lines:
+        if len(lines) <= 1:
             lines.append(Text(f"{node}: nothing here now", style="dim"))
         self.update(Group(*lines[:8]))

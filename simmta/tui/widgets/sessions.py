@@ -38,7 +38,7 @@ class SessionTable(ModelTable):
                 "closed" if s.closed else "open",
                 " ".join(s.qids),
             ]
-            out.append((s.sid, [Text(c) for c in cells]))
+            out.append((s.key, [Text(c) for c in cells]))
         return out
 
 
