@@ -185,9 +185,11 @@ class LessonPanel(Vertical, can_focus=True):
         simulated = self.query_one("#simulated", Markdown)
         if step is None:
             self.query_one("#step-title", Static).update("Lesson complete")
+            sources = "\n".join(f"- {src}" for src in view.lesson.sources)
             self.query_one("#instruction", Markdown).update(
                 f"You finished **{view.lesson.title}** ({view.percent} % of the steps met). "
-                "Press `B` to look back, `X` to take it again.")
+                "Press `B` to look back, `X` to take it again."
+                + (f"\n\n**Sources of this lesson**\n\n{sources}" if sources else ""))
             self.query_one("#checklist", Static).update("")
             self.query_one("#hints", Markdown).update("")
             explanation.set_class(False, "shown")
