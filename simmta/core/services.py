@@ -10,13 +10,14 @@ errors naming file, line and key.
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from simmta.core import names
 from simmta.core.errors import ConfigError
 from simmta.core.tomlfile import TomlFile
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 _COMMANDS = {
     names.SMTPD, names.PICKUP, names.CLEANUP, names.QMGR, names.BOUNCE,
@@ -126,6 +127,8 @@ class ServiceTable:
         Node attribute ``kind`` is "service", "queue", "store" or "internet";
         edge attribute ``kind`` is "ipc", "reads" or "writes".
         """
+        import networkx as nx  # here, not at the top: daemons never draw (and start faster)
+
         g = nx.DiGraph()
         g.add_node("internet", kind="internet", label="the Internet")
         for s in self.services:
