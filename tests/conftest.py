@@ -175,7 +175,7 @@ class Mta:
         out = []
         for pid in _descendants(self.pid):
             with contextlib.suppress(OSError):
-                if f"simmta.daemons.{service}\0" in Path(f"/proc/{pid}/cmdline").read_text():
+                if f"simmta.daemons.{service} " in Path(f"/proc/{pid}/cmdline").read_text():
                     out.append(pid)
         return out
 

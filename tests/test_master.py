@@ -215,7 +215,7 @@ def test_stop_stops_everything(instance_dir: Path) -> None:
     children = _descendants(mta.pid)
     assert len(children) >= 4
     r = subprocess.run(mta.command("stop"), capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0
+    assert r.returncode == 0, r.stderr
     mta.proc.wait(timeout=20)
     wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in children), what="children gone")
     assert not (mta.instance / "run" / "status.json").exists()

@@ -181,7 +181,11 @@ def _status(fd: int, what: bytes) -> None:
 
 
 def main(daemon_cls: type[Daemon]) -> None:
-    spec = json.loads(os.environ.pop("SIMMTA_SPEC"))
+    """``python -m simmta.daemons.NAME`` with the spec in $SIMMTA_SPEC."""
+    run(daemon_cls, json.loads(os.environ.pop("SIMMTA_SPEC")))
+
+
+def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
     fds = spec["fds"]
     channel = socket.socket(fileno=fds["channel"]) if fds.get("channel") is not None else None
     emitter = Emitter(spec["service"]["name"], channel, muted=not spec.get("watched", True))

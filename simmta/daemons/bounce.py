@@ -125,5 +125,7 @@ class Bounce(Daemon):
         await ipc.reply(writer, "ok", dsn_qid=reply.get("qid"))
 
 
+DAEMON = Bounce
+
 if __name__ == "__main__":
-    main(Bounce)
+    main(DAEMON)

@@ -138,5 +138,7 @@ class Cleanup(Daemon):
             raise
 
 
+DAEMON = Cleanup
+
 if __name__ == "__main__":
-    main(Cleanup)
+    main(DAEMON)

@@ -63,5 +63,7 @@ class Local(DeliveryAgent):
                                    before_rename=lambda: self.ctx.crash_point("before-rename", qid))
 
 
+DAEMON = Local
+
 if __name__ == "__main__":
-    main(Local)
+    main(DAEMON)

@@ -70,5 +70,7 @@ class Peer(Daemon):
             soft_errors=1000, hard_errors=1000, error_sleep=0, junk_limit=1000))
 
 
+DAEMON = Peer
+
 if __name__ == "__main__":
-    main(Peer)
+    main(DAEMON)

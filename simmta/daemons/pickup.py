@@ -92,5 +92,7 @@ class Pickup(Daemon):
         self.ctx.emit("queue", "removed", queue=names.MAILDROP, reason=reason)
 
 
+DAEMON = Pickup
+
 if __name__ == "__main__":
-    main(Pickup)
+    main(DAEMON)

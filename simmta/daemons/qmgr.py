@@ -281,5 +281,7 @@ def _mtime(entry: os.DirEntry[str]) -> float:
         return 0.0
 
 
+DAEMON = Qmgr
+
 if __name__ == "__main__":
-    main(Qmgr)
+    main(DAEMON)

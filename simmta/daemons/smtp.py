@@ -189,5 +189,7 @@ class Smtp(DeliveryAgent):
         return [settled[r["address"]] for r in rcpts]
 
 
+DAEMON = Smtp
+
 if __name__ == "__main__":
-    main(Smtp)
+    main(DAEMON)

@@ -187,5 +187,7 @@ class Smtpd(Daemon):
             await asyncio.gather(*handler.pending, return_exceptions=True)
 
 
+DAEMON = Smtpd
+
 if __name__ == "__main__":
-    main(Smtpd)
+    main(DAEMON)

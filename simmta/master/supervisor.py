@@ -17,11 +17,11 @@ status records and (checked) event datagrams.
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,14 +32,16 @@ from simmta.core.config import Config
 from simmta.core.instance import Instance
 from simmta.core.services import Service, ServiceTable
 from simmta.core.skeleton import STATUS, STATUS_AVAIL, STATUS_BUSY, STATUS_READY, run_task
+from simmta.master import zygote
 from simmta.master.bus import Bus
+
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass
 class Child:
     pid: int
     service: str
-    popen: subprocess.Popen[bytes]
     channel: socket.socket
     started: float = field(default_factory=time.time)
     ready: bool = False
@@ -97,6 +99,9 @@ class Supervisor:
     # Start and stop -------------------------------------------------------------
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        # Daemons are forked by the spawner and then orphaned: adopt them.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        self.start_spawner()
         self.loop.add_signal_handler(signal.SIGCHLD, self.reap)
         for st in self.services.values():
             self.loop.add_reader(st.status_r, self._read_status, st)
@@ -108,6 +113,20 @@ class Supervisor:
             if st.service.wakeup:
                 run_task(self._wakeup_timer(st))
 
+    def start_spawner(self) -> None:
+        """Start (or restart) the spawner that forks daemons for us (see zygote)."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        os.set_inheritable(theirs.fileno(), True)
+        argv = [sys.executable, "-m", "simmta.master.zygote", str(theirs.fileno()),
+                " " * zygote.TITLE_ROOM]
+        log = self.log.fileno()
+        self.spawner_pid = os.posix_spawn(sys.executable, argv, os.environ,
+                                          file_actions=[(os.POSIX_SPAWN_DUP2, log, 1),
+                                                        (os.POSIX_SPAWN_DUP2, log, 2)])
+        theirs.close()
+        mine.settimeout(30)
+        self.spawner = mine
+
     async def stop(self) -> None:
         self.stopping = True
         children = [c for st in self.services.values() for c in st.children.values()]
@@ -115,13 +134,23 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(c.pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
-        while any(c.popen.poll() is None for c in children) and time.monotonic() < deadline:
+        while any(self._child(c.pid) for c in children) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+            self.reap()
         for c in children:
-            if c.popen.poll() is None:
+            if self._child(c.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(c.pid, signal.SIGKILL)
-                c.popen.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.spawner_pid, signal.SIGTERM)
+        self.spawner.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                    await asyncio.sleep(0.02)
+            except ChildProcessError:
+                break
 
     # Spawning ---------------------------------------------------------------
     def spawn(self, st: ServiceState) -> Child | None:
@@ -147,20 +176,23 @@ class Supervisor:
             "fds": {"listen": st.listen.fileno(), "status": st.status_w,
                     "channel": theirs.fileno() if self.cfg.events_enabled else None},
         }
-        env = dict(os.environ, SIMMTA_SPEC=json.dumps(spec))
+        fds = [st.listen.fileno(), st.status_w, self.log.fileno()]
+        if self.cfg.events_enabled:
+            fds.append(theirs.fileno())
         try:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", f"simmta.daemons.{svc.command}"], env=env,
-                pass_fds=(st.listen.fileno(), theirs.fileno(), st.status_w),
-                stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, close_fds=True)
-        except OSError as e:
+            socket.send_fds(self.spawner, [json.dumps({"command": svc.command, "spec": spec}).encode()],
+                            fds)
+            answer = json.loads(self.spawner.recv(4096) or b"{}")
+            pid = int(answer["pid"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
             theirs.close()
             mine.close()
             self.emit("process", "throttled", child_service=svc.name, until=time.time() + 1,
-                      reason=f"cannot start: {e.strerror}")
+                      reason=f"cannot start: {e}")
             return None
-        theirs.close()
-        child = Child(popen.pid, svc.name, popen, mine)
+        finally:
+            theirs.close()
+        child = Child(pid, svc.name, mine)
         st.children[child.pid] = child
         st.avail += 1  # counted available until it says busy (Postfix does the same)
         assert self.loop is not None
@@ -254,12 +286,24 @@ class Supervisor:
 
     # Reaping ------------------------------------------------------------------
     def reap(self) -> None:
-        for st in self.services.values():
-            for child in list(st.children.values()):
-                status = child.popen.poll()
-                if status is None:
-                    continue
-                self._exited(st, child, status)
+        while True:
+            try:
+                pid, wstatus = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            status = os.waitstatus_to_exitcode(wstatus)
+            if pid == self.spawner_pid and not self.stopping:
+                self.spawner.close()
+                self.emit("process", "exited", child_pid=pid, child_service="spawner",
+                          status=f"exit {status}", served=0)
+                self.start_spawner()
+                continue
+            for st in self.services.values():
+                if pid in st.children:
+                    self._exited(st, st.children[pid], status)
+                    break
 
     def _exited(self, st: ServiceState, child: Child, status: int) -> None:
         del st.children[child.pid]

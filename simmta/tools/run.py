@@ -47,13 +47,20 @@ def cmd_stop(args: argparse.Namespace) -> int:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             print(f"simmta: stopped master [{pid}]")
             return 0
         time.sleep(0.05)
     raise SimmtaError(f"master [{pid}] did not stop within 15 s")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (whoever started master may not have reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
 
 
 def live_status(inst: Instance) -> dict[str, Any]:
