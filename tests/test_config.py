@@ -55,7 +55,7 @@ def test_services_table_errors(tmp_path: Path) -> None:
         services.load(p)
     assert e.value.line == 5 and e.value.key == "service.chroot" and "expected bool" in str(e.value)
     p = write(tmp_path, "services.toml", '[[service]]\nname = "x"\ntype = "fifo"\ncommand = "smtpd"\n')
-    with pytest.raises(ConfigError, match="line 3.*expected 'inet' or 'unix'"):
+    with pytest.raises(ConfigError, match=r"line 3.*expected 'inet' or 'unix'"):
         services.load(p)
 
 
