@@ -44,7 +44,8 @@ class LessonPanel(Vertical, can_focus=True):
     """One lesson in progress."""
 
     DEFAULT_CSS = """
-    LessonPanel { width: 60; border-left: solid $primary; padding: 0 1; }
+    LessonPanel { width: 42%; min-width: 34; max-width: 64; border-left: solid $primary;
+                  padding: 0 1; }
     LessonPanel > #lesson-title { text-style: bold; color: $accent; }
     LessonPanel > #lesson-progress { margin-bottom: 1; }
     LessonPanel #step-title { text-style: bold; }
@@ -220,7 +221,9 @@ class LessonPanel(Vertical, can_focus=True):
         link = "connected" if view.connected else "[red]not connected to an MTA[/red]"
         keys = " · ".join(f"{key} {label.lower()}" for key, _, label in LESSON_KEYS)
         msg = f"\n{_plain(self._message)}" if self._message else ""
-        return f"{view.percent} % · {link} · privilege mode: {mode}{msg}\n[dim]{keys}[/dim]"
+        where = f"\n[dim]SIMMTA_INSTANCE={_plain(str(self.runner.instance.path))}[/dim]"
+        return (f"{view.percent} % · {link} · privilege mode: {mode}{msg}{where}"
+                f"\n[dim]{keys}[/dim]")
 
 
 def _plain(text: str) -> str:
