@@ -1,6 +1,7 @@
 """The real MTA end to end: delivery, relay, retry, bounce, local submission."""
 
 import email
+import json
 import os
 import signal
 import subprocess
@@ -179,3 +180,33 @@ def test_config_error_names_file_line_and_key(instance_dir: Path) -> None:
     line = FAST_CONFIG.count("\n") + 1
     assert f"main.toml, line {line}, key 'message_size_limit': expected a whole number" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_deferred_mail_bounces_after_maximal_queue_lifetime(instance_dir: Path) -> None:
+    mta = Mta(instance_dir, config=FAST_CONFIG + 'maximal_queue_lifetime = "3s"\n')
+    try:
+        mta.simmta("peer", "fault", "tempfail")
+        mta.send(to="someone@example.net", sender="carol@simmta.test")
+        [dsn] = read_one(mta.maildir("carol"), timeout=30)
+        _, status = _dsn(dsn)
+        assert "Status: 4.4.7" in status and "message expired" in status
+        wait_for(lambda: queue_empty(mta), what="the queue to empty")
+    finally:
+        mta.stop()
+
+
+def test_peer_down_defers_with_a_reason(mta: Mta) -> None:
+    mta.simmta("peer", "fault", "down")
+    qid = mta.send(to="someone@example.net")
+    wait_for(lambda: qid in mta.queue_files("deferred"), what="deferral")
+    [item] = [json.loads(line) for line in mta.simmta("queue", "--json").stdout.splitlines()]
+    assert item["queue_id"] == qid and item["queue_name"] == "deferred"
+    assert "lost connection" in item["recipients"][0]["delay_reason"]
+    cat = mta.simmta("cat", qid).stdout
+    assert "*** ENVELOPE RECORDS deferred/" in cat and "recipient: someone@example.net" in cat
+
+
+def test_simmta_send_burst(mta: Mta) -> None:
+    r = mta.simmta("send", "--to", "carol@simmta.test", "--count", "20", "--concurrency", "4")
+    assert "20 accepted, 0 refused" in r.stdout
+    wait_for(lambda: len(maildir_files(mta.maildir("carol"))) == 20, what="20 deliveries")
