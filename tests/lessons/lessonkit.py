@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from simmta.core.events import make
@@ -70,3 +73,13 @@ It went through cleanup.
 '''
 
 LESSON = HEADER + STEP
+
+
+def sync(test: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an async Pilot test with asyncio.run (no async pytest plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(test(*args, **kwargs))
+
+    return run

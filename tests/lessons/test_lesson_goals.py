@@ -9,6 +9,7 @@ import pytest
 from lessonkit import LESSON, QUEUE_DIR, delivered, ev, snapshot
 
 from simmta.core.instance import Instance
+from simmta.lessons import catalog
 from simmta.lessons.format import parse_text
 from simmta.lessons.goals import Evaluation, GoalError, compile_expectation
 from simmta.lessons.progress import ProgressStore
@@ -219,3 +220,20 @@ def test_runner_hints_and_last_qid(tmp_path: Path) -> None:
     assert runner.last_qid() == "C3"
 
 
+
+
+def test_mail_to_the_wrong_user_does_not_complete_lesson_two(tmp_path: Path) -> None:
+    """The shipped lesson 2, step 1 (alice -> bob), against hand-made event chains."""
+    lesson = catalog.find("2", Path(__file__).resolve().parents[2] / "lessons")
+    runner = LessonRunner(lesson, Instance(tmp_path / "inst"))
+    runner.feed(snapshot())
+    queued = ev("smtpd", "smtp", "reply", line="250 2.0.0 Ok: queued as A1")
+    for event in [*delivered("A1", "carol@simmta.test"), queued]:
+        runner.feed(event)
+    assert not runner.check()
+    assert dict(runner.view().checklist) == {
+        "one queue ID: created in incoming, moved to active, delivered to bob, removed": False,
+        "smtpd answered 250 2.0.0 Ok: queued as <queue ID>": True}
+    for event in delivered("B2", "bob@simmta.test"):
+        runner.feed(event)
+    assert runner.check()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lessonkit import LESSON, delivered, snapshot
+from lessonkit import LESSON, delivered, snapshot, sync
 from textual.app import App
 from textual.widgets import Markdown, ProgressBar, Static
 
@@ -40,16 +37,6 @@ Like before, to carol.
 ### Explanation
 Carol has mail.
 '''
-
-
-def sync(test: Callable[..., Any]) -> Callable[..., Any]:
-    """Run an async Pilot test with asyncio.run (no async pytest plugin needed)."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        return asyncio.run(test(*args, **kwargs))
-
-    return run
 
 
 def make_runner(tmp_path: Path) -> LessonRunner:
