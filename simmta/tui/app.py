@@ -58,7 +58,8 @@ class SimmtaApp(ControlActions):
             for vid, label, fkey, letter in VIEWS
         ),
         Binding("question_mark", "help", "Help"),
-        Binding("q,ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("q", "quit", "Quit", show=False),
         Binding("slash", "filter", "Filter", show=False),
         Binding("space", "pause", "Pause", show=False),
         Binding("T", "next_theme", "Theme", show=False),

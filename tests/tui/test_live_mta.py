@@ -7,6 +7,7 @@ as delivered, kill a daemon from the UI and see master bring it back, quit.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -57,7 +58,9 @@ async def test_live_hostile_subject_and_queue_file(real_mta: Instance) -> None:
         await pilot.press("f")
         await pilot.press(*["down"] * 2, "enter")  # peer: tempfail
         await until(pilot, lambda: app.model.faults.get("peer") == "tempfail")
-        real.send(real_mta, "someone@example.net", real.HOSTILE_SUBJECT, real.HOSTILE_EHLO)
+        await asyncio.to_thread(
+            real.send, real_mta, "someone@example.net", real.HOSTILE_SUBJECT, real.HOSTILE_EHLO
+        )
         await until(pilot, lambda: app.model.queues["deferred"], what="a deferred message")
         await pilot.press("u", "enter")
         await until(pilot, lambda: app.records.get(app.followed or ""), what="simmta cat")
@@ -111,6 +114,7 @@ def test_end_to_end_in_tmux(tmp_path: Path) -> None:
         tmux("send-keys", "-t", session, *["Down"] * options.index("qmgr"), "Enter")
         shows("Signal for qmgr")
         tmux("send-keys", "-t", session, "Enter")
+        shows("kill service=qmgr signal=TERM")  # master's answer, once the dialog is gone
         tmux("send-keys", "-t", session, "e")
         shows("process/replaced")
         tmux("send-keys", "-t", session, "w")

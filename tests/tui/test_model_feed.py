@@ -49,10 +49,10 @@ def test_model_keeps_hostile_text_inert() -> None:
 
 
 def test_model_memory_is_bounded() -> None:
-    m = Model()
-    m.apply(story.story()[0])
+    m, events = Model(), story.story()
+    m.apply(events[0])
     for i in range(LOG_SIZE * 3):
-        m.apply({**story.story()[1], "qid": f"Q{i}", "seq": i})
+        m.apply({**events[1], "qid": f"Q{i}", "seq": i})
     assert len(m.log) == LOG_SIZE and len(m.messages) <= 1000
 
 
