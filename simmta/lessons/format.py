@@ -443,15 +443,15 @@ def parse_text(text: str, path: Path | str = "<lesson>") -> Lesson:
     if not raw_steps:
         problems.append((end + 1, "a lesson needs at least one '## ' step"))
 
-    steps = []
+    steps: list[Step] = []
     for n, raw in enumerate(raw_steps, start=1):
         prose = {"instruction": "\n".join(raw["instruction"]),
                  "hints": ["\n".join(h).strip() for h in raw["hints"]],
                  "explanation": "\n".join(raw["explanation"]),
                  "simulated": "\n".join(raw["simulated"])}
-        step = _step(n, raw["title"], raw["line"], prose, raw["block"], setup.timeout, problems)
-        if step is not None:
-            steps.append(step)
+        parsed = _step(n, raw["title"], raw["line"], prose, raw["block"], setup.timeout, problems)
+        if parsed is not None:
+            steps.append(parsed)
     if problems:
         raise LessonError(path, problems)
     return Lesson(Path(path), front["id"], front["slug"], front["title"].strip(),

@@ -90,6 +90,7 @@ STATE_FIELDS: dict[str, tuple[str, ...]] = {
 # Fields whose sub-fields are open-ended (tables).
 _OPEN_FIELDS = ("data", "faults", "config", "smtp", "peer", "privilege.caps", "lab", "pace")
 
+_MISSING = object()  # a field that is not there (None is a value)
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
@@ -104,7 +105,6 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "le": lambda a, b: _num(a) and a <= b,
     "exists": lambda a, b: (a is not _MISSING) == b,
 }
-_MISSING = object()
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 PLACEHOLDERS = ("instance", "queue_dir", "mail_dir", "peer_maildir", "lab_dir", "privilege_mode")
 MODES = ("real", "simulated")
@@ -431,14 +431,13 @@ def compile_expectation(spec: Any, nested: bool = False) -> Expectation:
     label = spec.get("label", "")
     if not isinstance(label, str):
         raise GoalError("label: expected a string", "label")
-    common: dict[str, Any] = {"mode": mode, "since": since}
     if form == "any":
         alts = spec["any"]
         if not isinstance(alts, list) or not alts:
             raise GoalError("any: expected a list of expectations", "any")
         compiled = tuple(compile_expectation(a, nested=True) for a in alts)
-        return Expectation("any", label or " or ".join(a.label for a in compiled),
-                           alternatives=compiled, **common)
+        return Expectation("any", label or " or ".join(a.label for a in compiled), mode=mode,
+                           alternatives=compiled)
     if form == "sequence":
         seq = spec["sequence"]
         if not isinstance(seq, list) or not seq:
@@ -457,7 +456,8 @@ def compile_expectation(spec: Any, nested: bool = False) -> Expectation:
             if s.split(".")[0] not in EVENT_FIELDS:
                 raise GoalError(f"same: unknown event field {s!r}", "same")
         default = " then ".join(f"{p.kind}/{p.type or '*'}" for p in pats)
-        return Expectation("sequence", label or default, sequence=pats, same=tuple(same), **common)
+        return Expectation("sequence", label or default, mode=mode, since=since, sequence=pats,
+                           same=tuple(same))
     minimum = _count_key(spec, "min")
     maximum = _count_key(spec, "max")
     distinct = spec.get("distinct")
@@ -465,15 +465,15 @@ def compile_expectation(spec: Any, nested: bool = False) -> Expectation:
         raise GoalError("distinct: expected a field name", "distinct")
     # "at least one" by default; with only a max ("max = 0": none) there is no minimum
     default_min = 1 if maximum is None else 0
-    counts = {"min": default_min if minimum is None else minimum, "max": maximum,
-              "distinct": distinct}
-    if maximum is not None and counts["min"] > maximum:
+    least = default_min if minimum is None else minimum
+    if maximum is not None and least > maximum:
         raise GoalError("min is larger than max", "max")
     if form == "event":
         pat = _event_pattern(spec)
         if distinct and (p := _event_field_checker(pat.kind, pat.type)(distinct)):
             raise GoalError(f"distinct: {p}", "distinct")
-        return Expectation("event", label or spec["event"], pattern=pat, **counts, **common)
+        return Expectation("event", label or spec["event"], mode=mode, since=since, min=least,
+                           max=maximum, distinct=distinct, pattern=pat)
     collection = spec["state"]
     if collection not in STATE_FIELDS:
         raise GoalError(f"state: unknown {collection!r} (known: " + ", ".join(STATE_FIELDS) + ")",
@@ -482,8 +482,8 @@ def compile_expectation(spec: Any, nested: bool = False) -> Expectation:
     if distinct and (p := checker(distinct)):
         raise GoalError(f"distinct: {p}", "distinct")
     tests = compile_where(spec.get("where", {}), checker)
-    return Expectation("state", label or f"state of {collection}", collection=collection,
-                       tests=tests, **counts, **common)
+    return Expectation("state", label or f"state of {collection}", mode=mode, min=least,
+                       max=maximum, distinct=distinct, collection=collection, tests=tests)
 
 
 @dataclass(frozen=True)

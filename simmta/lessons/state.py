@@ -66,7 +66,7 @@ class LiveState:
         kind, type_, data = event.get("kind"), event.get("type"), event.get("data")
         if not isinstance(data, Mapping):
             return
-        name = _HANDLERS.get((kind, type_))  # untrusted names: a fixed table, not getattr
+        name = _HANDLERS.get((str(kind), str(type_)))  # untrusted names: a fixed table, not getattr
         if name is not None:
             with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
                 getattr(self, name)(event, data)  # a malformed payload changes nothing
