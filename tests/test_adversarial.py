@@ -232,6 +232,16 @@ def test_bare_lf_in_data_rejected_550_5_5_2_when_configured(strict: Mta) -> None
     assert not with_subject(strict.maildir("alice"), "bare lf rejected")
 
 
+def test_commands_ended_by_bare_lf_rejected_when_configured(strict: Mta) -> None:
+    with Raw(strict) as s:
+        code, text = s.cmd(b"EHLO lf.example\n")
+        assert code == 550 and text.startswith("5.5.2 "), (code, text)
+        assert s.cmd("EHLO crlf.example")[0] == 250, "a proper command still works"
+        code, text = s.cmd(b"MAIL FROM:<alice@simmta.test>\n")
+        assert code == 550 and text.startswith("5.5.2 "), (code, text)
+        assert s.cmd("MAIL FROM:<alice@simmta.test>")[0] == 250
+
+
 SMUGGLE_TAIL = (b"MAIL FROM:<evil@example.org>\r\nRCPT TO:<carol@simmta.test>\r\nDATA\r\n"
                 b"Subject: smuggled\r\n\r\nI am a second message\r\n.\r\n")
 

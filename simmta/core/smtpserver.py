@@ -53,13 +53,18 @@ def enhance(status: str) -> str:
     return f"{code} {default} {text}" if default else status
 
 
+class BareNewline(Exception):
+    """A command line ended by LF alone (refused when smtpd_forbid_bare_newline = reject)."""
+
+
 class InstrumentedSMTP(SMTP):
     """aiosmtpd's SMTP protocol with simmta's limits and transcript events."""
 
     def __init__(self, handler: Any, ctx: Context, *, line_length_limit: int,
                  soft_errors: int, hard_errors: int, error_sleep: float, junk_limit: int,
-                 **kwargs: Any):
+                 forbid_bare_lf: bool = False, **kwargs: Any):
         self.line_length_limit = line_length_limit  # read by SMTP.__init__ for its stream
+        self.forbid_bare_lf = forbid_bare_lf
         super().__init__(handler, **kwargs)
         self.ctx = ctx
         self.sid = f"S{os.getpid():X}.{next(_sessions)}"
@@ -79,6 +84,20 @@ class InstrumentedSMTP(SMTP):
         super().connection_lost(error)
         if not self.closed.done():
             self.closed.set_result(None)
+
+    def _cb_client_connected(self, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        super()._cb_client_connected(reader, writer)
+        if self.forbid_bare_lf:  # smtpd_forbid_bare_newline = "reject": commands too
+            read_line = reader.readuntil
+
+            async def readuntil(separator: bytes = b"\n") -> bytes:
+                line = await read_line(separator)
+                if separator == b"\n" and not line.endswith(b"\r\n"):
+                    raise BareNewline
+                return line
+
+            reader.readuntil = readuntil  # type: ignore[method-assign]
 
     def eof_received(self) -> bool | None:
         """The client half-closed: serve what it already sent, then end the session.
@@ -144,6 +163,9 @@ class InstrumentedSMTP(SMTP):
             return None, None
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, BareNewline):
+            self.ctx.emit("smtp", "reject", sid=self.sid, code="550 5.5.2", text="bare <LF> received")
+            return "550 5.5.2 Error: bare <LF> received"
         if isinstance(error, asyncio.IncompleteReadError):  # EOF: all the client sent is served
             if self.transport is not None:
                 self.transport.close()

@@ -178,7 +178,8 @@ class Smtpd(Daemon):
                 data_size_limit=cfg.message_size_limit, timeout=cfg.smtpd_timeout,
                 line_length_limit=cfg.line_length_limit, soft_errors=cfg.smtpd_soft_error_limit,
                 hard_errors=cfg.smtpd_hard_error_limit, error_sleep=cfg.smtpd_error_sleep_time,
-                junk_limit=cfg.smtpd_junk_command_limit)
+                junk_limit=cfg.smtpd_junk_command_limit,
+                forbid_bare_lf=cfg.smtpd_forbid_bare_newline == "reject")
             ref.append(proto)
             return proto
 
