@@ -79,9 +79,7 @@ def screen_text(app: Any) -> str:
         record=True,
         legacy_windows=False,
     )
-    console.print(
-        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
-    )
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
 
 
