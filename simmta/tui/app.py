@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import networkx as nx
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -23,6 +24,8 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 
+from simmta.core.errors import SimmtaError
+from simmta.core.instance import Instance
 from simmta.tui.controls import COMMANDS, ControlActions
 from simmta.tui.dialogs import Help
 from simmta.tui.feed import Feed
@@ -86,9 +89,7 @@ class SimmtaApp(ControlActions):
         self.theme = THEMES.get(theme, theme)
         self.pumped = 0  # events applied, for tests and the burst figures
         self.ticks = 0
-        self.records: dict[
-            str, list[str]
-        ] = {}  # queue ID -> its queue file, as simmta cat shows it
+        self.records: dict[str, list[str]] = {}  # queue ID -> its queue file, as simmta cat shows it
         self.max_batch_seconds = 0.0
 
     # Layout ----------------------------------------------------------------
@@ -97,7 +98,7 @@ class SimmtaApp(ControlActions):
         yield StatusLine(id="status")
         with TabbedContent(id="tabs"):
             with TabPane("Map", id="map"):
-                yield ArchitectureMap(self.model, self.now, id="archmap")
+                yield ArchitectureMap(self.model, self.now, self.initial_graph(), id="archmap")
                 yield NodeDetail(id="node-detail")
             with TabPane("Processes", id="procs"):
                 yield ProcessTable(self.model, self.now, id="proc-table")
@@ -125,6 +126,15 @@ class SimmtaApp(ControlActions):
         self.pump()
         self.base.query_one(ArchitectureMap).focus()
         self.set_interval(self.tick, self.pump)
+
+    def initial_graph(self) -> nx.DiGraph | None:
+        """The instance's services graph, drawn until the MTA's snapshot arrives."""
+        if self.instance is None:
+            return None
+        try:
+            return Instance(self.instance).services().graph()
+        except SimmtaError:
+            return None
 
     def now(self) -> float:
         """The time countdowns are measured against: wall clock live, recording's in replay."""
@@ -233,9 +243,7 @@ class SimmtaApp(ControlActions):
 
     def action_next_theme(self) -> None:
         names = list(THEMES.values())
-        self.theme = (
-            names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
-        )
+        self.theme = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
         self.base.query_one(ArchitectureMap).refresh()
 
     def action_snap(self) -> None:

@@ -84,9 +84,7 @@ class ControlActions(App[None]):
         if (sock := self._needs_mta()) is not None:
             self._run(op, actions.request, sock, op, **args)
 
-    def _choose(
-        self, title: str, choices: list[tuple[str, str]], then: Callable[[str], None]
-    ) -> None:
+    def _choose(self, title: str, choices: list[tuple[str, str]], then: Callable[[str], None]) -> None:
         self.push_screen(Choose(title, choices), lambda v: then(v) if v else None)
 
     @work(thread=True, exclusive=True, group="cat")
@@ -161,9 +159,7 @@ class ControlActions(App[None]):
         )
 
     def action_crash(self) -> None:
-        choices = [
-            (f"{s}:{p}", f"{s}: crash {p}") for s, pts in control.CRASH_POINTS.items() for p in pts
-        ]
+        choices = [(f"{s}:{p}", f"{s}: crash {p}") for s, pts in control.CRASH_POINTS.items() for p in pts]
         self._choose(
             "Arm a crash point (one shot)",
             choices,

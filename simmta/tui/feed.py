@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,8 +51,17 @@ class LiveFeed:
 
     live = True
 
-    def __init__(self, bus_socket: Path, inbox_size: int = INBOX_SIZE) -> None:
+    def __init__(
+        self,
+        bus_socket: Path,
+        inbox_size: int = INBOX_SIZE,
+        wait: float = 0.0,
+        starting: Callable[[], str] | None = None,
+    ) -> None:
+        """``wait``: seconds to keep trying while the MTA is still starting; ``starting``
+        says why to give up early (the MTA process died: its last words), or ""."""
         self.bus_socket = bus_socket
+        self.wait, self.starting = wait, starting
         self.inbox: deque[dict[str, Any]] = deque()
         self.inbox_size = inbox_size
         self.overflow = 0
@@ -67,10 +78,23 @@ class LiveFeed:
         self._thread.start()
         return self
 
+    def _connect(self) -> socket.socket:
+        deadline = time.monotonic() + self.wait
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(self.bus_socket))
+                return sock
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                failed = self.starting() if self.starting else ""
+                if failed or time.monotonic() >= deadline or self._stop.is_set():
+                    raise OSError(failed or "the MTA did not open its event bus") from None
+                self._stop.wait(0.02)  # the MTA is still starting: try again shortly
+
     def _read(self) -> None:
         try:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._sock.connect(str(self.bus_socket))
+            self._sock = self._connect()
             self.connected = True
             with self._sock.makefile("rb") as stream:
                 for raw in stream:
@@ -113,7 +137,7 @@ class LiveFeed:
             return self.problem
         if self.overflow or self.backlog:
             return f"falling behind: {self.backlog} waiting, {self.overflow} skipped"
-        return "live" if self.connected else "connecting…"
+        return "live" if self.connected else "starting the MTA…"
 
     def stop(self) -> None:
         self._stop.set()
@@ -230,9 +254,8 @@ class ReplayFeed:
     def status(self) -> str:
         state = "playing" if self.playing else ("end" if self.finished else "paused")
         elapsed = self.virtual - self.t0
-        return (
-            f"replay {state} x{self.speed:g} {self.position}/{len(self.events)}"
-            f" t+{elapsed:.1f}s" + (f"  ! {self.problem}" if self.problem else "")
+        return f"replay {state} x{self.speed:g} {self.position}/{len(self.events)} t+{elapsed:.1f}s" + (
+            f"  ! {self.problem}" if self.problem else ""
         )
 
     def stop(self) -> None:

@@ -13,12 +13,12 @@ that pid. Textual is imported only when the TUI actually opens.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -43,34 +43,29 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(func=main)
 
 
-def start_mta(
-    directory: Path, lab: bool = False, timeout: float = START_TIMEOUT
-) -> tuple[subprocess.Popen[bytes], Instance]:
-    """Start ``simmta run`` for a fresh instance and wait until it publishes its status."""
-    instance = Instance(directory)
-    log = open(directory / "simmta-run.out", "wb")  # noqa: SIM115 (kept for the child's life)
-    cmd = [sys.executable, "-m", "simmta", "run", "--instance", str(directory), "--smtp-port", "0"]
-    child = subprocess.Popen(
-        cmd + (["--lab"] if lab else []),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            log.close()
-            tail = (directory / "simmta-run.out").read_text(errors="replace")[-800:]
-            raise SimmtaError(f"simmta run exited with status {child.returncode}:\n{tail}")
-        if instance.status_file.exists() and instance.bus_socket.exists():
-            try:
-                instance.status()
-                return child, instance
-            except SimmtaError:
-                pass
-        time.sleep(0.05)
-    stop_mta(child)
-    raise SimmtaError(f"simmta run did not start within {timeout:.0f}s (see {directory})")
+def spawn_mta(directory: Path, lab: bool = False) -> subprocess.Popen[bytes]:
+    """Start ``simmta run`` for a fresh instance; the TUI opens while it starts."""
+    log = open(directory / "simmta-run.out", "wb")  # noqa: SIM115 (the child's, kept open)
+    cmd = [
+        sys.executable,
+        "-m",
+        "simmta",
+        "run",
+        "--instance",
+        str(directory / "instance"),
+        "--smtp-port",
+        "0",
+        *(["--lab"] if lab else []),
+    ]
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def last_words(child: subprocess.Popen[bytes], directory: Path) -> str:
+    """Why the MTA we started is gone ("" while it runs)."""
+    if child.poll() is None:
+        return ""
+    tail = (directory / "simmta-run.out").read_text(errors="replace").strip().splitlines()
+    return f"simmta run exited with status {child.returncode}: " + " / ".join(tail[-3:])
 
 
 def stop_mta(child: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -122,9 +117,7 @@ def main(args: argparse.Namespace) -> int:
     if args.replay:
         events, problem = load_recording(Path(args.replay))
         if problem:
-            print(
-                f"simmta: {problem}; replaying the {len(events)} events before it", file=sys.stderr
-            )
+            print(f"simmta: {problem}; replaying the {len(events)} events before it", file=sys.stderr)
         run_app(ReplayFeed(events, speed=args.speed, problem=problem), args, None)
         return 0
     if args.instance:
@@ -134,11 +127,17 @@ def main(args: argparse.Namespace) -> int:
         return 0
     directory = Path(tempfile.mkdtemp(prefix="simmta-tui-"))
     directory.chmod(0o711)  # run as root, mail_owner must reach the queue directory below
-    child, instance = start_mta(directory, lab=args.lab)
+    child = spawn_mta(directory, lab=args.lab)
+    instance = Instance(directory / "instance")
+    feed = LiveFeed(instance.bus_socket, wait=START_TIMEOUT, starting=lambda: last_words(child, directory))
     try:
-        print(banner(instance), file=sys.stderr)
-        run_app(LiveFeed(instance.bus_socket).start(), args, instance.path)
+        run_app(feed.start(), args, instance.path)
+        if child.poll() is None:
+            with contextlib.suppress(SimmtaError):
+                print(banner(instance), file=sys.stderr)
     finally:
         stop_mta(child)
+    if problem := last_words(child, directory) if child.returncode not in (0, -15) else "":
+        print(f"simmta: {problem}", file=sys.stderr)
     print(f"simmta: stopped the MTA; its files stay in {directory}", file=sys.stderr)
     return 0

@@ -174,12 +174,8 @@ class MapDrawing:
             grid = Table.grid(padding=(0, 1))
             grid.add_column()
             grid.add_column()
-            services = [
-                t for n in nodes if self.g.nodes[n].get("kind") != "queue" for t in self.entry(n)
-            ]
-            queues = [
-                t for n in nodes if self.g.nodes[n].get("kind") == "queue" for t in self.entry(n)
-            ]
+            services = [t for n in nodes if self.g.nodes[n].get("kind") != "queue" for t in self.entry(n)]
+            queues = [t for n in nodes if self.g.nodes[n].get("kind") == "queue" for t in self.entry(n)]
             grid.add_row(Group(*services), Group(*queues))
             body = grid
         else:
@@ -203,9 +199,7 @@ class MapDrawing:
 
     def render(self) -> RenderableType:
         panels = {r.key: self.panel(r) for r in regions.REGIONS if self.members[r.key]}
-        rows = (
-            [list(panels)] if self.one_row else [["internet", "jail"], ["unpriv", "root", "users"]]
-        )
+        rows = [list(panels)] if self.one_row else [["internet", "jail"], ["unpriv", "root", "users"]]
         grids = []
         for row in rows:
             grid = Table.grid(expand=True, padding=(0, 0))

@@ -128,9 +128,7 @@ class Model:
     def reset(self) -> None:
         self.services: dict[str, dict[str, Any]] = {}
         self.processes: dict[int, Process] = {}
-        self.queues: dict[str, OrderedDict[str, None]] = {
-            q: OrderedDict() for q in names.ALL_QUEUES
-        }
+        self.queues: dict[str, OrderedDict[str, None]] = {q: OrderedDict() for q in names.ALL_QUEUES}
         self.messages: OrderedDict[str, Message] = OrderedDict()
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self.log: deque[dict[str, Any]] = deque(maxlen=LOG_SIZE)
@@ -152,9 +150,7 @@ class Model:
         self.faults: dict[str, str] = {}
         self.lab = False
         self.lab_attempts: deque[dict[str, str]] = deque(maxlen=50)
-        self.hops: deque[tuple[float, str, str, str]] = deque(
-            maxlen=HOPS_SIZE
-        )  # ts, label, src, dst
+        self.hops: deque[tuple[float, str, str, str]] = deque(maxlen=HOPS_SIZE)  # ts, label, src, dst
         self.throttled: dict[str, str] = {}
         self.dropped = 0  # events the bus or the viewer lost
         self.applied = 0
@@ -246,9 +242,7 @@ class Model:
         self.applied = 1
         self.now = float(event.get("ts", 0.0))
         self._second = int(self.now)
-        self.services = {
-            text(s.get("name")): s for s in data.get("services", []) if isinstance(s, dict)
-        }
+        self.services = {text(s.get("name")): s for s in data.get("services", []) if isinstance(s, dict)}
         for p in data.get("processes", []):
             if isinstance(p, dict) and isinstance(p.get("pid"), int):
                 self.processes[p["pid"]] = Process(
@@ -328,9 +322,7 @@ class Model:
     def _on_privilege(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
         if type_ == "step":
             steps = self.steps.setdefault(text(event["service"], 40), deque(maxlen=8))
-            steps.append(
-                (text(data["step"], 40), text(data["target"], 80), text(data["outcome"], 120))
-            )
+            steps.append((text(data["step"], 40), text(data["target"], 80), text(data["outcome"], 120)))
             return
         proc = self.processes.get(data.get("observed_pid"))  # type: ignore[arg-type]
         if proc is None and isinstance(data.get("observed_pid"), int):
@@ -363,9 +355,7 @@ class Model:
         elif type_ == "released" and msg.queue == names.HOLD:
             self._place(msg, names.DEFERRED)  # master releases into deferred, then wakes qmgr
         elif type_ == "deferred":
-            msg.next_retry = (
-                data["next_retry"] if isinstance(data["next_retry"], int | float) else None
-            )
+            msg.next_retry = data["next_retry"] if isinstance(data["next_retry"], int | float) else None
             msg.reason = text(data["reason"])
             self._place(msg, names.DEFERRED)
         elif type_ == "removed":
@@ -404,11 +394,7 @@ class Model:
                 store = "peer-mailbox" if via == names.SMTP else "mailboxes"
                 self._hop(
                     event,
-                    *(
-                        (names.SMTP, names.PEER)
-                        if via == names.SMTP
-                        else (names.LOCAL, "mailboxes")
-                    ),
+                    *((names.SMTP, names.PEER) if via == names.SMTP else (names.LOCAL, "mailboxes")),
                 )
                 self.stores[store] += 1
                 msg.where, msg.edge = store, None
@@ -435,8 +421,7 @@ class Model:
             sess.transcript.append(
                 (
                     "!",
-                    f"{type_}: {text(data.get('code'))} "
-                    f"{text(data.get('text') or data.get('limit'))}",
+                    f"{type_}: {text(data.get('code'))} {text(data.get('text') or data.get('limit'))}",
                 )
             )
             if type_ == "reject":

@@ -97,9 +97,7 @@ def region_of(g: nx.DiGraph, node: str) -> str:
         return "jail"
     if kind == "store":
         writers = [s for s in g.predecessors(node) if g.nodes[s].get("kind") == "service"]
-        internet_only = writers and all(
-            _field(g.nodes[s]["service"], "role") == "internet" for s in writers
-        )
+        internet_only = writers and all(_field(g.nodes[s]["service"], "role") == "internet" for s in writers)
         return "internet" if internet_only else "users"
     service = g.nodes[node].get("service")
     if _field(service, "role") == "internet":

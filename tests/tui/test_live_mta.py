@@ -122,11 +122,8 @@ def test_end_to_end_in_tmux(tmp_path: Path) -> None:
         tmux("send-keys", "-t", session, "q")
         final = shows("SIMMTA-EXIT=0")
         directory = Path(re.findall(r"its files stay in (\S+)", final)[0])
-        pid = (
-            int(Instance(directory).pid_file.read_text().split()[0])
-            if Instance(directory).pid_file.exists()
-            else None
-        )
+        pid_file = Instance(directory / "instance").pid_file
+        pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
         if pid is not None:
             wait_for(lambda: not _alive(pid), 10, "master to stop")
         shutil.rmtree(directory, ignore_errors=True)

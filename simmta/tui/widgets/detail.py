@@ -17,9 +17,7 @@ from simmta.tui.model import Model
 
 
 class MessageDetail(Static):
-    def show(
-        self, model: Model, qid: str | None, now: float, records: list[str] | None = None
-    ) -> None:
+    def show(self, model: Model, qid: str | None, now: float, records: list[str] | None = None) -> None:
         msg = model.messages.get(qid or "")
         if msg is None:
             self.update(Text("select a message (enter follows it on the map)", style="dim"))

@@ -1,6 +1,8 @@
 """The map view: the architecture drawn from the services graph, live.
 
-A focusable widget; up/down (or j/k) move a selection over the graph's nodes,
+Until the first snapshot arrives it draws the instance's own services table
+(``ServiceTable.graph()``), so the map is there while the MTA starts.
+A focusable widget; up/down move a selection over the graph's nodes,
 and the detail pane under it shows the selected service's processes and
 observed privileges, or the selected queue's messages.
 Trust: renders the model via mapdraw (Text only).
@@ -31,10 +33,14 @@ class ArchitectureMap(Widget, can_focus=True):
         Binding("up", "move(-1)", "Previous node", show=False),
     ]
 
-    def __init__(self, model: Model, clock: Callable[[], float], **kw: object) -> None:
+    def __init__(
+        self, model: Model, clock: Callable[[], float], graph: nx.DiGraph | None = None, **kw: object
+    ) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.model, self.clock = model, clock
-        self.graph: nx.DiGraph | None = None
+        self.initial = graph if graph is not None else regions.graph_from_services([])
+        self.graph = self.initial
+        self._graph_key: tuple[str, ...] = ()
         self.selected: str | None = None
         self.followed: str | None = None
         self.order: list[str] = []
@@ -44,8 +50,11 @@ class ArchitectureMap(Widget, can_focus=True):
         return MapStyle(colours={r.key: v.get(r.colour, "") for r in regions.REGIONS})
 
     def drawing(self) -> MapDrawing:
-        if self.graph is None or self.graph.number_of_nodes() <= 1:
-            self.graph = regions.graph_from_services(list(self.model.services.values()))
+        key = tuple(self.model.services)
+        if key != self._graph_key:  # a (new) snapshot: draw what the MTA says it runs
+            self._graph_key = key
+            services = list(self.model.services.values())
+            self.graph = regions.graph_from_services(services) if services else self.initial
         return MapDrawing(
             self.graph,
             self.model,
@@ -75,9 +84,7 @@ class NodeDetail(Static):
 
     def show(self, model: Model, node: str | None, now: float) -> None:
         if node is None:
-            self.update(
-                Text("↑/↓ select a service or queue · s sends a message · ? help", style="dim")
-            )
+            self.update(Text("↑/↓ select a service or queue · s sends a message · ? help", style="dim"))
             return
         lines: list[Text] = []
         summary = model.services.get(node, {}).get("summary")

@@ -70,9 +70,7 @@ class SessionsView(Horizontal):
         if session is None:
             self.query_one("#transcript", Static).update(Text("no SMTP session yet", style="dim"))
             return
-        lines = [
-            Text(f"session {session.sid} ({session.service}) client {session.client}", style="bold")
-        ]
+        lines = [Text(f"session {session.sid} ({session.service}) client {session.client}", style="bold")]
         for direction, line in session.transcript:
             prefix, style = ARROWS.get(direction, ("?? ", ""))
             lines.append(Text(prefix, style=style) + Text(line))
