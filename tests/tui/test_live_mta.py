@@ -103,7 +103,8 @@ def test_end_to_end_in_tmux(tmp_path: Path) -> None:
             except AssertionError:
                 raise AssertionError(f"{text!r} not on screen:\n{screen()}") from None
 
-        first = shows("JAIL")
+        shows("JAIL")  # the map is drawn from the services table at once
+        first = shows("smtp 127.0.0.1:")  # then the MTA's snapshot says where it listens
         assert re.search(r"smtp 127\.0\.0\.1:\d+", first) and "privilege" in first
         tmux("send-keys", "-t", session, "s")
         shows("mailboxes 1")
