@@ -210,3 +210,23 @@ def test_simmta_send_burst(mta: Mta) -> None:
     r = mta.simmta("send", "--to", "carol@simmta.test", "--count", "20", "--concurrency", "4")
     assert "20 accepted, 0 refused" in r.stdout
     wait_for(lambda: len(maildir_files(mta.maildir("carol"))) == 20, what="20 deliveries")
+
+
+def test_cleanup_defends_itself_whoever_feeds_it(mta: Mta) -> None:
+    """pickup does not go through smtpd: cleanup dedupes recipients and drops bare CRs."""
+    mta.simmta("sendmail", "bob@simmta.test", "bob@simmta.test",
+               input=b"Subject: a\rX-Evil: smuggled\n\nbody\n")
+    [msg] = read_one(mta.maildir("bob"))
+    wait_for(lambda: queue_empty(mta), what="the queue to empty")
+    assert len(maildir_files(mta.maildir("bob"))) == 1, "one copy per recipient"
+    assert msg["X-Evil"] is None and msg["Subject"] == "aX-Evil: smuggled"
+
+
+def test_fifty_received_headers_is_a_loop(mta: Mta) -> None:
+    hops = "".join(f"Received: from hop{i}\r\n" for i in range(50))
+    with mta.smtp() as s:
+        s.ehlo("x")
+        s.mail("alice@simmta.test")
+        s.rcpt("bob@simmta.test")
+        code, text = s.data(f"{hops}Subject: loop\r\n\r\nx\r\n".encode())
+    assert (code, text) == (554, b"5.4.0 Error: too many hops")

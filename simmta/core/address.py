@@ -21,6 +21,15 @@ _DOMAIN = re.compile(r"^(\[[0-9.:a-fA-F]+\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-
                      r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$")  # labels <= 63
 
 
+def printable(text: str) -> str:
+    """Like Postfix's printable(): what reaches a header is printable ASCII, the rest '?'.
+
+    A bare CR in ``EHLO evil\rX-Injected: yes`` would otherwise end the
+    Received: line for many mail readers.
+    """
+    return "".join(c if " " <= c < "\x7f" else "?" for c in text)
+
+
 def syntax_error(address: str) -> str | None:
     """Why ``address`` is unacceptable (None if it is fine)."""
     if len(address) > PATH_MAX:

@@ -23,7 +23,7 @@ import re
 import time
 from datetime import UTC, datetime
 
-from simmta.core import ipc, names
+from simmta.core import address, ipc, names
 from simmta.core import queue as qf
 from simmta.core.skeleton import Daemon, main
 
@@ -81,9 +81,12 @@ class Cleanup(Daemon):
             await ipc.reply(writer, "defer", code="451 4.3.0", text="Error: internal protocol error")
             return
         sid = attrs.get("sid") if isinstance(attrs.get("sid"), str) else None
-        content = content.replace(b"\r\n", b"\n")
+        rcpts = list(dict.fromkeys(rcpts))  # one copy per recipient, whoever sent the list
+        # LF line ends; a bare CR left over is dropped: a mail reader could take it
+        # for a line end and see a header the sender smuggled in.
+        content = content.replace(b"\r\n", b"\n").replace(b"\r", b"")
         headers, body, hops, cut = _split_headers(content, cfg.header_size_limit)
-        if hops > cfg.hopcount_limit:
+        if hops >= cfg.hopcount_limit:  # as Postfix: the limit-th Received: is a loop
             ctx.emit("smtp", "limit", sid=sid, limit="hopcount_limit", code="554 5.4.0", hops=hops)
             await ipc.reply(writer, "fail", code="554 5.4.0", text="Error: too many hops")
             return
@@ -113,9 +116,9 @@ class Cleanup(Daemon):
         try:
             now = time.time()
             stamp = email.utils.format_datetime(datetime.fromtimestamp(now, UTC))
-            helo = str(attrs.get("helo") or "localhost")[:64]
-            client = str(attrs.get("client") or "local")[:64]
-            proto = str(attrs.get("protocol") or "local")[:16]
+            helo = address.printable(str(attrs.get("helo") or "localhost"))[:64]
+            client = address.printable(str(attrs.get("client") or "local"))[:64]
+            proto = address.printable(str(attrs.get("protocol") or "local"))[:16]
             rcvd = f"Received: from {helo} ({client})\n\tby {cfg.myhostname} (simmta) with {proto} id {w.qid}"
             if len(rcpts) == 1:
                 rcvd += f"\n\tfor <{rcpts[0]}>"

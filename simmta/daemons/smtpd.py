@@ -34,15 +34,6 @@ from simmta.core.smtpserver import (
 )
 
 
-def printable(text: str) -> str:
-    """Like Postfix's printable(): a control character from HELO never reaches a header.
-
-    A bare CR in ``EHLO evil\rX-Injected: yes`` would otherwise end the
-    Received: line for many mail readers.
-    """
-    return "".join(c if " " <= c < "\x7f" else "?" for c in text)
-
-
 class SmtpdHandler:
     """aiosmtpd hooks: policy at MAIL/RCPT, the hand-off to cleanup at DATA."""
 
@@ -62,12 +53,12 @@ class SmtpdHandler:
 
     async def handle_HELO(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
                           hostname: str) -> str:
-        session.host_name = printable(hostname)
+        session.host_name = address.printable(hostname)
         return f"250 {server.hostname}"
 
     async def handle_EHLO(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
                           hostname: str, responses: list[str]) -> list[str]:
-        session.host_name = printable(hostname)
+        session.host_name = address.printable(hostname)
         return advertise_enhanced(responses)
 
     async def handle_MAIL(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
