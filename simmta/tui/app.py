@@ -35,7 +35,7 @@ from simmta.tui.widgets.detail import MessageDetail
 from simmta.tui.widgets.eventlog import EventLog
 from simmta.tui.widgets.figures import Figures
 from simmta.tui.widgets.mapview import ArchitectureMap, NodeDetail
-from simmta.tui.widgets.messages import MessageChosen, NodeSelected
+from simmta.tui.widgets.messages import EventChosen, MessageChosen, NodeSelected
 from simmta.tui.widgets.sessions import SessionsView
 from simmta.tui.widgets.status import StatusLine
 from simmta.tui.widgets.tables import ProcessTable, QueueTable
@@ -164,7 +164,9 @@ class SimmtaApp(ControlActions):
         elif active == "procs":
             self.base.query_one(ProcessTable).update_from_model()
         elif active == "queue":
-            self.base.query_one(QueueTable).update_from_model()
+            table = self.base.query_one(QueueTable)
+            table.update_from_model()
+            table.show_key(self.followed)
             self.base.query_one(MessageDetail).show(
                 self.model, self.followed, self.now(), self.records.get(self.followed or "")
             )
@@ -192,6 +194,19 @@ class SimmtaApp(ControlActions):
 
     def on_node_selected(self, event: NodeSelected) -> None:
         self.refresh_views()
+
+    def on_event_chosen(self, chosen: EventChosen) -> None:
+        event = chosen.event
+        if event.get("qid") and event["qid"] in self.model.messages:
+            self.follow(event["qid"])
+            self.action_view("queue")
+        elif event.get("sid"):
+            self.action_view("sessions")
+            self.base.query_one(SessionsView).select(f"{event['service']}/{event['sid']}")
+        else:
+            table = self.base.query_one(ProcessTable)
+            table.filter = str(event["data"].get("child_pid") or event["pid"])
+            self.action_view("procs")
 
     def on_message_chosen(self, event: MessageChosen) -> None:
         self.follow(event.qid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.widgets import TabbedContent
@@ -13,6 +14,8 @@ from simmta.tui.app import VIEWS, SimmtaApp
 from simmta.tui.dialogs import Choose, Help
 from simmta.tui.widgets.eventlog import EventLog
 from simmta.tui.widgets.mapview import ArchitectureMap
+from simmta.tui.widgets.sessions import SessionsView
+from simmta.tui.widgets.tables import ProcessTable
 
 SIZE = (120, 40)
 
@@ -260,3 +263,28 @@ async def test_live_queue_actions(
         await pilot.press({"hold": "h", "release": "r", "requeue": "R", "delete": "D"}[op])
         await until(pilot, lambda: master.requests, what="queue request")
         assert master.requests[-1] == {"op": "queue", "action": op, "qid": "5D6E7F"}
+
+
+@sync
+async def test_event_log_click_goes_to_the_message_session_or_process() -> None:
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("e")
+        await pilot.pause()
+        log = app.query_one(EventLog)
+
+        async def click(predicate: Any) -> None:
+            await pilot.press("e")
+            await pilot.pause()
+            row = next(i for i, e in enumerate(log.shown) if predicate(e))
+            await pilot.click("#event-log", offset=(5, row + 1))
+            await pilot.pause()
+
+        await click(lambda e: e["qid"] == "5D6E7F")
+        assert app.followed == "5D6E7F" and app.query_one(TabbedContent).active == "queue"
+        await click(lambda e: e["qid"] is None and e["sid"] == "S3")
+        assert app.query_one(TabbedContent).active == "sessions"
+        assert app.query_one(SessionsView).sid == "smtpd/S3"
+        await click(lambda e: e["kind"] == "process" and e["type"] == "spawned")
+        assert app.query_one(TabbedContent).active == "procs"
+        assert app.query_one(ProcessTable).filter == "1008"

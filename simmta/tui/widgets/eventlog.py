@@ -2,7 +2,8 @@
 
 Renders only the lines that fit (from the model's ring buffer), so a burst
 costs one render per tick, not one widget per event. ``space`` pauses (the
-view freezes while the model keeps up), ``/`` sets the filter: words must all
+view freezes while the model keeps up), a click goes to the event's message,
+session or process, ``/`` sets the filter: words must all
 match; ``kind:smtp``, ``service:qmgr`` and ``qid:4A1B2C`` match one field.
 Trust: event text is shown via fmt.event_line (Text only).
 """
@@ -13,10 +14,12 @@ from typing import Any
 
 from rich.console import Group
 from rich.text import Text
+from textual import events
 from textual.widget import Widget
 
 from simmta.tui import fmt
 from simmta.tui.model import Model
+from simmta.tui.widgets.messages import EventChosen
 
 
 def matches(event: dict[str, Any], words: list[str]) -> bool:
@@ -39,6 +42,7 @@ class EventLog(Widget):
         self.filter = ""
         self.paused = False
         self.frozen: list[dict[str, Any]] = []
+        self.shown: list[dict[str, Any]] = []  # the events on screen, for click-through
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -64,4 +68,11 @@ class EventLog(Widget):
             f"{len(self.model.log)} kept of {self.model.applied} seen",
             style="dim",
         )
-        return Group(head, *(fmt.event_line(e) for e in self.visible(height)))
+        self.shown = self.visible(height)
+        return Group(head, *(fmt.event_line(e) for e in self.shown))
+
+    def on_click(self, event: events.Click) -> None:
+        """Click an event: go to its message, its SMTP session, or its process."""
+        row = event.y - 1  # the first line is the header
+        if 0 <= row < len(self.shown):
+            self.post_message(EventChosen(self.shown[row]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.message import Message
 
 
@@ -19,3 +21,11 @@ class MessageChosen(Message):
     def __init__(self, qid: str) -> None:
         super().__init__()
         self.qid = qid
+
+
+class EventChosen(Message):
+    """An event was clicked in the log (to go to its message, session or process)."""
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        super().__init__()
+        self.event = event

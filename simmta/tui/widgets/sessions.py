@@ -61,6 +61,14 @@ class SessionsView(Horizontal):
         self.sid = table.current_key()
         self.show()
 
+    def select(self, key: str) -> None:
+        table = self.query_one(SessionTable)
+        table.update_from_model()
+        if key in [str(k.value) for k in table.rows]:
+            table.move_cursor(row=table.get_row_index(key))
+        self.sid = key
+        self.show()
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.sid = str(event.row_key.value) if event.row_key is not None else None
         self.show()

@@ -58,6 +58,11 @@ class ModelTable(DataTable[Any]):
             for col, cell in zip(columns, cells, strict=False):
                 self.update_cell(key, col, cell)
 
+    def show_key(self, key: str | None) -> None:
+        """Put the cursor on row ``key`` if it is there and not already under the cursor."""
+        if key and key != self.current_key() and key in [str(k.value) for k in self.rows]:
+            self.move_cursor(row=self.get_row_index(key))
+
     def current_key(self) -> str | None:
         if not self.row_count:
             return None
