@@ -270,7 +270,8 @@ def make_python_reachable() -> None:
 
     Only the search (x) bit is added, and only on the directories in the way.
     """
-    for d in [Path(sys.executable).parent, *Path(sys.executable).parents]:
+    starts = {Path(sys.executable), Path(sys.executable).resolve(), Path(sys.base_prefix) / "x"}
+    for d in {p for start in starts for p in start.parents}:
         mode = d.stat().st_mode
         if not mode & 0o001 and os.geteuid() == 0:
             os.chmod(d, (mode & 0o777) | 0o001)
