@@ -117,9 +117,7 @@ def test_maildir_watcher_matches_only_this_runs_files(tmp_path: Path) -> None:
     (tmp_path / "new" / "old").write_bytes(b"X-Bench-Id: bTEST.0000009\r\n\r\nbody\r\n")
     watcher = bench_watch.MaildirWatcher(tmp_path, "bTEST", time.monotonic() + 30)
     spec = _spec()
-    (tmp_path / "new" / "m1").write_bytes(
-        b"Received: x\n" + bench_load.message_bytes(spec, "bTEST.0000001")
-    )
+    (tmp_path / "new" / "m1").write_bytes(b"Received: x\n" + bench_load.message_bytes(spec, "bTEST.0000001"))
     (tmp_path / "cur" / "m2:2,S").write_bytes(bench_load.message_bytes(spec, "bTEST.0000002"))
     (tmp_path / "new" / "other").write_bytes(bench_load.message_bytes(spec, "bOTHER.0000001"))
     (tmp_path / "new" / "plain").write_bytes(b"Subject: hi\r\n\r\nX-Bench-Id: bTEST.0000003\r\n")
@@ -137,9 +135,7 @@ def test_maildir_watcher_matches_only_this_runs_files(tmp_path: Path) -> None:
 
 
 def test_proc_tree_counts_children(tmp_path: Path) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
-    )
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         tree = bench_stats.ProcTree(os.getpid())
         assert child.pid in {st.pid for st in tree.members()}

@@ -175,8 +175,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "--events",
         choices=("subscriber", "on", "off"),
         default="subscriber",
-        help="simmta's events: on with a subscriber reading them (default), "
-        "on with nobody listening, or off",
+        help="simmta's events: on with a subscriber reading them (default), on with nobody listening, or off",
     )
     p.add_argument(
         "--set",
@@ -280,9 +279,7 @@ def configurations(args: argparse.Namespace) -> list[Configuration]:
 
     def target() -> Callable[[], Target]:
         host, port = args.target
-        return lambda: ExternalTarget(
-            host, port, args.maildir, args.to, args.server_pid, args.label
-        )
+        return lambda: ExternalTarget(host, port, args.maildir, args.to, args.server_pid, args.label)
 
     if args.compare:
         configs = [(SIMMTA, simmta("subscriber")), (SIMMTA_NO_EVENTS, simmta("off"))]
@@ -392,9 +389,7 @@ def _measure_started(
         label = f"[bold]{result.label}[/] round {result.round}"
         sent_task = progress.add_task(f"{label} accepted", total=args.messages)
         delivered_task = (
-            progress.add_task(f"{label} delivered", total=args.messages)
-            if endpoint.maildir
-            else None
+            progress.add_task(f"{label} delivered", total=args.messages) if endpoint.maildir else None
         )
         watcher = None
         if endpoint.maildir and delivered_task is not None:
@@ -410,9 +405,7 @@ def _measure_started(
         load = asyncio.run(generate_load(spec, lambda: progress.advance(sent_task)))
         accepted = load.accepted
         if watcher:
-            watcher.wait_for(
-                len(accepted), min(give_up, time.monotonic() + args.drain_timeout), DRAIN_IDLE
-            )
+            watcher.wait_for(len(accepted), min(give_up, time.monotonic() + args.drain_timeout), DRAIN_IDLE)
             watcher.stop()
             if not args.keep:
                 watcher.remove_delivered()
@@ -423,9 +416,7 @@ def _measure_started(
     result.sent, result.accepted, result.errors = len(load.records), len(accepted), load.errors
     result.seconds = time.time() - load.started
     if accepted:
-        result.accepted_per_s = rate(
-            len(accepted), load.started, max(r.accepted or 0.0 for r in accepted)
-        )
+        result.accepted_per_s = rate(len(accepted), load.started, max(r.accepted or 0.0 for r in accepted))
     result.accept_latency = summarize([(r.accepted or 0.0) - r.started for r in accepted])
     if watcher:
         started = {r.bench_id: r.started_coarse for r in load.records}
@@ -490,14 +481,11 @@ def _ms(seconds: float) -> str:
 
 def _one_line(r: RunResult) -> str:
     errors = sum(r.errors.values())
-    parts = [
-        f"{r.label} round {r.round}: {r.accepted}/{r.messages} accepted ({_f(r.accepted_per_s)}/s)"
-    ]
+    parts = [f"{r.label} round {r.round}: {r.accepted}/{r.messages} accepted ({_f(r.accepted_per_s)}/s)"]
     if r.delivered is not None:
         parts.append(f"{r.delivered} delivered ({_f(r.delivered_per_s)}/s)")
     parts.append(
-        f"server CPU {_f(r.cpu_ms_per_message, 2)} ms/msg "
-        f"(bench's own {_f(r.client_cpu_ms_per_message, 2)})"
+        f"server CPU {_f(r.cpu_ms_per_message, 2)} ms/msg (bench's own {_f(r.client_cpu_ms_per_message, 2)})"
     )
     if len(r.timeline) >= 10:
         early, last = r.timeline[len(r.timeline) // 10], r.timeline[-1]
@@ -517,8 +505,7 @@ def _one_line(r: RunResult) -> str:
         )
     if r.events_seen is not None:
         parts.append(
-            f"subscriber read {r.events_seen} events "
-            f"({_f(r.subscriber_cpu_ms_per_message, 2)} ms CPU/msg)"
+            f"subscriber read {r.events_seen} events ({_f(r.subscriber_cpu_ms_per_message, 2)} ms CPU/msg)"
         )
     if r.cold_start_s is not None:
         parts.append(f"cold start {r.cold_start_s:.2f} s")
@@ -587,9 +574,7 @@ def report(console: Console, runs: list[RunResult], configs: list[Configuration]
             "peak MiB",
             "cold start s",
         ):
-            med.add_column(
-                name, justify="left" if name == "configuration" else "right", no_wrap=True
-            )
+            med.add_column(name, justify="left" if name == "configuration" else "right", no_wrap=True)
         for label, m in summary.items():
             med.add_row(
                 label,
@@ -660,9 +645,7 @@ def ratios(runs: list[RunResult], labels: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def as_json(
-    args: argparse.Namespace, runs: list[RunResult], configs: list[Configuration]
-) -> dict[str, Any]:
+def as_json(args: argparse.Namespace, runs: list[RunResult], configs: list[Configuration]) -> dict[str, Any]:
     def clean(v: Any) -> Any:
         if isinstance(v, float) and math.isnan(v):
             return None

@@ -163,9 +163,7 @@ class SimmtaTarget:
             "--smtp-port",
             "0",
         ]
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = spawned + START_TIMEOUT
         status = _poll("simmta's status.json", deadline, lambda: self._status(instance))
@@ -187,8 +185,7 @@ class SimmtaTarget:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise SimmtaError(
-                f"simmta run exited with status {self.proc.returncode} "
-                f"(see {self.dir}/bench-run.log)"
+                f"simmta run exited with status {self.proc.returncode} (see {self.dir}/bench-run.log)"
             )
 
     def _status(self, instance: Instance) -> dict[str, Any] | None:

@@ -42,9 +42,7 @@ def bench_id_of(path: Path) -> str | None:
     return value.strip().decode("ascii", "replace")
 
 
-def _every(
-    work: Callable[[], None], interval: float, deadline: float, halt: threading.Event
-) -> None:
+def _every(work: Callable[[], None], interval: float, deadline: float, halt: threading.Event) -> None:
     """Call ``work`` every ``interval`` seconds until halted or the deadline, but never
     spend more than a tenth of the time in it: listing a Maildir of 50,000 files or
     reading /proc on a busy machine must not take CPU from the server under test."""
