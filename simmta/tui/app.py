@@ -164,9 +164,7 @@ class SimmtaApp(ControlActions):
         elif active == "procs":
             self.base.query_one(ProcessTable).update_from_model()
         elif active == "queue":
-            table = self.base.query_one(QueueTable)
-            table.update_from_model()
-            table.show_key(self.followed)
+            self.base.query_one(QueueTable).update_from_model()
             self.base.query_one(MessageDetail).show(
                 self.model, self.followed, self.now(), self.records.get(self.followed or "")
             )
@@ -212,10 +210,15 @@ class SimmtaApp(ControlActions):
         self.follow(event.qid)
 
     def follow(self, qid: str | None) -> None:
+        if not self.screen_stack:  # a late message while the app shuts down
+            return
         self.followed = qid
         self.base.query_one(ArchitectureMap).followed = qid
         if qid and self.feed.live and self.instance is not None:
             self.read_queue_file(qid)
+        table = self.base.query_one(QueueTable)
+        table.update_from_model()
+        table.show_key(qid)
         self.refresh_views()
 
     def action_help(self) -> None:

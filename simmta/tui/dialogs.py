@@ -5,12 +5,13 @@ Trust: option labels are our own strings or names from the model (Text).
 
 from __future__ import annotations
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Markdown, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 
@@ -33,35 +34,54 @@ class Choose(ModalScreen[str | None]):
         self.dismiss(event.option.id)
 
 
-HELP = """\
-# simmta: keys
+KEYS: tuple[tuple[str, str], ...] = (
+    ("F1 m · F2 p · F3 u", "map · processes · queue (+ message detail)"),
+    ("F4 t · F5 e · F6 g", "SMTP sessions · event log · figures"),
+    ("s · S", "send one message alice → bob · to a chosen local or remote user"),
+    ("b · l", "send a burst · submit locally through sendmail (maildrop, pickup)"),
+    ("k", "kill a daemon (choose it, then the signal)"),
+    ("f · c", "set a peer or queue fault · arm a crash point"),
+    ("h r R D", "hold · release · requeue · delete the followed message"),
+    ("a", "lab attempt: a daemon tries what its privilege forbids (run --lab)"),
+    ("enter · ↑↓", "follow the selected message · select on the map"),
+    ("P · .", "pace live → slow → step · step one hop (replay: one event)"),
+    (", · space · + -", "replay: step back · play/pause · speed"),
+    ("n", "replay: jump to the followed message's next event"),
+    ("/ · space", "filter (event log, tables) · live: freeze the event log"),
+    ("click", "an event in the log goes to its message, session or process"),
+    ("o", "processes: change the sort column"),
+    ("T · w F12", "theme dark → light → projector · screenshot (SVG)"),
+    ("ctrl+p · ? · q", "every action by name · this help · quit (ctrl+q)"),
+)
+LEGEND: tuple[tuple[str, str], ...] = (
+    ("☁ ╭─╮", "the Internet: untrusted"),
+    ("⛓ ╔═╗", "chroot jail = the queue directory; chrooted, unprivileged daemons"),
+    ("◇ ┌─┐", "unprivileged (mail_owner) but not chrooted"),
+    ("♛ ┏━┓", "root (master; local, which switches to the recipient's uid)"),
+    ("⌂ ▛▀▜", "the users' Maildirs"),
+    ("╌ ┅ ╍", "dashed border + SIMULATED: a boundary simmta only simulates (not root)"),
+    ("◆QID ⏸ ⟳", "a message on a hop or in a queue · held by pace step · retry countdown"),
+    ("──▶ ══▶ ··▶", "IPC request · writes a queue or store · reads a queue"),
+)
 
-| key | what |
-|---|---|
-| F1 `m` / F2 `p` / F3 `u` | map / processes / queue |
-| F4 `t` / F5 `e` / F6 `g` | SMTP sessions / event log / figures |
-| `s` / `S` | send one message to bob / choose the recipient |
-| `b` | send a burst · `l` local submission (sendmail) |
-| `k` | kill a daemon (signal menu) · `f` peer or queue fault |
-| `c` | arm a crash point · `a` lab attempt (`--lab`) |
-| `h` `r` `R` `D` | hold / release / requeue / delete the selected message |
-| `enter` | follow the selected message · `n` jump to its next event (replay) |
-| `P` | pace: live → slow → step · `.` step one hop (replay: one event) |
-| `,` | step back (replay) · `space` play/pause (live: freeze the log) |
-| `+` `-` | replay speed · `/` filter (event log, tables) |
-| `T` | theme: dark → light → projector · `w` / F12 screenshot (SVG) |
-| `ctrl+p` | every action by name · `q` / `ctrl+q` quit |
 
-Map: **☁ ╭─╮** the Internet (untrusted) · **⛓ ╔═╗** chroot jail (the queue
-directory) · **◇ ┌─┐** unprivileged · **♛ ┏━┓** root · **⌂ ▛▀▜** users' Maildirs.
-Dashed borders (╌ ┅ ╍) and the word SIMULATED mark boundaries simmta only
-simulates because it is not running as root. `◆QID` is a message; `⟳` its retry.
-"""
+def _table(rows: tuple[tuple[str, str], ...]) -> Table:
+    table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(ratio=1)
+    for key, what in rows:
+        table.add_row(key, what)
+    return table
 
 
 class Help(ModalScreen[None]):
+    """Keys and the map legend (escape, q or ? closes)."""
+
     BINDINGS = [Binding("escape,q,question_mark", "dismiss(None)", "Close")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog help"):
-            yield Markdown(HELP)
+        with VerticalScroll(classes="dialog help"):
+            yield Static(Text("simmta: keys", style="bold"))
+            yield Static(_table(KEYS))
+            yield Static(Text("the map", style="bold"))
+            yield Static(_table(LEGEND))
