@@ -41,7 +41,7 @@ def real_mta() -> Iterator[Instance]:
     """A real ``simmta run`` on free ports (outside pytest's 0700 tmp: mail_owner must reach it)."""
     directory = tempfile.mkdtemp(prefix="simmta-tui-test-")
     os.chmod(directory, 0o711)
-    child, inst = real.start_mta(Path(directory) / "i")
+    child, inst = real.start_mta(Path(directory) / "i", "--lab")
     yield inst
     real.stop(child)
     shutil.rmtree(directory, ignore_errors=True)

@@ -50,6 +50,31 @@ async def test_live_pilot_on_the_real_mta(real_mta: Instance) -> None:
 
 @pytest.mark.slow
 @sync
+async def test_live_burst_local_submission_and_lab(real_mta: Instance) -> None:
+    app = SimmtaApp(LiveFeed(real_mta.bus_socket).start(), instance=real_mta.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.model.smtp.get("port"), what="the snapshot")
+        await pilot.press("b", "enter")  # a burst of 10
+        await until(pilot, lambda: app.model.counts["delivered"] == 10, timeout=60)
+        await pilot.press("l")  # sendmail -> maildrop -> pickup -> cleanup
+        await until(
+            pilot,
+            lambda: app.model.counts["delivered"] == 11,
+            timeout=60,
+            what="the local submission delivered",
+        )
+        assert any(e["service"] == "pickup" for e in app.model.log)
+        await pilot.press("a", "enter")  # lab: smtpd tries to read the secret
+        await until(pilot, lambda: app.model.lab_attempts, what="the lab attempt")
+        attempt = app.model.lab_attempts[-1]
+        assert attempt["action"] == "read-secret" and attempt["service"] == "smtpd"
+        assert (
+            "refused" in attempt["outcome"] or "denied" in attempt["outcome"].lower() or attempt["outcome"]
+        ), attempt
+
+
+@pytest.mark.slow
+@sync
 async def test_live_hostile_subject_and_queue_file(real_mta: Instance) -> None:
     """A deferred hostile message: its Subject (from the queue file) and EHLO shown inert."""
     app = SimmtaApp(LiveFeed(real_mta.bus_socket).start(), instance=real_mta.path)
