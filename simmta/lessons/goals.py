@@ -33,6 +33,7 @@ only compared, never executed or used as paths.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -314,15 +315,31 @@ def _event_pattern(spec: Mapping[str, Any]) -> EventPattern:
 
 @dataclass
 class Evaluation:
-    """What the engine sees: events (with the index where the step began) and state."""
+    """What the engine sees: events (with the index where the step began) and state.
+
+    ``index`` (optional) maps (kind, type) to the ascending positions of such
+    events in ``events``, so a goal looks only at the events it can match.
+    """
 
     events: Sequence[Mapping[str, Any]]
     step_start: int
     state: Any  # simmta.lessons.state.LiveState (records(collection), status)
     context: Mapping[str, Any]
+    index: Mapping[tuple[str, str], Sequence[int]] | None = None
 
-    def events_since(self, since: str) -> Sequence[Mapping[str, Any]]:
-        return self.events[self.step_start:] if since == "step" else self.events
+    def select(self, since: str, patterns: Iterable[EventPattern]) -> list[Mapping[str, Any]]:
+        """The events since the step (or lesson) began that could match one of ``patterns``."""
+        start = self.step_start if since == "step" else 0
+        wanted = {(p.kind, p.type) for p in patterns}
+        if self.index is None:
+            return [e for e in self.events[start:]
+                    if (e.get("kind"), e.get("type")) in wanted or (e.get("kind"), None) in wanted]
+        positions: list[int] = []
+        for (kind, type_), where in self.index.items():
+            if (kind, type_) in wanted or (kind, None) in wanted:
+                positions.extend(where[bisect.bisect_left(where, start):])
+        positions.sort()
+        return [self.events[i] for i in positions]
 
 
 @dataclass(frozen=True)
@@ -350,10 +367,14 @@ class Expectation:
         if self.form == "any":
             return any(a.met(ev) for a in self.alternatives)
         if self.form == "sequence":
-            return _sequence_met(self.sequence, self.same, ev.events_since(self.since), ev.context)
+            # order by the events' own times: events from different processes can
+            # reach the bus out of order (cleanup's "created" after qmgr's "moved")
+            ordered = sorted(ev.select(self.since, self.sequence), key=_event_time)
+            return _sequence_met(self.sequence, self.same, ordered, ev.context)
         if self.form == "event":
             assert self.pattern is not None
-            found = [e for e in ev.events_since(self.since) if self.pattern.matches(e, ev.context)]
+            found = [e for e in ev.select(self.since, (self.pattern,))
+                     if self.pattern.matches(e, ev.context)]
         else:
             assert self.collection is not None
             found = [r for r in ev.state.records(self.collection)
@@ -369,6 +390,11 @@ class Expectation:
 
     def applies(self, privilege_mode: str | None) -> bool:
         return self.mode is None or self.mode == privilege_mode
+
+
+def _event_time(event: Mapping[str, Any]) -> float:
+    ts = event.get("ts")
+    return float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else 0.0
 
 
 def _sequence_met(patterns: Sequence[EventPattern], same: Sequence[str],

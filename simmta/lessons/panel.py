@@ -219,6 +219,9 @@ class LessonPanel(Vertical, can_focus=True):
                 "simulated": "simulated (not root: boundaries not enforced)"}.get(
                     view.privilege_mode or "", "unknown")
         link = "connected" if view.connected else "[red]not connected to an MTA[/red]"
+        if view.events_dropped:
+            link += (f" · [yellow]{view.events_dropped} events dropped by the bus: "
+                     "the picture may lag; C checks again[/yellow]")
         keys = " · ".join(f"{key} {label.lower()}" for key, _, label in LESSON_KEYS)
         msg = f"\n{_plain(self._message)}" if self._message else ""
         where = f"\n[dim]SIMMTA_INSTANCE={_plain(str(self.runner.instance.path))}[/dim]"

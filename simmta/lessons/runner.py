@@ -15,6 +15,8 @@ against the lesson's declarative goals (see simmta.lessons.goals).
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,7 @@ class RunnerView:
     privilege_mode: str | None
     connected: bool
     events_seen: int
+    events_dropped: int = 0     # by the bus for this subscriber: the state may lag behind
 
     @property
     def step(self) -> Step | None:
@@ -88,11 +91,16 @@ class LessonRunner:
         self.lesson = lesson
         self.instance = instance
         self.store = store
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._lock = threading.Lock()  # guards everything below except the inbox
+        # The bus reader only appends here and never waits for an evaluation,
+        # so a slow goal check cannot make master drop events for us.
+        self._inbox: deque[Mapping[str, Any]] = deque()
+        self._arrived = threading.Condition()
         self.state = LiveState()
         self.events: list[Mapping[str, Any]] = []
+        self._by_kind: dict[tuple[str, str], list[int]] = {}
         self.connected = False
+        self.bus_dropped = 0
         self._dropped_old = 0
         self.index = 0
         self.step_start = 0
@@ -107,36 +115,64 @@ class LessonRunner:
 
     # -- input
     def feed(self, event: Mapping[str, Any]) -> None:
-        """One event from the bus (any thread)."""
-        with self._changed:
-            if event.get("kind") == "snapshot":
+        """One event from the bus (any thread; cheap, never blocks on an evaluation)."""
+        self._inbox.append(event)
+        with self._arrived:
+            self._arrived.notify_all()
+
+    def _drain(self) -> None:
+        """Fold the inbox into events, index and state (lock held)."""
+        while self._inbox:
+            event = self._inbox.popleft()
+            kind, type_ = str(event.get("kind")), str(event.get("type"))
+            if kind == "snapshot":
                 self.connected = True
+            if kind == "bus" and type_ == "dropped":
+                self.bus_dropped += _count(event.get("data", {}).get("count"))
+            self.bus_dropped += _count(event.get("dropped_before"))
             self.state.apply(event)
+            self._by_kind.setdefault((kind, type_), []).append(len(self.events))
             self.events.append(event)
-            if len(self.events) > MAX_EVENTS:
-                cut = len(self.events) - MAX_EVENTS
-                del self.events[:cut]
-                self.step_start = max(0, self.step_start - cut)
-                self._dropped_old += cut
-            self._changed.notify_all()
+        if len(self.events) > MAX_EVENTS:
+            cut = len(self.events) - MAX_EVENTS
+            del self.events[:cut]
+            self.step_start = max(0, self.step_start - cut)
+            self._dropped_old += cut
+            self._by_kind = {}
+            for i, event in enumerate(self.events):
+                key = (str(event.get("kind")), str(event.get("type")))
+                self._by_kind.setdefault(key, []).append(i)
 
     def forget_mta(self) -> None:
         """Drop the state and events of the previous MTA (before subscribing to a new one)."""
-        with self._changed:
+        with self._lock:
+            self._inbox.clear()
             self.state = LiveState()
             self.events = []
+            self._by_kind = {}
             self.step_start = 0
             self.connected = False
+            self.bus_dropped = 0
 
     def disconnected(self) -> None:
-        with self._changed:
+        with self._lock:
+            self._drain()
             self.connected = False
-            self._changed.notify_all()
+        with self._arrived:
+            self._arrived.notify_all()
 
-    def wait_for_event(self, timeout: float) -> None:
-        """Block until the next event arrives or ``timeout`` passes (autoplay's poll)."""
-        with self._changed:
-            self._changed.wait(timeout)
+    def wait_for_event(self, timeout: float, settle: float = 0.05) -> None:
+        """Wait (at most ``timeout``) for new events, then up to ``settle`` more so that a
+        burst is evaluated once, not once per event (autoplay's bounded poll)."""
+        with self._arrived:
+            if not self._inbox:
+                self._arrived.wait(timeout)
+            if not self._inbox:
+                return
+            # coalesce: let the rest of a burst arrive (bounded by ``settle``)
+            deadline = time.monotonic() + min(settle, timeout)
+            while (left := deadline - time.monotonic()) > 0:
+                self._arrived.wait(left)
 
     # -- evaluation
     def context(self) -> dict[str, Any]:
@@ -145,10 +181,12 @@ class LessonRunner:
     def check(self) -> bool:
         """Evaluate the current step's goal; True (and saved) when it is met."""
         with self._lock:
+            self._drain()
             step = self._step()
             if step is None:
                 return True
-            ev = Evaluation(self.events, self.step_start, self.state, self.context())
+            ev = Evaluation(self.events, self.step_start, self.state, self.context(),
+                            self._by_kind)
             progress = step.goal.progress(ev)
             self._checklist = tuple((x.label, ok) for x, ok in progress)
             if all(ok for _, ok in progress) and step.number not in self.completed:
@@ -190,12 +228,14 @@ class LessonRunner:
 
     def view(self) -> RunnerView:
         with self._lock:
+            self._drain()
             return RunnerView(self.lesson, self.index, frozenset(self.completed), self._checklist,
                               self.hints_shown, self.state.privilege_mode, self.connected,
-                              len(self.events) + self._dropped_old)
+                              len(self.events) + self._dropped_old, self.bus_dropped)
 
     def last_qid(self) -> str | None:
         with self._lock:
+            self._drain()
             for event in reversed(self.events):
                 if event.get("kind") == "queue" and event.get("type") == "created":
                     qid = event.get("qid")
@@ -208,6 +248,7 @@ class LessonRunner:
         return steps[self.index] if self.index < len(steps) else None
 
     def _begin_step(self) -> None:
+        self._drain()  # what arrived before the step began does not count for it
         self.step_start = len(self.events)
         self.hints_shown = 0
         self._checklist = ()
@@ -218,3 +259,7 @@ class LessonRunner:
             finished = len(self.completed) == len(self.lesson.steps)
             self.store.put(self.lesson.key, {"completed": sorted(self.completed),
                                              "current": self.index, "finished": finished})
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

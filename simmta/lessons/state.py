@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +35,14 @@ def _privilege(raw: Any) -> dict[str, Any] | None:
     return priv
 
 
+REMEMBER_REMOVED = 10_000  # removed queue IDs remembered to spot late news about them
+
+
+def _ts(event: Mapping[str, Any]) -> float:
+    ts = event.get("ts")
+    return float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else 0.0
+
+
 class LiveState:
     """Processes, queue contents, services and status of one running MTA."""
 
@@ -41,6 +50,8 @@ class LiveState:
         self.snapshot_seen = False
         self.processes: dict[int, dict[str, Any]] = {}
         self.queue: dict[str, dict[str, Any]] = {}  # qid -> {queue, qid, ...}
+        self._placed_at: dict[str, float] = {}  # qid -> ts of the event that placed it
+        self._removed: OrderedDict[str, float] = OrderedDict()  # qid -> ts of its removal
         self.services: list[dict[str, Any]] = []
         self.status: dict[str, Any] = {"privilege_mode": None, "pace": "live", "faults": {},
                                        "lab": False, "smtp": None, "peer": None, "config": {}}
@@ -79,13 +90,14 @@ class LiveState:
                 rec = copy.deepcopy(dict(p))
                 rec["privilege"] = _privilege(p.get("privilege"))
                 self.processes[p["pid"]] = rec
-        self.queue = {}
+        self.queue, self._placed_at, self._removed = {}, {}, OrderedDict()
         queues = data.get("queues") or {}
         if isinstance(queues, Mapping):
             for name, items in queues.items():
                 for item in items if isinstance(items, list) else []:
                     if isinstance(item, Mapping) and isinstance(item.get("qid"), str):
                         self.queue[item["qid"]] = {**copy.deepcopy(dict(item)), "queue": name}
+                        self._placed_at[item["qid"]] = _ts(event)
         services = data.get("services") or []
         self.services = [dict(s) for s in services if isinstance(s, Mapping)]
         for key in ("privilege_mode", "pace", "faults", "lab", "smtp", "peer", "config"):
@@ -119,36 +131,52 @@ class LiveState:
             "uid", "gid", "groups", "caps", "root", "mode", "mismatch", "cap_eff",
             "no_new_privs") if k in data})
 
+    # Queue events come from different processes (cleanup, qmgr, master) over
+    # different sockets, so the bus may deliver them out of order: qmgr's "moved"
+    # or even "removed" can arrive before cleanup's "created". Each message's
+    # place is therefore decided by the events' own wall-clock times.
+    def _place(self, event: Mapping[str, Any], queue: str, **fields: Any) -> None:
+        qid, ts = event.get("qid"), _ts(event)
+        if not isinstance(qid, str):
+            return
+        if self._removed.get(qid, -1.0) >= ts:
+            return  # news from before the message left the queue
+        rec = self.queue.setdefault(qid, {"qid": qid})
+        for key, value in fields.items():
+            if key in ("size", "sender", "recipients"):
+                rec.setdefault(key, value)  # facts of the message: the first word stands
+            else:
+                rec[key] = value
+        if ts >= self._placed_at.get(qid, -1.0):
+            rec["queue"] = queue
+            self._placed_at[qid] = ts
+
     def _on_queue_created(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-        qid = event.get("qid")
-        if isinstance(qid, str):
-            extra = {k: data[k] for k in ("sender", "recipients") if k in data}
-            self.queue[qid] = {"qid": qid, "queue": data["queue"], "size": data["size"], **extra}
+        extra = {k: data[k] for k in ("sender", "recipients") if k in data}
+        self._place(event, data["queue"], size=data["size"], **extra)
 
     def _on_queue_moved(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-        qid = event.get("qid")
-        if isinstance(qid, str):
-            self.queue.setdefault(qid, {"qid": qid})["queue"] = data["to"]
+        self._place(event, data["to"])
 
     def _on_queue_removed(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-        self.queue.pop(event.get("qid"), None)  # type: ignore[arg-type]
+        qid = event.get("qid")
+        if not isinstance(qid, str) or self._placed_at.get(qid, -1.0) > _ts(event):
+            return  # an older removal (a reused queue ID) arriving late
+        self.queue.pop(qid, None)
+        self._placed_at.pop(qid, None)
+        self._removed[qid] = _ts(event)
+        while len(self._removed) > REMEMBER_REMOVED:
+            self._removed.popitem(last=False)
 
     def _on_queue_deferred(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         # qmgr reports a deferral with this event alone: the file is now in deferred/
-        qid = event.get("qid")
-        if isinstance(qid, str):
-            self.queue.setdefault(qid, {"qid": qid}).update(
-                queue="deferred", next_retry=data["next_retry"], reason=data["reason"])
+        self._place(event, "deferred", next_retry=data["next_retry"], reason=data["reason"])
 
     def _on_queue_held(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-        qid = event.get("qid")
-        if isinstance(qid, str):
-            self.queue.setdefault(qid, {"qid": qid})["queue"] = "hold"
+        self._place(event, "hold")
 
     def _on_queue_released(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-        qid = event.get("qid")  # a released message goes back to deferred/ (retried at once)
-        if isinstance(qid, str):
-            self.queue.setdefault(qid, {"qid": qid})["queue"] = "deferred"
+        self._place(event, "deferred")  # a released message is retried from deferred/
 
     def _on_fault_set(self, event: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         faults = self.status.setdefault("faults", {})

@@ -28,6 +28,12 @@ def met(spec: dict[str, Any], events: list[dict[str, Any]], start: int = 0,
     return compile_expectation(spec).met(ev_)
 
 
+def at(ts: float, event: dict[str, Any]) -> dict[str, Any]:
+    """The event, as if it happened at ``ts`` (sequences follow the events' times)."""
+    event["ts"] = ts
+    return event
+
+
 BOB = {"event": "delivery/delivered", "where": {"data": {"rcpt": "bob@simmta.test"}}}
 
 
@@ -74,8 +80,8 @@ def test_sequence_order_and_same_qid() -> None:
                where="peer")
     spec = {"sequence": [{"event": "delivery/deferred"}, {"event": "delivery/delivered"}],
             "same": ["qid"]}
-    assert met(spec, [deferred, later])
-    assert not met(spec, [later, deferred])          # order matters
+    assert met(spec, [at(1, deferred), at(2, later)])
+    assert not met(spec, [at(2, deferred), at(1, later)])  # order (of happening) matters
     assert not met(spec, [deferred, other])          # another message does not count
     assert met({"sequence": spec["sequence"]}, [deferred, other])
 
@@ -88,8 +94,8 @@ def test_killed_and_replaced() -> None:
     exited = ev("master", "process", "exited", pid=1, child_pid=7, child_service="cleanup",
                 status=-9, served=3, signal="KILL")
     spawned = ev("master", "process", "spawned", pid=1, child_pid=8, child_service="cleanup")
-    assert met(spec, [exited, spawned])
-    assert not met(spec, [spawned, exited])
+    assert met(spec, [at(1, exited), at(2, spawned)])
+    assert not met(spec, [at(1, spawned), at(2, exited)])
 
 
 def _proc(pid: int, service: str, uid: int, root: str) -> dict[str, Any]:
@@ -237,3 +243,26 @@ def test_mail_to_the_wrong_user_does_not_complete_lesson_two(tmp_path: Path) -> 
     for event in delivered("B2", "bob@simmta.test"):
         runner.feed(event)
     assert runner.check()
+
+
+def test_queue_state_survives_events_arriving_out_of_order() -> None:
+    """cleanup's "created" may reach the bus after qmgr's "moved" or even "removed"."""
+    created, moved, delivered_, removed = delivered("Q1", "bob@simmta.test")
+    for i, event in enumerate((created, moved, delivered_, removed)):
+        event["ts"] = 1000.0 + i
+    state = LiveState()
+    for event in (snapshot(), moved, removed, created):  # created arrives last
+        state.apply(event)
+    assert state.records("queue") == []
+    state = LiveState()
+    for event in (snapshot(), moved, created):  # created after moved: still in active/
+        state.apply(event)
+    assert [(r["qid"], r["queue"], r["size"]) for r in state.records("queue")] == [
+        ("Q1", "active", 300)]
+
+
+def test_sequences_follow_event_times_not_arrival_order() -> None:
+    created, moved, *_ = delivered("Q1", "bob@simmta.test")
+    created["ts"], moved["ts"] = 1000.0, 1000.5
+    spec = {"sequence": [{"event": "queue/created"}, {"event": "queue/moved"}], "same": ["qid"]}
+    assert met(spec, [moved, created])  # arrived the wrong way round, happened in order
