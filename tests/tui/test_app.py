@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import TabbedContent
-from tuihelp import FakeMaster, SinkSMTP, replay_app, screen_text, sync, until
+from tuihelp import REAL, FakeMaster, SinkSMTP, replay_app, screen_text, sync, until
 
 from simmta.core import control
 from simmta.tui.app import VIEWS, SimmtaApp
@@ -288,3 +288,25 @@ async def test_event_log_click_goes_to_the_message_session_or_process() -> None:
         await click(lambda e: e["kind"] == "process" and e["type"] == "spawned")
         assert app.query_one(TabbedContent).active == "procs"
         assert app.query_one(ProcessTable).filter == "1008"
+
+
+@sync
+async def test_replay_of_a_real_recording() -> None:
+    """Recorded from the real MTA (root: real privilege separation)."""
+    app = replay_app(recording=REAL)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        text = screen_text(app)
+        assert "privilege REAL" in text and "SIMULATED" not in text
+        assert "mailboxes 2 delivered" in text and "uid 61000 jailed" in text
+        assert "⟳" in text  # the message deferred by the peer fault waits with a countdown
+        await pilot.press("p")
+        assert "/queue" in screen_text(app)  # chrooted daemons' root is the queue directory
+        await pilot.press("t")
+        table = app.query_one("#session-table")
+        hostile = next(s.key for s in app.model.sessions.values() if "boom" in s.helo)
+        table.move_cursor(row=table.get_row_index(hostile))
+        await pilot.pause()
+        assert "EHLO evil\\x1b]0;pwned\\x07\\x1b[31m[bold red]boom[/]" in screen_text(app)
+        await pilot.press("comma", "comma")  # step back over the kill of smtpd
+        assert app.feed.position == len(app.feed.events) - 2

@@ -177,3 +177,15 @@ def test_replay_cli_names_a_bad_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and "line 1" in done.stderr
     started = time.monotonic()
     assert time.monotonic() - started < 60
+
+
+def test_attach_cli_says_when_nothing_runs(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "simmta", "tui", "--instance", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "no simmta running" in done.stderr

@@ -14,7 +14,7 @@ from simmta.core import events as ev
 from simmta.core import services
 from simmta.core.errors import SimmtaError
 from simmta.tui import regions
-from simmta.tui.feed import LiveFeed, ReplayFeed, load_recording
+from simmta.tui.feed import BATCH_LIMIT, LiveFeed, ReplayFeed, load_recording
 from simmta.tui.model import LOG_SIZE, Model
 
 
@@ -128,3 +128,14 @@ def test_model_does_not_import_textual() -> None:
         cwd=Path(__file__).parents[2],
     )
     assert out.stdout.strip() == "False"
+
+
+def test_live_feed_says_when_it_falls_behind() -> None:
+    feed, m = LiveFeed(Path("/nonexistent")), Model()
+    lines = STORY.read_text().splitlines()
+    for i in range(BATCH_LIMIT + 100):
+        feed.offer(lines[1 + i % (len(lines) - 1)])
+    assert feed.pump(m, 0.0) == BATCH_LIMIT
+    assert feed.status().startswith("falling behind: 100 waiting")
+    feed.pump(m, 0.0)
+    assert feed.backlog == 0

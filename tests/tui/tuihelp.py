@@ -27,6 +27,7 @@ from simmta.tui.feed import ReplayFeed, load_recording
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STORY = FIXTURES / "story.jsonl"
+REAL = FIXTURES / "real.jsonl"  # recorded from the real MTA by fixtures/record_real.py
 
 
 _story_spec = importlib.util.spec_from_file_location("story", FIXTURES / "story.py")
@@ -57,9 +58,12 @@ async def until(
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def replay_app(theme: str = "dark", position: int | None = None, **kw: Any) -> SimmtaApp:
-    """An app replaying the story, paused at its end (or at ``position``), clock frozen."""
-    events, problem = load_recording(STORY)
+def replay_app(
+    theme: str = "dark", position: int | None = None, recording: Path = STORY, **kw: Any
+) -> SimmtaApp:
+    """An app replaying a recording (the story), paused at its end (or at ``position``),
+    clock frozen."""
+    events, problem = load_recording(recording)
     feed = ReplayFeed(events, playing=False, problem=problem)
     if position is None:
         feed.seek_end()
