@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from conftest import FAST_CONFIG, EventLog, Mta, maildir_files, wait_for
+from mtakit import FAST_CONFIG, EventLog, Mta, maildir_files, wait_for
 from test_limits import (
     ENHANCED,
     Raw,

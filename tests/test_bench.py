@@ -282,3 +282,15 @@ def test_bench_cold_start(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     times = json.loads(out.read_text())["cold_start_s"]
     assert len(times) == 2 and all(t > 0 for t in times)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _simmta_built(), reason="'simmta run' is not built yet")
+def test_bench_backlog(tmp_path: Path) -> None:
+    out = tmp_path / "backlog.json"
+    done = _bench("--backlog", "-n", "40", "-c", "4", "--events", "off", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())["backlog"]
+    assert figures["accepted"] == figures["delivered"] == 40
+    assert figures["lost"] == 0
+    assert figures["queue_tool_listed"] == 40  # all of them were waiting in the queue

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import NOBODY, EventLog, Mta, maildir_files, wait_for
+from mtakit import NOBODY, EventLog, Mta, maildir_files, wait_for
 
 from simmta.core import events
 from simmta.core.errors import SimmtaError

@@ -24,7 +24,7 @@ from email.message import Message
 from pathlib import Path
 
 import pytest
-from conftest import FAST_CONFIG, Mta, maildir_files, wait_for
+from mtakit import FAST_CONFIG, Mta, maildir_files, wait_for
 
 ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
 MAIL_OWNER = 61000  # mail_owner_uid's default

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import FAST_CONFIG, Mta, maildir_files, wait_for
+from mtakit import FAST_CONFIG, Mta, maildir_files, wait_for
 
 
 def test_status_reports_what_the_issue_asks(mta: Mta) -> None:
@@ -211,7 +211,7 @@ def test_stop_stops_everything(instance_dir: Path) -> None:
     mta = Mta(instance_dir)
     mta.send()
     wait_for(lambda: maildir_files(mta.maildir("bob")), what="delivery")
-    from conftest import _descendants
+    from mtakit import _descendants
     children = _descendants(mta.pid)
     assert len(children) >= 4
     r = subprocess.run(mta.command("stop"), capture_output=True, text=True, timeout=30)

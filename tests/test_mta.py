@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import FAST_CONFIG, Mta, maildir_files, wait_for
+from mtakit import FAST_CONFIG, Mta, maildir_files, wait_for
 
 
 def read_one(maildir: Path, n: int = 1, timeout: float = 20) -> list[email.message.Message]:
@@ -167,7 +167,7 @@ def test_messages_accepted_survive_kill_9_of_the_whole_tree(instance_dir: Path) 
 
 
 def _tree(pid: int) -> list[int]:
-    from conftest import _descendants
+    from mtakit import _descendants
     return _descendants(pid)
 
 

@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import FAST_CONFIG, NOBODY, Mta, maildir_files, needs_root, wait_for
+from mtakit import FAST_CONFIG, NOBODY, Mta, maildir_files, needs_root, wait_for
 
 from simmta.core import privilege
 

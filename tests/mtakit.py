@@ -1,0 +1,262 @@
+"""Test kit: a real ``simmta run`` in a temp instance on ephemeral ports.
+
+No mocks of the MTA: every integration test starts master as a subprocess,
+talks SMTP to it on loopback, and reads what lands on disk. Waiting is always
+polling with a deadline (``wait_for``), never a bare sleep.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NOBODY = 65534
+# Short timers so retries and throttling happen within a test.
+FAST_CONFIG = """
+queue_run_delay = "1s"
+minimal_backoff_time = "1s"
+maximal_backoff_time = "2s"
+service_throttle_time = "3s"
+smtpd_error_sleep_time = 0
+"""
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def maildir_files(path: Path) -> list[Path]:
+    out: list[Path] = []
+    for sub in ("new", "cur"):
+        with contextlib.suppress(FileNotFoundError):
+            out += sorted((path / sub).iterdir())
+    return out
+
+
+class EventLog:
+    """A bus subscriber collecting every event in a background thread."""
+
+    def __init__(self, sock_path: Path):
+        self.events: list[dict[str, Any]] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(sock_path))
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        # Joined once master has sent the snapshot and announced us (and so has
+        # told the daemons that someone is watching).
+        wait_for(lambda: self.find(kind="bus", type="subscriber"), 10, "the bus to admit us")
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError, ValueError), self.sock.makefile("rb") as f:
+            for line in f:
+                self.events.append(json.loads(line))
+
+    def find(self, **match: Any) -> list[dict[str, Any]]:
+        def ok(e: dict[str, Any]) -> bool:
+            for k, v in match.items():
+                have = e["data"].get(k[5:]) if k.startswith("data_") else e.get(k)
+                if have != v:
+                    return False
+            return True
+        return [e for e in list(self.events) if ok(e)]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+class Mta:
+    """One running simmta instance (master as a subprocess we started)."""
+
+    def __init__(self, instance: Path, user: int | None = None, config: str = FAST_CONFIG,
+                 lab: bool = False):
+        self.instance = instance
+        self.user = user
+        instance.mkdir(parents=True, exist_ok=True)
+        (instance / "main.toml").write_text(config)
+        if user is not None:
+            for p in (instance, instance / "main.toml"):
+                os.chown(p, user, user)
+        args = ["run", "--smtp-port", "0"] + (["--lab"] if lab else [])
+        self.proc = subprocess.Popen(self.command(*args), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, cwd=instance)
+        self.status = wait_for(self._status, 30, "master to write status.json")
+        self.host, self.port = self.status["smtp"]["host"], int(self.status["smtp"]["port"])
+        self.pid = int(self.status["master_pid"])
+
+    def command(self, *args: str) -> list[str]:
+        base = [sys.executable, "-m", "simmta", *args, "--instance", str(self.instance)]
+        if self.user is None:
+            return base
+        return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--clear-groups",
+                "env", "HOME=/tmp", *base]
+
+    def _status(self) -> dict[str, Any] | None:
+        if self.proc.poll() is not None:
+            out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+            raise AssertionError(f"simmta run exited with {self.proc.returncode}: {out}")
+        try:
+            return json.loads((self.instance / "run" / "status.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def simmta(self, *args: str, input: bytes | None = None, check: bool = True,
+               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(self.command(*args), input=input, capture_output=True, timeout=timeout)
+        res = subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(), r.stderr.decode())
+        if check and r.returncode != 0:
+            raise AssertionError(f"simmta {' '.join(args)} failed ({r.returncode}): {res.stderr}")
+        return res
+
+    def smtp(self, source: str = "127.0.0.1") -> smtplib.SMTP:
+        return smtplib.SMTP(self.host, self.port, source_address=(source, 0), timeout=30)
+
+    def send(self, to: str | list[str] = "bob@simmta.test", sender: str = "alice@simmta.test",
+             subject: str = "test", body: str = "hello\r\n", extra_headers: str = "") -> str:
+        """Send one message; returns the queue ID from the 250 reply."""
+        rcpts = [to] if isinstance(to, str) else to
+        msg = f"From: <{sender}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n{extra_headers}\r\n{body}"
+        with self.smtp() as s:
+            s.ehlo("client.example")
+            s.mail(sender)
+            for r in rcpts:
+                s.rcpt(r)
+            code, text = s.data(msg.encode())
+        assert code == 250, (code, text)
+        return text.decode().rsplit(" ", 1)[-1]
+
+    def maildir(self, user: str) -> Path:
+        return self.instance / "mail" / user / "Maildir"
+
+    @property
+    def peer_maildir(self) -> Path:
+        return self.instance / "peer" / "Maildir"
+
+    def queue_files(self, queue: str) -> list[str]:
+        with contextlib.suppress(FileNotFoundError):
+            return sorted(p.name for p in (self.instance / "queue" / queue).iterdir()
+                          if not p.name.startswith("tmp."))
+        return []
+
+    def live_status(self) -> dict[str, Any]:
+        return json.loads(self.simmta("status", "--json").stdout)
+
+    def pids(self, service: str) -> list[int]:
+        for s in self.live_status()["services"]:
+            if s["name"] == service:
+                return list(s["pids"])
+        raise KeyError(service)
+
+    def children_of(self, service: str) -> list[int]:
+        """master's children running a service's daemon, read straight from /proc."""
+        out = []
+        for pid in _descendants(self.pid):
+            with contextlib.suppress(OSError):
+                if f"simmta.daemons.{service} " in Path(f"/proc/{pid}/cmdline").read_text():
+                    out.append(pid)
+        return out
+
+    def subscribe(self) -> EventLog:
+        return EventLog(self.instance / "run" / "bus.sock")
+
+    def stop(self) -> None:
+        children = _descendants(self.pid)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in children:  # anything of ours left behind, by pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        with contextlib.suppress(OSError):
+            for child in Path(f"/proc/{p}/task/{p}/children").read_text().split():
+                out.append(int(child))
+                todo.append(int(child))
+    return out
+
+
+def searchable(path: Path) -> None:
+    """Let mail_owner walk to the instance (pytest makes its temp dirs 0700)."""
+    for p in [path, *path.parents]:
+        mode = p.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(p, (mode & 0o777) | 0o711)
+
+
+_APT_UPDATED = False
+
+
+def require_tool(command: str, package: str | None = None) -> str:
+    """The path of a system tool a test needs, installed with apt-get if missing.
+
+    Tests must run on a fresh machine (CI): they install what they use, they do not skip.
+    """
+    global _APT_UPDATED
+    path = shutil.which(command)
+    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if not _APT_UPDATED:
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
+            _APT_UPDATED = True
+        subprocess.run(["apt-get", "install", "-y", "-q", package or command], capture_output=True,
+                       env=env, timeout=600)
+        path = shutil.which(command)
+    assert path, f"{command} is needed: apt-get install {package or command}"
+    return path
+
+
+def make_python_reachable() -> None:
+    """Let an unprivileged user run this interpreter (pyenv lives under a 0700 home).
+
+    Only the search (x) bit is added, and only on the directories in the way.
+    """
+    starts = {Path(sys.executable), Path(sys.executable).resolve(), Path(sys.base_prefix) / "x"}
+    for d in {p for start in starts for p in start.parents}:
+        mode = d.stat().st_mode
+        if not mode & 0o001 and os.geteuid() == 0:
+            os.chmod(d, (mode & 0o777) | 0o001)
+
+
+def nobody_can_run_python() -> bool:
+    make_python_reachable()
+    r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                        sys.executable, "-c", "import simmta"], capture_output=True)
+    return r.returncode == 0
+
+
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("real privilege separation needs root")
