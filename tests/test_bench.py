@@ -288,7 +288,7 @@ def test_bench_cold_start(tmp_path: Path) -> None:
 @pytest.mark.skipif(not _simmta_built(), reason="'simmta run' is not built yet")
 def test_bench_backlog(tmp_path: Path) -> None:
     out = tmp_path / "backlog.json"
-    done = _bench("--backlog", "-n", "40", "-c", "4", "--events", "off", "--json", str(out))
+    done = _bench("--backlog", "-n", "40", "-c", "4", "--json", str(out))
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())["backlog"]
     assert figures["accepted"] == figures["delivered"] == 40

@@ -18,8 +18,8 @@ asserted: see the README's performance section for how to read them.
 
 The modules beside this one do the parts: bench_load (asyncio load generator),
 bench_watch (the Maildir watcher, the process-tree sampler), bench_stats (percentiles, /proc),
-bench_targets (starting simmta, the event subscriber), bench_sink (an aiosmtpd
-baseline server).
+bench_targets (starting simmta, the event subscriber), bench_backlog (the
+peer-down scenario), bench_sink (an aiosmtpd baseline server).
 
 Trust: a tool run by the instance owner; it talks to loopback only (a target
 elsewhere is refused), and starts and stops only its own child processes.
@@ -49,6 +49,7 @@ from rich.table import Table
 
 from simmta.core import config
 from simmta.core.errors import SimmtaError
+from simmta.tools.bench_backlog import report_backlog, run_backlog
 from simmta.tools.bench_load import LoadSpec, generate_load
 from simmta.tools.bench_stats import Latency, ProcTree, median, rate, ratio, summarize
 from simmta.tools.bench_targets import Endpoint, ExternalTarget, SimmtaTarget, Target
@@ -206,6 +207,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         help="longest wait for end-to-end delivery after the load (default 300)",
     )
     p.add_argument(
+        "--backlog",
+        action="store_true",
+        help="the peer down while N messages for a remote address are queued, then up: "
+        "how fast the backlog drains, nothing lost, memory bounded, queue tool timed",
+    )
+    p.add_argument(
         "--cold-starts",
         type=_positive,
         metavar="K",
@@ -305,6 +312,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         console = Console(width=160)
     if args.cold_starts:
         return cold_starts(args, console)
+    if args.backlog:
+        if args.target or args.compare:
+            raise SimmtaError("--backlog measures simmta alone (no --target, no --compare)")
+        figures = report_backlog(console, run_backlog(args, console))
+        if args.json:
+            args.json.write_text(
+                json.dumps({"schema": "simmta-bench/1", "backlog": figures}, indent=2) + "\n"
+            )
+        return 0
     configs = configurations(args)
     console.print(
         f"simmta bench: {args.messages} messages of {args.size} bytes, "
