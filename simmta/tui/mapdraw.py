@@ -99,13 +99,14 @@ class MapDrawing:
 
     def tokens(self, qids: list[str], retry: dict[str, str] | None = None) -> Text:
         out = Text()
-        for qid in qids[:MAX_TOKENS]:
+        limit = MAX_TOKENS if self.wide else 1
+        for qid in qids[:limit]:
             out.append(" ")
             out.append_text(self.token(qid))
             if retry and retry.get(qid):
                 out.append(" " + retry[qid], style=self.style.dim)
-        if len(qids) > MAX_TOKENS:
-            out.append(f" +{len(qids) - MAX_TOKENS}", style="bold")
+        if len(qids) > limit:
+            out.append(f" +{len(qids) - limit}", style="bold")
         return out
 
     def head(self, node: str) -> Text:
@@ -148,9 +149,7 @@ class MapDrawing:
         edges = [
             (a, b)
             for a, b in regions.out_edges(self.g, node)
-            if self.g.edges[a, b].get("kind") == "ipc"
-            or self.on_edges.get((a, b))
-            or self.g.nodes[b].get("kind") == "store"
+            if self.g.edges[a, b].get("kind") == "ipc" or self.g.nodes[b].get("kind") == "store"
         ]
         for i, (_, dst) in enumerate(edges):
             joined.append(("," if i else " →") + dst)
@@ -171,9 +170,9 @@ class MapDrawing:
         body: RenderableType
         nodes = self.members[region.key]
         if region.key == "jail":
-            grid = Table.grid(padding=(0, 1))
-            grid.add_column()
-            grid.add_column()
+            grid = Table.grid(padding=(0, 1), expand=True)
+            grid.add_column(ratio=3)  # the daemons and their edges (with tokens) need room
+            grid.add_column(ratio=2)
             services = [t for n in nodes if self.g.nodes[n].get("kind") != "queue" for t in self.entry(n)]
             queues = [t for n in nodes if self.g.nodes[n].get("kind") == "queue" for t in self.entry(n)]
             grid.add_row(Group(*services), Group(*queues))
