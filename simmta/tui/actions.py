@@ -85,6 +85,12 @@ def cat(instance: Path, qid: str, timeout: float = 10.0) -> list[str]:
 def request(control_socket: Path, op: str, **args: Any) -> str:
     """One control request; a one-line result (SimmtaError when refused)."""
     reply = control.request(control_socket, op, **args)
-    detail = ", ".join(f"{k} {v}" for k, v in reply.items() if k != "ok") or "ok"
+
+    def show(value: Any) -> str:
+        if isinstance(value, dict):
+            return " ".join(f"{k}={v}" for k, v in value.items())
+        return str(value)
+
+    detail = ", ".join(f"{k} {show(v)}" for k, v in reply.items() if k != "ok") or "ok"
     what = " ".join(f"{k}={v}" for k, v in args.items())
     return f"{op} {what}: {detail}"

@@ -222,7 +222,7 @@ class Model:
         msg.edge = None
         if queue:
             self.queues.setdefault(queue, OrderedDict())[msg.qid] = None
-            self.series["queued"][-1] = self.queued
+        self.series["queued"][-1] = self.queued
 
     def _session(self, sid: str, service: str) -> Session:
         """The session of ``service`` with id ``sid``: the id follows a message from smtpd

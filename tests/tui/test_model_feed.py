@@ -139,3 +139,12 @@ def test_live_feed_says_when_it_falls_behind() -> None:
     assert feed.status().startswith("falling behind: 100 waiting")
     feed.pump(m, 0.0)
     assert feed.backlog == 0
+
+
+def test_queue_series_drops_when_a_message_leaves() -> None:
+    events, m = story.story(), Model()
+    removed = next(i for i, e in enumerate(events) if e["type"] == "removed")
+    m.apply_all(events[:removed])
+    assert m.series["queued"][-1] == m.queued == 1
+    m.apply(events[removed])
+    assert m.series["queued"][-1] == m.queued == 0
