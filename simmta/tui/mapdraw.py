@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 from rich.console import Group, RenderableType
 from rich.panel import Panel
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
@@ -112,7 +113,9 @@ class MapDrawing:
     def head(self, node: str) -> Text:
         kind = self.g.nodes[node].get("kind", "service")
         line = Text(regions.NODE_GLYPH.get(kind, "?") + " ")
-        line.append(self.g.nodes[node].get("label", node), style="bold")
+        # A click on the name selects the node (an action by index: names are untrusted).
+        click = Style(bold=True, meta={"@click": f"select_node({self.nodes.index(node)})"})
+        line.append(self.g.nodes[node].get("label", node), style=click)
         if kind == "service":
             n = len(self.model.processes_of(node))
             line.append(f" x{n}" if n else " idle", style="" if n else self.style.dim)

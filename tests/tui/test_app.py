@@ -310,3 +310,16 @@ async def test_replay_of_a_real_recording() -> None:
         assert "EHLO evil\\x1b]0;pwned\\x07\\x1b[31m[bold red]boom[/]" in screen_text(app)
         await pilot.press("comma", "comma")  # step back over the kill of smtpd
         assert app.feed.position == len(app.feed.events) - 2
+
+
+@sync
+async def test_click_a_node_on_the_map() -> None:
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        row = next(i for i, line in enumerate(lines) if "▣ qmgr" in line)
+        col = lines[row].index("▣ qmgr") + 3
+        await pilot.click(offset=(col, row))
+        assert app.query_one(ArchitectureMap).selected == "qmgr"
+        await until(pilot, lambda: "pid 1002" in screen_text(app), what="qmgr's process")

@@ -70,6 +70,13 @@ class ArchitectureMap(Widget, can_focus=True):
         self.order = drawing.nodes
         return drawing.render()
 
+    def action_select_node(self, index: int) -> None:
+        """A click on a node's name."""
+        if 0 <= index < len(self.order):
+            self.selected = self.order[index]
+            self.refresh()
+            self.post_message(NodeSelected(self.selected))
+
     def action_move(self, delta: int) -> None:
         if not self.order:
             return
