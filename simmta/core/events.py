@@ -162,7 +162,7 @@ def parse_line(line: str | bytes) -> dict[str, Any]:
 
 
 # Kinds master itself acts on: sent even when nobody watches the stream.
-ESSENTIAL = frozenset({"pace", "fault", "lab", "privilege"})
+ESSENTIAL = frozenset({"pace", "fault", "lab", "privilege", "bus"})
 
 
 class Emitter:

@@ -133,6 +133,9 @@ class Context:
             self.faults = dict(msg.get("faults") or {})
         elif op == "watch":
             self.emitter.muted = not msg.get("on", True)
+            if not self.emitter.muted:  # tell master we heard: it waits for this before a snapshot
+                self.emitter.send(make(self.name, "bus", "subscriber", action="watching",
+                                       subscriber=f"{self.name}[{os.getpid()}]"))
         elif op == "lab" and self.lab:
             self.lab_attempt(str(msg.get("action")), str(msg.get("target")))
 

@@ -13,6 +13,7 @@ by ``access.allowed`` and anything they send is ignored.
 
 import asyncio
 import json
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,7 @@ class Subscriber:
 
 class Bus:
     def __init__(self) -> None:
+        self.pending: list[dict[str, Any]] = []
         self.seq = 0
         self.published = 0  # events offered to subscribers (drop notices not counted)
         self.subscribers: list[Subscriber] = []
@@ -70,7 +72,24 @@ class Bus:
         return self._line(events.make("master", "bus", "dropped", count=count, where=where))
 
     def publish(self, event: dict[str, Any]) -> None:
-        """An event master made itself, or one already checked."""
+        """Queue an event for this loop turn's batch.
+
+        Each daemon has its own channel, so datagrams reach master in an order
+        that need not be the order things happened (qmgr's "moved" can be read
+        before cleanup's "created"). CLOCK_MONOTONIC is one clock for all
+        processes: a batch is published sorted by it.
+        """
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.pending.append(event)
+
+    def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        batch.sort(key=operator.itemgetter("mono"))
+        for event in batch:
+            self._publish(event)
+
+    def _publish(self, event: dict[str, Any]) -> None:
         for listener in self.listeners:
             listener(event)
         if not self.subscribers:

@@ -185,10 +185,10 @@ class Master:
             return
         self.subscriber_count += 1
         sub = Subscriber(writer, f"subscriber {self.subscriber_count} (uid {access.peer_uid(sock)})")
-        first = not self.sup.bus.subscribers
+        if not self.sup.bus.subscribers:
+            await self.sup.set_watched(True)
+        self.sup.bus.flush()  # what happened before the snapshot is in the snapshot
         self.sup.bus.add(sub, self.snapshot())
-        if first:
-            self.sup.set_watched(True)
         self.sup.emit("bus", "subscriber", action="joined", subscriber=sub.name)
         try:
             while await reader.read(4096):  # anything a subscriber sends is ignored
@@ -198,7 +198,7 @@ class Master:
         finally:
             self.sup.bus.remove(sub)
             if not self.sup.bus.subscribers:
-                self.sup.set_watched(False)
+                await self.sup.set_watched(False)
             writer.close()
 
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

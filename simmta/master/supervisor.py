@@ -94,6 +94,8 @@ class Supervisor:
         self.waiting_hops: list[tuple[int, int]] = []  # (pid, hop) in arrival order
         self.lab_results: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.stopping = False
+        self.watch_pending: set[int] = set()
+        self.watch_heard = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # Start and stop -------------------------------------------------------------
@@ -273,6 +275,10 @@ class Supervisor:
             points = self.crash_points.get(event["service"], set())
             points.discard(data.get("point"))
             self.broadcast({"op": "crash", "points": sorted(points)}, event["service"])
+        elif kind == "bus" and type_ == "subscriber" and data.get("action") == "watching":
+            self.watch_pending.discard(event["pid"])
+            if not self.watch_pending:
+                self.watch_heard.set()
         elif kind == "lab" and type_ == "attempt":
             fut = self.lab_results.pop(event["pid"], None)
             if fut and not fut.done():
@@ -381,8 +387,18 @@ class Supervisor:
                 with contextlib.suppress(OSError):
                     child.channel.send(raw)
 
-    def set_watched(self, on: bool) -> None:
+    async def set_watched(self, on: bool) -> None:
+        """Tell the daemons whether anyone watches; when someone starts to, wait
+        (a moment at most) until each has heard, so no event after the snapshot
+        is lost to a daemon that was still quiet."""
+        self.watch_pending = {c.pid for st in self.services.values() for c in st.children.values()
+                              if c.ready} if on else set()
+        self.watch_heard = asyncio.Event()
         self.broadcast({"op": "watch", "on": on})
+        if self.watch_pending:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.watch_heard.wait()
 
     def release_hops(self, all_: bool = False) -> int:
         released = 0
