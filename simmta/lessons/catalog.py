@@ -2,7 +2,8 @@
 
 Lessons are the ``*.md`` files (other than README.md) of the lessons directory:
 ``$SIMMTA_LESSONS`` if set, else ``lessons/`` beside the ``simmta`` package (a
-source checkout). They are ordered by their ``id``.
+source checkout), else ``share/simmta/lessons`` of the installation (a wheel
+installs them there). They are ordered by their ``id``.
 
 Trust: reads teacher-written files through simmta.lessons.format.
 """
@@ -10,6 +11,7 @@ Trust: reads teacher-written files through simmta.lessons.format.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import simmta
@@ -20,7 +22,10 @@ from simmta.lessons.format import Lesson, LessonError, load
 def lessons_dir() -> Path:
     if env := os.environ.get("SIMMTA_LESSONS"):
         return Path(env)
-    return Path(simmta.__file__).resolve().parent.parent / "lessons"
+    checkout = Path(simmta.__file__).resolve().parent.parent / "lessons"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "simmta" / "lessons"
 
 
 def lesson_files(directory: Path | None = None) -> list[Path]:
