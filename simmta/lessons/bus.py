@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from simmta.core.events import parse_line
+from simmta.core import busclient
 
 
 class BusSubscription:
@@ -38,40 +37,23 @@ class BusSubscription:
         self._thread.start()
         return self
 
-    def _connect(self) -> socket.socket | None:
-        deadline = time.monotonic() + self.connect_timeout
-        while not self._stop.is_set():
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(str(self.bus_socket))
-                return sock
-            except OSError as e:
-                sock.close()
-                if time.monotonic() >= deadline:
-                    self.problem = f"event bus {self.bus_socket}: {e.strerror or e}"
-                    return None
-            self._stop.wait(0.1)  # bounded retry until the deadline
-        return None
-
     def _run(self) -> None:
-        sock = self._connect()
-        if sock is None:
+        try:
+            self._sock = busclient.connect(self.bus_socket, self.connect_timeout, self._stop)
+        except OSError as e:
+            self.problem = f"event bus {self.bus_socket}: {e}"
             if self.on_close:
                 self.on_close()
             return
-        self._sock = sock
         try:
-            with sock, sock.makefile("rb") as stream:
-                for raw in stream:
-                    if self._stop.is_set():
-                        break
-                    try:
-                        event = parse_line(raw)
-                    except ValueError as e:
-                        self.bad_lines += 1
-                        self.problem = f"bad event from the bus: {e}"
-                        continue
-                    self.on_event(event)
+            for _raw, event, problem in busclient.lines(self._sock):
+                if self._stop.is_set():
+                    break
+                if event is None:
+                    self.bad_lines += 1
+                    self.problem = problem
+                    continue
+                self.on_event(event)
         except OSError as e:
             if not self._stop.is_set():
                 self.problem = f"event bus: {e.strerror or e}"

@@ -8,7 +8,6 @@ Trust: every line from the bus is validated before use; text is printed inert.
 """
 
 import argparse
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from simmta.core import events
+from simmta.core import busclient, events
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
 
@@ -38,19 +37,15 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def follow(inst: Instance) -> Iterator[tuple[bytes, dict[str, Any]]]:
     """(raw line, event) from the live bus, snapshot first."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        s.connect(str(inst.bus_socket))
-    except FileNotFoundError:
-        raise SimmtaError(f"no simmta running for {inst.path}") from None
-    except PermissionError:
-        raise SimmtaError("permission denied: only the instance owner or root may subscribe") from None
-    with s, s.makefile("rb") as f:
-        for n, line in enumerate(f, 1):
-            try:
-                yield line, events.parse_line(line)
-            except ValueError as e:
-                print(f"simmta: bus line {n} skipped: {e}", file=sys.stderr)
+        sock = busclient.connect(inst.bus_socket)
+    except OSError as e:
+        raise SimmtaError(str(e)) from None
+    for n, (raw, event, problem) in enumerate(busclient.lines(sock), 1):
+        if event is None:
+            print(f"simmta: bus line {n} skipped: {problem}", file=sys.stderr)
+        else:
+            yield raw, event
     raise SimmtaError("the bus closed the connection (master stopped, or refused us)")
 
 
