@@ -196,6 +196,11 @@ class Model:
             self._second = second
 
     @property
+    def second(self) -> int | None:
+        """The second the newest sparkline bucket stands for."""
+        return self._second
+
+    @property
     def queued(self) -> int:
         return sum(len(q) for q in self.queues.values())
 

@@ -8,19 +8,18 @@ Trust: all text from the model, rendered as Text.
 
 from __future__ import annotations
 
-from rich.console import Group
 from rich.text import Text
-from textual.widgets import Static
 
 from simmta.tui import fmt
 from simmta.tui.model import Model
+from simmta.tui.widgets.quiet import QuietStatic
 
 
-class MessageDetail(Static):
+class MessageDetail(QuietStatic):
     def show(self, model: Model, qid: str | None, now: float, records: list[str] | None = None) -> None:
         msg = model.messages.get(qid or "")
         if msg is None:
-            self.update(Text("select a message (enter follows it on the map)", style="dim"))
+            self.show_lines([Text("select a message (enter follows it on the map)", style="dim")])
             return
         lines = fmt.message_card(msg, now)
         lines.append(Text(f"history ({len(msg.history)} events)", style="bold"))
@@ -28,4 +27,4 @@ class MessageDetail(Static):
         if records:
             lines.append(Text("queue file (simmta cat)", style="bold"))
             lines.extend(fmt.inert(line) for line in records)
-        self.update(Group(*lines))
+        self.show_lines(lines)

@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
 from simmta.tui.model import FIGURES, Model
+from simmta.tui.widgets.quiet import QuietStatic
 
 SERIES = (
     ("accepted", "accepted/s"),
@@ -29,9 +30,10 @@ class Figures(Vertical):
     def __init__(self, model: Model, **kw: Any) -> None:
         super().__init__(**kw)
         self.model = model
+        self._drawn_second: int | None = -1
 
     def compose(self) -> ComposeResult:
-        yield Static(id="counters")
+        yield QuietStatic(id="counters")
         for key, label in SERIES:
             yield Static(Text(label), classes="spark-label")
             yield Sparkline([0], id=f"spark-{key}", summary_function=max)
@@ -46,6 +48,9 @@ class Figures(Vertical):
         line.append(f"{m.queued}   ", style="bold")
         line.append("lost events ", style="dim")
         line.append(str(m.dropped), style="bold")
-        self.query_one("#counters", Static).update(line)
+        self.query_one("#counters", QuietStatic).show_lines([line])
+        if m.second == self._drawn_second:  # the sparklines move once a second
+            return
+        self._drawn_second = m.second
         for key, _ in SERIES:
             self.query_one(f"#spark-{key}", Sparkline).data = list(m.series[key])

@@ -13,16 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import networkx as nx
-from rich.console import Group, RenderableType
+from rich.console import RenderableType
 from rich.text import Text
 from textual.binding import Binding
 from textual.widget import Widget
-from textual.widgets import Static
 
 from simmta.tui import fmt, regions
 from simmta.tui.mapdraw import MapDrawing, MapStyle
 from simmta.tui.model import Model
 from simmta.tui.widgets.messages import NodeSelected
+from simmta.tui.widgets.quiet import QuietStatic
 
 
 class ArchitectureMap(Widget, can_focus=True):
@@ -86,12 +86,12 @@ class ArchitectureMap(Widget, can_focus=True):
         self.post_message(NodeSelected(self.selected))
 
 
-class NodeDetail(Static):
+class NodeDetail(QuietStatic):
     """What the selected map node holds: processes and privilege steps, or messages."""
 
     def show(self, model: Model, node: str | None, now: float) -> None:
         if node is None:
-            self.update(Text("↑/↓ select a service or queue · s sends a message · ? help", style="dim"))
+            self.show_lines([Text("↑/↓ select a service or queue · s sends a message · ? help", style="dim")])
             return
         lines: list[Text] = []
         summary = model.services.get(node, {}).get("summary")
@@ -127,4 +127,4 @@ class NodeDetail(Static):
             lines.append(line)
         if len(lines) <= 1:
             lines.append(Text(f"{node}: nothing here now", style="dim"))
-        self.update(Group(*lines[:8]))
+        self.show_lines(lines[:8])

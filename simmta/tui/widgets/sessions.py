@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from simmta.tui import fmt
 from simmta.tui.model import Model
+from simmta.tui.widgets.quiet import QuietStatic
 from simmta.tui.widgets.tables import ModelTable
 
 ARROWS = {">": ("C: ", "bold"), "<": ("S: ", ""), "!": ("!! ", "bold reverse")}
@@ -53,7 +53,7 @@ class SessionsView(Horizontal):
     def compose(self) -> ComposeResult:
         yield SessionTable(self.model, self.clock, id="session-table")
         with VerticalScroll(id="transcript-box"):
-            yield Static(id="transcript")
+            yield QuietStatic(id="transcript")
 
     def update_from_model(self) -> None:
         table = self.query_one(SessionTable)
@@ -76,10 +76,10 @@ class SessionsView(Horizontal):
     def show(self) -> None:
         session = self.model.sessions.get(self.sid or "")
         if session is None:
-            self.query_one("#transcript", Static).update(Text("no SMTP session yet", style="dim"))
+            self.query_one("#transcript", QuietStatic).show_lines([Text("no SMTP session yet", style="dim")])
             return
         lines = [Text(f"session {session.sid} ({session.service}) client {session.client}", style="bold")]
         for direction, line in session.transcript:
             prefix, style = ARROWS.get(direction, ("?? ", ""))
             lines.append(Text(prefix, style=style) + Text(line))
-        self.query_one("#transcript", Static).update(Group(*lines))
+        self.query_one("#transcript", QuietStatic).show_lines(lines)

@@ -8,13 +8,13 @@ Trust: values from the snapshot, shown as Text.
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from simmta.tui.feed import Feed
 from simmta.tui.model import Model, text
+from simmta.tui.widgets.quiet import QuietStatic
 
 
-class StatusLine(Static):
+class StatusLine(QuietStatic):
     def show(self, model: Model, feed: Feed, followed: str | None) -> None:
         line = Text()
         line.append(feed.status() + "  ", style="bold reverse" if feed.problem else "bold")
@@ -39,4 +39,4 @@ class StatusLine(Static):
             part("fault", " ".join(faults), "bold reverse")
         if model.stopping:
             part("MTA", model.stopping, "bold reverse")
-        self.update(line)
+        self.show_lines([line])

@@ -30,6 +30,7 @@ class ModelTable(DataTable[Any]):
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
         self.model, self.clock = model, clock
         self.filter = ""
+        self._cells: dict[str, list[str]] = {}  # what each row shows, to skip unchanged cells
 
     def on_mount(self) -> None:
         self.add_columns(*self.COLUMNS)
@@ -48,6 +49,7 @@ class ModelTable(DataTable[Any]):
         if keys != [str(k.value) for k in self.rows]:
             current = self.current_key()
             self.clear()
+            self._cells = {key: [c.plain for c in cells] for key, cells in rows}
             for key, cells in rows:
                 self.add_row(*cells, key=key)
             if current in keys:
@@ -55,8 +57,11 @@ class ModelTable(DataTable[Any]):
             return
         columns = list(self.columns)
         for key, cells in rows:
-            for col, cell in zip(columns, cells, strict=False):
-                self.update_cell(key, col, cell)
+            before = self._cells.get(key, [])
+            for i, (col, cell) in enumerate(zip(columns, cells, strict=False)):
+                if i >= len(before) or before[i] != cell.plain:
+                    self.update_cell(key, col, cell)
+            self._cells[key] = [c.plain for c in cells]
 
     def show_key(self, key: str | None) -> None:
         """Put the cursor on row ``key`` if it is there and not already under the cursor."""
