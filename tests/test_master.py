@@ -220,3 +220,17 @@ def test_stop_stops_everything(instance_dir: Path) -> None:
     wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in children), what="children gone")
     assert not (mta.instance / "run" / "status.json").exists()
     mta.stop()
+
+
+def test_control_works_with_events_off(instance_dir: Path) -> None:
+    """The channel carries control too: faults reach daemons even when events are off."""
+    mta = Mta(instance_dir, config=FAST_CONFIG + "events_enabled = false\n")
+    try:
+        mta.simmta("peer", "fault", "down")
+        qid = mta.send("someone@example.net")
+        wait_for(lambda: qid in mta.queue_files("deferred"), what="deferral")
+        mta.simmta("peer", "fault", "none")
+        wait_for(lambda: maildir_files(mta.peer_maildir), 30, "delivery once the peer is back")
+        assert mta.live_status()["events"]["published"] == 0
+    finally:
+        mta.stop()

@@ -190,7 +190,7 @@ def main(daemon_cls: type[Daemon]) -> None:
 
 def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
     fds = spec["fds"]
-    channel = socket.socket(fileno=fds["channel"]) if fds.get("channel") is not None else None
+    channel = socket.socket(fileno=fds["channel"])
     emitter = Emitter(spec["service"]["name"], channel, muted=not spec.get("watched", True))
     ctx = Context(spec, emitter)
     listen = socket.socket(fileno=fds["listen"])

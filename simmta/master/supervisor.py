@@ -174,13 +174,12 @@ class Supervisor:
             "service": svc.as_dict(), "config": self.cfg, "instance": str(self.inst.path),
             "mode": self.mode, "lab": self.lab, "pace": self.pace, "faults": self.faults,
             "crash_points": sorted(self.crash_points.get(svc.name, ())),
-            "watched": self.bus.watched, "peer": self.addresses.get(names.PEER),
-            "fds": {"listen": st.listen.fileno(), "status": st.status_w,
-                    "channel": theirs.fileno() if self.cfg.events_enabled else None},
+            "watched": self.bus.watched and self.cfg.events_enabled,
+            "peer": self.addresses.get(names.PEER),
         }
-        fds = [st.listen.fileno(), st.status_w, self.log.fileno()]
-        if self.cfg.events_enabled:
-            fds.append(theirs.fileno())
+        # The channel also carries control (pace, faults, crash points, lab): a
+        # daemon always gets one; events_enabled = false only keeps it quiet.
+        fds = [st.listen.fileno(), st.status_w, self.log.fileno(), theirs.fileno()]
         try:
             socket.send_fds(self.spawner, [json.dumps({"command": svc.command, "spec": spec}).encode()],
                             fds)
@@ -391,6 +390,7 @@ class Supervisor:
         """Tell the daemons whether anyone watches; when someone starts to, wait
         (a moment at most) until each has heard, so no event after the snapshot
         is lost to a daemon that was still quiet."""
+        on = on and self.cfg.events_enabled
         self.watch_pending = {c.pid for st in self.services.values() for c in st.children.values()
                               if c.ready} if on else set()
         self.watch_heard = asyncio.Event()

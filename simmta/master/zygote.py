@@ -11,7 +11,7 @@ The daemon's process title says which daemon it is.
 
 Protocol, over a SOCK_SEQPACKET socketpair: master sends one packet, JSON
 ``{"command": NAME, "spec": {...}}`` with SCM_RIGHTS descriptors (listen,
-status, log, and the event channel if events are on); the answer is
+status, log, event/control channel); the answer is
 ``{"pid": N}`` or ``{"error": TEXT}``.
 
 Trust: talks to master only, over an inherited socketpair.
@@ -61,7 +61,7 @@ def become_daemon(req: dict[str, Any], fds: list[int]) -> None:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        spec["fds"] = {"listen": listen, "status": status, "channel": fds[3] if len(fds) > 3 else None}
+        spec["fds"] = {"listen": listen, "status": status, "channel": fds[3]}
         command = req["command"]
         set_title(f"simmta.daemons.{command} {spec['service']['name']} (forked for master)")
         module = importlib.import_module(f"simmta.daemons.{command}")
@@ -80,7 +80,7 @@ def serve(sock: socket.socket) -> None:
             os._exit(0)  # master has gone
         try:
             req = json.loads(msg)
-            if req.get("command") not in COMMANDS or len(fds) < 3:
+            if req.get("command") not in COMMANDS or len(fds) != 4:
                 raise ValueError("bad spawn request")
         except ValueError as e:
             for fd in fds:
