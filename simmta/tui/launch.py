@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +90,22 @@ def banner(instance: Instance) -> str:
     )
 
 
-def run_app(feed: Any, args: argparse.Namespace, instance: Path | None) -> None:
+def run_app(
+    feed: Any, args: argparse.Namespace, instance: Path | None, on_hangup: Callable[[], None] | None = None
+) -> None:
     from simmta.tui.app import SimmtaApp  # Textual only when the UI opens
 
     shots = Path(args.screenshots) if args.screenshots else None
     app = SimmtaApp(feed, instance=instance, theme=args.theme, screenshot_dir=shots)
 
     def hang_up(signum: int, frame: Any) -> None:
-        # The terminal went away (tmux kill-session, ssh drop) or someone asked us to
-        # stop: leave the UI normally so the caller still stops the MTA it started.
+        # The terminal went away (tmux kill-session, ssh drop) or someone asked us to stop.
+        # The MTA we started must not outlive us: stop it first, then go.
+        if on_hangup is not None:
+            on_hangup()
+        if signum == signal.SIGHUP:
+            # No terminal to restore; Textual's writer thread can hang on the dead tty.
+            os._exit(128 + signum)
         if app.is_running:
             app.exit()
         else:
@@ -131,7 +139,7 @@ def main(args: argparse.Namespace) -> int:
     instance = Instance(directory / "instance")
     feed = LiveFeed(instance.bus_socket, wait=START_TIMEOUT, starting=lambda: last_words(child, directory))
     try:
-        run_app(feed.start(), args, instance.path)
+        run_app(feed.start(), args, instance.path, on_hangup=lambda: stop_mta(child))
         if child.poll() is None:
             with contextlib.suppress(SimmtaError):
                 print(banner(instance), file=sys.stderr)

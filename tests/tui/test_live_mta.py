@@ -102,57 +102,85 @@ def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 
 
+class Tmux:
+    """``simmta`` typed into a fresh 120x40 tmux session, as a new user would."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.session = f"simmta-e2e-{os.getpid()}-{cwd.name}"
+        command = (
+            f"unset COLUMNS LINES; cd {cwd} && PYTHONPATH={REPO} {sys.executable} -m simmta; "
+            "echo SIMMTA-EXIT=$?; sleep 300"
+        )
+        tmux("new-session", "-d", "-s", self.session, "-x", "120", "-y", "40", command)
+
+    def screen(self) -> str:
+        return tmux("capture-pane", "-p", "-t", self.session)
+
+    def keys(self, *keys: str) -> None:
+        tmux("send-keys", "-t", self.session, *keys)
+
+    def shows(self, text: str, timeout: float = 30.0) -> str:
+        def seen() -> str:
+            current = self.screen()
+            return current if text in current else ""
+
+        try:
+            return wait_for(seen, timeout, text)
+        except AssertionError:
+            raise AssertionError(f"{text!r} not on screen:\n{self.screen()}") from None
+
+    def master_pid(self) -> int:
+        """master's pid, read off the processes view."""
+        self.keys("p")
+        row = wait_for(lambda: re.search(r"(\d+)\s+\d+\s+master\s", self.screen()), 10, "master")
+        return int(row.group(1))
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], check=False)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 def test_end_to_end_in_tmux(tmp_path: Path) -> None:
-    session = f"simmta-e2e-{os.getpid()}"
-    command = (
-        f"unset COLUMNS LINES; cd {tmp_path} && PYTHONPATH={REPO} {sys.executable} -m simmta; "
-        "echo SIMMTA-EXIT=$?; sleep 300"
-    )
-    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command)
+    term = Tmux(tmp_path)
     try:
-
-        def screen() -> str:
-            return tmux("capture-pane", "-p", "-t", session)
-
-        def shows(text: str, timeout: float = 30.0) -> str:
-            def seen() -> str:
-                current = screen()
-                return current if text in current else ""
-
-            try:
-                return wait_for(seen, timeout, text)
-            except AssertionError:
-                raise AssertionError(f"{text!r} not on screen:\n{screen()}") from None
-
-        shows("JAIL")  # the map is drawn from the services table at once
-        first = shows("smtp 127.0.0.1:")  # then the MTA's snapshot says where it listens
+        term.shows("JAIL")  # the map is drawn from the services table at once
+        first = term.shows("smtp 127.0.0.1:")  # then the MTA's snapshot says where it listens
         assert re.search(r"smtp 127\.0\.0\.1:\d+", first) and "privilege" in first
-        tmux("send-keys", "-t", session, "s")
-        shows("mailboxes 1")
-        tmux("send-keys", "-t", session, "k")
-        menu = shows("qmgr (1 process")
-        options = re.findall(r"(\w[\w-]*) \(\d+ process", menu)
-        assert "qmgr" in options, menu
-        tmux("send-keys", "-t", session, *["Down"] * options.index("qmgr"), "Enter")
-        shows("Signal for qmgr")
-        tmux("send-keys", "-t", session, "Enter")
-        shows("kill service=qmgr signal=TERM")  # master's answer, once the dialog is gone
-        tmux("send-keys", "-t", session, "e")
-        shows("process/replaced")
-        tmux("send-keys", "-t", session, "w")
+        term.keys("s")
+        term.shows("mailboxes 1")
+        term.keys("k")
+        options = re.findall(r"(\w[\w-]*) \(\d+ process", term.shows("qmgr (1 process"))
+        term.keys(*["Down"] * options.index("qmgr"), "Enter")
+        term.shows("Signal for qmgr")
+        term.keys("Enter")
+        term.shows("kill service=qmgr signal=TERM")  # master's answer, once the dialog is gone
+        term.keys("e")
+        term.shows("process/replaced")
+        term.keys("w")
         wait_for(lambda: list(tmp_path.glob("simmta-screenshots/*.svg")), 10, "a screenshot")
-        tmux("send-keys", "-t", session, "q")
-        final = shows("SIMMTA-EXIT=0")
-        directory = Path(re.findall(r"its files stay in (\S+)", final)[0])
-        pid_file = Instance(directory / "instance").pid_file
-        pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
-        if pid is not None:
-            wait_for(lambda: not _alive(pid), 10, "master to stop")
-        shutil.rmtree(directory, ignore_errors=True)
+        master = term.master_pid()
+        term.keys("q")
+        final = term.shows("SIMMTA-EXIT=0")
+        wait_for(lambda: not _alive(master), 15, "the MTA it started to stop")
+        shutil.rmtree(re.findall(r"its files stay in (\S+)", final)[0], ignore_errors=True)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        term.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_closing_the_terminal_stops_the_mta(tmp_path: Path) -> None:
+    """tmux kill-session (SIGHUP) must not leave the MTA it started running."""
+    term = Tmux(tmp_path)
+    try:
+        term.shows("smtp 127.0.0.1:")
+        master = term.master_pid()
+        jail = wait_for(lambda: re.search(r"(/\S+)/instance/queue", term.screen()), 10, "a jail")
+    finally:
+        term.close()
+    wait_for(lambda: not _alive(master), 20, "the MTA to stop with its terminal")
+    shutil.rmtree(jail.group(1), ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
