@@ -53,12 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["tui", *argv]  # plain `simmta [options]`: the TUI on a fresh MTA
     args = parser.parse_args(argv)
-    if args.command is None:
-        if "tui" in parser._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
-            args = parser.parse_args(["tui", *(argv or sys.argv[1:])])
-        else:
-            args = parser.parse_args(["run", *(argv or sys.argv[1:])])
     try:
         return int(args.func(args) or 0)
     except SimmtaError as e:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from simmta.core import address, ipc, names
 from simmta.core import queue as qf
+from simmta.core.events import safe_text
 from simmta.core.skeleton import Daemon, main
 
 _HEADER = re.compile(rb"^[!-9;-~]+:")
@@ -54,6 +55,14 @@ def _split_headers(content: bytes, limit: int) -> tuple[list[bytes], bytes, int,
             headers.append(line if line.endswith(b"\n") else line + b"\n")
         pos = end
     return headers, content[pos:], received, cut
+
+
+def _subject(headers: list[bytes]) -> str:
+    """The Subject: text for the event stream (neutralised and cut there)."""
+    for h in headers:
+        if h[:8].lower() == b"subject:":
+            return safe_text(h[8:].strip(), 120)
+    return ""
 
 
 def _has(headers: list[bytes], name: bytes) -> bool:
@@ -102,7 +111,8 @@ class Cleanup(Daemon):
             ctx.emit("smtp", "limit", qid, sid, limit="header_size_limit", code="-",
                      kept=cfg.header_size_limit)
         ctx.emit("queue", "created", qid, sid, queue=names.INCOMING, size=size,
-                 sender=sender, recipients=rcpts[:20], origin=attrs.get("origin", "?"))
+                 sender=sender, recipients=rcpts[:20], origin=attrs.get("origin", "?"),
+                 subject=_subject(headers))
         await ipc.reply(writer, "ok", qid=qid)
         await ctx.hop(names.QMGR, "wake up: new mail in incoming", qid, sid)
         await ipc.trigger(ctx.socket_path(names.QMGR, public=True), names.TRIGGER_INCOMING)

@@ -319,8 +319,10 @@ class Supervisor:
         self.loop.remove_reader(child.channel)
         child.channel.close()
         how = f"signal {signal.Signals(-status).name}" if status < 0 else f"exit {status}"
+        if status != 0 and not self.stopping:
+            st.restarts += 1
         self.emit("process", "exited", child_pid=child.pid, child_service=st.service.name,
-                  status=how, served=child.served)
+                  status=how, served=child.served, restarts=st.restarts)
         self.waiting_hops = [(p, h) for p, h in self.waiting_hops if p != child.pid]
         if self.stopping:
             return
@@ -332,13 +334,10 @@ class Supervisor:
                       reason="bad command startup -- throttling")
             self.loop.call_later(self.cfg.service_throttle_time + 0.01, self._unthrottle, st)
         elif st.service.resident:
-            st.restarts += 1
             new = self.spawn(st)
             if new:
                 self.emit("process", "replaced", old_pid=child.pid, new_pid=new.pid,
                           child_service=st.service.name)
-        elif abnormal:
-            st.restarts += 1
         self._update_listen(st)
 
     def _unthrottle(self, st: ServiceState) -> None:
