@@ -22,12 +22,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from simmta.core import busclient
 from simmta.core.errors import SimmtaError
 from simmta.core.events import parse_line
 from simmta.tui.model import Model
@@ -78,23 +78,9 @@ class LiveFeed:
         self._thread.start()
         return self
 
-    def _connect(self) -> socket.socket:
-        deadline = time.monotonic() + self.wait
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(str(self.bus_socket))
-                return sock
-            except (FileNotFoundError, ConnectionRefusedError):
-                sock.close()
-                failed = self.starting() if self.starting else ""
-                if failed or time.monotonic() >= deadline or self._stop.is_set():
-                    raise OSError(failed or "the MTA did not open its event bus") from None
-                self._stop.wait(0.02)  # the MTA is still starting: try again shortly
-
     def _read(self) -> None:
         try:
-            self._sock = self._connect()
+            self._sock = busclient.connect(self.bus_socket, self.wait, self._stop, self.starting)
             self.connected = True
             with self._sock.makefile("rb") as stream:
                 for raw in stream:
@@ -104,7 +90,7 @@ class LiveFeed:
             self.problem = "the MTA closed the event stream (stopped?)"
         except OSError as e:
             if not self._stop.is_set():
-                self.problem = f"event bus {self.bus_socket}: {e.strerror or e}"
+                self.problem = f"event bus {self.bus_socket}: {e}"
         finally:
             self.connected = False
             if self._sock is not None:
