@@ -15,7 +15,7 @@ from mtakit import NOBODY, EventLog, Mta, maildir_files, wait_for
 
 from simmta.core import events
 from simmta.core.errors import SimmtaError
-from simmta.tools.eventtools import read_recording
+from simmta.core.events import read_recording
 
 
 def chain(log: EventLog, qid: str, sid: str | None = None) -> list[tuple[str, str, str]]:

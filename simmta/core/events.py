@@ -33,7 +33,11 @@ import os
 import re
 import socket
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+from simmta.core.errors import SimmtaError
 
 SCHEMA_VERSION = 1
 MAX_TEXT = 512
@@ -211,3 +215,21 @@ class Emitter:
             return False
         self.dropped = 0
         return True
+
+
+def read_recording(path: Path) -> Iterator[dict[str, Any]]:
+    """Events of a recording; SimmtaError naming the line on damage."""
+    try:
+        lines = path.open("rb")
+    except OSError as e:
+        raise SimmtaError(f"{path}: {e.strerror}") from None
+    with lines:
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            if not line.endswith(b"\n"):
+                raise SimmtaError(f"{path}, line {n}: truncated (no end of line)")
+            try:
+                yield parse_line(line)
+            except ValueError as e:
+                raise SimmtaError(f"{path}, line {n}: {e}") from None

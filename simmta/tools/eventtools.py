@@ -10,7 +10,6 @@ Trust: every line from the bus is validated before use; text is printed inert.
 import argparse
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -18,6 +17,7 @@ from rich.text import Text
 
 from simmta.core import busclient, events
 from simmta.core.errors import SimmtaError
+from simmta.core.events import read_recording
 from simmta.core.instance import Instance
 
 
@@ -47,24 +47,6 @@ def follow(inst: Instance) -> Iterator[tuple[bytes, dict[str, Any]]]:
         else:
             yield raw, event
     raise SimmtaError("the bus closed the connection (master stopped, or refused us)")
-
-
-def read_recording(path: Path) -> Iterator[dict[str, Any]]:
-    """Events of a recording; SimmtaError naming the line on damage."""
-    try:
-        lines = path.open("rb")
-    except OSError as e:
-        raise SimmtaError(f"{path}: {e.strerror}") from None
-    with lines:
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            if not line.endswith(b"\n"):
-                raise SimmtaError(f"{path}, line {n}: truncated (no end of line)")
-            try:
-                yield events.parse_line(line)
-            except ValueError as e:
-                raise SimmtaError(f"{path}, line {n}: {e}") from None
 
 
 def matches(e: dict[str, Any], args: argparse.Namespace) -> bool:

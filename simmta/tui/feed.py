@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from simmta.core import busclient
 from simmta.core.errors import SimmtaError
-from simmta.core.events import parse_line
+from simmta.core.events import parse_line, read_recording
 from simmta.tui.model import Model
 
 INBOX_SIZE = 100_000  # events buffered between the reader thread and the UI
@@ -141,17 +141,10 @@ def load_recording(path: Path) -> tuple[list[dict[str, Any]], str]:
     events: list[dict[str, Any]] = []
     problem = ""
     try:
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    events.append(parse_line(raw))
-                except ValueError as e:
-                    problem = f"{path} line {number}: {e}"
-                    break
-    except OSError as e:
-        raise SimmtaError(f"cannot read recording {path}: {e.strerror or e}") from None
+        for event in read_recording(path):
+            events.append(event)
+    except SimmtaError as e:
+        problem = str(e)
     if not events or events[0]["kind"] != "snapshot":
         raise SimmtaError(problem or f"{path} line 1: a recording starts with a snapshot event")
     return events, problem
