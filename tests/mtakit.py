@@ -94,6 +94,7 @@ class Mta:
                  lab: bool = False):
         self.instance = instance
         self.user = user
+        self.logs: list[EventLog] = []
         instance.mkdir(parents=True, exist_ok=True)
         (instance / "main.toml").write_text(config)
         if user is not None:
@@ -179,9 +180,13 @@ class Mta:
         return out
 
     def subscribe(self) -> EventLog:
-        return EventLog(self.instance / "run" / "bus.sock")
+        log = EventLog(self.instance / "run" / "bus.sock")
+        self.logs.append(log)  # closed by stop(), even when a test fails first
+        return log
 
     def stop(self) -> None:
+        for log in self.logs:
+            log.close()
         children = _descendants(self.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

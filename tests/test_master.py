@@ -184,8 +184,8 @@ def test_kill_9_storm_during_500_messages_loses_nothing(instance_dir: Path) -> N
                         kills += 1
                     except ProcessLookupError:
                         pass  # it exited (max_use) between the listing and the kill
-                # a random moment: between 50 and 300 ms of load
-                deadline = time.monotonic() + rng.uniform(0.05, 0.3)
+                # a random moment: between 20 and 150 ms of load
+                deadline = time.monotonic() + rng.uniform(0.02, 0.15)
                 while time.monotonic() < deadline and not all(f.done() for f in futures):
                     futures[0].done()
         def delivered() -> dict[str, int]:
@@ -202,7 +202,7 @@ def test_kill_9_storm_during_500_messages_loses_nothing(instance_dir: Path) -> N
         dups = sum(n - 1 for n in got.values() if n > 1)
         print(f"\nkill -9 storm: {kills} kills, {len(accepted)} accepted (250), "
               f"{len(got)} delivered, {dups} duplicates, 0 lost")
-        assert len(accepted) > 250 and kills >= 20
+        assert len(accepted) > 250 and kills >= 10
     finally:
         mta.stop()
 
