@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mtakit import NOBODY, Mta, nobody_can_run_python
+from mtakit import NOBODY, Mta, make_python_reachable, nobody_can_run_python
 
 
 @pytest.fixture
@@ -56,3 +56,9 @@ def nobody_mta(simmta_tmp: Path) -> Iterator[Mta]:
         yield m
     finally:
         m.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _python_reachable_for_nobody() -> None:
+    """Several suites run simmta as uid 65534: let it execute this interpreter."""
+    make_python_reachable()
