@@ -103,7 +103,12 @@ class Mta:
         args = ["run", "--smtp-port", "0"] + (["--lab"] if lab else [])
         self.proc = subprocess.Popen(self.command(*args), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, cwd=instance)
-        self.status = wait_for(self._status, 30, "master to write status.json")
+        try:
+            self.status = wait_for(self._status, 30, "master to write status.json")
+        except BaseException:
+            self.pid = self.proc.pid  # never leave a master behind a failed start
+            self.stop()
+            raise
         self.host, self.port = self.status["smtp"]["host"], int(self.status["smtp"]["port"])
         self.pid = int(self.status["master_pid"])
 
