@@ -1,0 +1,23 @@
+"""The tiers: the MTA (core, master, daemons, tools) never loads Textual."""
+
+import subprocess
+import sys
+
+MTA_MODULES = [
+    "simmta.core.config", "simmta.core.services", "simmta.core.queue", "simmta.core.ipc",
+    "simmta.core.events", "simmta.core.privilege", "simmta.core.skeleton", "simmta.core.busclient",
+    "simmta.master.main", "simmta.master.zygote",
+    *(f"simmta.daemons.{d}" for d in ("smtpd", "cleanup", "qmgr", "local", "smtp", "bounce",
+                                      "pickup", "peer")),
+    "simmta.tools.run", "simmta.tools.queuetools", "simmta.tools.sendmail", "simmta.tools.ps",
+]
+
+
+def test_the_mta_never_imports_textual() -> None:
+    code = ("import importlib, sys\n"
+            f"for m in {MTA_MODULES!r}: importlib.import_module(m)\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'networkx'))\n"
+            "print(bad)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", f"the MTA loaded UI or drawing modules: {r.stdout}"
