@@ -21,3 +21,9 @@ def test_the_mta_never_imports_textual() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", f"the MTA loaded UI or drawing modules: {r.stdout}"
+
+
+def test_ruff_is_clean() -> None:
+    r = subprocess.run([sys.executable, "-m", "ruff", "check", "simmta", "tests"], capture_output=True,
+                       text=True, timeout=120, cwd=__file__.rsplit("/tests/", 1)[0])
+    assert r.returncode == 0, r.stdout[-3000:]
