@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mtakit import require_tool  # installs tmux with apt-get if missing
 from textual.widgets import DataTable
 from tuihelp import real, screen_text, sync, until, wait_for
 
@@ -99,7 +100,8 @@ async def test_live_hostile_subject_and_queue_file(real_mta: Instance) -> None:
 
 
 def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+    return subprocess.run([require_tool("tmux"), *args], capture_output=True, text=True,
+                          check=True).stdout
 
 
 class Tmux:
@@ -136,11 +138,10 @@ class Tmux:
         return int(row.group(1))
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.session], check=False)
+        subprocess.run([require_tool("tmux"), "kill-session", "-t", self.session], check=False)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 def test_end_to_end_in_tmux(tmp_path: Path) -> None:
     term = Tmux(tmp_path)
     try:
@@ -169,7 +170,6 @@ def test_end_to_end_in_tmux(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 def test_closing_the_terminal_stops_the_mta(tmp_path: Path) -> None:
     """tmux kill-session (SIGHUP) must not leave the MTA it started running."""
     term = Tmux(tmp_path)
