@@ -2,7 +2,6 @@
 
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -258,6 +257,3 @@ def test_no_events_flow_without_subscribers_but_mail_does(mta: Mta) -> None:
     wait_for(lambda: maildir_files(mta.maildir("bob")), what="delivery")
     assert mta.live_status()["events"]["published"] == 0
 
-
-def test_resource_module_available() -> None:
-    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 0

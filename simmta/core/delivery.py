@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from simmta.core import ipc, names
 from simmta.core import queue as qf
-from simmta.core.skeleton import Daemon
+from simmta.core.skeleton import Context, Daemon
 
 
 @dataclass
@@ -32,6 +32,21 @@ class RecipientStatus:
     dsn: str
     reason: str
     where: str
+
+
+async def read_queue_request(ctx: Context, reader: asyncio.StreamReader, request: str,
+                             items: str) -> tuple[dict[str, Any], list[Any], qf.QueueFile]:
+    """A request from qmgr about a message in active/: (request, its list, the queue file).
+
+    Shared by the delivery agents and bounce; raises ProtocolError or CorruptQueueFile.
+    """
+    req = await ipc.read_json(reader)
+    qid = ipc.field(req, "qid", str)
+    listed = ipc.field(req, items, list)
+    if req.get("request") != request or req.get("queue") != names.ACTIVE or not qf.is_qid(qid) \
+            or not listed:
+        raise ipc.ProtocolError(f"bad {request} request")
+    return req, listed, qf.read(ctx.queue_path(names.ACTIVE, qid))
 
 
 class DeliveryAgent(Daemon):
@@ -44,12 +59,7 @@ class DeliveryAgent(Daemon):
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ctx = self.ctx
         try:
-            req = await ipc.read_json(reader)
-            qid = ipc.field(req, "qid", str)
-            rcpts = ipc.field(req, "recipients", list)
-            if req.get("request") != "deliver" or req.get("queue") != names.ACTIVE or not qf.is_qid(qid):
-                raise ipc.ProtocolError("bad delivery request")
-            msg = qf.read(ctx.queue_path(names.ACTIVE, qid))
+            req, rcpts, msg = await read_queue_request(ctx, reader, "deliver", "recipients")
             pending = {r.offset: r.address for r in msg.pending}
             for r in rcpts:
                 if not isinstance(r, dict) or pending.get(r.get("offset")) != r.get("address"):
@@ -61,6 +71,6 @@ class DeliveryAgent(Daemon):
         for res in results:
             kind = {"ok": "delivered", "defer": "deferred", "fail": "bounced"}[res.status]
             extra = {"where": res.where} if res.status == "ok" else {"reason": res.reason}
-            ctx.emit("delivery", kind, qid, msg.attrs.get("sid"), rcpt=res.address, via=self.via,
+            ctx.emit("delivery", kind, msg.qid, msg.sid, rcpt=res.address, via=self.via,
                      dsn=res.dsn, **extra)
         await ipc.reply(writer, "ok", recipients=[asdict(r) for r in results])

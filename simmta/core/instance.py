@@ -111,8 +111,5 @@ class Instance:
                               "(start one with 'simmta run')") from None
         return status
 
-    def is_queue_path(self, p: Path) -> bool:
-        return p.resolve().is_relative_to(self.queue.resolve())
-
 
 QUEUE_SUBDIRS = (*names.ALL_QUEUES, *names.STATUS_LOGS, names.PRIVATE, names.PUBLIC)

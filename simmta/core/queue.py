@@ -140,6 +140,12 @@ class QueueFile:
     records: list[tuple[str, int, int]] = field(default_factory=list)  # (type, offset, length)
 
     @property
+    def sid(self) -> str | None:
+        """The SMTP session that brought the message in (to join its events), if any."""
+        sid = self.attrs.get("sid")
+        return sid if isinstance(sid, str) else None
+
+    @property
     def pending(self) -> list[Recipient]:
         return [r for r in self.recipients if not r.done]
 

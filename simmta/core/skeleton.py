@@ -274,13 +274,9 @@ def _background_done(task: "asyncio.Task[Any]") -> None:
 def _dump_tasks() -> None:
     """SIGUSR1: print every pending task's stack to the log (debugging a stall)."""
     for task in asyncio.all_tasks():
-        print(f"--- {ctx_name()} task {task.get_name()}", file=sys.stderr)
+        print(f"--- {sys.argv[0]}[{os.getpid()}] task {task.get_name()}", file=sys.stderr)
         task.print_stack(file=sys.stderr)
     sys.stderr.flush()
-
-
-def ctx_name() -> str:
-    return f"{sys.argv[0]}[{os.getpid()}]"
 
 
 def _read_control(ctx: Context, channel: socket.socket) -> None:

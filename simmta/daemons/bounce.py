@@ -23,6 +23,7 @@ from typing import Any
 
 from simmta.core import ipc, names
 from simmta.core import queue as qf
+from simmta.core.delivery import read_queue_request
 from simmta.core.skeleton import Daemon, main
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
@@ -92,20 +93,17 @@ class Bounce(Daemon):
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ctx = self.ctx
         try:
-            req = await ipc.read_json(reader)
-            qid = ipc.field(req, "qid", str)
-            failed = ipc.field(req, "failed", list)
-            if req.get("request") != "bounce" or not qf.is_qid(qid) or not failed or not all(
-                    isinstance(f, dict) and isinstance(f.get("address"), str) for f in failed):
+            _, failed, msg = await read_queue_request(ctx, reader, "bounce", "failed")
+            if not all(isinstance(f, dict) and isinstance(f.get("address"), str) for f in failed):
                 raise ipc.ProtocolError("bad bounce request")
-            msg = qf.read(ctx.queue_path(names.ACTIVE, qid))
         except (ipc.ProtocolError, qf.CorruptQueueFile) as e:
             await ipc.reply(writer, "defer", error=str(e))
             return
         if msg.sender == "":
             await ipc.reply(writer, "ok", note="null sender: a bounce is never bounced")
             return
-        sid = msg.attrs.get("sid") if isinstance(msg.attrs.get("sid"), str) else None
+        qid = msg.qid
+        sid = msg.sid
         dsn = build_dsn(ctx.config.myhostname, qid, msg, failed)
         request = {"request": "queue", "sender": "", "recipients": [msg.sender],
                    "attrs": {"origin": "bounce", "protocol": "local", "client": "bounce",

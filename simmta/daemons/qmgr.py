@@ -147,7 +147,7 @@ class Qmgr(Daemon):
                 return
             ctx.emit("queue", "corrupt", qid, queue=names.CORRUPT, reason=str(e))
             return
-        sid = msg.attrs.get("sid") if isinstance(msg.attrs.get("sid"), str) else None
+        sid = msg.sid
         batches: dict[tuple[str, str], list[qf.Recipient]] = {}
         results: list[dict[str, Any]] = []
         for r in msg.pending:

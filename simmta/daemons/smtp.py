@@ -131,7 +131,7 @@ class Smtp(DeliveryAgent):
     async def deliver(self, msg: qf.QueueFile, rcpts: list[dict[str, Any]],
                       req: dict[str, Any]) -> list[RecipientStatus]:
         cfg = self.ctx.config
-        sid = msg.attrs.get("sid") if isinstance(msg.attrs.get("sid"), str) else None
+        sid = msg.sid
         try:
             host, port = self.nexthop(check_nexthop(req.get("nexthop", "")))
         except (ValueError, TypeError):

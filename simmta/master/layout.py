@@ -74,18 +74,3 @@ def place_lab_secret(inst: Instance) -> Path:
     secret.write_text("the root-only secret: if you can read this, the wall did not hold\n")
     os.chmod(secret, 0o600)
     return secret
-
-
-def setid_files(root: Path) -> list[Path]:
-    """Every file under ``root`` with a set-uid or set-gid bit (there must be none)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            try:
-                st = p.lstat()
-            except OSError:
-                continue
-            if st.st_mode & 0o6000:
-                found.append(p)
-    return found

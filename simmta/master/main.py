@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from typing import Any, TextIO
 
 from simmta.core import config, events, names, privilege
@@ -246,15 +245,3 @@ def run(inst: Instance, smtp_port: int | None, peer_port: int | None, lab: bool)
     master = Master(inst, cfg, table, lab, sys.stdout)
     asyncio.run(master.run())
     return 0
-
-
-def wait_ready(inst: Instance, timeout: float = 15.0) -> dict[str, Any]:
-    """Poll until master's status file names a live master (for tools and tests)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return inst.status()
-        except SimmtaError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.02)
