@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from simmta.core import events, names, privilege
+from simmta.core import events, ipc, names, privilege
 from simmta.core.config import Config
 from simmta.core.instance import Instance
 from simmta.core.services import Service, ServiceTable
@@ -349,12 +349,7 @@ class Supervisor:
         path = str(self.inst.queue / st.service.socket_dir / st.service.name)
         while True:
             await asyncio.sleep(st.service.wakeup)
-            with contextlib.suppress(OSError, TimeoutError):
-                async with asyncio.timeout(5):
-                    _, w = await asyncio.open_unix_connection(path)
-                    w.write(names.TRIGGER_WAKEUP)
-                    await w.drain()
-                    w.close()
+            await ipc.trigger(path, names.TRIGGER_WAKEUP)
 
     # Observation --------------------------------------------------------------
     def observe(self, child: Child) -> None:
