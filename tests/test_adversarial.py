@@ -155,7 +155,9 @@ def test_every_reply_after_ehlo_has_an_enhanced_status_code(mta: Mta) -> None:
               "RCPT TO:<nobody@example.net>", "RCPT TO:<bob@simmta.test>", "DATA now",
               "NOOP " + "n" * 600]
     with Raw(mta) as s:
-        s.cmd("EHLO client.example")
+        s.send(b"EHLO client.example\r\n")
+        code, lines = s.reply()
+        assert code == 250 and "ENHANCEDSTATUSCODES" in lines  # RFC 2034: advertised
         for cmd in script:
             code, text = s.cmd(cmd)
             assert ENHANCED.match(text), f"{cmd!r} -> {code} {text!r} has no enhanced code"

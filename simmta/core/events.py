@@ -72,7 +72,7 @@ KINDS: dict[str, dict[str, tuple[str, ...]]] = {
         "open": ("client",),
         "close": ("client",),
         "command": ("line",),
-        "reply": ("line",),
+        "reply": ("line",),  # a multi-line reply's lines joined by LF (reply_text)
         "limit": ("limit", "code"),
         "reject": ("code", "text"),
     },
@@ -105,6 +105,11 @@ def safe_text(text: str | bytes, limit: int = MAX_TEXT) -> str:
     text = text[:limit]
     text = _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}", text).replace("\r", "\\r").replace("\n", "\\n")
     return text + ("…" if cut else "")
+
+
+def reply_text(lines: list[str]) -> str:
+    """An SMTP reply for ``smtp/reply``'s ``line``: one event per reply, its lines joined by LF."""
+    return "\n".join(map(safe_text, lines))
 
 
 def _bounded(value: Any) -> Any:
@@ -165,6 +170,10 @@ def parse_line(line: str | bytes) -> dict[str, Any]:
     return event
 
 
+# Keys master's bus stamps on a child's event; a child's datagram must not carry
+# them (who sent it is the kernel's word, its place in the stream the bus's).
+STAMPED = ("seq", "pid", "service")
+
 # Kinds master itself acts on: sent even when nobody watches the stream.
 ESSENTIAL = frozenset({"pace", "fault", "lab", "privilege", "bus"})
 
@@ -198,9 +207,9 @@ class Emitter:
         """Send a prepared event; False (and counted) when it had to be dropped."""
         if self.channel is None:
             return False
+        event = {k: v for k, v in event.items() if k not in STAMPED}
         if self.dropped:
-            event = dict(event)
-            event.setdefault("dropped_before", self.dropped)
+            event["dropped_before"] = self.dropped
         raw = json.dumps(event, separators=(",", ":")).encode()
         if len(raw) > MAX_DATAGRAM:
             event["data"] = {k: "…" for k in event["data"]}

@@ -6,7 +6,15 @@ stdlib parser, an exception is answered 451 4.3.0 instead of a leaking
 ``500 Error: (Class) text``, every reply carries an enhanced status code,
 error and junk-command limits disconnect with 421, an idle timeout says 421
 before it closes, and every command and reply is emitted (neutralised and
-truncated) for the transcript.
+truncated) for the transcript, a multi-line reply as one event and one write.
+
+aiosmtpd was written for one long-lived server object; an MTA builds one per
+connection, and its constructor then spent more time on introspection
+(``dir()`` of the protocol and of the handler, ``inspect.signature`` of an
+EHLO hook) than the rest of the session's Python code together. ``__dir__``
+here lists only the hook names aiosmtpd looks for, handlers have no EHLO hook
+(ENHANCEDSTATUSCODES is advertised by ``push``) and a plain ``<local@domain>``
+path skips the stdlib's RFC 5322 parser.
 
 It also runs one SMTP session on a socket that master accepted for us.
 
@@ -22,13 +30,18 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from simmta.core.events import safe_text
+from simmta.core.address import printable
+from simmta.core.events import reply_text, safe_text
 from simmta.core.skeleton import Context
 
 _ENHANCED = re.compile(r"^\d\.\d{1,3}\.\d{1,3}(\s|$)")
 _NO_ENHANCED = {"220", "354", "334"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JUNK = {"NOOP", "RSET", "VRFY", "HELP", "EXPN"}
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# <dot-atom@domain> and optional parameters: what nearly every client sends.
+_PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+                         r"(?:[ \t]+([^ \t(].*))?\Z", re.S)
 _sessions = itertools.count(1)
 
 
@@ -53,6 +66,19 @@ def enhance(status: str) -> str:
     return f"{code} {default} {text}" if default else status
 
 
+def hook_names(cls: type, *prefixes: str) -> tuple[str, ...]:
+    """The attribute names of ``cls`` that aiosmtpd looks up by prefix."""
+    return tuple(n for n in dir(cls) if n.startswith(prefixes))
+
+
+class Handler:
+    """Base of smtpd's and the peer's handlers: ``dir()`` lists only their hooks."""
+
+    def __init_subclass__(cls) -> None:
+        names = hook_names(cls, "handle_", "auth_")
+        cls.__dir__ = lambda self: names  # type: ignore[method-assign]
+
+
 class BareNewline(Exception):
     """A command line ended by LF alone (refused when smtpd_forbid_bare_newline = reject)."""
 
@@ -73,6 +99,10 @@ class InstrumentedSMTP(SMTP):
         self.limits = (soft_errors, hard_errors, error_sleep, junk_limit)
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self.verb = ""
+        self.continued: list[str] = []  # lines of a multi-line reply before its last
+
+    def __dir__(self) -> tuple[str, ...]:  # see the module docstring
+        return _HOOKS
 
     # Transcript ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -115,6 +145,12 @@ class InstrumentedSMTP(SMTP):
         if self.verb not in ("EHLO", "HELO"):  # RFC 2034: not on greeting/EHLO lines
             text = enhance(text)
         text = _CONTROL.sub("?", text)  # aiosmtpd echoes commands and VRFY arguments
+        if text[3:4] == "-":  # not the last line: sent, and emitted, with the last
+            self.continued.append(text)
+            return
+        if self.verb == "EHLO" and text.startswith("250 "):
+            self.continued.append("250-ENHANCEDSTATUSCODES")  # RFC 2034: we send them
+        lines, self.continued = [*self.continued, text], []
         code = text[:3]
         soft, hard, sleep, _ = self.limits
         if code[:1] in ("4", "5") and code != "421":
@@ -125,8 +161,8 @@ class InstrumentedSMTP(SMTP):
                 return
             if self.errors > soft:
                 await asyncio.sleep(sleep)  # tarpit, as Postfix does past the soft limit
-        self.ctx.emit("smtp", "reply", sid=self.sid, line=safe_text(text))
-        await super().push(text)
+        self.ctx.emit("smtp", "reply", sid=self.sid, line=reply_text(lines))
+        await super().push("\r\n".join(lines))
 
     async def _disconnect(self, text: str, limit: str) -> None:
         self.ctx.emit("smtp", "limit", sid=self.sid, limit=limit, code=text[:9])
@@ -155,6 +191,8 @@ class InstrumentedSMTP(SMTP):
     # Robustness ------------------------------------------------------------
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's parser, minus the exceptions the stdlib raises on hostile syntax."""
+        if not self.local_part_limit and (plain := _PLAIN_PATH.match(arg)):  # same answer, faster
+            return plain.group(1), plain.group(2) or ""
         if "\x00" in arg:
             return None, None
         try:
@@ -190,6 +228,8 @@ def _command(name: str):  # one wrapper per SMTP verb: transcript + junk limit
                 return
         try:
             await base(self, arg)
+            if name in ("HELO", "EHLO") and self.session and self.session.host_name:
+                self.session.host_name = printable(self.session.host_name)  # for Received:
         finally:
             self.verb = ""  # replies outside any verb (unknown command, too long) get codes too
 
@@ -201,6 +241,7 @@ for _verb in ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "V
               "HELP", "EXPN", "STARTTLS", "AUTH"):
     if hasattr(SMTP, f"smtp_{_verb}"):
         setattr(InstrumentedSMTP, f"smtp_{_verb}", _command(_verb))
+_HOOKS = hook_names(InstrumentedSMTP, "smtp_", "auth_")
 
 
 def _peer(session: Session | None) -> str:
@@ -208,11 +249,6 @@ def _peer(session: Session | None) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return str(peer)
-
-
-def advertise_enhanced(responses: list[str]) -> list[str]:
-    """EHLO hook helper: add ENHANCEDSTATUSCODES to aiosmtpd's list."""
-    return [*responses[:-1], "250-ENHANCEDSTATUSCODES", responses[-1]]
 
 
 async def serve_session(conn: socket.socket, make_protocol: Any) -> InstrumentedSMTP:
@@ -224,5 +260,4 @@ async def serve_session(conn: socket.socket, make_protocol: Any) -> Instrumented
     return proto
 
 
-__all__ = ["Envelope", "InstrumentedSMTP", "Session", "advertise_enhanced", "enhance",
-           "serve_session"]
+__all__ = ["Envelope", "Handler", "InstrumentedSMTP", "Session", "enhance", "serve_session"]

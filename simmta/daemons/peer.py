@@ -18,12 +18,12 @@ import socket
 
 from simmta.core import maildir
 from simmta.core.skeleton import Daemon, main
-from simmta.core.smtpserver import Envelope, InstrumentedSMTP, Session, serve_session
+from simmta.core.smtpserver import Envelope, Handler, InstrumentedSMTP, Session, serve_session
 
 SLOW_DELAY = 2.0
 
 
-class PeerHandler:
+class PeerHandler(Handler):
     def __init__(self, peer: "Peer"):
         self.peer = peer
 

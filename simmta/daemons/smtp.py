@@ -23,7 +23,7 @@ from simmta.core import names
 from simmta.core import queue as qf
 from simmta.core.config import check_nexthop
 from simmta.core.delivery import DeliveryAgent, RecipientStatus
-from simmta.core.events import safe_text
+from simmta.core.events import reply_text, safe_text
 from simmta.core.skeleton import main
 
 MAX_REPLY_LINES = 100
@@ -88,7 +88,7 @@ class Conversation:
         except (OSError, ValueError) as e:  # ValueError: a line past the stream limit
             raise SmtpError("defer", f"lost connection with the next hop ({type(e).__name__})") from None
         text = " ".join(line[4:] for line in lines)
-        self.agent.ctx.emit("smtp", "reply", self.qid, self.sid, line=safe_text(lines[-1]), peer=True)
+        self.agent.ctx.emit("smtp", "reply", self.qid, self.sid, line=reply_text(lines), peer=True)
         code = lines[-1][:3]
         if not code.isdigit() or code[0] not in "2345":
             raise SmtpError("defer", f"malformed reply from the next hop: {safe_text(lines[-1], 80)}")

@@ -19,29 +19,29 @@ SECURITY
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import socket
 from typing import Any
 
 from simmta.core import address, ipc, names
 from simmta.core.skeleton import Context, Daemon, main
-from simmta.core.smtpserver import (
-    Envelope,
-    InstrumentedSMTP,
-    Session,
-    advertise_enhanced,
-    serve_session,
-)
+from simmta.core.smtpserver import Envelope, Handler, InstrumentedSMTP, Session, serve_session
 
 
-class SmtpdHandler:
+@functools.cache
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n) for n in cidrs)
+
+
+class SmtpdHandler(Handler):
     """aiosmtpd hooks: policy at MAIL/RCPT, the hand-off to cleanup at DATA."""
 
     def __init__(self, ctx: Context, proto_ref: list[InstrumentedSMTP]):
         self.ctx = ctx
         self.cfg = ctx.config
         self.proto = proto_ref
-        self.networks = [ipaddress.ip_network(n) for n in self.cfg.mynetworks]
+        self.networks = _networks(tuple(self.cfg.mynetworks))
         self.pending: set[asyncio.Task[Any]] = set()
 
     def session_id(self) -> str:
@@ -50,16 +50,6 @@ class SmtpdHandler:
     def _reject(self, status: str) -> str:
         self.ctx.emit("smtp", "reject", sid=self.session_id(), code=status[:9], text=status[10:])
         return status
-
-    async def handle_HELO(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
-                          hostname: str) -> str:
-        session.host_name = address.printable(hostname)
-        return f"250 {server.hostname}"
-
-    async def handle_EHLO(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
-                          hostname: str, responses: list[str]) -> list[str]:
-        session.host_name = address.printable(hostname)
-        return advertise_enhanced(responses)
 
     async def handle_MAIL(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
                           addr: str, options: list[str]) -> str:

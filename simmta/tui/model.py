@@ -417,11 +417,13 @@ class Model:
                 self._hop(event, "internet", names.SMTPD)
         elif type_ == "close":
             sess.closed = float(event["ts"])
-        elif type_ in ("command", "reply"):
+        elif type_ == "command":
             line = text(data["line"], 512)
-            sess.transcript.append((">" if type_ == "command" else "<", line))
-            if type_ == "command" and line[:5].upper() in ("EHLO ", "HELO "):
+            sess.transcript.append((">", line))
+            if line[:5].upper() in ("EHLO ", "HELO "):
                 sess.helo = line[5:].strip()
+        elif type_ == "reply":  # a multi-line reply is one event, its lines joined by LF
+            sess.transcript.extend(("<", text(line, 512)) for line in str(data["line"]).split("\n"))
         else:
             sess.transcript.append(
                 (

@@ -48,6 +48,14 @@ def test_model_keeps_hostile_text_inert() -> None:
     assert "[link=http://x]" in m.messages["8G9H0I"].subject  # kept as text, not markup
 
 
+def test_multi_line_reply_is_one_event_and_several_transcript_lines() -> None:
+    m = Model()
+    reply = ev.reply_text(["250-mx.simmta.test", "250-SIZE 10240000", "250 HELP\x1b[2J"])
+    m.apply(ev.make("smtpd", "smtp", "reply", sid="S9", line=reply))
+    assert list(m.sessions["smtpd/S9"].transcript) == [
+        ("<", "250-mx.simmta.test"), ("<", "250-SIZE 10240000"), ("<", "250 HELP\\x1b[2J")]
+
+
 def test_model_memory_is_bounded() -> None:
     m, events = Model(), story.story()
     m.apply(events[0])

@@ -1,0 +1,82 @@
+"""master's bus on its own: what a child's datagram becomes on the stream.
+
+The bus writes a child's own JSON with pid, service and seq spliced in; the
+line must read back as exactly the event the bus checked, and a child must
+not be able to speak for another process or break the one-event-per-line
+framing.
+"""
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+from simmta.core import events
+from simmta.master.bus import Bus, Subscriber
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def stream_of(*datagrams: bytes) -> tuple[Bus, list[dict]]:
+    """Feed datagrams from 'qmgr' pid 4242 through a bus; the lines a subscriber got."""
+    bus, transport = Bus(), Transport()
+
+    async def run() -> None:
+        bus.add(Subscriber(SimpleNamespace(transport=transport), "test"), {"snapshot": True})
+        for raw in datagrams:
+            bus.from_child(raw, 4242, "qmgr")
+        await asyncio.sleep(0)  # the batch is flushed on the next loop turn
+
+    asyncio.run(run())
+    lines = transport.data.split(b"\n")
+    assert lines[-1] == b""
+    return bus, [json.loads(line) for line in lines[1:-1]]
+
+
+def datagram(**overrides) -> dict:
+    event = events.make("qmgr", "queue", "moved", "Q1", None, **{"from": "incoming", "to": "active"})
+    return {k: v for k, v in {**event, **overrides}.items() if k not in events.STAMPED}
+
+
+def test_a_childs_event_is_its_own_json_stamped_by_the_bus() -> None:
+    sent = datagram()
+    bus, got = stream_of(json.dumps(sent).encode(), json.dumps(sent, indent=None).encode())
+    assert got == [{**sent, "seq": 2, "pid": 4242, "service": "qmgr"},  # 1: the snapshot
+                   {**sent, "seq": 3, "pid": 4242, "service": "qmgr"}]
+    assert bus.invalid == 0
+
+
+def test_a_child_cannot_name_another_sender() -> None:
+    for key, value in (("pid", 1), ("service", "master"), ("seq", 99)):
+        bus, got = stream_of(json.dumps({**datagram(), key: value}).encode())
+        assert got == [] and bus.invalid == 1, key
+
+
+def test_line_breaks_in_a_childs_json_cannot_split_the_stream() -> None:
+    raw = json.dumps(datagram(), indent=2).encode()  # valid JSON, many lines
+    bus, got = stream_of(raw, b" " + json.dumps(datagram()).encode())
+    assert [e["seq"] for e in got] == [2, 3] and bus.invalid == 0
+    assert got[0]["data"] == {"from": "incoming", "to": "active"}
+
+
+def test_events_a_child_lost_are_announced_and_the_count_not_passed_on() -> None:
+    _, got = stream_of(json.dumps(datagram(dropped_before=7)).encode())
+    notice, event = sorted(got, key=lambda e: e["kind"] != "bus")
+    assert (notice["type"], notice["data"]["count"], event["type"]) == ("dropped", 7, "moved")
+    assert "dropped_before" not in event
+
+
+def test_garbage_is_counted_not_published() -> None:
+    bus, got = stream_of(b"not json", b"[1, 2]", b"{}", json.dumps(datagram(kind="nope")).encode())
+    assert got == [] and bus.invalid == 4
