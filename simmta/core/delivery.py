@@ -16,7 +16,6 @@ Trust: the request comes from qmgr, the queue file from the queue directory;
 both are checked here before an agent acts on them.
 """
 
-import asyncio
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -34,13 +33,13 @@ class RecipientStatus:
     where: str
 
 
-async def read_queue_request(ctx: Context, reader: asyncio.StreamReader, request: str,
+async def read_queue_request(ctx: Context, conn: ipc.Conn, request: str,
                              items: str) -> tuple[dict[str, Any], list[Any], qf.QueueFile]:
     """A request from qmgr about a message in active/: (request, its list, the queue file).
 
     Shared by the delivery agents and bounce; raises ProtocolError or CorruptQueueFile.
     """
-    req = await ipc.read_json(reader)
+    req = await conn.read_json()
     qid = ipc.field(req, "qid", str)
     listed = ipc.field(req, items, list)
     if req.get("request") != request or req.get("queue") != names.ACTIVE or not qf.is_qid(qid) \
@@ -56,16 +55,16 @@ class DeliveryAgent(Daemon):
                       req: dict[str, Any]) -> list[RecipientStatus]:
         raise NotImplementedError
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, conn: ipc.Conn) -> None:
         ctx = self.ctx
         try:
-            req, rcpts, msg = await read_queue_request(ctx, reader, "deliver", "recipients")
+            req, rcpts, msg = await read_queue_request(ctx, conn, "deliver", "recipients")
             pending = {r.offset: r.address for r in msg.pending}
             for r in rcpts:
                 if not isinstance(r, dict) or pending.get(r.get("offset")) != r.get("address"):
                     raise ipc.ProtocolError("recipient does not match the queue file")
         except (ipc.ProtocolError, qf.CorruptQueueFile) as e:
-            await ipc.reply(writer, "defer", error=str(e))
+            await conn.reply("defer", error=str(e))
             return
         results = await self.deliver(msg, rcpts, req)
         for res in results:
@@ -73,4 +72,4 @@ class DeliveryAgent(Daemon):
             extra = {"where": res.where} if res.status == "ok" else {"reason": res.reason}
             ctx.emit("delivery", kind, msg.qid, msg.sid, rcpt=res.address, via=self.via,
                      dsn=res.dsn, **extra)
-        await ipc.reply(writer, "ok", recipients=[asdict(r) for r in results])
+        await conn.reply("ok", recipients=[asdict(r) for r in results])

@@ -35,7 +35,7 @@ import traceback
 from pathlib import Path
 from typing import Any, ClassVar
 
-from simmta.core import names, privilege
+from simmta.core import ipc, names, privilege
 from simmta.core.config import Config
 from simmta.core.events import Emitter, make
 from simmta.core.instance import Instance
@@ -165,16 +165,13 @@ class Daemon:
         """Resident daemons: their own work (timers, scans) besides triggers."""
 
     async def handle_socket(self, conn: socket.socket) -> None:
-        reader, writer = await asyncio.open_unix_connection(sock=conn) if conn.family == \
-            socket.AF_UNIX else await asyncio.open_connection(sock=conn)
+        ipc_conn = ipc.Conn(conn)
         try:
-            await self.handle(reader, writer)
+            await self.handle(ipc_conn)
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            ipc_conn.close()
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, conn: ipc.Conn) -> None:
         """One client connection."""
 
 

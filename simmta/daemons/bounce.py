@@ -14,7 +14,6 @@ SECURITY
     servers: they are flattened to one line of printable text before use.
 """
 
-import asyncio
 import email.utils
 import re
 import time
@@ -90,17 +89,17 @@ class Bounce(Daemon):
     def pre_init(self) -> None:
         email.utils.format_datetime(datetime.now(UTC))
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, conn: ipc.Conn) -> None:
         ctx = self.ctx
         try:
-            _, failed, msg = await read_queue_request(ctx, reader, "bounce", "failed")
+            _, failed, msg = await read_queue_request(ctx, conn, "bounce", "failed")
             if not all(isinstance(f, dict) and isinstance(f.get("address"), str) for f in failed):
                 raise ipc.ProtocolError("bad bounce request")
         except (ipc.ProtocolError, qf.CorruptQueueFile) as e:
-            await ipc.reply(writer, "defer", error=str(e))
+            await conn.reply("defer", error=str(e))
             return
         if msg.sender == "":
-            await ipc.reply(writer, "ok", note="null sender: a bounce is never bounced")
+            await conn.reply("ok", note="null sender: a bounce is never bounced")
             return
         qid = msg.qid
         sid = msg.sid
@@ -116,11 +115,11 @@ class Bounce(Daemon):
         ctx.emit("ipc", "response", qid, sid, to=names.CLEANUP, what="queue a DSN",
                  outcome=str(reply.get("status")))
         if reply.get("status") != "ok":
-            await ipc.reply(writer, "defer", error="cleanup could not queue the DSN")
+            await conn.reply("defer", error="cleanup could not queue the DSN")
             return
         ctx.emit("delivery", "bounce", qid, sid, orig_qid=qid, sender=msg.sender,
                  recipients=[f["address"] for f in failed], dsn_qid=reply.get("qid"))
-        await ipc.reply(writer, "ok", dsn_qid=reply.get("qid"))
+        await conn.reply("ok", dsn_qid=reply.get("qid"))
 
 
 DAEMON = Bounce

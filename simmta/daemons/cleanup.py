@@ -16,7 +16,6 @@ SECURITY
     comes from other daemons that face the network: every field is checked.
 """
 
-import asyncio
 import email.utils
 import errno
 import re
@@ -74,20 +73,20 @@ class Cleanup(Daemon):
     def pre_init(self) -> None:
         email.utils.format_datetime(datetime.now(UTC))  # load what formatting needs
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, conn: ipc.Conn) -> None:
         ctx, cfg = self.ctx, self.ctx.config
         try:
-            req = await ipc.read_json(reader)
+            req = await conn.read_json()
             sender = ipc.field(req, "sender", str)
             rcpts = ipc.field(req, "recipients", list)
             attrs = ipc.field(req, "attrs", dict)
             if not rcpts or len(rcpts) > cfg.smtpd_recipient_limit or not all(
                     isinstance(r, str) and 0 < len(r) <= 256 for r in rcpts) or len(sender) > 256:
                 raise ipc.ProtocolError("bad envelope")
-            content = await ipc.read_content(reader, cfg.message_size_limit + 65536)
+            content = await conn.read_content(cfg.message_size_limit + 65536)
         except ipc.ProtocolError as e:
             ctx.emit("ipc", "response", to=names.CLEANUP, what="queue", outcome=f"protocol error: {e}")
-            await ipc.reply(writer, "defer", code="451 4.3.0", text="Error: internal protocol error")
+            await conn.reply("defer", code="451 4.3.0", text="Error: internal protocol error")
             return
         sid = attrs.get("sid") if isinstance(attrs.get("sid"), str) else None
         rcpts = list(dict.fromkeys(rcpts))  # one copy per recipient, whoever sent the list
@@ -97,7 +96,7 @@ class Cleanup(Daemon):
         headers, body, hops, cut = _split_headers(content, cfg.header_size_limit)
         if hops >= cfg.hopcount_limit:  # as Postfix: the limit-th Received: is a loop
             ctx.emit("smtp", "limit", sid=sid, limit="hopcount_limit", code="554 5.4.0", hops=hops)
-            await ipc.reply(writer, "fail", code="554 5.4.0", text="Error: too many hops")
+            await conn.reply("fail", code="554 5.4.0", text="Error: too many hops")
             return
         try:
             qid, size = self.enqueue(sender, rcpts, attrs, headers, body, sid)
@@ -105,7 +104,7 @@ class Cleanup(Daemon):
             reason = errno.errorcode.get(e.errno or 0, "error")
             ctx.emit("queue", "removed", sid=sid, queue=names.INCOMING,
                      reason=f"write failed ({reason}: {e.strerror}); nothing queued")
-            await ipc.reply(writer, "defer", code="451 4.3.0", text="Error: queue file write error")
+            await conn.reply("defer", code="451 4.3.0", text="Error: queue file write error")
             return
         if cut:
             ctx.emit("smtp", "limit", qid, sid, limit="header_size_limit", code="-",
@@ -113,7 +112,7 @@ class Cleanup(Daemon):
         ctx.emit("queue", "created", qid, sid, queue=names.INCOMING, size=size,
                  sender=sender, recipients=rcpts[:20], origin=attrs.get("origin", "?"),
                  subject=_subject(headers))
-        await ipc.reply(writer, "ok", qid=qid)
+        await conn.reply("ok", qid=qid)
         await ctx.hop(names.QMGR, "wake up: new mail in incoming", qid, sid)
         await ipc.trigger(ctx.socket_path(names.QMGR, public=True), names.TRIGGER_INCOMING)
 

@@ -33,8 +33,8 @@ class Pickup(Daemon):
     def post_init(self) -> None:
         self.wake = asyncio.Event()
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(64)
+    async def handle(self, conn: ipc.Conn) -> None:
+        await conn.read_some(64)
         self.wake.set()
 
     async def background(self) -> None:

@@ -47,8 +47,8 @@ class Qmgr(Daemon):
         self.agents: dict[str, asyncio.Semaphore] = {}
         self.in_flight: set[str] = set()
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        data = await reader.read(64)
+    async def handle(self, conn: ipc.Conn) -> None:
+        data = await conn.read_some(64)
         if names.TRIGGER_INCOMING in data or names.TRIGGER_WAKEUP in data:
             self.incoming_wake.set()
         if names.TRIGGER_FLUSH in data:
