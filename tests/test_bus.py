@@ -8,6 +8,7 @@ framing.
 
 import asyncio
 import json
+import os
 from types import SimpleNamespace
 
 from simmta.core import events
@@ -63,11 +64,17 @@ def test_a_child_cannot_name_another_sender() -> None:
         assert got == [] and bus.invalid == 1, key
 
 
-def test_line_breaks_in_a_childs_json_cannot_split_the_stream() -> None:
-    raw = json.dumps(datagram(), indent=2).encode()  # valid JSON, many lines
-    bus, got = stream_of(raw, b" " + json.dumps(datagram()).encode())
-    assert [e["seq"] for e in got] == [2, 3] and bus.invalid == 0
-    assert got[0]["data"] == {"from": "incoming", "to": "active"}
+def test_one_datagram_carries_a_turns_events_one_per_line() -> None:
+    first, second = datagram(), datagram(qid="Q2")
+    bus, got = stream_of(b"\n".join(json.dumps(e).encode() for e in (first, second)))
+    assert [(e["seq"], e["qid"]) for e in got] == [(2, "Q1"), (3, "Q2")] and bus.invalid == 0
+
+
+def test_line_breaks_inside_a_childs_json_cannot_split_the_stream() -> None:
+    indented = json.dumps(datagram(), indent=2).encode()  # valid JSON, but not one line
+    bus, got = stream_of(indented, json.dumps(datagram()).encode() + b"\r")
+    assert bus.invalid == indented.count(b"\n") + 1  # each line of it is garbage
+    assert len(got) == 1 and got[0]["data"] == datagram()["data"]  # the CR is not passed on
 
 
 def test_events_a_child_lost_are_announced_and_the_count_not_passed_on() -> None:
@@ -80,3 +87,15 @@ def test_events_a_child_lost_are_announced_and_the_count_not_passed_on() -> None
 def test_garbage_is_counted_not_published() -> None:
     bus, got = stream_of(b"not json", b"[1, 2]", b"{}", json.dumps(datagram(kind="nope")).encode())
     assert got == [] and bus.invalid == 4
+
+
+def test_events_made_after_a_fork_carry_the_childs_pid() -> None:
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the zygote forks every daemon: pid() must follow
+        os.write(write, str(events.make("x", "process", "ready")["pid"]).encode())
+        os._exit(0)
+    os.close(write)
+    assert int(os.read(read, 32)) == child and os.waitpid(child, 0)[1] == 0
+    assert events.pid() == os.getpid()
+    os.close(read)

@@ -19,15 +19,16 @@ Wire and disk format: JSON Lines, one event per line. Every event has:
 ``validate()`` checks an event against it. The first events a subscriber gets
 are a ``snapshot``/``state`` event (the current state) and then the live stream.
 
-Emitting never blocks: daemons write datagrams with MSG_DONTWAIT to a socket
-master gave them before any privilege drop; when the buffer is full the event
-is dropped and counted, and the next event that gets through carries the count
-(``bus``/``dropped``). Mail never waits for the viewer.
+Emitting never blocks: daemons write datagrams (one per event-loop turn, a JSON
+line per event) with MSG_DONTWAIT to a socket master gave them before any
+privilege drop; when the buffer is full the events are dropped and counted,
+and the next event that gets through carries the count (``bus``/``dropped``). Mail never waits for the viewer.
 
 Trust: events are gossip from processes that may be compromised; master and
 every subscriber validate what they parse, and the UI shows text inert.
 """
 
+import asyncio
 import json
 import os
 import re
@@ -122,11 +123,27 @@ def _bounded(value: Any) -> Any:
     return value
 
 
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def pid() -> int:
+    """This process's id without a system call per event (kept right across fork)."""
+    return _pid
+
+
 def make(service: str, kind: str, type_: str, qid: str | None = None,
          sid: str | None = None, **data: Any) -> dict[str, Any]:
     return {
         "v": SCHEMA_VERSION, "seq": 0, "ts": time.time(), "mono": time.monotonic(),
-        "pid": os.getpid(), "service": service, "kind": kind, "type": type_,
+        "pid": _pid, "service": service, "kind": kind, "type": type_,
         "qid": qid, "sid": sid, "data": _bounded(data),
     }
 
@@ -181,8 +198,12 @@ ESSENTIAL = frozenset({"pace", "fault", "lab", "privilege", "bus"})
 class Emitter:
     """Non-blocking event emission over a datagram socket to master's bus.
 
-    With no channel (events disabled, or a tool outside master) emit is a no-op;
-    while ``muted`` (master says nobody is subscribed) only ESSENTIAL kinds go.
+    Inside an event loop, the events of one loop turn leave as one datagram
+    (JSON lines, at most MAX_DATAGRAM bytes): an SMTP command and its reply
+    cost one send, not two. Outside a loop (start-up) each event goes at once.
+    With no channel (events disabled, or a tool outside master) emit is a
+    no-op; while ``muted`` (master says nobody is subscribed) only ESSENTIAL
+    kinds go.
     """
 
     def __init__(self, service: str, channel: socket.socket | None, muted: bool = False):
@@ -190,6 +211,7 @@ class Emitter:
         self.channel = channel
         self.dropped = 0
         self.muted = muted
+        self.batch: list[dict[str, Any]] = []
         if channel is not None:
             channel.setblocking(False)
 
@@ -203,27 +225,59 @@ class Emitter:
             return
         self.send(make(self.service, kind, type_, qid, sid, **data))
 
-    def send(self, event: dict[str, Any]) -> bool:
-        """Send a prepared event; False (and counted) when it had to be dropped."""
+    def send(self, event: dict[str, Any], now: bool = False) -> bool:
+        """Send a prepared event with this turn's batch, or ``now``.
+
+        True if it was sent or batched; False (and counted) if it was dropped.
+        """
         if self.channel is None:
             return False
-        event = {k: v for k, v in event.items() if k not in STAMPED}
-        if self.dropped:
-            event["dropped_before"] = self.dropped
-        raw = json.dumps(event, separators=(",", ":")).encode()
-        if len(raw) > MAX_DATAGRAM:
-            event["data"] = {k: "…" for k in event["data"]}
-            raw = json.dumps(event, separators=(",", ":")).encode()
         try:
-            self.channel.send(raw, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            self.dropped += 1
-            return False
-        except OSError:
-            self.dropped += 1
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            now = True
+        if now:
+            self.flush()
+            return self._send([event], [_datagram(event)])
+        if not self.batch:
+            loop.call_soon(self.flush)
+        self.batch.append(event)
+        return True
+
+    def flush(self) -> None:
+        """Send what this turn emitted (also before the process dies on purpose)."""
+        batch, self.batch = self.batch, []
+        start, size = 0, 0
+        lines = [_datagram(e) for e in batch]
+        for i, line in enumerate(lines):
+            if i > start and size + len(line) > MAX_DATAGRAM:
+                self._send(batch[start:i], lines[start:i])
+                start, size = i, 0
+            size += len(line) + 1
+        if lines:
+            self._send(batch[start:], lines[start:])
+
+    def _send(self, events: list[dict[str, Any]], lines: list[bytes]) -> bool:
+        assert self.channel is not None
+        if self.dropped:  # the first event that gets through says how many did not
+            lines = [_datagram({**events[0], "dropped_before": self.dropped}), *lines[1:]]
+        try:
+            self.channel.send(b"\n".join(lines), socket.MSG_DONTWAIT)
+        except OSError:  # BlockingIOError: master is behind; anything else: master is gone
+            self.dropped += len(events)
             return False
         self.dropped = 0
         return True
+
+
+def _datagram(event: dict[str, Any]) -> bytes:
+    """An event as a child sends it: without the keys the bus stamps, at most MAX_DATAGRAM."""
+    sent = {k: v for k, v in event.items() if k not in STAMPED}
+    raw = json.dumps(sent, separators=(",", ":")).encode()
+    if len(raw) > MAX_DATAGRAM:
+        sent["data"] = {k: "…" for k in sent["data"]}
+        raw = json.dumps(sent, separators=(",", ":")).encode()
+    return raw
 
 
 def read_recording(path: Path) -> Iterator[dict[str, Any]]:

@@ -21,11 +21,21 @@ import asyncio
 import json
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 MAX_JSON = 64 * 1024
 MAX_CHUNK = 256 * 1024
 _HDR = struct.Struct("!cI")
+
+
+def _no_events() -> None:
+    pass
+
+
+# Called before anything is sent: the process's events leave before the
+# hand-off they describe, so master's bus sees cause before effect.
+flush_events: Callable[[], None] = _no_events
 
 
 class ProtocolError(Exception):
@@ -126,6 +136,7 @@ class Conn:
             parts.append(payload)
 
     async def send(self, *parts: bytes | memoryview) -> None:
+        flush_events()
         for part in _coalesce(parts):
             await self.loop.sock_sendall(self.sock, part)
 

@@ -35,7 +35,7 @@ import traceback
 from pathlib import Path
 from typing import Any, ClassVar
 
-from simmta.core import ipc, names, privilege
+from simmta.core import events, ipc, names, privilege
 from simmta.core.config import Config
 from simmta.core.events import Emitter, make
 from simmta.core.instance import Instance
@@ -104,7 +104,7 @@ class Context:
             fut = asyncio.get_running_loop().create_future()
             self._hops[hop_id] = fut
             wait = make(self.name, "pace", "wait", qid, sid, hop=hop_id, to=to, what=what)
-            if self.emitter.send(wait):
+            if self.emitter.send(wait, now=True):
                 await fut  # released by master's "go" (or a change of pace)
             self._hops.pop(hop_id, None)
         self.emit("ipc", "request", qid, sid, to=to, what=what)
@@ -113,6 +113,7 @@ class Context:
         """Die here, uncleanly, if a presenter armed this point (to show nothing is lost)."""
         if point in self.crash_points:
             self.emit("fault", "crash", qid, point=point)
+            self.emitter.flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
     def on_control(self, msg: dict[str, Any]) -> None:
@@ -177,7 +178,7 @@ class Daemon:
 
 def _status(fd: int, what: bytes) -> None:
     with contextlib.suppress(OSError):
-        os.write(fd, STATUS.pack(os.getpid(), what))
+        os.write(fd, STATUS.pack(events.pid(), what))
 
 
 def main(daemon_cls: type[Daemon]) -> None:
@@ -189,6 +190,7 @@ def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
     fds = spec["fds"]
     channel = socket.socket(fileno=fds["channel"])
     emitter = Emitter(spec["service"]["name"], channel, muted=not spec.get("watched", True))
+    ipc.flush_events = emitter.flush
     ctx = Context(spec, emitter)
     listen = socket.socket(fileno=fds["listen"])
     status_fd: int = fds["status"]
@@ -216,7 +218,7 @@ async def _serve(daemon: Daemon, listen: socket.socket, status_fd: int,
                  channel: socket.socket | None) -> None:
     ctx = daemon.ctx
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, lambda: os._exit(0))
+    loop.add_signal_handler(signal.SIGTERM, lambda: (ctx.emitter.flush(), os._exit(0)))
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     if channel is not None:
         loop.add_reader(channel, _read_control, ctx, channel)
@@ -245,6 +247,7 @@ async def _serve(daemon: Daemon, listen: socket.socket, status_fd: int,
         served += 1
         _status(status_fd, STATUS_AVAIL)
     background.cancel()
+    ctx.emitter.flush()
 
 
 async def _guarded(daemon: Daemon, conn: socket.socket) -> None:

@@ -97,6 +97,7 @@ class Conversation:
     async def command(self, line: str, timeout: float) -> tuple[int, str]:
         assert self.writer is not None
         self.agent.ctx.emit("smtp", "command", self.qid, self.sid, line=safe_text(line), peer=True)
+        self.agent.ctx.emitter.flush()  # before the peer can tell of it
         try:
             self.writer.write(line.encode("utf-8", "replace") + b"\r\n")
             await self.writer.drain()
@@ -168,8 +169,9 @@ class Smtp(DeliveryAgent):
                 if code != 354:
                     raise SmtpError(_status(code) if code >= 400 else "defer",
                                     f"host {where} said: {code} {text} (in reply to DATA)")
-                conv.writer.write(wire_format(msg.content()))  # type: ignore[union-attr]
                 self.ctx.emit("smtp", "command", msg.qid, sid, line="<message content> .", peer=True)
+                self.ctx.emitter.flush()
+                conv.writer.write(wire_format(msg.content()))  # type: ignore[union-attr]
                 self.ctx.crash_point("after-data", msg.qid)
                 code, text = await conv.reply(cfg.smtp_data_done_timeout)
                 for a in accepted:

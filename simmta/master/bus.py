@@ -105,27 +105,31 @@ class Bus:
         for sub in self.subscribers:  # one write per subscriber per loop turn
             sub.offer(lines, self._drop_notice)
 
-    def from_child(self, raw: bytes, pid: int, service: str) -> dict[str, Any] | None:
-        """A child's datagram: parse, check, stamp with who really sent it."""
+    def from_child(self, datagram: bytes, pid: int, service: str) -> None:
+        """A child's datagram: one JSON line per event."""
+        for raw in datagram.split(b"\n"):
+            self._from_child(raw, pid, service)
+
+    def _from_child(self, raw: bytes, pid: int, service: str) -> None:
+        """One event from a child: parse, check, stamp with who really sent it."""
         try:
             event = json.loads(raw)
         except ValueError:
             self.invalid += 1
-            return None
+            return
         if not isinstance(event, dict) or any(k in event for k in events.STAMPED):
             self.invalid += 1
-            return None
+            return
         event["seq"], event["pid"], event["service"] = 0, pid, service
         if events.validate(event):
             self.invalid += 1
-            return None
+            return
         lost = event.pop("dropped_before", None)  # the child lost events before this one
         if isinstance(lost, int) and lost > 0:
             self.publish(events.make("master", "bus", "dropped", count=lost,
                                      where=f"{service}[{pid}] event channel"))
-        spliceable = lost is None and raw[:1] == b"{" and b"\n" not in raw and b"\r" not in raw
+        spliceable = lost is None and raw[:1] == b"{" and b"\r" not in raw
         self.publish(event, raw if spliceable else None)
-        return event
 
     def add(self, sub: Subscriber, snapshot: dict[str, Any]) -> None:
         sub.writer.transport.write(self._line(snapshot))
