@@ -19,6 +19,7 @@ Trust: talks to master only, over an inherited socketpair.
 
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -113,6 +114,7 @@ def main() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for command in COMMANDS:  # everything a daemon needs, loaded once, shared copy-on-write
         importlib.import_module(f"simmta.daemons.{command}")
+    gc.freeze()  # out of the collector's sight: a daemon's collections do not copy these pages
     sock = socket.socket(fileno=int(sys.argv[1]))
     with contextlib.suppress(KeyboardInterrupt):
         serve(sock)
