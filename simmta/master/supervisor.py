@@ -36,6 +36,7 @@ from simmta.master import zygote
 from simmta.master.bus import Bus
 
 _PR_SET_CHILD_SUBREAPER = 36
+BUS_TICK = 0.01  # seconds between reads of the event channels while someone watches
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Supervisor:
         self.stopping = False
         self.watch_pending: set[int] = set()
         self.watch_heard = asyncio.Event()
+        self.channel_timer: asyncio.TimerHandle | None = None  # set while someone watches
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # Start and stop -------------------------------------------------------------
@@ -131,7 +133,7 @@ class Supervisor:
 
     async def stop(self) -> None:
         self.stopping = True
-        children = [c for st in self.services.values() for c in st.children.values()]
+        children = self._children()
         for c in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(c.pid, signal.SIGTERM)
@@ -197,7 +199,8 @@ class Supervisor:
         st.children[child.pid] = child
         st.avail += 1  # counted available until it says busy (Postfix does the same)
         assert self.loop is not None
-        self.loop.add_reader(mine, self._read_channel, child)
+        if self.channel_timer is None:
+            self.loop.add_reader(mine, self._read_channel, child)
         self.emit("process", "spawned", child_pid=child.pid, child_service=svc.name,
                   total=len(st.children))
         self._update_listen(st)
@@ -243,6 +246,36 @@ class Supervisor:
                 child.served += 1
                 st.avail += 1
         self._update_listen(st)
+
+    def _poll_channels(self, on: bool) -> None:
+        """While someone watches, read the children's event channels every BUS_TICK
+        instead of waking up for each datagram (a busy MTA sends thousands a
+        second, and each wake-up costs both sides CPU). Unwatched, only the few
+        essential events come, and each is read as it arrives."""
+        assert self.loop is not None
+        if on == (self.channel_timer is not None):
+            return
+        for child in self._children():
+            if on:
+                self.loop.remove_reader(child.channel)
+            else:
+                self.loop.add_reader(child.channel, self._read_channel, child)
+        if self.channel_timer is not None:
+            self.channel_timer.cancel()
+        self.channel_timer = self.loop.call_later(BUS_TICK, self._tick) if on else None
+
+    def _tick(self) -> None:
+        self.read_channels()
+        assert self.loop is not None
+        self.channel_timer = self.loop.call_later(BUS_TICK, self._tick)
+
+    def read_channels(self) -> None:
+        """Everything the children have sent so far."""
+        for child in self._children():
+            self._read_channel(child)
+
+    def _children(self) -> list[Child]:
+        return [c for st in self.services.values() for c in st.children.values()]
 
     def _read_channel(self, child: Child) -> None:
         for _ in range(256):
@@ -385,8 +418,8 @@ class Supervisor:
         (a moment at most) until each has heard, so no event after the snapshot
         is lost to a daemon that was still quiet."""
         on = on and self.cfg.events_enabled
-        self.watch_pending = {c.pid for st in self.services.values() for c in st.children.values()
-                              if c.ready} if on else set()
+        self._poll_channels(on)
+        self.watch_pending = {c.pid for c in self._children() if c.ready} if on else set()
         self.watch_heard = asyncio.Event()
         self.broadcast({"op": "watch", "on": on})
         if self.watch_pending:
