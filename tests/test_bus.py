@@ -7,8 +7,10 @@ framing.
 """
 
 import asyncio
+import contextlib
 import json
 import os
+import socket
 from types import SimpleNamespace
 
 from simmta.core import events
@@ -99,3 +101,28 @@ def test_events_made_after_a_fork_carry_the_childs_pid() -> None:
     assert int(os.read(read, 32)) == child and os.waitpid(child, 0)[1] == 0
     assert events.pid() == os.getpid()
     os.close(read)
+
+
+def test_a_child_that_cannot_send_counts_what_it_lost_and_says_so() -> None:
+    theirs, mine = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with theirs, mine:
+        lost_and_announced(events.Emitter("qmgr", theirs), mine)
+
+
+def lost_and_announced(emitter: events.Emitter, mine: socket.socket) -> None:
+    sent = 0
+    while emitter.send(events.make("qmgr", "queue", "held", f"Q{sent}"), now=True):
+        sent += 1  # until the channel is full: master is not reading
+        assert sent < 100_000
+    for _ in range(3):
+        emitter.send(events.make("qmgr", "queue", "held", "LOST"), now=True)
+    received = []
+    mine.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            received.append(mine.recv(65536))
+    assert len(received) == sent and emitter.dropped == 4
+    assert emitter.send(events.make("qmgr", "queue", "held", "NEXT"), now=True)
+    bus, got = stream_of(mine.recv(65536))
+    notice, event = sorted(got, key=lambda e: e["kind"] != "bus")
+    assert notice["data"]["count"] == 4 and event["qid"] == "NEXT" and bus.invalid == 0

@@ -211,7 +211,7 @@ class Emitter:
         self.channel = channel
         self.dropped = 0
         self.muted = muted
-        self.batch: list[dict[str, Any]] = []
+        self.batch: list[bytes] = []  # this turn's events, as the JSON lines they are sent as
         if channel is not None:
             channel.setblocking(False)
 
@@ -223,60 +223,66 @@ class Emitter:
              **data: Any) -> None:
         if self.channel is None or (self.muted and kind not in ESSENTIAL):
             return
-        self.send(make(self.service, kind, type_, qid, sid, **data))
+        self.send({"v": SCHEMA_VERSION, "ts": time.time(), "mono": time.monotonic(), "kind": kind,
+                   "type": type_, "qid": qid, "sid": sid, "data": _bounded(data)})
 
     def send(self, event: dict[str, Any], now: bool = False) -> bool:
-        """Send a prepared event with this turn's batch, or ``now``.
+        """Send an event (the bus's stamps, if any, are left out) with this turn's batch, or ``now``.
 
         True if it was sent or batched; False (and counted) if it was dropped.
         """
         if self.channel is None:
             return False
+        line = _datagram(event)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             now = True
         if now:
             self.flush()
-            return self._send([event], [_datagram(event)])
+            return self._send([line])
         if not self.batch:
             loop.call_soon(self.flush)
-        self.batch.append(event)
+        self.batch.append(line)
         return True
 
     def flush(self) -> None:
         """Send what this turn emitted (also before the process dies on purpose)."""
-        batch, self.batch = self.batch, []
+        lines, self.batch = self.batch, []
         start, size = 0, 0
-        lines = [_datagram(e) for e in batch]
         for i, line in enumerate(lines):
             if i > start and size + len(line) > MAX_DATAGRAM:
-                self._send(batch[start:i], lines[start:i])
+                self._send(lines[start:i])
                 start, size = i, 0
             size += len(line) + 1
         if lines:
-            self._send(batch[start:], lines[start:])
+            self._send(lines[start:])
 
-    def _send(self, events: list[dict[str, Any]], lines: list[bytes]) -> bool:
+    def _send(self, lines: list[bytes]) -> bool:
         assert self.channel is not None
         if self.dropped:  # the first event that gets through says how many did not
-            lines = [_datagram({**events[0], "dropped_before": self.dropped}), *lines[1:]]
+            lines = [b'{"dropped_before":%d,%s' % (self.dropped, lines[0][1:]), *lines[1:]]
         try:
             self.channel.send(b"\n".join(lines), socket.MSG_DONTWAIT)
         except OSError:  # BlockingIOError: master is behind; anything else: master is gone
-            self.dropped += len(events)
+            self.dropped += len(lines)
             return False
         self.dropped = 0
         return True
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _datagram(event: dict[str, Any]) -> bytes:
     """An event as a child sends it: without the keys the bus stamps, at most MAX_DATAGRAM."""
-    sent = {k: v for k, v in event.items() if k not in STAMPED}
-    raw = json.dumps(sent, separators=(",", ":")).encode()
+    if any(k in event for k in STAMPED):
+        event = {k: v for k, v in event.items() if k not in STAMPED}
+    sent = event
+    raw = _compact(sent).encode()
     if len(raw) > MAX_DATAGRAM:
-        sent["data"] = {k: "…" for k in sent["data"]}
-        raw = json.dumps(sent, separators=(",", ":")).encode()
+        sent = {**sent, "data": {k: "…" for k in sent["data"]}}
+        raw = _compact(sent).encode()
     return raw
 
 
