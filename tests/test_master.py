@@ -98,7 +98,7 @@ def test_crash_before_250_means_not_queued_or_delivered_once(mta: Mta, service: 
     log.close()
 
 
-@pytest.mark.parametrize("service,point", [("local", "before-rename"), ("qmgr", "after-move"),
+@pytest.mark.parametrize("service,point", [("local", "before-link"), ("qmgr", "after-move"),
                                            ("smtp", "after-data")])
 def test_crash_after_250_loses_nothing(mta: Mta, service: str, point: str) -> None:
     mta.simmta("ctl", "crash", service, point)

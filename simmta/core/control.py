@@ -27,7 +27,7 @@ from simmta.core.errors import SimmtaError
 CRASH_POINTS: dict[str, tuple[str, ...]] = {
     "cleanup": ("half-written", "before-fsync", "startup"),
     "qmgr": ("after-move", "startup"),
-    "local": ("before-rename", "startup"),
+    "local": ("before-link", "startup"),
     "smtp": ("after-data", "startup"),
     "smtpd": ("before-reply", "startup"),
 }

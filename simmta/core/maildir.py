@@ -1,4 +1,4 @@
-"""Maildir delivery: write in tmp/, fsync, rename into new/, fsync new/.
+"""Maildir delivery: write in tmp/, fsync, link into new/ and unlink from tmp/, fsync new/.
 
 Used by local (as the recipient) and by the peer. A message is visible in
 new/ only once it is complete and durable, so a crash leaves at most a stray
@@ -33,7 +33,7 @@ def create(path: Path, mode: int = 0o700) -> None:
 
 
 def deliver(maildir: Path, parts: list[bytes],
-            before_rename: Callable[[], None] | None = None) -> Path:
+            before_link: Callable[[], None] | None = None) -> Path:
     """Write ``parts`` as one new message; return its path in new/."""
     name = unique_name()
     tmp = maildir / "tmp" / name
@@ -51,10 +51,11 @@ def deliver(maildir: Path, parts: list[bytes],
         os.unlink(tmp)
         raise
     os.close(fd)
-    if before_rename is not None:
-        before_rename()
+    if before_link is not None:
+        before_link()
     final = maildir / "new" / name
-    os.rename(tmp, final)
+    os.link(tmp, final)  # link and unlink, as qmail's and Postfix's Maildir code do:
+    os.unlink(tmp)  # rename() across directories takes a lock the whole filesystem shares
     fsync_dir(maildir / "new")
     return final
 

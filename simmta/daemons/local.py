@@ -7,7 +7,7 @@ DESCRIPTION
     offsets); local opens the queue file itself, resolves each recipient to a
     local user through alias_maps and local_users (a local part is looked up,
     never turned into a path: "../x", "a/b" or control characters simply name
-    no user), and delivers into ``mail/<user>/Maildir``: tmp/, fsync, rename
+    no user), and delivers into ``mail/<user>/Maildir``: tmp/, fsync, link
     into new/, fsync new/. Unknown users are a permanent failure (5.1.1), so
     qmgr has bounce send the sender a DSN. It answers per recipient.
 SECURITY
@@ -60,7 +60,7 @@ class Local(DeliveryAgent):
         uid = self.ctx.config.local_users[user]
         with privilege.acting_as(uid, uid, self.ctx.mode):
             return maildir.deliver(self.ctx.instance.maildir(user), parts,
-                                   before_rename=lambda: self.ctx.crash_point("before-rename", qid))
+                                   before_link=lambda: self.ctx.crash_point("before-link", qid))
 
 
 DAEMON = Local

@@ -8,7 +8,7 @@ bob@simmta.test, waits until they are all in bob's Maildir, and stops it.
 alternately (A B A B ...) and reports ratios round by round.
 
 Figures: accepted/s (250 after DATA), delivered/s end to end (until the
-Maildir has them: the rename into new/), p50/p95/p99 latency of the 250 and of
+Maildir has them: the move into new/), p50/p95/p99 latency of the 250 and of
 the delivery, counted from the start of each message's transaction (the
 connect for a session's first message, MAIL FROM for the others), CPU seconds
 per message of the server's whole process tree (/proc, reaped children

@@ -2,8 +2,8 @@
 
 ``MaildirWatcher`` polls DIR/new and DIR/cur, reads the header of each new file
 for its ``X-Bench-Id`` and notes when it was delivered: the file's ctime, which
-the rename into new/ sets (the moment the message became visible to a reader),
-so the figure does not depend on how often the watcher polls. The kernel
+the move into new/ sets (link or rename: the moment the message became visible
+to a reader), so the figure does not depend on how often the watcher polls. The kernel
 stamps files from its coarse clock, so delivery latencies are good to one
 clock tick (4 ms at HZ=250), in either direction.
 ``MemorySampler`` samples a process tree's memory and keeps the peak.
