@@ -64,6 +64,29 @@ def test_one_message_tells_the_whole_story_in_order(mta: Mta) -> None:
     log.close()
 
 
+def in_flight_peak(log: EventLog, transport: str, qids: set[str]) -> int:
+    """The most qmgr requests to ``transport`` that were open at once, from the stream."""
+    peak = open_ = 0
+    for e in sorted(log.events, key=lambda e: e["seq"]):
+        if e["service"] == "qmgr" and e["qid"] in qids and e["data"].get("to") == transport:
+            open_ += 1 if e["type"] == "request" else -1
+            peak = max(peak, open_)
+    return peak
+
+
+def test_local_gets_one_request_per_recipient_and_at_most_two_per_mailbox(mta: Mta) -> None:
+    log = mta.subscribe()
+    qid = mta.send(["alice@simmta.test", "bob@simmta.test", "carol@simmta.test"])
+    with ThreadPoolExecutor(8) as pool:  # a burst to one mailbox
+        qids = {qid, *pool.map(lambda _: mta.send("bob@simmta.test"), range(24))}
+    wait_for(lambda: all(log.find(kind="queue", type="removed", qid=q) for q in qids),
+             what="every message delivered")
+    asked = [e["data"]["what"] for e in log.find(service="qmgr", kind="ipc", type="request", qid=qid)]
+    assert asked == ["deliver to 1 recipient(s)"] * 3  # local_destination_recipient_limit = 1
+    assert in_flight_peak(log, "local", qids - {qid}) <= 2  # local_destination_concurrency_limit
+    assert in_flight_peak(log, "local", qids) >= 2  # the burst did overlap: the limit was tested
+
+
 def test_relay_defer_retry_and_bounce_chains(mta: Mta) -> None:
     log = mta.subscribe()
     mta.simmta("peer", "fault", "tempfail")

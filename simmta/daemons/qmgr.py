@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from simmta.core import address, ipc, names
@@ -32,7 +33,6 @@ from simmta.core.skeleton import Daemon, main, run_task
 
 _VALID_STATUS = {"ok", "defer", "fail"}
 ACTIVE_LIMIT = 1000  # messages in active/ at once (Postfix: qmgr_message_active_limit)
-AGENT_CONCURRENCY = 20  # concurrent requests per transport (default_destination_concurrency_limit)
 AGENT_TIMEOUT = 900.0
 
 
@@ -44,7 +44,8 @@ class Qmgr(Daemon):
         self.deferred_wake = asyncio.Event()
         self.flush = False
         self.slots = asyncio.Semaphore(ACTIVE_LIMIT)
-        self.agents: dict[str, asyncio.Semaphore] = {}
+        self.destinations = Destinations()
+        self.transports: dict[str, asyncio.Semaphore] = {}  # no more than an agent's processes
         self.in_flight: set[str] = set()
 
     async def handle(self, conn: ipc.Conn) -> None:
@@ -156,24 +157,27 @@ class Qmgr(Daemon):
                 results.append({"address": r.address, "status": "fail", "dsn": "5.1.2",
                                 "reason": route.reason, "offset": r.offset, "via": "qmgr"})
             else:
-                key = (route.transport, route.nexthop if route.transport == names.SMTP else "")
-                batches.setdefault(key, []).append(r)
-        outcomes = await asyncio.gather(*(self.ask_agent(msg, t, hop, rs, sid)
-                                          for (t, hop), rs in batches.items()))
+                # local: one recipient per request (local_destination_recipient_limit = 1)
+                dest = route.nexthop if route.transport == names.SMTP else r.address.lower()
+                batches.setdefault((route.transport, dest), []).append(r)
+        outcomes = await asyncio.gather(*(self.ask_agent(msg, t, dest, rs, sid)
+                                          for (t, dest), rs in batches.items()))
         for out in outcomes:
             results += out
         await self.settle(msg, results, sid)
 
-    async def ask_agent(self, msg: qf.QueueFile, transport: str, nexthop: str,
+    async def ask_agent(self, msg: qf.QueueFile, transport: str, destination: str,
                         rcpts: list[qf.Recipient], sid: str | None) -> list[dict[str, Any]]:
-        ctx = self.ctx
+        ctx, cfg = self.ctx, self.ctx.config
         by_offset = {r.offset: r for r in rcpts}
         req = {"request": "deliver", "queue": names.ACTIVE, "qid": msg.qid,
                "recipients": [{"address": r.address, "offset": r.offset} for r in rcpts]}
-        if nexthop:
-            req["nexthop"] = nexthop
-        sem = self.agents.setdefault(transport, asyncio.Semaphore(AGENT_CONCURRENCY))
-        async with sem:
+        if transport == names.SMTP:
+            req["nexthop"] = destination
+        limit = cfg.local_destination_concurrency_limit if transport == names.LOCAL \
+            else cfg.default_destination_concurrency_limit
+        agents = self.transports.setdefault(transport, asyncio.Semaphore(cfg.default_process_limit))
+        async with self.destinations.slot((transport, destination), limit), agents:
             await ctx.hop(transport, f"deliver to {len(rcpts)} recipient(s)", msg.qid, sid)
             try:
                 reply = await ipc.call(ctx.socket_path(transport), req, timeout=AGENT_TIMEOUT)
@@ -272,6 +276,27 @@ class Qmgr(Daemon):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.ctx.queue_path(log, qid))
         self.ctx.emit("queue", "removed", qid, sid, queue=queue, reason=reason)
+
+
+class Destinations:
+    """Postfix's per-destination concurrency: at most ``limit`` deliveries to a
+    destination (a next hop, or for local one recipient's Maildir) at once, so
+    parallel deliveries do not just queue up on the same locks and disk."""
+
+    def __init__(self) -> None:
+        self.slots: dict[tuple[str, str], tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, key: tuple[str, str], limit: int) -> AsyncIterator[None]:
+        sem, users = self.slots.setdefault(key, (asyncio.Semaphore(limit), [0]))
+        users[0] += 1
+        try:
+            async with sem:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:  # forget idle destinations: memory stays bounded
+                del self.slots[key]
 
 
 def _mtime(entry: os.DirEntry[str]) -> float:
