@@ -36,6 +36,7 @@ VERSION = b"simmta-queue 1"
 _HDR = struct.Struct("!cI")
 MODE_WRITING = 0o600
 MODE_COMPLETE = 0o700
+SMALL_FILE = 256 * 1024  # read whole; larger queue files are mapped
 MAX_ADDRESS = 512
 
 
@@ -138,6 +139,7 @@ class QueueFile:
     size: int
     mtime: float
     records: list[tuple[str, int, int]] = field(default_factory=list)  # (type, offset, length)
+    data: bytes | None = field(default=None, repr=False)  # the whole file, if it was small
 
     @property
     def sid(self) -> str | None:
@@ -150,6 +152,8 @@ class QueueFile:
         return [r for r in self.recipients if not r.done]
 
     def content(self) -> bytes:
+        if self.data is not None:
+            return self.data[self.content_offset:self.content_offset + self.content_length]
         with open(self.path, "rb") as f:
             f.seek(self.content_offset)
             return f.read(self.content_length)
@@ -161,12 +165,21 @@ class QueueFile:
 
 
 def read(path: Path, require_complete: bool = True) -> QueueFile:
-    """Parse a queue file; CorruptQueueFile on any damage."""
+    """Parse a queue file; CorruptQueueFile on any damage.
+
+    A small file is read whole and kept (its content is then at hand without
+    opening it again); a large one is mapped, and its content read on demand.
+    """
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             if st.st_size == 0:
                 raise CorruptQueueFile("empty file")
+            if st.st_size <= SMALL_FILE:
+                small = f.read()
+                parsed = _parse(path, small, st, require_complete)
+                parsed.data = small
+                return parsed
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as e:
         raise CorruptQueueFile(f"cannot read: {e.strerror}") from None
@@ -176,7 +189,7 @@ def read(path: Path, require_complete: bool = True) -> QueueFile:
         data.close()
 
 
-def _parse(path: Path, data: mmap.mmap, st: os.stat_result, require_complete: bool) -> QueueFile:
+def _parse(path: Path, data: bytes | mmap.mmap, st: os.stat_result, require_complete: bool) -> QueueFile:
     pos, end = 0, len(data)
     arrival: float | None = None
     attrs: dict[str, Any] = {}
