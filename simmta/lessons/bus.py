@@ -3,7 +3,7 @@
 A daemon thread connects to ``run/bus.sock`` (retrying until a deadline: the
 socket appears a moment after master writes its status), reads JSON lines,
 validates each with ``events.parse_line`` and hands valid events to a callback.
-Bad lines are counted, never applied.
+Bad lines are never applied; the last problem is kept for the panel.
 
 Trust: the bus is gossip from the MTA; everything read is validated.
 """
@@ -27,7 +27,6 @@ class BusSubscription:
         self.on_event = on_event
         self.on_close = on_close
         self.connect_timeout = connect_timeout
-        self.bad_lines = 0
         self.problem = ""
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
@@ -50,7 +49,6 @@ class BusSubscription:
                 if self._stop.is_set():
                     break
                 if event is None:
-                    self.bad_lines += 1
                     self.problem = problem
                     continue
                 self.on_event(event)

@@ -435,7 +435,7 @@ def _count_key(spec: Mapping[str, Any], key: str) -> int | None:
     return value
 
 
-def compile_expectation(spec: Any, nested: bool = False) -> Expectation:
+def compile_expectation(spec: Any) -> Expectation:
     """One expectation from its TOML table; GoalError names the key at fault."""
     if not isinstance(spec, Mapping):
         raise GoalError("expected a table (event = ..., state = ..., sequence = ... or any = ...)")
@@ -461,7 +461,7 @@ def compile_expectation(spec: Any, nested: bool = False) -> Expectation:
         alts = spec["any"]
         if not isinstance(alts, list) or not alts:
             raise GoalError("any: expected a list of expectations", "any")
-        compiled = tuple(compile_expectation(a, nested=True) for a in alts)
+        compiled = tuple(compile_expectation(a) for a in alts)
         return Expectation("any", label or " or ".join(a.label for a in compiled), mode=mode,
                            alternatives=compiled)
     if form == "sequence":
