@@ -54,8 +54,10 @@ def deliver(maildir: Path, parts: list[bytes],
     if before_link is not None:
         before_link()
     final = maildir / "new" / name
-    os.link(tmp, final)  # link and unlink, as qmail's and Postfix's Maildir code do:
-    os.unlink(tmp)  # rename() across directories takes a lock the whole filesystem shares
+    try:  # link and unlink, as qmail's and Postfix's Maildir code do: rename()
+        os.link(tmp, final)  # across directories takes a lock the whole filesystem shares
+    finally:
+        os.unlink(tmp)  # linked or not, nothing stays behind in tmp/
     fsync_dir(maildir / "new")
     return final
 
