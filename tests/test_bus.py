@@ -11,10 +11,11 @@ import contextlib
 import json
 import os
 import socket
+import time
 from types import SimpleNamespace
 
 from simmta.core import events
-from simmta.master.bus import Bus, Subscriber
+from simmta.master.bus import HOLD, Bus, Subscriber
 
 
 class Transport:
@@ -39,7 +40,7 @@ def stream_of(*datagrams: bytes) -> tuple[Bus, list[dict]]:
         bus.add(Subscriber(SimpleNamespace(transport=transport), "test"), {"snapshot": True})
         for raw in datagrams:
             bus.from_child(raw, 4242, "qmgr")
-        await asyncio.sleep(0)  # the batch is flushed on the next loop turn
+        bus.flush(everything=True)  # not waiting out the hold
 
     asyncio.run(run())
     lines = transport.data.split(b"\n")
@@ -58,6 +59,28 @@ def test_a_childs_event_is_its_own_json_stamped_by_the_bus() -> None:
     assert got == [{**sent, "seq": 2, "pid": 4242, "service": "qmgr"},  # 1: the snapshot
                    {**sent, "seq": 3, "pid": 4242, "service": "qmgr"}]
     assert bus.invalid == 0
+
+
+def test_an_event_that_arrives_late_is_still_streamed_in_the_order_made() -> None:
+    made_first = datagram(qid="FIRST")  # made first, but its process was kept off the CPU
+    made_next = datagram(qid="NEXT", mono=made_first["mono"] + 0.001)
+    future = datagram(qid="LIAR", mono=made_first["mono"] + 3600)  # a child lying about its clock
+    bus, transport = Bus(), Transport()
+
+    async def run() -> None:
+        bus.add(Subscriber(SimpleNamespace(transport=transport), "test"), {"snapshot": True})
+        bus.from_child(json.dumps(made_next).encode(), 2, "qmgr")
+        await asyncio.sleep(HOLD / 5)  # a later loop turn, still within the hold
+        bus.from_child(json.dumps(made_first).encode(), 3, "cleanup")
+        bus.from_child(json.dumps(future).encode(), 1, "smtpd")
+        assert transport.data.count(b"\n") == 1  # only the snapshot so far: all are held
+        deadline = time.monotonic() + 10 * HOLD
+        while transport.data.count(b"\n") < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(HOLD / 5)
+
+    asyncio.run(run())
+    got = [json.loads(line) for line in transport.data.splitlines()[1:]]
+    assert [e["qid"] for e in got] == ["FIRST", "NEXT", "LIAR"]  # the liar: as of its arrival
 
 
 def test_a_child_cannot_name_another_sender() -> None:

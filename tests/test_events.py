@@ -87,6 +87,22 @@ def test_local_gets_one_request_per_recipient_and_at_most_two_per_mailbox(mta: M
     assert in_flight_peak(log, "local", qids) >= 2  # the burst did overlap: the limit was tested
 
 
+def test_under_load_every_message_is_created_before_qmgr_touches_it(mta: Mta) -> None:
+    """qmgr can find a new file by scanning incoming/, not only by cleanup's trigger:
+    cleanup's "created" must still reach the stream before qmgr's "moved"."""
+    log = mta.subscribe()
+    with ThreadPoolExecutor(8) as pool:
+        qids = set(pool.map(lambda _: mta.send("bob@simmta.test"), range(80)))
+    wait_for(lambda: all(log.find(kind="queue", type="removed", qid=q) for q in qids),
+             what="every message delivered")
+    order: dict[str, list[str]] = {q: [] for q in qids}
+    for e in sorted(log.events, key=lambda e: e["seq"]):
+        if e["kind"] == "queue" and e["qid"] in order:
+            order[e["qid"]].append(e["type"])
+    late = {q: types for q, types in order.items() if types != ["created", "moved", "removed"]}
+    assert not late, late
+
+
 def test_relay_defer_retry_and_bounce_chains(mta: Mta) -> None:
     log = mta.subscribe()
     mta.simmta("peer", "fault", "tempfail")

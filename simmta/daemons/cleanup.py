@@ -20,6 +20,7 @@ import email.utils
 import errno
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from simmta.core import address, ipc, names
@@ -98,26 +99,34 @@ class Cleanup(Daemon):
             ctx.emit("smtp", "limit", sid=sid, limit="hopcount_limit", code="554 5.4.0", hops=hops)
             await conn.reply("fail", code="554 5.4.0", text="Error: too many hops")
             return
+        announced: list[str] = []
+
+        def announce(qid: str, size: int) -> None:
+            """Before the file is marked complete, when qmgr may see it: cause before effect."""
+            if cut:
+                ctx.emit("smtp", "limit", qid, sid, limit="header_size_limit", code="-",
+                         kept=cfg.header_size_limit)
+            ctx.emit("queue", "created", qid, sid, queue=names.INCOMING, size=size,
+                     sender=sender, recipients=rcpts[:20], origin=attrs.get("origin", "?"),
+                     subject=_subject(headers))
+            ctx.emitter.flush()
+            announced.append(qid)
+
         try:
-            qid, size = self.enqueue(sender, rcpts, attrs, headers, body, sid)
+            qid = self.enqueue(sender, rcpts, attrs, headers, body, announce)
         except OSError as e:
             reason = errno.errorcode.get(e.errno or 0, "error")
-            ctx.emit("queue", "removed", sid=sid, queue=names.INCOMING,
+            ctx.emit("queue", "removed", announced[0] if announced else None, sid, queue=names.INCOMING,
                      reason=f"write failed ({reason}: {e.strerror}); nothing queued")
             await conn.reply("defer", code="451 4.3.0", text="Error: queue file write error")
             return
-        if cut:
-            ctx.emit("smtp", "limit", qid, sid, limit="header_size_limit", code="-",
-                     kept=cfg.header_size_limit)
-        ctx.emit("queue", "created", qid, sid, queue=names.INCOMING, size=size,
-                 sender=sender, recipients=rcpts[:20], origin=attrs.get("origin", "?"),
-                 subject=_subject(headers))
         await conn.reply("ok", qid=qid)
         await ctx.hop(names.QMGR, "wake up: new mail in incoming", qid, sid)
         await ipc.trigger(ctx.socket_path(names.QMGR, public=True), names.TRIGGER_INCOMING)
 
     def enqueue(self, sender: str, rcpts: list[str], attrs: dict, headers: list[bytes],
-                body: bytes, sid: str | None) -> tuple[str, int]:
+                body: bytes, announce: Callable[[str, int], None]) -> str:
+        """Write, announce and commit one queue file; its queue ID."""
         ctx, cfg = self.ctx, self.ctx.config
         if ctx.faults.get("queue") == "full":
             raise OSError(errno.ENOSPC, "No space left on device (injected fault)")
@@ -143,8 +152,9 @@ class Cleanup(Daemon):
             ctx.crash_point("half-written", w.qid)
             w.write(*qf.record_parts(b"M", all_headers, b"\n", body))
             ctx.crash_point("before-fsync", w.qid)
+            announce(w.qid, len(all_headers) + 1 + len(body))
             w.commit()
-            return w.qid, len(all_headers) + 1 + len(body)
+            return w.qid
         except BaseException:
             w.abort()
             raise

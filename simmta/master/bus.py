@@ -2,7 +2,10 @@
 
 Every datagram from a child is checked against the schema, stamped with the
 sender's real pid and service (a compromised daemon cannot speak for another)
-and a sequence number, and written to each subscriber without waiting: a
+and a sequence number. Subscribers get the events in the order they were made
+(by the one monotonic clock all processes share), each held HOLD seconds in
+case one made earlier is still on its way; master itself acts on them (pace,
+faults) as they arrive. Writes never wait: a
 subscriber whose socket buffer is full loses events, counted per subscriber,
 and when it drains it first gets a ``bus``/``dropped`` event saying how many.
 With no subscriber the bus does almost nothing.
@@ -12,7 +15,10 @@ by ``access.allowed`` and anything they send is ignored.
 """
 
 import asyncio
+import heapq
+import itertools
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -49,9 +55,15 @@ class Subscriber:
         transport.write(b"".join(lines))
 
 
+HOLD = 0.05  # seconds an event waits at the bus for others emitted before it
+
+
 class Bus:
     def __init__(self) -> None:
-        self.pending: list[tuple[dict[str, Any], bytes | None]] = []  # (event, child's JSON)
+        # (order key, arrival, event, child's JSON), a heap: the reorder buffer
+        self.pending: list[tuple[float, int, dict[str, Any], bytes | None]] = []
+        self.arrivals = itertools.count()
+        self.timer: asyncio.TimerHandle | None = None
         self.seq = 0
         self.published = 0  # events offered to subscribers (drop notices not counted)
         self.subscribers: list[Subscriber] = []
@@ -81,28 +93,46 @@ class Bus:
         return self._line(events.make("master", "bus", "dropped", count=count, where=where))
 
     def publish(self, event: dict[str, Any], raw: bytes | None = None) -> None:
-        """Queue an event for this loop turn's batch.
+        """Act on an event at once (master's listeners), and stream it in order.
 
-        Each daemon has its own channel, so datagrams reach master in an order
-        that need not be the order things happened (qmgr's "moved" can be read
-        before cleanup's "created"). CLOCK_MONOTONIC is one clock for all
-        processes: a batch is published sorted by it.
+        Each daemon has its own channel, and a daemon can be kept off the CPU
+        between making an event and sending it, so events reach master in an
+        order that need not be the order things happened (qmgr's "moved" can
+        arrive before cleanup's "created"). CLOCK_MONOTONIC is one clock for
+        all processes: subscribers get events sorted by it, each held HOLD
+        seconds for the ones made before it that are still on their way.
+        A time in the future (a lying child) counts as the time it arrived.
         """
-        if not self.pending:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self.pending.append((event, raw))
-
-    def flush(self) -> None:
-        batch, self.pending = self.pending, []
-        batch.sort(key=lambda item: item[0]["mono"])
-        for event, _ in batch:
-            for listener in self.listeners:
-                listener(event)
+        for listener in self.listeners:
+            listener(event)
         if not self.subscribers:
+            return
+        now = time.monotonic()
+        mono = event.get("mono")
+        key = min(mono, now) if isinstance(mono, float | int) else now
+        heapq.heappush(self.pending, (key, next(self.arrivals), event, raw))
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(HOLD, self.flush)
+
+    def flush(self, everything: bool = False) -> None:
+        """Stream the events that have waited HOLD (``everything``: all of them)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        now = time.monotonic()
+        limit = float("inf") if everything else now - HOLD
+        batch = []
+        while self.pending and self.pending[0][0] <= limit:
+            _, _, event, raw = heapq.heappop(self.pending)
+            batch.append((event, raw))
+        if self.pending:
+            self.timer = asyncio.get_running_loop().call_later(
+                max(0.0, self.pending[0][0] + HOLD - now), self.flush)
+        if not batch or not self.subscribers:
             return
         self.published += len(batch)
         lines = [self._line(event, raw) for event, raw in batch]
-        for sub in self.subscribers:  # one write per subscriber per loop turn
+        for sub in self.subscribers:  # one write per subscriber per flush
             sub.offer(lines, self._drop_notice)
 
     def from_child(self, datagram: bytes, pid: int, service: str) -> None:

@@ -187,7 +187,7 @@ class Master:
         if not self.sup.bus.subscribers:
             await self.sup.set_watched(True)
         self.sup.read_channels()
-        self.sup.bus.flush()  # what happened before the snapshot is in the snapshot
+        self.sup.bus.flush(everything=True)  # what happened before the snapshot is in the snapshot
         self.sup.bus.add(sub, self.snapshot())
         self.sup.emit("bus", "subscriber", action="joined", subscriber=sub.name)
         try:
