@@ -1,4 +1,4 @@
-"""The tiers: the MTA (core, master, daemons, tools) never loads Textual."""
+"""The tiers (the MTA never loads Textual) and the static checks (ruff, mypy) over the tree."""
 
 import subprocess
 import sys
@@ -26,4 +26,11 @@ def test_the_mta_never_imports_textual() -> None:
 def test_ruff_is_clean() -> None:
     r = subprocess.run([sys.executable, "-m", "ruff", "check", "simmta", "tests"], capture_output=True,
                        text=True, timeout=120, cwd=__file__.rsplit("/tests/", 1)[0])
+    assert r.returncode == 0, r.stdout[-3000:]
+
+
+def test_type_hints_check() -> None:
+    """mypy over simmta/ with the configuration in pyproject.toml."""
+    r = subprocess.run([sys.executable, "-m", "mypy"], capture_output=True, text=True, timeout=300,
+                       cwd=__file__.rsplit("/tests/", 1)[0])
     assert r.returncode == 0, r.stdout[-3000:]

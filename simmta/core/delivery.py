@@ -61,7 +61,7 @@ class DeliveryAgent(Daemon):
             req, rcpts, msg = await read_queue_request(ctx, conn, "deliver", "recipients")
             pending = {r.offset: r.address for r in msg.pending}
             for r in rcpts:
-                if not isinstance(r, dict) or pending.get(r.get("offset")) != r.get("address"):
+                if not isinstance(r, dict) or pending.get(r.get("offset", -1)) != r.get("address"):
                     raise ipc.ProtocolError("recipient does not match the queue file")
         except (ipc.ProtocolError, qf.CorruptQueueFile) as e:
             await conn.reply("defer", error=str(e))

@@ -129,7 +129,7 @@ class ServiceTable:
         """
         import networkx as nx  # here, not at the top: daemons never draw (and start faster)
 
-        g = nx.DiGraph()
+        g: nx.DiGraph[str] = nx.DiGraph()
         g.add_node("internet", kind="internet", label="the Internet")
         for s in self.services:
             g.add_node(s.name, kind="service", service=s)

@@ -66,8 +66,9 @@ class Context:
 
     def __init__(self, spec: dict[str, Any], emitter: Emitter):
         self.spec = spec
-        self.service = Service(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in spec["service"].items() if k != "resident"})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in spec["service"].items() if k != "resident"}
+        self.service = Service(**fields)
         self.config = Config(spec["config"])
         self.instance = Instance(spec["instance"])
         self.mode: str = spec["mode"]
@@ -125,9 +126,9 @@ class Context:
                     if not fut.done():
                         fut.set_result(None)
         elif op == "go":
-            fut = self._hops.get(msg.get("hop", -1))
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+            waiting = self._hops.get(msg.get("hop", -1))
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
         elif op == "crash":
             self.crash_points = set(msg.get("points") or ())
         elif op == "fault":
@@ -214,11 +215,16 @@ def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
     asyncio.run(_serve(daemon, listen, status_fd, channel))
 
 
+def _flush_and_exit(ctx: Context) -> None:
+    ctx.emitter.flush()
+    os._exit(0)
+
+
 async def _serve(daemon: Daemon, listen: socket.socket, status_fd: int,
                  channel: socket.socket | None) -> None:
     ctx = daemon.ctx
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, lambda: (ctx.emitter.flush(), os._exit(0)))
+    loop.add_signal_handler(signal.SIGTERM, lambda: _flush_and_exit(ctx))
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     if channel is not None:
         loop.add_reader(channel, _read_control, ctx, channel)

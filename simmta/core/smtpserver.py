@@ -127,7 +127,7 @@ class InstrumentedSMTP(SMTP):
                     raise BareNewline
                 return line
 
-            reader.readuntil = readuntil  # type: ignore[method-assign]
+            reader.readuntil = readuntil  # type: ignore[method-assign,assignment]
 
     def eof_received(self) -> bool | None:
         """The client half-closed: serve what it already sent, then end the session.
@@ -167,14 +167,14 @@ class InstrumentedSMTP(SMTP):
     async def _disconnect(self, text: str, limit: str) -> None:
         self.ctx.emit("smtp", "limit", sid=self.sid, limit=limit, code=text[:9])
         self.ctx.emit("smtp", "reply", sid=self.sid, line=text)
-        if self.transport is not None:
+        if isinstance(self.transport, asyncio.WriteTransport):
             self.transport.write(text.encode() + b"\r\n")
             self.transport.close()
 
     def _timeout_cb(self) -> None:
         text = f"421 4.4.2 {self.hostname} Error: timeout exceeded"
         self.ctx.emit("smtp", "limit", sid=self.sid, limit="smtpd_timeout", code="421 4.4.2")
-        if self.transport is not None:
+        if isinstance(self.transport, asyncio.WriteTransport):
             self.transport.write(text.encode() + b"\r\n")
         super()._timeout_cb()
 

@@ -81,8 +81,11 @@ class SmtpdHandler(Handler):
         return "250 2.1.5 Ok"
 
     def _trusted(self, session: Session) -> bool:
+        peer = session.peer
+        if not isinstance(peer, tuple):
+            return False
         try:
-            client = ipaddress.ip_address(session.peer[0])
+            client = ipaddress.ip_address(peer[0])
         except (ValueError, TypeError, IndexError):
             return False
         return any(client in n for n in self.networks)

@@ -243,6 +243,6 @@ def mount_lesson_panel(parent: Widget, runner: LessonRunner, *, dock: str | None
     """
     panel = LessonPanel(runner, perform=perform, reset=reset)
     if dock:
-        panel.styles.dock = dock  # type: ignore[assignment]
+        panel.styles.dock = dock
     parent.mount(panel)
     return panel

@@ -55,7 +55,7 @@ def queue_snapshot(inst: Instance) -> tuple[dict[str, list[dict[str, Any]]], dic
     listing: dict[str, list[dict[str, Any]]] = {}
     counts: dict[str, int] = {}
     for q in names.ALL_QUEUES:
-        entries = []
+        entries: list[dict[str, Any]] = []
         n = 0
         try:
             it = list(os.scandir(inst.queue / q))

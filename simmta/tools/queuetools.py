@@ -62,7 +62,7 @@ def list_queue(inst: Instance) -> list[dict[str, Any]]:
                 continue
             reasons = {r.get("address"): r.get("reason") for r in
                        qf.read_status(inst.queue, names.DEFER_LOG, e.name)}
-            item = {"queue_name": q, "queue_id": e.name, "arrival_time": int(msg.arrival),
+            item: dict[str, Any] = {"queue_name": q, "queue_id": e.name, "arrival_time": int(msg.arrival),
                     "message_size": msg.content_length, "sender": msg.sender,
                     "recipients": [{"address": r.address, **({"delay_reason": reasons[r.address]}
                                                              if r.address in reasons else {})}

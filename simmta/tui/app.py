@@ -227,16 +227,18 @@ class SimmtaApp(ControlActions):
     def action_filter(self) -> None:
         box = self.base.query_one("#filter", Input)
         box.display = True
-        box.value = self.filter_target().filter if self.filter_target() else ""
+        target = self.filter_target()
+        box.value = target.filter if target else ""
         box.focus()
 
     def filter_target(self) -> EventLog | ProcessTable | QueueTable | None:
         active = self.base.query_one(TabbedContent).active
-        return {
+        views: dict[str, EventLog | ProcessTable | QueueTable] = {
             "events": self.base.query_one(EventLog),
             "procs": self.base.query_one(ProcessTable),
             "queue": self.base.query_one(QueueTable),
-        }.get(active)
+        }
+        return views.get(active)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         target = self.filter_target()

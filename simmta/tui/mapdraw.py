@@ -185,7 +185,7 @@ class MapDrawing:
         colour = self.style.colours.get(region.key, "")
         return Panel(
             body,
-            box=region.simulated_box if simulated else region.box,
+            box=(region.simulated_box or region.box) if simulated else region.box,
             title=Text(
                 f"{region.glyph} {region.label if self.long_labels else region.short}",
                 style=f"bold {colour}",

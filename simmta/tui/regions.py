@@ -19,6 +19,7 @@ from typing import Any
 
 import networkx as nx
 from rich import box
+from rich.box import Box
 
 from simmta.core import names
 from simmta.core.events import safe_text
@@ -35,8 +36,8 @@ class Region:
     glyph: str
     label: str
     short: str
-    box: box.Box
-    simulated_box: box.Box | None  # None: a boundary that is never simulated
+    box: Box
+    simulated_box: Box | None  # None: a boundary that is never simulated
     colour: str  # a theme variable name
 
 
@@ -61,7 +62,7 @@ NODE_GLYPH = {"service": "▣", "queue": "▤", "store": "✉", "internet": "☁
 
 def graph_from_services(services: list[dict[str, Any]]) -> nx.DiGraph:
     """The same graph as ``ServiceTable.graph()``, rebuilt from a snapshot's list."""
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     g.add_node("internet", kind="internet", label="the Internet")
     known = {safe_text(str(s.get("name")), 40) for s in services}
     for s in services:
@@ -119,7 +120,7 @@ def members(g: nx.DiGraph) -> dict[str, list[str]]:
 
 def _acyclic(g: nx.DiGraph) -> nx.DiGraph:
     """The graph without the edges that close cycles (bounce -> cleanup), from the Internet on."""
-    dag = nx.DiGraph()
+    dag: nx.DiGraph[str] = nx.DiGraph()
     dag.add_nodes_from(g.nodes)
     roots = ["internet"] + [n for n in g.nodes if g.in_degree(n) == 0 and n != "internet"]
     for root in roots:

@@ -111,10 +111,10 @@ async def test_event_log_filter_and_pause() -> None:
         await pilot.press(*"qid:5D6E7F", "enter")
         log = app.query_one(EventLog)
         assert log.filter == "qid:5D6E7F"
-        shown = log.visible(100)
+        shown = log.visible_rows(100)
         assert shown and all(e["qid"] == "5D6E7F" for e in shown)
         await pilot.press("slash", *"kind:process", "enter")
-        assert {e["kind"] for e in log.visible(100)} == {"process"}
+        assert {e["kind"] for e in log.visible_rows(100)} == {"process"}
 
 
 @sync

@@ -49,7 +49,7 @@ class EventLog(Widget):
         self.frozen = list(self.model.log) if paused else []
         self.refresh()
 
-    def visible(self, height: int) -> list[dict[str, Any]]:
+    def visible_rows(self, height: int) -> list[dict[str, Any]]:
         source = self.frozen if self.paused else self.model.log
         words = self.filter.split()
         out: list[dict[str, Any]] = []
@@ -68,7 +68,7 @@ class EventLog(Widget):
             f"{len(self.model.log)} kept of {self.model.applied} seen",
             style="dim",
         )
-        self.shown = self.visible(height)
+        self.shown = self.visible_rows(height)
         return Group(head, *(fmt.event_line(e) for e in self.shown))
 
     def on_click(self, event: events.Click) -> None:
