@@ -87,8 +87,10 @@ async def test_live_hostile_subject_and_queue_file(real_mta: Instance) -> None:
         await until(pilot, lambda: app.model.queues["deferred"], what="a deferred message")
         await pilot.press("u", "enter")
         await until(pilot, lambda: app.records.get(app.followed or ""), what="simmta cat")
-        text = screen_text(app)
-        assert "Subject: hi \\x1b[2J[link=http://x]click[/link]" in text
+        # The records arrive before the detail pane is re-rendered: wait for the screen.
+        hostile_subject = "Subject: hi \\x1b[2J[link=http://x]click[/link]"
+        text = await until(pilot, lambda: hostile_subject in (t := screen_text(app)) and t,
+                           what="the hostile Subject on screen, inert")
         assert "ENVELOPE RECORDS" in text
         await pilot.press("t")
         table = app.query_one("#session-table", DataTable)
