@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from simmta.tools import bench, bench_load, bench_stats, bench_watch
+from simmta.tools import bench, bench_load, bench_postfix, bench_stats, bench_syscalls, bench_watch
 
 # --- statistics -----------------------------------------------------------------------------
 
@@ -80,6 +80,42 @@ def test_ratios_pair_rounds_and_prefer_end_to_end() -> None:
     assert pairs["a / b"]["median"] == 1.75
     assert pairs["a / c"]["by_round"] == [0.5, 0.9]
     assert pairs["b / c"]["by_round"] == [0.25, 0.6]
+
+
+def test_cpu_ratio_counts_the_subscriber() -> None:
+    a = bench.RunResult("a", 1, 10, cpu_ms_per_message=4.0, subscriber_cpu_ms_per_message=1.0)
+    b = bench.RunResult("b", 1, 10, cpu_ms_per_message=2.0)
+    [pair] = bench.ratios([a, b], ["a", "b"])
+    assert pair["cpu_by_round"] == [2.5]
+
+
+STRACE_SUMMARY = """\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 61.20    0.012000          60       200           fsync
+ 20.00    0.004000          20       200        10 unlinkat
+  9.00    0.001800          18       100           renameat2
+  5.00    0.001000          10       100           linkat
+  4.80    0.000960           1       900           write
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.019760          13      1500        10 total
+"""
+
+
+def test_strace_summary_per_message() -> None:
+    calls = bench_syscalls.parse_summary(STRACE_SUMMARY)
+    assert calls == {"fsync": 200, "unlinkat": 200, "renameat2": 100, "linkat": 100, "write": 900}
+    per = bench_syscalls.per_message(calls, 100)
+    assert per == {"fsync": 2.0, "rename": 1.0, "link": 1.0, "unlink": 2.0, "syscalls": 15.0}
+    assert bench_syscalls.per_message(calls, 0) == {}
+
+
+def test_postfix_recipe_moves_only_the_smtp_inet_line() -> None:
+    master_cf = "# comment smtp inet\nsmtp      inet  n       -       y       -       -       smtpd\n"
+    master_cf += "smtp      unix  -       -       y       -       -       smtp\n"
+    moved = bench_postfix.SMTP_LINE.sub(f"{bench_postfix.HOST}:{bench_postfix.PORT} inet", master_cf, count=1)
+    assert bench_postfix.BENCH_LINE.search(moved) and not bench_postfix.SMTP_LINE.search(moved)
+    assert "smtp      unix" in moved and moved.startswith("# comment smtp inet\n")
 
 
 # --- pieces ---------------------------------------------------------------------------------
@@ -227,6 +263,20 @@ def test_bench_against_a_stand_in_server(sink: tuple[int, Path], tmp_path: Path)
         assert run["peak_memory_mb"] is not None
     assert list((maildir / "new").iterdir()) == []  # the bench's messages were removed
     assert "sink" in figures["medians"]
+
+
+@pytest.mark.skipif(not bench_syscalls.available(), reason="strace is not installed")
+def test_bench_counts_the_servers_syscalls(sink: tuple[int, Path], tmp_path: Path) -> None:
+    port, maildir = sink
+    out = tmp_path / "bench.json"
+    done = _bench("--target", f"127.0.0.1:{port}", "--maildir", str(maildir), "-n", "20", "-c", "2",
+                  "--syscalls", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    [run] = json.loads(out.read_text())["runs"]
+    # The sink writes each message to tmp/, fsyncs it and renames it into new/.
+    assert run["syscalls_per_message"]["fsync"] >= 1
+    assert run["syscalls_per_message"]["rename"] >= 1
+    assert "fsync" in done.stdout
 
 
 def test_bench_counts_refusals_as_errors(sink: tuple[int, Path], tmp_path: Path) -> None:

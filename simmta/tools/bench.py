@@ -49,6 +49,7 @@ from rich.table import Table
 
 from simmta.core import config
 from simmta.core.errors import SimmtaError
+from simmta.tools import bench_postfix, bench_syscalls
 from simmta.tools.bench_backlog import report_backlog, run_backlog
 from simmta.tools.bench_load import LoadSpec, generate_load
 from simmta.tools.bench_stats import Latency, ProcTree, median, rate, ratio, summarize
@@ -58,6 +59,7 @@ from simmta.tools.bench_watch import MaildirWatcher, TreeSampler
 SIMMTA = "simmta"  # events on, a subscriber reading the bus (instrumented, as with the TUI)
 SIMMTA_NO_EVENTS = "simmta-no-events"
 DRAIN_IDLE = 30.0  # give up on end-to-end delivery after this long without one
+TRACED_MESSAGES = 500  # at most this many in the untimed strace run of each configuration
 
 Configuration = tuple[str, Callable[[], Target]]  # a label, and how to get a fresh target
 
@@ -89,6 +91,8 @@ class RunResult:
     cold_start_s: float | None = None
     events_seen: int | None = None
     subscriber_cpu_ms_per_message: float = math.nan  # the event subscriber's (not the server's)
+    # strace -c -f on the server's tree (a separate, untimed run): calls per message
+    syscalls_per_message: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     load_average: float = math.nan  # 1-minute load average when the run began
 
@@ -96,6 +100,12 @@ class RunResult:
     def completed(self) -> int:
         """Messages that made it: delivered if end to end was measured, else accepted."""
         return self.delivered if self.delivered is not None else self.accepted
+
+    @property
+    def cpu_with_subscriber(self) -> float:
+        """CPU per message of the server's tree and of the event subscriber, if any."""
+        extra = self.subscriber_cpu_ms_per_message
+        return self.cpu_ms_per_message + (0.0 if math.isnan(extra) else extra)
 
     @property
     def headline(self) -> float:
@@ -165,7 +175,21 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         help="recipient at the target (default bench@localhost); simmta's is bob",
     )
     p.add_argument("--from", dest="sender", default="bench@localhost", metavar="ADDR")
-    p.add_argument("--label", default="target", help="name of the target in the report")
+    p.add_argument("--label", help="name of the target in the report (default target, or postfix)")
+    p.add_argument(
+        "--postfix",
+        action="store_true",
+        help=f"the target is the README's loopback Postfix ({bench_postfix.HOST}:{bench_postfix.PORT}, "
+        f"{bench_postfix.RECIPIENT}): installed, configured and started first as far as needed "
+        "(Debian, root), stopped after if this run started it",
+    )
+    p.add_argument(
+        "--syscalls",
+        action=argparse.BooleanOptionalAction,
+        help="after the timed rounds, one untimed run of each configuration under strace -c -f "
+        f"(at most {TRACED_MESSAGES} messages): fsyncs, renames, links per message "
+        "(default: on with --compare when strace is installed)",
+    )
     p.add_argument(
         "--server-pid",
         type=_positive,
@@ -307,6 +331,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.maildir and not args.target:
         raise SimmtaError("--maildir goes with --target (simmta's own Maildir is found by itself)")
     rounds = args.rounds or (3 if args.compare else 1)
+    if args.postfix:
+        if args.target:
+            raise SimmtaError("--postfix is a --target of its own: give one or the other")
+        args.target = (bench_postfix.HOST, bench_postfix.PORT)
+        args.maildir, args.to = bench_postfix.MAILDIR, bench_postfix.RECIPIENT
+    args.label = args.label or ("postfix" if args.postfix else "target")
+    if args.syscalls is None:
+        args.syscalls = args.compare and bench_syscalls.available()
+    elif args.syscalls and not bench_syscalls.available():
+        raise SimmtaError("--syscalls needs strace (apt-get install strace)")
     console = Console()
     if not console.is_terminal:  # a log file or a pipe: keep the tables whole
         console = Console(width=160)
@@ -321,6 +355,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 json.dumps({"schema": "simmta-bench/1", "backlog": figures}, indent=2) + "\n"
             )
         return 0
+    postfix = bench_postfix.ensure_postfix(console.print) if args.postfix else None
+    try:
+        return _bench_all(args, rounds, console)
+    finally:
+        if postfix:
+            postfix.stop()
+
+
+def _bench_all(args: argparse.Namespace, rounds: int, console: Console) -> int:
     configs = configurations(args)
     console.print(
         f"simmta bench: {args.messages} messages of {args.size} bytes, "
@@ -333,6 +376,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
             result = measure(factory(), args, r, console)
             runs.append(result)
             console.print(_one_line(result))
+    if args.syscalls:
+        traced = min(args.messages, TRACED_MESSAGES)
+        console.print(f"strace -c -f on each server's tree: one untimed run of {traced} messages each")
+        for label, factory in configs:
+            result = measure(factory(), args, 0, console, traced)
+            calls = result.syscalls_per_message
+            for run in runs:
+                if run.label == label:
+                    run.syscalls_per_message = calls
+            console.print(
+                f"{label} under strace: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in calls.items())
+                + " per message"
+            )
     report(console, runs, configs)
     if args.json:
         args.json.write_text(json.dumps(as_json(args, runs, configs), indent=2) + "\n")
@@ -365,11 +422,15 @@ def cold_starts(args: argparse.Namespace, console: Console) -> int:
 # --- one measurement ------------------------------------------------------------------------
 
 
-def measure(target: Target, args: argparse.Namespace, round_: int, console: Console) -> RunResult:
-    result = RunResult(target.label, round_, args.messages, load_average=os.getloadavg()[0])
+def measure(
+    target: Target, args: argparse.Namespace, round_: int, console: Console, traced: int = 0
+) -> RunResult:
+    """One run; with ``traced`` messages (round 0) under strace, for its counts only."""
+    messages = traced or args.messages
+    result = RunResult(target.label, round_, messages, load_average=os.getloadavg()[0])
     try:
         endpoint = target.start()
-        _measure_started(endpoint, args, result, console)
+        _measure_started(endpoint, args, result, console, traced > 0)
     finally:
         target.stop()
     result.cold_start_s = endpoint.cold_start
@@ -381,13 +442,13 @@ def measure(target: Target, args: argparse.Namespace, round_: int, console: Cons
 
 
 def _measure_started(
-    endpoint: Endpoint, args: argparse.Namespace, result: RunResult, console: Console
+    endpoint: Endpoint, args: argparse.Namespace, result: RunResult, console: Console, traced: bool
 ) -> None:
     run_id = f"b{uuid.uuid4().hex[:12]}"
     spec = LoadSpec(
         endpoint.host,
         endpoint.port,
-        args.messages,
+        result.messages,
         args.size,
         args.concurrency,
         args.per_connection,
@@ -401,11 +462,14 @@ def _measure_started(
     cpu_before = tree.cpu_seconds() if tree else math.nan
     client_before = _own_cpu_seconds()
     sampler = TreeSampler(tree, give_up) if tree else None
+    strace = bench_syscalls.Strace([st.pid for st in tree.members()]) if tree and traced else None
+    if strace:
+        strace.start()
     with _progress(console) as progress:
         label = f"[bold]{result.label}[/] round {result.round}"
-        sent_task = progress.add_task(f"{label} accepted", total=args.messages)
+        sent_task = progress.add_task(f"{label} accepted", total=result.messages)
         delivered_task = (
-            progress.add_task(f"{label} delivered", total=args.messages) if endpoint.maildir else None
+            progress.add_task(f"{label} delivered", total=result.messages) if endpoint.maildir else None
         )
         watcher = None
         if endpoint.maildir and delivered_task is not None:
@@ -426,6 +490,7 @@ def _measure_started(
             if not args.keep:
                 watcher.remove_delivered()
     cpu_after = tree.cpu_seconds() if tree else math.nan
+    calls = strace.stop() if strace else {}
     client_cpu = _own_cpu_seconds() - client_before
     if sampler:
         sampler.stop()
@@ -442,6 +507,8 @@ def _measure_started(
             result.delivered_per_s = rate(len(delivered), load.started, max(delivered.values()))
         result.delivery_latency = summarize([t - started[i] for i, t in delivered.items()])
     done = result.completed
+    if strace:
+        result.syscalls_per_message = bench_syscalls.per_message(calls, done)
     if tree and done:
         result.cpu_ms_per_message = (cpu_after - cpu_before) / done * 1000
     if done:
@@ -589,6 +656,7 @@ def report(console: Console, runs: list[RunResult], configs: list[Configuration]
             "CPU ms/msg",
             "peak MiB",
             "cold start s",
+            *SYSCALL_COLUMNS,
         ):
             med.add_column(name, justify="left" if name == "configuration" else "right", no_wrap=True)
         for label, m in summary.items():
@@ -602,7 +670,13 @@ def report(console: Console, runs: list[RunResult], configs: list[Configuration]
                 _f(m["cpu_ms_per_message"], 2),
                 _f(m["peak_memory_mb"], 1),
                 _f(m["cold_start_s"], 2),
+                *(_f(m.get(key, math.nan), 2) for key in SYSCALL_COLUMNS.values()),
             )
+        med.caption = (
+            "CPU: the server's process tree and the event subscriber, if any; "
+            "fsync, rename, link and all system calls: per message, in the untimed run under strace -c -f"
+        )
+        med.caption_justify = "left"
         console.print(med)
     pairs = ratios(runs, [label for label, _ in configs])
     if pairs:
@@ -615,9 +689,25 @@ def report(console: Console, runs: list[RunResult], configs: list[Configuration]
         for n in rounds:
             tab.add_column(f"round {n}", justify="right")
         tab.add_column("median", justify="right")
+        tab.add_column("spread", justify="right")
         for pair in pairs:
-            tab.add_row(pair["pair"], *(_f(x, 2) for x in pair["by_round"]), _f(pair["median"], 2))
+            for what, key in (("delivered/s", "by_round"), ("CPU/msg", "cpu_by_round")):
+                tab.add_row(
+                    f"{pair['pair']} {what}",
+                    *(_f(x, 2) for x in pair[key]),
+                    _f(median(pair[key]), 2),
+                    _spread(pair[key]),
+                )
         console.print(tab)
+
+
+SYSCALL_COLUMNS = {"fsync": "fsync", "rename": "rename", "link": "link", "calls": "syscalls"}
+
+
+def _spread(values: list[float]) -> str:
+    """Lowest and highest of the rounds."""
+    finite = [v for v in values if not math.isnan(v)]
+    return f"{min(finite):.2f}-{max(finite):.2f}" if finite else "-"
 
 
 def medians(runs: list[RunResult], labels: list[str]) -> dict[str, dict[str, float]]:
@@ -640,24 +730,36 @@ def medians(runs: list[RunResult], labels: list[str]) -> dict[str, dict[str, flo
             "cold_start_s": median(
                 [r.cold_start_s if r.cold_start_s is not None else math.nan for r in mine]
             ),
+            **(mine[0].syscalls_per_message if mine else {}),
         }
     return out
 
 
 def ratios(runs: list[RunResult], labels: list[str]) -> list[dict[str, Any]]:
     """The first configuration against each other one, and simmta without events against
-    the target: round by round, then the median of the rounds."""
+    the target: round by round, then the median of the rounds; the same for CPU per message
+    (server tree and subscriber)."""
     pairs = [(labels[0], other) for other in labels[1:]]
     if len(labels) > 2:
         pairs.append((labels[1], labels[2]))
     out = []
     for a, b in pairs:
-        by_round = []
+        by_round, cpu_by_round = [], []
         for n in sorted({r.round for r in runs}):
             ra = next((r for r in runs if r.label == a and r.round == n), None)
             rb = next((r for r in runs if r.label == b and r.round == n), None)
             by_round.append(ratio(ra.headline, rb.headline) if ra and rb else math.nan)
-        out.append({"pair": f"{a} / {b}", "by_round": by_round, "median": median(by_round)})
+            cpu = ratio(ra.cpu_with_subscriber, rb.cpu_with_subscriber) if ra and rb else math.nan
+            cpu_by_round.append(cpu)
+        out.append(
+            {
+                "pair": f"{a} / {b}",
+                "by_round": by_round,
+                "median": median(by_round),
+                "cpu_by_round": cpu_by_round,
+                "cpu_median": median(cpu_by_round),
+            }
+        )
     return out
 
 
