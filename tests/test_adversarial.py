@@ -41,7 +41,7 @@ def mta() -> Iterator[Mta]:
 @pytest.fixture(scope="module")
 def strict() -> Iterator[Mta]:
     """Bare LF rejected, and a 2 s idle timeout."""
-    config = FAST_CONFIG + 'smtpd_forbid_bare_newline = "reject"\nsmtpd_timeout = "2s"\n'
+    config = FAST_CONFIG + 'smtpd_forbid_bare_newline_exclusions = []\nsmtpd_timeout = "2s"\n'
     with running("strict", config) as m:
         yield m
 

@@ -69,10 +69,44 @@ def resolve(address: str, cfg: Config) -> Route:
     return Route("smtp", hop or cfg.relayhost or "peer")
 
 
+def routing_syntax(local_part: str) -> bool:
+    """A local part that tries to route elsewhere: percent hack, bang path, quoted '@'.
+
+    simmta never rewrites these (Postfix's allow_percent_hack and swap_bangpath
+    off, resolve_dequoted_address without the relay): they name no user.
+    """
+    return any(c in local_part for c in "%!@")
+
+
+def unsafe_local_part(local_part: str) -> bool:
+    """A local part that looks like a path or carries control characters."""
+    return "/" in local_part or ".." in local_part or any(ord(c) < 32 or ord(c) == 127
+                                                          for c in local_part)
+
+
+def _base(local_part: str) -> str:
+    name = local_part.lower()
+    return name.split("+", 1)[0]  # address extensions: alice+lists -> alice
+
+
+def always_listed(local_part: str) -> bool:
+    """postmaster and MAILER-DAEMON always reach a person (RFC 5321 4.5.1)."""
+    return _base(local_part) in ("postmaster", "mailer-daemon")
+
+
+def listed_recipient(local_part: str, cfg: Config) -> bool:
+    """Whether local_recipient_maps lists this local part (empty maps: everything is listed)."""
+    if routing_syntax(local_part) or unsafe_local_part(local_part):
+        return False
+    maps, name = cfg.local_recipient_maps, _base(local_part)
+    return (not maps or always_listed(local_part) or ("local_users" in maps and name in cfg.local_users)
+            or ("alias_maps" in maps and name in cfg.alias_maps))
+
+
 def local_user(local_part: str, cfg: Config) -> str | None:
     """The local user a local part names (after aliases), or None. Case-insensitive."""
-    name = local_part.lower()
-    if "+" in name:  # address extensions: alice+lists -> alice
-        name = name.split("+", 1)[0]
+    if routing_syntax(local_part) or unsafe_local_part(local_part):
+        return None
+    name = _base(local_part)
     name = cfg.alias_maps.get(name, name)
     return name if name in cfg.local_users else None

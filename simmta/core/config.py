@@ -76,6 +76,43 @@ def _networks(v: Any) -> tuple[str, ...]:
         raise ValueError(str(e)) from None
 
 
+def _networks_or_mynetworks(v: Any) -> tuple[str, ...]:
+    """Networks, where the item "$mynetworks" stands for mynetworks' value (as in main.cf)."""
+    if isinstance(v, list) and "$mynetworks" in v:
+        return ("$mynetworks", *_networks([x for x in v if x != "$mynetworks"]))
+    return _networks(v)
+
+
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+_ESCAPE = re.compile(r"\\([0-7]{1,3}|[abfnrtv\\])")
+
+
+def characters(spec: str) -> bytes:
+    """The bytes a character-set parameter names, with Postfix's escapes (``\\0``, ``\\r``)."""
+    def one(m: re.Match[str]) -> str:
+        e = m.group(1)
+        return chr(int(e, 8)) if e[0].isdigit() else _ESCAPES[e]
+
+    return _ESCAPE.sub(one, spec).encode("latin-1")  # no codec lookup: daemons run chrooted
+
+
+def _chars(v: Any) -> str:
+    v = _str(v)
+    try:
+        if not v.isascii():
+            raise ValueError
+        characters(v)
+    except (ValueError, UnicodeError):
+        raise ValueError("expected ASCII characters, with escapes such as \\0 or \\r") from None
+    return v
+
+
+def _recipient_maps(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(x in ("local_users", "alias_maps") for x in v):
+        raise ValueError("expected a list of tables: 'local_users', 'alias_maps' (or [])")
+    return tuple(v)
+
+
 def _loopback(v: Any) -> str:
     v = _str(v)
     try:
@@ -192,8 +229,20 @@ PARAMS: tuple[Param, ...] = (
     Param("smtpd_hard_error_limit", 20, _int(1), "errors before smtpd disconnects (421)"),
     Param("smtpd_error_sleep_time", 1.0, _time, "delay per reply past the soft error limit"),
     Param("smtpd_junk_command_limit", 100, _int(1), "NOOP/RSET/VRFY/HELP commands per session"),
-    Param("smtpd_forbid_bare_newline", "normalize", _choice("normalize", "reject"),
-          "bare LF in DATA: normalize to CRLF, or reject (550 5.5.2)"),
+    Param("smtpd_forbid_bare_newline", "reject", _choice("no", "normalize", "yes", "reject"),
+          "a line ended by a bare LF, in commands and DATA: reject (550 5.5.2; simmta's default), "
+          "normalize or yes (taken as CRLF; Postfix 3.9's default), no (the same here: Postfix 3.7's)"),
+    Param("smtpd_forbid_bare_newline_exclusions", ["$mynetworks"], _networks_or_mynetworks,
+          "clients exempt from smtpd_forbid_bare_newline (their bare LFs are normalized)"),
+    Param("strict_rfc821_envelopes", True, _bool,
+          "MAIL FROM/RCPT TO need <angle brackets> (501; Postfix's default is no)"),
+    Param("local_recipient_maps", ["local_users", "alias_maps"], _recipient_maps,
+          "tables listing the valid local recipients (empty: every local part is accepted at RCPT)"),
+    Param("smtpd_reject_unlisted_recipient", True, _bool,
+          "refuse at RCPT a local recipient not in local_recipient_maps (550 5.1.1)"),
+    Param("message_reject_characters", "\\0", _chars,
+          "characters refused in message content (550 5.6.0; Postfix's default is none)"),
+    Param("message_strip_characters", "", _chars, "characters removed from message content"),
     Param("smtp_connect_timeout", 30.0, _time, "smtp client: time to connect to the next hop"),
     Param("smtp_helo_timeout", 300.0, _time, "smtp client: time for the greeting and each reply"),
     Param("smtp_data_done_timeout", 600.0, _time, "smtp client: time for the reply after the final dot"),

@@ -88,9 +88,10 @@ class InstrumentedSMTP(SMTP):
 
     def __init__(self, handler: Any, ctx: Context, *, line_length_limit: int,
                  soft_errors: int, hard_errors: int, error_sleep: float, junk_limit: int,
-                 forbid_bare_lf: bool = False, **kwargs: Any):
+                 forbid_bare_lf: bool = False, strict_envelopes: bool = False, **kwargs: Any):
         self.line_length_limit = line_length_limit  # read by SMTP.__init__ for its stream
         self.forbid_bare_lf = forbid_bare_lf
+        self.strict_envelopes = strict_envelopes
         super().__init__(handler, **kwargs)
         self.ctx = ctx
         self.sid = f"S{os.getpid():X}.{next(_sessions)}"
@@ -220,6 +221,10 @@ def _command(name: str):  # one wrapper per SMTP verb: transcript + junk limit
         line = f"{name} {arg}" if arg else name
         self.verb = name
         self.ctx.emit("smtp", "command", sid=self.sid, line=safe_text(line))
+        if self.strict_envelopes and (status := _bracketless(name, arg)):
+            await self.push(status)  # strict_rfc821_envelopes: Postfix's replies
+            self.verb = ""
+            return
         if name in _JUNK:
             self.junk += 1
             if self.junk > self.limits[3]:
@@ -242,6 +247,16 @@ for _verb in ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "V
     if hasattr(SMTP, f"smtp_{_verb}"):
         setattr(InstrumentedSMTP, f"smtp_{_verb}", _command(_verb))
 _HOOKS = hook_names(InstrumentedSMTP, "smtp_", "auth_")
+
+
+def _bracketless(verb: str, arg: str) -> str | None:
+    """The 501 for ``MAIL FROM:addr`` / ``RCPT TO:addr`` without angle brackets."""
+    keyword, why = {"MAIL": ("FROM:", "501 5.1.7 Bad sender address syntax"),
+                    "RCPT": ("TO:", "501 5.1.3 Bad recipient address syntax")}.get(verb, ("", ""))
+    if not keyword or arg[:len(keyword)].upper() != keyword:
+        return None
+    path = arg[len(keyword):].lstrip()
+    return None if path.startswith("<") else why
 
 
 def _peer(session: Session | None) -> str:

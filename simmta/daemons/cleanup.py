@@ -4,11 +4,13 @@ NAME
     cleanup - canonicalize and enqueue a message
 DESCRIPTION
     Takes a message from smtpd, pickup or bounce over IPC, normalizes line ends
-    to LF, counts Received: headers (a mail loop past hopcount_limit is refused
-    with 554 5.4.0), discards header text past header_size_limit, adds the
-    missing Received:, Message-ID: and Date: headers, writes ``incoming/<QID>``
-    with an end record, fsyncs the file and the directory, answers "ok" (only
-    now may smtpd say 250), and wakes qmgr.
+    to LF, refuses content with message_reject_characters (550 5.6.0; NUL by
+    default) after removing message_strip_characters, counts Received:
+    headers (a mail loop past hopcount_limit is refused with 554 5.4.0),
+    discards header text past header_size_limit, adds the missing Received:,
+    Message-ID: and Date: headers, writes ``incoming/<QID>`` with an end
+    record, fsyncs the file and the directory, answers "ok" (only now may
+    smtpd say 250), and wakes qmgr.
     A local failure (disk full, unwritable queue) removes the partial file and
     answers "defer" (451 4.3.0) with no internal detail; the event says why.
 SECURITY
@@ -23,7 +25,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from simmta.core import address, ipc, names
+from simmta.core import address, config, ipc, names
 from simmta.core import queue as qf
 from simmta.core.events import safe_text
 from simmta.core.skeleton import Daemon, main
@@ -55,6 +57,10 @@ def _split_headers(content: bytes, limit: int) -> tuple[list[bytes], bytes, int,
             headers.append(line if line.endswith(b"\n") else line + b"\n")
         pos = end
     return headers, content[pos:], received, cut
+
+
+def _each(chars: bytes) -> list[bytes]:
+    return [chars[i:i + 1] for i in range(len(chars))]
 
 
 def _subject(headers: list[bytes]) -> str:
@@ -91,6 +97,13 @@ class Cleanup(Daemon):
             return
         sid = attrs.get("sid") if isinstance(attrs.get("sid"), str) else None
         rcpts = list(dict.fromkeys(rcpts))  # one copy per recipient, whoever sent the list
+        if strip := config.characters(cfg.message_strip_characters):
+            content = content.translate(None, strip)
+        if any(content.find(c) >= 0 for c in _each(config.characters(cfg.message_reject_characters))):
+            ctx.emit("smtp", "limit", sid=sid, limit="message_reject_characters", code="550 5.6.0")
+            await conn.reply("fail", code="550 5.6.0",
+                             text="Error: message content contains illegal characters")
+            return
         # LF line ends; a bare CR left over is dropped: a mail reader could take it
         # for a line end and see a header the sender smuggled in.
         content = content.replace(b"\r\n", b"\n").replace(b"\r", b"")

@@ -34,11 +34,29 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress
     return tuple(ipaddress.ip_network(n) for n in cidrs)
 
 
+def _client_in(peer: Any, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        client = ipaddress.ip_address(peer[0])
+    except (ValueError, TypeError, IndexError):
+        return False
+    return any(client in n for n in networks)
+
+
+def forbids_bare_newline(cfg: Any, peer: Any) -> bool:
+    """smtpd_forbid_bare_newline = reject, and the client is not in its exclusion list."""
+    if cfg.smtpd_forbid_bare_newline != "reject":
+        return False
+    excluded = [n for x in cfg.smtpd_forbid_bare_newline_exclusions
+                for n in (cfg.mynetworks if x == "$mynetworks" else [x])]
+    return not _client_in(peer, _networks(tuple(excluded)))
+
+
 class SmtpdHandler(Handler):
     """aiosmtpd hooks: policy at MAIL/RCPT, the hand-off to cleanup at DATA."""
 
-    def __init__(self, ctx: Context, proto_ref: list[InstrumentedSMTP]):
+    def __init__(self, ctx: Context, proto_ref: list[InstrumentedSMTP], forbid_bare_lf: bool):
         self.ctx = ctx
+        self.forbid_bare_lf = forbid_bare_lf
         self.cfg = ctx.config
         self.proto = proto_ref
         self.networks = _networks(tuple(self.cfg.mynetworks))
@@ -62,17 +80,22 @@ class SmtpdHandler(Handler):
 
     async def handle_RCPT(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
                           addr: str, options: list[str]) -> str:
-        if len(envelope.rcpt_tos) >= self.cfg.smtpd_recipient_limit:
+        # Every accepted RCPT counts, repeats included, as Postfix counts them.
+        count = envelope.__dict__.get("simmta_rcpt_count", 0)
+        if count >= self.cfg.smtpd_recipient_limit:
             self.ctx.emit("smtp", "limit", sid=self.session_id(), limit="smtpd_recipient_limit",
                           code="452 4.5.3")
             return "452 4.5.3 Error: too many recipients"
+        if addr.lower() == "postmaster":  # RFC 5321 4.5.1: <Postmaster> with no domain, any case
+            addr = f"{addr}@{self.cfg.mydomain}"
         if why := address.syntax_error(addr):
             return self._reject(f"501 5.1.3 Bad recipient address syntax: {why}")
-        domain = addr.rpartition("@")[2]
-        if not address.is_local_domain(domain, self.cfg) and not self._trusted(session):
-            return self._reject(f"554 5.7.1 <{addr}>: Relay access denied")
+        if status := self._recipient_policy(addr, session):
+            return self._reject(status)
+        envelope.__dict__["simmta_rcpt_count"] = count + 1
         seen: set[str] = envelope.__dict__.setdefault("simmta_rcpts", set())  # new per MAIL
-        key = f"{addr.rpartition('@')[0]}@{domain.lower()}"
+        local, _, domain = addr.rpartition("@")
+        key = f"{local}@{domain.lower()}"
         if key in seen:
             return "250 2.1.5 Ok"  # a duplicate: delivered once, as Postfix's cleanup does
         seen.add(key)
@@ -80,21 +103,27 @@ class SmtpdHandler(Handler):
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Ok"
 
+    def _recipient_policy(self, addr: str, session: Session) -> str | None:
+        """The refusal for a recipient, or None: relay control, then the local recipient table."""
+        local = addr.rpartition("@")[0]
+        route = address.resolve(addr, self.cfg)
+        if route.transport != "local":
+            return None if self._trusted(session) else f"554 5.7.1 <{addr}>: Relay access denied"
+        if address.routing_syntax(local) and not self._trusted(session):
+            return f"554 5.7.1 <{addr}>: Relay access denied"  # a percent hack or bang path
+        unlisted = self.cfg.smtpd_reject_unlisted_recipient and not address.listed_recipient(local, self.cfg)
+        if unlisted or address.routing_syntax(local) or address.unsafe_local_part(local):
+            return f"550 5.1.1 <{addr}>: Recipient address rejected: User unknown in local recipient table"
+        return None
+
     def _trusted(self, session: Session) -> bool:
-        peer = session.peer
-        if not isinstance(peer, tuple):
-            return False
-        try:
-            client = ipaddress.ip_address(peer[0])
-        except (ValueError, TypeError, IndexError):
-            return False
-        return any(client in n for n in self.networks)
+        return _client_in(session.peer, self.networks)
 
     async def handle_DATA(self, server: InstrumentedSMTP, session: Session,
                           envelope: Envelope) -> str:
         content: bytes = envelope.original_content or b""
         bare_lf = content.count(b"\n") != content.count(b"\r\n")
-        if self.cfg.smtpd_forbid_bare_newline == "reject" and bare_lf:
+        if self.forbid_bare_lf and bare_lf:
             return self._reject("550 5.5.2 Error: bare <LF> received")
         peer = session.peer if isinstance(session.peer, tuple) else ("?", 0)
         request = {
@@ -154,7 +183,12 @@ class Smtpd(Daemon):
                 await asyncio.get_running_loop().sock_sendall(conn, PREGREET_REPLY)
             return
         ref: list[InstrumentedSMTP] = []
-        handler = SmtpdHandler(ctx, ref)
+        try:
+            peer = conn.getpeername()
+        except OSError:  # gone already
+            return
+        forbid_bare_lf = forbids_bare_newline(cfg, peer)
+        handler = SmtpdHandler(ctx, ref, forbid_bare_lf)
 
         def make() -> InstrumentedSMTP:
             proto = InstrumentedSMTP(
@@ -163,7 +197,7 @@ class Smtpd(Daemon):
                 line_length_limit=cfg.line_length_limit, soft_errors=cfg.smtpd_soft_error_limit,
                 hard_errors=cfg.smtpd_hard_error_limit, error_sleep=cfg.smtpd_error_sleep_time,
                 junk_limit=cfg.smtpd_junk_command_limit,
-                forbid_bare_lf=cfg.smtpd_forbid_bare_newline == "reject")
+                forbid_bare_lf=forbid_bare_lf, strict_envelopes=cfg.strict_rfc821_envelopes)
             ref.append(proto)
             return proto
 
