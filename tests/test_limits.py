@@ -213,7 +213,7 @@ def test_data_line_too_long_then_the_session_keeps_working(mta: Mta) -> None:
         envelope(s)
         assert s.cmd("DATA")[0] == 354
         code, text = s.cmd(b"Subject: long line\r\n\r\n" + b"y" * 3000 + b"\r\nend\r\n.\r\n")
-        assert (code, text) == (500, "5.5.0 Error: line too long")
+        assert (code, text) == (554, "5.6.0 Error: message line too long")
         envelope(s)
         assert s.cmd("DATA")[0] == 354
         code, text = s.cmd(b"Subject: after long line\r\n\r\nfine\r\n.\r\n")

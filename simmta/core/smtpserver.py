@@ -16,6 +16,19 @@ here lists only the hook names aiosmtpd looks for, handlers have no EHLO hook
 (ENHANCEDSTATUSCODES is advertised by ``push``) and a plain ``<local@domain>``
 path skips the stdlib's RFC 5322 parser.
 
+Memory does not depend on what a client sends. aiosmtpd's StreamReader has
+a limit of line_length_limit and pauses the transport when its buffer holds
+twice that; aiosmtpd drains an overlong command line in bounded reads, but in
+DATA it keeps every fragment of an overlong line until the line ends (38 MiB
+for a 37 MiB line). So the reader's ``readuntil`` is wrapped, at the
+transport level, for each connection: in DATA an overlong line is read and
+thrown away in chunks of at most the limit until its CRLF, and aiosmtpd's
+loop is handed one fixed marker line longer than the limit instead; aiosmtpd
+then discards the message, reads on to the final dot and answers ``554 5.6.0``
+(Postfix would split the line; simmta refuses it). Past message_size_limit
+aiosmtpd keeps nothing more (552 5.3.4). The number of sessions is bounded by
+the smtpd process limit: one session per process.
+
 It also runs one SMTP session on a socket that master accepted for us.
 
 Trust: everything here is fed by the network.
@@ -55,8 +68,8 @@ def enhance(status: str) -> str:
         return "552 5.3.4 Error: message file too big"
     if code == "552" and "exceeds fixed maximum message size" in text:  # MAIL SIZE=
         return "552 5.3.4 Error: message size exceeds fixed limit"
-    if code == "500" and "Line too long" in text:
-        return "500 5.5.0 Error: line too long"
+    if code == "500" and "Line too long" in text:  # in DATA: the message is refused
+        return "554 5.6.0 Error: message line too long"
     if code == "502" or "not recognized" in text:
         default = "5.5.2"
     if code == "501":
@@ -119,16 +132,22 @@ class InstrumentedSMTP(SMTP):
     def _cb_client_connected(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
         super()._cb_client_connected(reader, writer)
-        if self.forbid_bare_lf:  # smtpd_forbid_bare_newline = "reject": commands too
-            read_line = reader.readuntil
+        read_line = reader.readuntil
+        too_long = b"x" * (self.line_length_limit + 1) + b"\r\n"  # see the module docstring
 
-            async def readuntil(separator: bytes = b"\n") -> bytes:
+        async def readuntil(separator: bytes = b"\n") -> bytes:
+            try:
                 line = await read_line(separator)
-                if separator == b"\n" and not line.endswith(b"\r\n"):
-                    raise BareNewline
-                return line
+            except asyncio.LimitOverrunError as e:
+                if separator != b"\r\n":  # a command line: aiosmtpd drains it in bounded reads
+                    raise
+                await _discard_line(reader, read_line, e.consumed, separator)
+                return too_long  # aiosmtpd's DATA loop now discards the message and answers at "."
+            if self.forbid_bare_lf and separator == b"\n" and not line.endswith(b"\r\n"):
+                raise BareNewline  # smtpd_forbid_bare_newline = "reject": commands too
+            return line
 
-            reader.readuntil = readuntil  # type: ignore[method-assign,assignment]
+        reader.readuntil = readuntil  # type: ignore[method-assign,assignment]
 
     def eof_received(self) -> bool | None:
         """The client half-closed: serve what it already sent, then end the session.
@@ -247,6 +266,18 @@ for _verb in ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "V
     if hasattr(SMTP, f"smtp_{_verb}"):
         setattr(InstrumentedSMTP, f"smtp_{_verb}", _command(_verb))
 _HOOKS = hook_names(InstrumentedSMTP, "smtp_", "auth_")
+
+
+async def _discard_line(reader: asyncio.StreamReader, read_line: Any, consumed: int,
+                        separator: bytes) -> None:
+    """Consume the rest of an overlong line in chunks of at most the reader's limit, keeping none."""
+    while True:
+        await reader.read(consumed)
+        try:
+            await read_line(separator)
+            return
+        except asyncio.LimitOverrunError as e:
+            consumed = e.consumed
 
 
 def _bracketless(verb: str, arg: str) -> str | None:

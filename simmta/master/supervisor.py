@@ -4,7 +4,9 @@ For each service of the table master binds the listening socket itself (the
 SMTP port included, so a root master could bind port 25 for unprivileged
 children) and starts children on demand: while no child of a service is
 available and its listening socket has a connection waiting, it starts one,
-up to the service's process limit. Children report over a status pipe
+up to the service's process limit; at that limit a TCP service's new
+clients get ``421 4.3.2 All server ports are busy`` from master (as from
+Postfix's postscreen) instead of waiting unanswered in the listen queue. Children report over a status pipe
 (ready / available / busy). A child that dies before it reported ready marks
 its service as broken: no new child for service_throttle_time ("bad command
 startup -- throttling"). A child that dies later is simply replaced (at once
@@ -56,6 +58,8 @@ class Child:
         return {"pid": self.pid, "ppid": os.getpid(), "service": self.service, "state": self.state,
                 "started": self.started, "served": self.served, "privilege": self.observed,
                 "mismatch": self.mismatch}
+
+BUSY_REPLY = b"421 4.3.2 All server ports are busy\r\n"
 
 
 @dataclass
@@ -208,8 +212,9 @@ class Supervisor:
 
     def _update_listen(self, st: ServiceState) -> None:
         """Watch the listening socket only while no child is available (master_avail)."""
+        full = len(st.children) >= st.limit
         want = (not st.service.resident and st.avail == 0 and not self.stopping
-                and len(st.children) < st.limit and time.time() >= st.throttled_until)
+                and ((not full and time.time() >= st.throttled_until) or (full and self._refuses(st))))
         if len(st.children) < st.limit:
             st.at_limit = False
         if want != st.watching:
@@ -221,7 +226,27 @@ class Supervisor:
             st.watching = want
 
     def _connection_waiting(self, st: ServiceState) -> None:
-        self.spawn(st)
+        if len(st.children) < st.limit:
+            self.spawn(st)
+        elif self._refuses(st):
+            self._refuse_busy(st)
+
+    @staticmethod
+    def _refuses(st: ServiceState) -> bool:
+        """A TCP service at its process limit answers new clients 421 instead of
+        leaving them in the listen queue (Postfix's postscreen does the same)."""
+        return st.service.type == "inet"
+
+    def _refuse_busy(self, st: ServiceState) -> None:
+        try:
+            conn, _ = st.listen.accept()
+        except OSError:  # another process took it, or the client went
+            return
+        with conn:
+            conn.setblocking(False)
+            with contextlib.suppress(OSError):
+                conn.send(BUSY_REPLY)
+        self.emit("smtp", "limit", limit=f"{st.service.name} process limit", code=BUSY_REPLY[:9].decode())
 
     # Children reporting -------------------------------------------------------
     def _read_status(self, st: ServiceState) -> None:
