@@ -22,6 +22,7 @@ TOOL_MODULES = (
     "simmta.tools.ctl",
     "simmta.tools.bench",
     "simmta.tui.launch",
+    "simmta.web.cli",
     "simmta.lessons.cli",
 )
 

@@ -79,8 +79,12 @@ class SimmtaApp(ControlActions):
         theme: str = "dark",
         screenshot_dir: Path | None = None,
         tick: float = TICK,
+        watch_only: bool = False,
     ) -> None:
+        """``watch_only``: a viewer of ``simmta serve``; every action that would change the
+        MTA or write a file is refused (see ``ControlActions.refused``)."""
         super().__init__()
+        self.watch_only = watch_only
         self.feed, self.instance, self.clock, self.tick = feed, instance, clock, tick
         self.model = Model()
         self.followed: str | None = None
@@ -122,6 +126,8 @@ class SimmtaApp(ControlActions):
 
     def on_mount(self) -> None:
         self.sub_title = "live" if self.feed.live else "replay"
+        if self.watch_only:
+            self.sub_title += " (viewer: watch only)"
         self.base.query_one("#filter", Input).display = False
         self.pump()
         self.base.query_one(ArchitectureMap).focus()
@@ -267,12 +273,16 @@ class SimmtaApp(ControlActions):
         self.base.query_one(ArchitectureMap).refresh()
 
     def action_snap(self) -> None:
+        if self.refused("save a screenshot"):
+            return
         self.screenshot_dir.mkdir(parents=True, exist_ok=True)
         path = self.save_screenshot(path=str(self.screenshot_dir))
         self.notify(f"screenshot saved: {path}", markup=False)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if not (self.watch_only and "screenshot" in command.title.lower()):  # it writes a file
+                yield command
         for vid, label, fkey, _ in VIEWS:
             yield SystemCommand(
                 f"View: {label}",
@@ -283,9 +293,10 @@ class SimmtaApp(ControlActions):
         yield SystemCommand(
             "Pause / play", "replay: play/pause; live: freeze the event log", self.action_pause
         )
-        yield SystemCommand("Screenshot", "save an SVG of the screen", self.action_snap)
+        if not self.watch_only:
+            yield SystemCommand("Screenshot", "save an SVG of the screen", self.action_snap)
         yield SystemCommand("Next theme", "dark, light, projector", self.action_next_theme)
-        for _, action, label, _, help_text in COMMANDS:
+        for _, action, label, _, help_text in COMMANDS if not self.watch_only else ():
             yield SystemCommand(label, help_text, lambda a=action: self.run_action(a))
 
     def on_unmount(self) -> None:

@@ -55,6 +55,13 @@ class ControlActions(App[None]):
     instance: Path | None
     followed: str | None
     records: dict[str, list[str]]
+    watch_only: bool
+
+    def refused(self, what: str) -> bool:
+        """A viewer of ``simmta serve`` watches: it may not act on the MTA or write files."""
+        if self.watch_only:
+            self.notify(f"viewer: you cannot {what} (watch only; the presenter drives)", severity="warning")
+        return self.watch_only
 
     def action_pause(self) -> None:
         raise NotImplementedError
@@ -66,6 +73,8 @@ class ControlActions(App[None]):
         return True
 
     def _needs_mta(self) -> Path | None:
+        if self.refused("act on the MTA"):
+            return None
         if not self.feed.live or self.instance is None:
             self.notify("replay: there is no MTA to act on", severity="warning")
             return None
@@ -85,6 +94,9 @@ class ControlActions(App[None]):
             self._run(op, actions.request, sock, op, **args)
 
     def _choose(self, title: str, choices: list[tuple[str, str]], then: Callable[[str], None]) -> None:
+        """A dialog before an action on the MTA (not opened where no action could follow)."""
+        if self._needs_mta() is None:
+            return
         self.push_screen(Choose(title, choices), lambda v: then(v) if v else None)
 
     @work(thread=True, exclusive=True, group="cat")

@@ -57,9 +57,11 @@ class LiveFeed:
         inbox_size: int = INBOX_SIZE,
         wait: float = 0.0,
         starting: Callable[[], str] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         """``wait``: seconds to keep trying while the MTA is still starting; ``starting``
-        says why to give up early (the MTA process died: its last words), or ""."""
+        says why to give up early (the MTA process died: its last words), or "".
+        ``sock``: a stream already connected (``simmta serve`` hands each session one)."""
         self.bus_socket = bus_socket
         self.wait, self.starting = wait, starting
         self.inbox: deque[dict[str, Any]] = deque()
@@ -71,7 +73,7 @@ class LiveFeed:
         self.backlog = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._sock: socket.socket | None = None
+        self._sock: socket.socket | None = sock
         self._thread = threading.Thread(target=self._read, name="simmta-bus-reader", daemon=True)
 
     def start(self) -> LiveFeed:
@@ -80,7 +82,8 @@ class LiveFeed:
 
     def _read(self) -> None:
         try:
-            self._sock = busclient.connect(self.bus_socket, self.wait, self._stop, self.starting)
+            if self._sock is None:
+                self._sock = busclient.connect(self.bus_socket, self.wait, self._stop, self.starting)
             self.connected = True
             with self._sock.makefile("rb") as stream:
                 for raw in stream:
