@@ -12,6 +12,11 @@ file, delivers, and answers per recipient::
     {"status": "ok", "recipients": [{"address", "status": ok|defer|fail,
       "dsn": "2.0.0", "reason", "where"}]}
 
+As Postfix's agents do (deliver_completed()), the agent itself marks each
+delivered recipient done in the queue file before it answers: if the agent
+or qmgr dies between the delivery and qmgr's reading of the answer, the
+recipient is not delivered again.
+
 Trust: the request comes from qmgr, the queue file from the queue directory;
 both are checked here before an agent acts on them.
 """
@@ -67,6 +72,10 @@ class DeliveryAgent(Daemon):
             await conn.reply("defer", error=str(e))
             return
         results = await self.deliver(msg, rcpts, req)
+        offsets = {r["address"]: r["offset"] for r in rcpts}
+        for res in results:
+            if res.status == "ok" and res.address in offsets:  # before qmgr hears of it: a crash
+                qf.mark_done_anywhere(ctx.queue, msg.qid, offsets[res.address])  # now is no duplicate
         for res in results:
             kind = {"ok": "delivered", "defer": "deferred", "fail": "bounced"}[res.status]
             extra = {"where": res.where} if res.status == "ok" else {"reason": res.reason}

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simmta.core import names
+
 VERSION = b"simmta-queue 1"
 _HDR = struct.Struct("!cI")
 MODE_WRITING = 0o600
@@ -256,6 +258,25 @@ def mark_done(path: Path, offset: int) -> None:
         os.pwrite(fd, b"D", offset)
     finally:
         os.close(fd)
+
+
+def mark_done_anywhere(queue_root: Path, qid: str, offset: int) -> bool:
+    """mark_done wherever the file is now (a restarted qmgr may have moved it out of
+    active/); False if it is nowhere or the record there is not a recipient."""
+    for q in (names.ACTIVE, names.INCOMING, names.DEFERRED, names.HOLD):
+        path = queue_root / q / qid
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            if os.pread(fd, 1, offset) not in (b"R", b"D"):
+                return False
+            os.pwrite(fd, b"D", offset)
+            return True
+        finally:
+            os.close(fd)
+    return False
 
 
 def is_complete_mode(st: os.stat_result) -> bool:
