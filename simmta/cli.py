@@ -59,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["tui", *argv]  # plain `simmta [options]`: the TUI on a fresh MTA
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "in_namespace", False):  # reads the queue: rootless files are the range's
+            from simmta.core import privilege
+            from simmta.core.instance import Instance
+            privilege.enter_instance(Instance(args.instance))
         return int(args.func(args) or 0)
     except SimmtaError as e:
         print(f"simmta: {e}", file=sys.stderr)

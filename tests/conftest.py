@@ -42,7 +42,8 @@ def mta(instance_dir: Path) -> Iterator[Mta]:
 
 @pytest.fixture
 def nobody_mta(simmta_tmp: Path) -> Iterator[Mta]:
-    """The same MTA run by an unprivileged user (simulated privilege mode)."""
+    """The same MTA run by an unprivileged user, in simulated privilege mode (asked
+    for: on a machine with user namespaces uid 65534 would get the partial mode)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to the unprivileged test user")
     assert nobody_can_run_python(), (
@@ -51,7 +52,7 @@ def nobody_mta(simmta_tmp: Path) -> Iterator[Mta]:
     base = simmta_tmp / "nobody"
     base.mkdir()
     os.chown(base, NOBODY, NOBODY)
-    m = Mta(base / "inst", user=NOBODY)
+    m = Mta(base / "inst", user=NOBODY, privilege="simulated")
     try:
         yield m
     finally:

@@ -91,7 +91,7 @@ class Mta:
     """One running simmta instance (master as a subprocess we started)."""
 
     def __init__(self, instance: Path, user: int | None = None, config: str = FAST_CONFIG,
-                 lab: bool = False):
+                 lab: bool = False, privilege: str = "auto"):
         self.instance = instance
         self.user = user
         self.logs: list[EventLog] = []
@@ -100,7 +100,7 @@ class Mta:
         if user is not None:
             for p in (instance, instance / "main.toml"):
                 os.chown(p, user, user)
-        args = ["run", "--smtp-port", "0"] + (["--lab"] if lab else [])
+        args = ["run", "--smtp-port", "0", "--privilege", privilege] + (["--lab"] if lab else [])
         self.proc = subprocess.Popen(self.command(*args), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, cwd=instance)
         try:

@@ -11,6 +11,7 @@ from mtakit import FAST_CONFIG, NOBODY, Mta, maildir_files, needs_root, wait_for
 from simmta.core import privilege
 
 MAIL_OWNER = 61000
+PEER = 61100  # "the Internet" shares its uid with nothing, not even mail_owner
 USERS = {"alice": 61001, "bob": 61002, "carol": 61003}
 # What the shipped services table says (Debian's layout).
 UNPRIV = {"smtpd", "pickup", "cleanup", "qmgr", "bounce", "smtp", "peer"}
@@ -62,14 +63,15 @@ def test_every_process_has_the_privilege_the_table_says(root_mta: Mta) -> None:
         assert st["Uid"] == row["uid"] and st["Gid"] == row["gid"] and root == row["root"]
         assert row["mismatch"] == [] and row["boundary"] == "real"
         if service in UNPRIV:
-            assert st["Uid"] == [MAIL_OWNER] * 4 and st["Gid"] == [MAIL_OWNER] * 4, service
+            want = PEER if service == "peer" else MAIL_OWNER
+            assert st["Uid"] == [want] * 4 and st["Gid"] == [want] * 4, service
             assert st["Groups"] == [], f"{service} must have no supplementary groups"
             assert row["caps"] == "none"
         else:
             assert st["Uid"][1] == 0, f"{service} keeps root"
         expect_root = str(root_mta.instance / "queue") if service in CHROOT else "/"
         assert root == expect_root, service
-    assert {"master", "smtpd", "cleanup", "qmgr", "local", "smtp", "bounce", "pickup"} <= seen
+    assert {"master", "smtpd", "cleanup", "qmgr", "local", "smtp", "bounce", "pickup", "peer"} <= seen
 
 
 def test_no_unprivileged_process_can_regain_root(root_mta: Mta) -> None:
@@ -183,7 +185,7 @@ def test_simulated_lab_attempt_says_nothing_stopped_it(simmta_tmp: Path) -> None
     base = simmta_tmp / "n"
     base.mkdir()
     os.chown(base, NOBODY, NOBODY)
-    m = Mta(base / "inst", user=NOBODY, config=FAST_CONFIG, lab=True)
+    m = Mta(base / "inst", user=NOBODY, config=FAST_CONFIG, lab=True, privilege="simulated")
     try:
         reply = json.loads(m.simmta("ctl", "lab", "write-maildir", "--service", "smtpd").stdout)
         assert reply["outcome"] == "succeeded" and "no kernel boundary" in reply["detail"]

@@ -219,6 +219,8 @@ PARAMS: tuple[Param, ...] = (
           "local aliases: alias = user"),
     Param("mail_owner_uid", 61000, _int(1), "uid unprivileged daemons switch to (shared with nothing else)"),
     Param("mail_owner_gid", 61000, _int(1), "gid unprivileged daemons switch to"),
+    Param("peer_uid", 61100, _int(1), "uid of the peer, \"the Internet\" (shared with nothing else)"),
+    Param("peer_gid", 61100, _int(1), "gid of the peer"),
     Param("message_size_limit", 10240000, _int(1024), "largest message accepted, in bytes (552 5.3.4)"),
     Param("line_length_limit", 2048, _int(1001), "longest line accepted in SMTP (including CRLF)"),
     Param("header_size_limit", 102400, _int(1024), "header text kept per message; excess is discarded"),
@@ -301,10 +303,10 @@ def apply(cfg: Config, values: dict[str, Any], source: TomlFile | None = None) -
             raise ConfigError(source.path if source else None,
                               source.line_of(alias) if source else None,
                               f"alias_maps.{alias}", f"{user!r} is not in local_users")
-    ids = list(out.local_users.values())
-    if out.mail_owner_uid in ids or len(set(ids)) != len(ids):
+    ids = [*out.local_users.values(), out.mail_owner_uid, out.peer_uid]
+    if len(set(ids)) != len(ids):
         raise ConfigError(source.path if source else None, None, "local_users",
-                          "each user and mail_owner_uid need a uid of their own")
+                          "each user, mail_owner_uid and peer_uid need a uid of their own")
     return out
 
 

@@ -144,8 +144,9 @@ class Context:
     def lab_attempt(self, action: str, target: str) -> None:
         """Try what privilege should forbid; report the kernel's answer."""
         outcome, detail = privilege.lab_attempt(action, Path(target))
-        if self.mode == privilege.SIMULATED and outcome == "succeeded":
-            detail += " (simulated mode: no kernel boundary was there to stop it)"
+        if not privilege.uids_enforced(self.mode) and outcome == "succeeded":
+            detail += (" (simulated mode: no kernel boundary was there to stop it)" if self.mode ==
+                       privilege.SIMULATED else " (partial mode: no uid boundary, every daemon runs as you)")
         self.emit("lab", "attempt", action=action, target=target, outcome=outcome, detail=detail)
 
 
@@ -203,9 +204,9 @@ def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
         ctx.crash_point("startup")
         svc = ctx.service
         jail = ctx.instance.queue if svc.chroot else None
-        owner = (ctx.config.mail_owner_uid, ctx.config.mail_owner_gid) if svc.unpriv else (None, None)
-        privilege.drop_privileges(emitter, chroot_dir=jail, uid=owner[0], gid=owner[1], mode=ctx.mode)
-        if jail is not None and ctx.mode == privilege.REAL:
+        uid, gid = privilege.service_ids(svc, ctx.config) or (None, None)
+        privilege.drop_privileges(emitter, chroot_dir=jail, uid=uid, gid=gid, mode=ctx.mode)
+        if jail is not None and privilege.chroot_enforced(ctx.mode):
             ctx.queue = Path("/")
         daemon.post_init()
     except Exception as e:  # startup failure: say why, exit non-zero, master throttles

@@ -13,7 +13,8 @@ DESCRIPTION
 SECURITY
     Keeps root, like Postfix's local, because it must act as each recipient:
     the write happens with the recipient's uid and gid (seteuid/setegid), then
-    it switches back. In simulated mode the write happens as the invoking user.
+    it switches back (in rootless mode too, with the recipient's uid mapped onto the
+    subordinate range). In partial and simulated mode the write happens as the invoking user.
 """
 
 import os
@@ -30,7 +31,7 @@ class Local(DeliveryAgent):
     via = names.LOCAL
 
     def pre_init(self) -> None:
-        if self.ctx.mode == privilege.REAL:
+        if privilege.uids_enforced(self.ctx.mode):
             os.setgroups([])  # root, but with no supplementary groups
 
     async def deliver(self, msg: qf.QueueFile, rcpts: list[dict[str, Any]],

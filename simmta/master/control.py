@@ -46,7 +46,8 @@ class Controller:
         return self.status()
 
     async def op_ps(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"processes": self.sup.processes(), "privilege_mode": self.sup.mode}
+        return {"processes": self.sup.processes(), "privilege_mode": self.sup.mode,
+                "privilege": self.sup.setup.as_dict()}
 
     async def op_kill(self, req: dict[str, Any]) -> dict[str, Any]:
         name = self._service(req)

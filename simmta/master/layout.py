@@ -4,8 +4,9 @@ Ownership and modes as in Postfix: queue directories belong to mail_owner with
 mode 0700, ``private/`` 0700, ``public/`` 0711 (only the pickup trigger is
 reachable by users), ``maildrop/`` 1733 (sticky, write-only drop directory),
 mailboxes belong to their user (0700), ``run/`` and ``log/`` to the instance
-owner (0700). In simulated mode the invoking user owns everything and only the
-modes are applied. No file here ever gets a set-uid or set-gid bit.
+owner (0700). In rootless mode the same ids are those of the user namespace
+(the subordinate range on the host). In partial and simulated mode the invoking
+user owns everything and only the modes are applied. No file here ever gets a set-uid or set-gid bit.
 
 Trust: master, as root, before any child exists.
 """
@@ -40,7 +41,7 @@ def check_reachable(inst: Instance) -> None:
 
 
 def prepare(inst: Instance, cfg: Config, mode: str) -> None:
-    real = mode == privilege.REAL
+    real = privilege.uids_enforced(mode)  # chown is possible (root, or root of a mapped range)
     owner = (os.getuid(), os.getgid())
     mail = (cfg.mail_owner_uid, cfg.mail_owner_gid)
     _own(inst.path, 0o755, *owner, real=False)
@@ -57,11 +58,12 @@ def prepare(inst: Instance, cfg: Config, mode: str) -> None:
         if real:
             for p in (inst.maildir(user), *(inst.maildir(user) / s for s in ("tmp", "new", "cur"))):
                 os.chown(p, uid, uid)
-    _own(inst.peer_maildir.parent, 0o700, *mail, real=real)
+    peer = (cfg.peer_uid, cfg.peer_gid)
+    _own(inst.peer_maildir.parent, 0o700, *peer, real=real)
     maildir.create(inst.peer_maildir)
     if real:
         for p in (inst.peer_maildir, *(inst.peer_maildir / s for s in ("tmp", "new", "cur"))):
-            os.chown(p, *mail)
+            os.chown(p, *peer)
     _own(inst.run, 0o700, *owner, real=False)
     _own(inst.log, 0o700, *owner, real=False)
 

@@ -13,7 +13,7 @@ import socket
 import sys
 from typing import Any, TextIO
 
-from simmta.core import config, events, names, privilege
+from simmta.core import config, events, names, privilege, userns
 from simmta.core import queue as qf
 from simmta.core.config import Config
 from simmta.core.errors import SimmtaError
@@ -81,9 +81,11 @@ def queue_snapshot(inst: Instance) -> tuple[dict[str, list[dict[str, Any]]], dic
 
 
 class Master:
-    def __init__(self, inst: Instance, cfg: Config, table: ServiceTable, lab: bool, out: TextIO):
+    def __init__(self, inst: Instance, cfg: Config, table: ServiceTable, lab: bool, out: TextIO,
+                 setup: userns.Setup):
         self.inst, self.cfg, self.table, self.lab, self.out = inst, cfg, table, lab, out
-        self.mode = privilege.current_mode()
+        self.setup = setup
+        self.mode = setup.mode
         self.owner_uid = os.stat(inst.path).st_uid if inst.path.exists() else os.getuid()
         self.done = asyncio.Event()
         self.subscriber_count = 0
@@ -93,6 +95,7 @@ class Master:
             "master_pid": os.getpid(), "instance": str(self.inst.path),
             "smtp": self.addresses.get(names.SMTPD, None),
             "peer": self.addresses.get(names.PEER), "privilege_mode": self.mode,
+            "privilege": self.setup.as_dict(),
             "maildir_root": str(self.inst.mail), "lab": self.lab,
             "services": [{"name": n, "pids": sorted(st.children), "throttled_until":
                           st.throttled_until or None, "limit": st.limit}
@@ -108,6 +111,7 @@ class Master:
         return events.make("master", "snapshot", "state", services=self.table.as_list(),
                            processes=self.sup.processes(), queues=queues, queue_counts=counts,
                            config=dict(self.cfg), privilege_mode=self.mode,
+                           privilege=self.setup.as_dict(),
                            smtp=self.status()["smtp"], peer=self.addresses.get(names.PEER),
                            pace=self.sup.pace, faults=self.sup.faults, lab=self.lab,
                            instance=str(self.inst.path), queue_dir=str(self.inst.queue))
@@ -130,15 +134,15 @@ class Master:
                 path = str(inst.queue / svc.socket_dir / svc.name)
                 public_user = svc.name == names.PICKUP  # the only socket users may reach
                 sockets[svc.name] = _unix(path, 0o666 if public_user or svc.private else 0o660)
-                if self.mode == privilege.REAL and not public_user:
+                if privilege.uids_enforced(self.mode) and not public_user:
                     os.chown(path, cfg.mail_owner_uid, cfg.mail_owner_gid)
-        self.sup = Supervisor(inst, cfg, self.table, self.mode, sockets, self.addresses, self.lab,
+        self.sup = Supervisor(inst, cfg, self.table, self.setup, sockets, self.addresses, self.lab,
                               open(inst.log / "master.log", "ab"))  # noqa: SIM115 (children's stderr, for life)
         bus_srv = await asyncio.start_unix_server(self._subscriber, path=str(inst.bus_socket))
         ctl_srv = await asyncio.start_unix_server(self._control, path=str(inst.control_socket))
         for p in (inst.bus_socket, inst.control_socket):
             os.chmod(p, 0o600)
-            if self.mode == privilege.REAL:
+            if privilege.uids_enforced(self.mode):
                 os.chown(p, self.owner_uid, -1)
         self.controller = Controller(self.sup, self.status)
         loop = asyncio.get_running_loop()
@@ -146,7 +150,8 @@ class Master:
             loop.add_signal_handler(sig, self.done.set)
         await self.sup.start()
         smtp, peer = self.addresses.get(names.SMTPD), self.addresses.get(names.PEER)
-        self.sup.emit("master", "started", smtp=smtp, peer=peer, privilege_mode=self.mode)
+        self.sup.emit("master", "started", smtp=smtp, peer=peer, privilege_mode=self.mode,
+                      privilege=privilege.describe(self.setup.as_dict()))
         self._write_status()
         self._banner(smtp, peer)
         await self.done.wait()
@@ -168,11 +173,7 @@ class Master:
         lines = [f"simmta: master [{os.getpid()}] running, instance {self.inst.path}",
                  f"simmta: SMTP on {smtp['host']}:{smtp['port']}" if smtp else "simmta: no SMTP",
                  f"simmta: the Internet (peer) on {peer['host']}:{peer['port']}" if peer else ""]
-        if self.mode == privilege.REAL:
-            lines.append("simmta: privilege REAL: uid/gid drops and chroot are enforced by the kernel")
-        else:
-            lines.append("simmta: privilege SIMULATED: not root, so uid/gid drops and chroot are "
-                         "NOT enforced; they are shown as 'simulated'. For the real thing: sudo simmta run")
+        lines += [f"simmta: {line}" for line in privilege.describe(self.setup.as_dict())]
         if self.lab:
             lines.append("simmta: LAB mode on: lab attempts allowed (control socket only)")
         print("\n".join(x for x in lines if x), file=self.out, flush=True)
@@ -230,7 +231,8 @@ class Master:
             writer.close()
 
 
-def run(inst: Instance, smtp_port: int | None, peer_port: int | None, lab: bool) -> int:
+def run(inst: Instance, smtp_port: int | None, peer_port: int | None, lab: bool,
+        want_privilege: str = "auto") -> int:
     cfg = inst.config()
     table = inst.services()
     ports = {"smtp_port": smtp_port, "peer_port": peer_port}
@@ -243,6 +245,7 @@ def run(inst: Instance, smtp_port: int | None, peer_port: int | None, lab: bool)
         raise SimmtaError(f"simmta is already running for {inst.path} "
                           f"(master pid {running['master_pid']})")
     inst.path.mkdir(parents=True, exist_ok=True)
-    master = Master(inst, cfg, table, lab, sys.stdout)
+    setup = privilege.establish(cfg, want_privilege)  # rootless: from here on, inside the namespace
+    master = Master(inst, cfg, table, lab, sys.stdout, setup)
     asyncio.run(master.run())
     return 0

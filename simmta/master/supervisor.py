@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from simmta.core import events, ipc, names, privilege
+from simmta.core import events, ipc, names, privilege, userns
 from simmta.core.config import Config
 from simmta.core.instance import Instance
 from simmta.core.services import Service, ServiceTable
@@ -78,10 +78,12 @@ class ServiceState:
 
 
 class Supervisor:
-    def __init__(self, inst: Instance, cfg: Config, table: ServiceTable, mode: str,
+    def __init__(self, inst: Instance, cfg: Config, table: ServiceTable, setup: userns.Setup,
                  sockets: dict[str, socket.socket], addresses: dict[str, dict[str, Any]],
                  lab: bool, log: Any):
-        self.inst, self.cfg, self.table, self.mode = inst, cfg, table, mode
+        self.inst, self.cfg, self.table, self.setup = inst, cfg, table, setup
+        self.mode = setup.mode
+        self.ns = userns.NsView.of(os.getpid())  # rootless/partial: ids inside and on the host
         self.addresses = addresses
         self.lab = lab
         self.log = log
@@ -412,18 +414,18 @@ class Supervisor:
     # Observation --------------------------------------------------------------
     def observe(self, child: Child) -> None:
         svc = self.services[child.service].service
-        obs = privilege.observe(child.pid)
+        obs = privilege.observe(child.pid, self.ns)
         if obs is None:
             return
-        want = privilege.expected(unpriv=svc.unpriv, chroot=svc.chroot, mode=self.mode,
-                                  queue_dir=self.inst.queue,
-                                  mail_owner=(self.cfg.mail_owner_uid, self.cfg.mail_owner_gid))
-        child.observed = {**obs.as_dict(), "mode": self.mode}
+        want = privilege.expected(svc, self.cfg, self.inst.queue, self.setup)
         child.mismatch = privilege.mismatches(obs, want)
+        child.observed = {**obs.as_dict(), "mode": self.mode, "mismatch": child.mismatch,
+                          "simulated": privilege.simulated_steps(svc, self.cfg, self.inst.queue, self.mode)}
         self.emit("privilege", "observed", observed_pid=child.pid, observed_service=child.service,
                   uid=obs.uid, gid=obs.gid, groups=obs.groups, caps=obs.caps, root=obs.root,
+                  host_uid=obs.host_uid, host_gid=obs.host_gid,
                   no_new_privs=obs.no_new_privs, mode=self.mode, mismatch=child.mismatch,
-                  expected=want)
+                  expected=want, simulated=child.observed["simulated"])
 
     # Control hooks --------------------------------------------------------------
     def emit(self, kind: str, type_: str, qid: str | None = None, **data: Any) -> None:
@@ -478,5 +480,5 @@ class Supervisor:
         return out
 
     def _master_observed(self) -> dict[str, Any] | None:
-        obs = privilege.observe(os.getpid())
+        obs = privilege.observe(os.getpid(), self.ns)
         return {**obs.as_dict(), "mode": self.mode} if obs else None

@@ -3,20 +3,24 @@
 master names the processes (pid, service); the privilege columns are read by
 this tool itself from ``/proc/<pid>/status`` and ``/proc/<pid>/root`` (the
 same fields you would read for a real Postfix), compared with the services
-table, and any difference is flagged. In simulated mode every row says so.
+table, and any difference is flagged. In rootless and partial mode each uid is
+shown twice: inside the user namespace and as the host sees it. What a mode
+only simulates is said plainly on each row, as expected, not as an error.
+
+Plain text, one row per process, fitted to the terminal (80 columns when
+piped): the columns that cannot shrink come first, the note wraps below.
 
 Trust: reads /proc; prints text inert.
 """
 
 import argparse
 import json
+import shutil
+import textwrap
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
-from simmta.core import control, privilege
+from simmta.core import control, privilege, userns
+from simmta.core.events import safe_text
 from simmta.core.instance import Instance
 
 
@@ -26,57 +30,59 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_ps)
 
 
-def observed_processes(inst: Instance) -> tuple[list[dict[str, Any]], str]:
+def observed_processes(inst: Instance) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     reply = control.request(inst.control_socket, "ps")
     cfg = inst.config()
     table = inst.services()
-    mode = reply["privilege_mode"]
+    setup = userns.Setup.from_dict(reply.get("privilege") or {"mode": reply["privilege_mode"]})
+    master = next((int(p["pid"]) for p in reply["processes"] if p["service"] == "master"), None)
+    ns = userns.NsView.of(master) if master else None
     rows = []
     for p in reply["processes"]:
-        obs = privilege.observe(int(p["pid"]))
+        obs = privilege.observe(int(p["pid"]), ns)
         if obs is None:
             continue  # exited meanwhile
         svc = table.by_name.get(p["service"])
-        if svc is None:  # master
-            want = {"uid": 0, "gid": 0, "root": "/"} if mode == privilege.REAL else \
-                privilege.expected(unpriv=False, chroot=False, mode=mode, queue_dir=inst.queue,
-                                   mail_owner=(0, 0))
-        else:
-            want = privilege.expected(unpriv=svc.unpriv, chroot=svc.chroot, mode=mode,
-                                      queue_dir=inst.queue,
-                                      mail_owner=(cfg.mail_owner_uid, cfg.mail_owner_gid))
-        mism = privilege.mismatches(obs, want) if svc is not None or mode == privilege.REAL else []
-        would = ""
-        if mode == privilege.SIMULATED and svc is not None:
-            steps = ([f"chroot to {inst.queue}"] if svc.chroot else []) + (
-                [f"switch to uid {cfg.mail_owner_uid} gid {cfg.mail_owner_gid}"] if svc.unpriv
-                else ["keep root (act as each recipient)" if svc.name == "local" else "keep root"])
-            would = "simulated: would " + ", ".join(steps)
+        want = privilege.expected(svc, cfg, inst.queue, setup)
         rows.append({"pid": obs.pid, "ppid": p["ppid"], "service": p["service"], "state": p["state"],
-                     "uid": obs.uid, "gid": obs.gid, "groups": obs.groups, "caps": obs.caps,
+                     "uid": obs.uid, "gid": obs.gid, "host_uid": obs.host_uid, "host_gid": obs.host_gid,
+                     "groups": obs.groups, "caps": obs.caps,
                      "cap_eff": obs.cap_eff, "no_new_privs": obs.no_new_privs, "root": obs.root,
-                     "chrooted": obs.root != "/", "boundary": mode, "expected": want,
-                     "mismatch": mism, "served": p.get("served", 0), "simulated_steps": would})
-    return rows, mode
+                     "chrooted": obs.root != "/", "boundary": setup.mode, "expected": want,
+                     "mismatch": privilege.mismatches(obs, want), "served": p.get("served", 0),
+                     "simulated_steps": privilege.simulated_steps(svc, cfg, inst.queue, setup.mode)})
+    return rows, setup.as_dict()
+
+
+def _root(path: str, inst: Instance) -> str:
+    return "queue" if path == str(inst.queue) else path
+
+
+def render(rows: list[dict[str, Any]], setup: dict[str, Any], inst: Instance, width: int) -> list[str]:
+    out = [w for d in privilege.describe(setup) for w in textwrap.wrap(d, width, subsequent_indent="  ")]
+    head = f"{'PID':>7} {'SERVICE':<8} {'STATE':<8} {'UID':>6} {'HOST UID':>9} {'GID':>6} {'ROOT':<6} CHECK"
+    out.append(head)
+    for r in rows:
+        uid, host = r["uid"][1], r["host_uid"][1]  # effective ids
+        check = "MISMATCH: " + "; ".join(r["mismatch"]) if r["mismatch"] else r["simulated_steps"] or "ok"
+        line = (f"{r['pid']:>7} {safe_text(r['service'], 8):<8} {safe_text(r['state'], 8):<8} "
+                f"{uid:>6} {host:>9} {r['gid'][1]:>6} {safe_text(_root(r['root'], inst), 40):<6} ")
+        room = max(width - len(line), 20)
+        wrapped = textwrap.wrap(safe_text(check, 400), room) or [""]
+        out.append(line + wrapped[0])
+        out += [" " * (width - room) + w for w in wrapped[1:]]
+    out += textwrap.wrap("UID: effective uid (inside the user namespace, if any); HOST UID: as the "
+                         f"host's kernel sees it; ROOT 'queue' is the chroot jail {inst.queue}", width)
+    return out
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
     inst = Instance(args.instance)
-    rows, mode = observed_processes(inst)
+    rows, setup = observed_processes(inst)
     if args.json:
-        print(json.dumps({"privilege_mode": mode, "processes": rows}, indent=1))
+        print(json.dumps({"privilege_mode": setup["mode"], "privilege": setup, "processes": rows}, indent=1))
         return 0
-    c = Console()
-    if mode == privilege.SIMULATED:
-        c.print("[bold]SIMULATED[/]: simmta is not running as root, so the uid/gid drops and the "
-                "chroot below are NOT enforced by the kernel (run 'sudo simmta run' for the real thing)")
-    t = Table("PID", "PPID", "SERVICE", "STATE", "UID r/e", "GID r/e", "GROUPS", "CAPS", "ROOT",
-              "BOUNDARY", title=f"simmta processes ({mode})")
-    for r in rows:
-        flag = Text(" MISMATCH: " + "; ".join(r["mismatch"]), style="bold red") if r["mismatch"] else ""
-        t.add_row(str(r["pid"]), str(r["ppid"]), r["service"], r["state"],
-                  f"{r['uid'][0]}/{r['uid'][1]}", f"{r['gid'][0]}/{r['gid'][1]}",
-                  ",".join(map(str, r["groups"])) or "-", r["caps"],
-                  Text(r["root"]), Text.assemble(r["boundary"], flag))
-    c.print(t)
+    width = shutil.get_terminal_size((80, 24)).columns
+    for line in render(rows, setup, inst, max(width, 60)):
+        print(line)
     return 0

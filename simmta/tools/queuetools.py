@@ -1,8 +1,9 @@
 """Queue tools: ``queue`` (mailq / postqueue -j), ``cat`` (postcat), and
 ``hold | release | requeue | delete`` (postsuper).
 
-Listing and reading open the queue files directly (root, or the instance owner
-in simulated mode); changes go through master, which performs them and emits
+Listing and reading open the queue files directly (root, the instance owner in
+simulated or partial mode, or the owner inside the rootless instance's user
+namespace, which ``simmta`` enters first); changes go through master, which performs them and emits
 the events, as postsuper is the administrator's (root's) tool.
 
 Trust: queue files are parsed with the checking reader; text is printed inert.
@@ -29,10 +30,10 @@ LISTED = (names.INCOMING, names.ACTIVE, names.DEFERRED, names.HOLD, names.CORRUP
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("queue", parents=[parent], help="list queued mail (like mailq / postqueue -j)")
     p.add_argument("--json", action="store_true", help="one JSON object per message, like postqueue -j")
-    p.set_defaults(func=cmd_queue)
+    p.set_defaults(func=cmd_queue, in_namespace=True)
     p = sub.add_parser("cat", parents=[parent], help="print a queue file (like postcat)")
     p.add_argument("qid")
-    p.set_defaults(func=cmd_cat)
+    p.set_defaults(func=cmd_cat, in_namespace=True)
     for action, text in (("hold", "put a message on hold"), ("release", "release a held message"),
                          ("requeue", "retry a deferred, held or corrupt message now"),
                          ("delete", "delete a message from the queue")):

@@ -6,6 +6,7 @@ Trust: runs as the invoking user (root for real privilege separation).
 import argparse
 import json
 import os
+import shutil
 import signal
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simmta.core import config as config_mod
+from simmta.core import privilege
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
 
@@ -24,9 +26,15 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--peer-port", type=int, metavar="N", help="the peer's port (default: any free port)")
     p.add_argument("--lab", action="store_true",
                    help="allow lab attempts (daemons try what their privilege should forbid)")
+    p.add_argument("--privilege", choices=privilege.ASKABLE, default=None,
+                   help="not root: the best mode available (auto, the default, or $SIMMTA_PRIVILEGE), "
+                        "or ask for a lesser one to compare")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("stop", parents=[parent], help="stop a running MTA (SIGTERM to master)")
     p.set_defaults(func=cmd_stop)
+    p = sub.add_parser("clean", parents=[parent],
+                       help="remove a stopped instance's directory (rootless: from inside its namespace)")
+    p.set_defaults(func=cmd_clean, in_namespace=True)
     p = sub.add_parser("status", parents=[parent], help="is it running, on which ports, how privileged")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
@@ -38,7 +46,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from simmta.master.main import run
-    return run(Instance(args.instance), args.smtp_port, args.peer_port, args.lab)
+    want = args.privilege or os.environ.get("SIMMTA_PRIVILEGE") or "auto"
+    if want not in privilege.ASKABLE:
+        raise SimmtaError(f"SIMMTA_PRIVILEGE={want!r}: expected one of {', '.join(privilege.ASKABLE)}")
+    return run(Instance(args.instance), args.smtp_port, args.peer_port, args.lab, want)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -52,6 +63,31 @@ def cmd_stop(args: argparse.Namespace) -> int:
             return 0
         time.sleep(0.05)
     raise SimmtaError(f"master [{pid}] did not stop within 15 s")
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    """Remove the whole instance directory. Files a rootless MTA created belong to the
+    student's subordinate uids, which the student cannot remove from the host; the
+    namespace (entered before this runs, see cli.main) makes them the student's again."""
+    inst = Instance(args.instance)
+    try:
+        pid = inst.status()["master_pid"]
+    except SimmtaError:
+        pid = None  # stopped (or died): safe to remove
+    if pid is not None:
+        raise SimmtaError(f"master [{pid}] is running for {inst.path}: 'simmta stop' first")
+    if not inst.path.exists():
+        print(f"simmta: nothing to clean at {inst.path}")
+        return 0
+    if not (inst.queue.is_dir() or inst.run.is_dir()):
+        raise SimmtaError(f"{inst.path} does not look like a simmta instance (no queue/ or run/): "
+                          "not removed")
+    errors: list[str] = []
+    shutil.rmtree(inst.path, onerror=lambda _f, p, e: errors.append(f"{p}: {e[1]}"))
+    if errors:
+        raise SimmtaError(f"could not remove {len(errors)} file(s), e.g. {errors[0]}")
+    print(f"simmta: removed {inst.path}")
+    return 0
 
 
 def _running(pid: int) -> bool:
@@ -85,11 +121,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     c.print(f"master [bold]{st['master_pid']}[/] instance {st['instance']}", highlight=False)
     c.print(f"SMTP {st['smtp']['host']}:{st['smtp']['port']}   peer (the Internet) "
             f"{st['peer']['host']}:{st['peer']['port']}", highlight=False)
-    if st["privilege_mode"] == "real":
-        c.print("privilege: [bold]REAL[/] (enforced by the kernel)")
-    else:
-        c.print("privilege: [bold]SIMULATED[/] (not root: drops and chroot are NOT enforced; "
-                "run with sudo for the real thing)")
+    for line in privilege.describe(st.get("privilege") or {"mode": st["privilege_mode"]}):
+        c.print(line, highlight=False, markup=False)
     t = Table("service", "pids")
     for s in st["services"]:
         t.add_row(s["name"], " ".join(map(str, s["pids"])) or "-")

@@ -336,7 +336,8 @@ class Model:
             )
         if proc is not None:
             proc.privilege = {
-                k: data[k] for k in ("uid", "gid", "groups", "caps", "root", "mode", "mismatch")
+                k: data.get(k)
+                for k in ("uid", "gid", "groups", "caps", "root", "mode", "mismatch", "host_uid", "simulated")
             }
 
     def _on_queue(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:

@@ -101,9 +101,9 @@ def test_autoplay_names_the_step_whose_goal_is_not_met(workdir: Path) -> None:
     assert list(workdir.glob("simmta-lesson-42-*/lesson-events.jsonl"))  # kept for a human
 
 
-def _check_all(user: int | None, workdir: Path) -> subprocess.CompletedProcess[str]:
+def _check_all(user: int | None, workdir: Path, privilege: str = "auto") -> subprocess.CompletedProcess[str]:
     """All lessons with temporary instances (and HOME) under ``workdir``."""
-    env = {"TMPDIR": str(workdir), "HOME": str(workdir)}
+    env = {"TMPDIR": str(workdir), "HOME": str(workdir), "SIMMTA_PRIVILEGE": privilege}
     return simmta("lesson", "check", "all", "--autoplay", user=user, env=env)
 
 
@@ -125,6 +125,6 @@ def test_every_lesson_autoplays_unprivileged(workdir: Path) -> None:
     if os.geteuid() == 0:
         os.chown(workdir, NOBODY, NOBODY)
         user = NOBODY
-    done = _check_all(user, workdir)
+    done = _check_all(user, workdir, privilege="simulated")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert done.stdout.count("[simulated]") == 9
