@@ -35,7 +35,9 @@ def instance_parent() -> argparse.ArgumentParser:
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; given the command about to run, only the modules up to the one that
+    defines it are imported (``simmta run`` is master: it loads no other tool's imports)."""
     parser = argparse.ArgumentParser(
         prog="simmta",
         description="A real Postfix-style MTA, instrumented, for teaching MTA architecture.",
@@ -49,15 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # a tool not built yet
             raise
         module.register(sub, instance_parent())
+        if command is not None and command in sub.choices:
+            break
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["tui", *argv]  # plain `simmta [options]`: the TUI on a fresh MTA
-    args = parser.parse_args(argv)
+    args = build_parser(argv[0]).parse_args(argv)
     try:
         if getattr(args, "in_namespace", False):  # reads the queue: rootless files are the range's
             from simmta.core import privilege

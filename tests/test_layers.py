@@ -23,6 +23,20 @@ def test_the_mta_never_imports_textual() -> None:
     assert r.stdout.strip() == "[]", f"the MTA loaded UI or drawing modules: {r.stdout}"
 
 
+def test_master_loads_only_the_run_command() -> None:
+    """``simmta run`` (master) registers only its own command: no other tool's imports
+    (rich, smtplib, the TUI launcher) take memory in master for the life of the MTA."""
+    code = ("import sys\n"
+            "from simmta import cli\n"
+            "parser = cli.build_parser('run')\n"
+            "import simmta.master.main\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'smtplib', 'textual'))"
+            " or 'none', 'bench' in parser.format_help())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["none", "False"], r.stdout
+
+
 def test_ruff_is_clean() -> None:
     r = subprocess.run([sys.executable, "-m", "ruff", "check", "simmta", "tests"], capture_output=True,
                        text=True, timeout=120, cwd=__file__.rsplit("/tests/", 1)[0])

@@ -11,9 +11,6 @@ import signal
 import time
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from simmta.core import config as config_mod
 from simmta.core import privilege
 from simmta.core.errors import SimmtaError
@@ -117,6 +114,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(st, indent=1))
         return 0
+    from rich.console import Console  # here, not at the top: master (simmta run) never loads rich
+    from rich.table import Table
+
     c = Console()
     c.print(f"master [bold]{st['master_pid']}[/] instance {st['instance']}", highlight=False)
     c.print(f"SMTP {st['smtp']['host']}:{st['smtp']['port']}   peer (the Internet) "
