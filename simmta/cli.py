@@ -6,6 +6,9 @@ opens the TUI on it (see simmta.tui.launch).
 
 import argparse
 import importlib
+import os
+import re
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -72,3 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (simmta config | head): stop quietly, as a C tool dies of SIGPIPE.
+        # stdout now points nowhere so that the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def plain(doc: str | None, paragraphs: slice = slice(None)) -> str | None:
+    """A module docstring's paragraphs as ``--help`` text: reST literals shown as plain words."""
+    if not doc:
+        return None
+    return re.sub(r"``(.+?)``", r"\1", "\n\n".join(doc.split("\n\n")[paragraphs]))

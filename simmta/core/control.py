@@ -65,3 +65,16 @@ def request(path: Path, op: str, timeout: float = 10.0, **args: Any) -> dict[str
     if not reply.get("ok"):
         raise SimmtaError(str(reply.get("error", "refused")))
     return reply
+
+
+def describe(op: str, args: dict[str, Any], reply: dict[str, Any]) -> str:
+    """A request and master's answer as one line of text (``kill service=smtpd: killed [123]``)."""
+
+    def show(value: Any) -> str:
+        if isinstance(value, dict):
+            return " ".join(f"{k}={v}" for k, v in value.items())
+        return str(value)
+
+    detail = ", ".join(f"{k} {show(v)}" for k, v in reply.items() if k != "ok") or "ok"
+    what = " ".join(f"{k}={v}" for k, v in args.items() if v is not None)
+    return f"{op} {what}: {detail}" if what else f"{op}: {detail}"

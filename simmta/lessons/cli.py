@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from simmta.cli import plain
 from simmta.core.errors import SimmtaError
 from simmta.lessons import catalog
 from simmta.lessons.format import LessonError, load
@@ -27,11 +28,10 @@ simmta lesson validate FILE..."""
 
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("lesson", parents=[parent], usage=USAGE,
+    p = sub.add_parser("lesson", parents=[parent], usage="simmta lesson list|N|check|validate [options]",
                        help="guided lessons: list, take, check (--autoplay), validate",
-                       description=__doc__.split("\n\n")[0] if __doc__ else None,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="\n".join(__doc__.split("\n")[2:7]) if __doc__ else None)
+                       description=plain(__doc__, slice(0, 2)),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", nargs="+", metavar="list|N|check|validate",
                    help="what to do (see above)")
     p.add_argument("--autoplay", action="store_true",

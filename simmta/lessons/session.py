@@ -23,7 +23,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Any
 from simmta.core import control
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
+from simmta.core.pyexec import python_module
 from simmta.lessons.format import Lesson, SolutionAction
 
 START_TIMEOUT = 30.0
@@ -74,8 +74,8 @@ def write_main_toml(path: Path, overrides: Mapping[str, Any]) -> None:
 
 
 def simmta_argv(args: tuple[str, ...] | list[str], instance: Instance) -> list[str]:
-    """``python -m simmta CMD --instance DIR ARGS...`` (the instance after the command)."""
-    return [sys.executable, "-m", "simmta", args[0], "--instance", str(instance.path), *args[1:]]
+    """``python -P -m simmta CMD --instance DIR ARGS...`` (the instance after the command)."""
+    return python_module("simmta", args[0], "--instance", str(instance.path), *args[1:])
 
 
 class LessonMTA:

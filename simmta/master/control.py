@@ -18,6 +18,7 @@ from simmta.core import ipc, names
 from simmta.core import queue as qf
 from simmta.core.control import CRASH_POINTS, LAB_ACTIONS, PACE_MODES, SIGNALS
 from simmta.core.errors import SimmtaError
+from simmta.core.events import safe_text
 from simmta.core.names import PEER_FAULTS
 from simmta.master.supervisor import Supervisor
 
@@ -114,8 +115,10 @@ class Controller:
 
     async def op_queue(self, req: dict[str, Any]) -> dict[str, Any]:
         action, qid = req.get("action"), req.get("qid")
-        if action not in QUEUE_ACTIONS or not isinstance(qid, str) or not qf.is_qid(qid):
+        if action not in QUEUE_ACTIONS or not isinstance(qid, str):
             raise SimmtaError("queue: action hold|release|requeue|delete and a queue ID")
+        if not qf.is_qid(qid):
+            raise SimmtaError(f"not a queue ID: {safe_text(qid, 40)}")
         root = self.sup.inst.queue
         sources = {"hold": (names.INCOMING, names.DEFERRED), "release": (names.HOLD,),
                    "requeue": (names.DEFERRED, names.HOLD, names.CORRUPT),
@@ -125,7 +128,11 @@ class Controller:
             where = qf.find(root, qid, names.MESSAGE_QUEUES)
             if where and where[0] == names.ACTIVE:
                 raise SimmtaError(f"{qid} is being delivered right now (active); try again")
-            raise SimmtaError(f"no message {qid} in {', '.join(sources)}")
+            if where and where[0] == names.HOLD and action == "hold":
+                raise SimmtaError(f"{qid} is already on hold")
+            if where:
+                raise SimmtaError(f"{qid} is in {where[0]}: {action} works on {', '.join(sources)}")
+            raise SimmtaError(f"no message {qid} in the queue")
         src, path = found
         if action == "delete":
             os.unlink(path)

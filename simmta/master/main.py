@@ -89,6 +89,7 @@ class Master:
         self.owner_uid = os.stat(inst.path).st_uid if inst.path.exists() else os.getuid()
         self.done = asyncio.Event()
         self.subscriber_count = 0
+        self.subscriber_tasks: set[asyncio.Task[None]] = set()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -158,6 +159,7 @@ class Master:
         self.sup.emit("master", "stopping", reason="signal")
         bus_srv.close()
         ctl_srv.close()
+        await self._hang_up_subscribers()
         await self.sup.stop()
         for p in (inst.status_file, inst.pid_file, inst.bus_socket, inst.control_socket):
             p.unlink(missing_ok=True)
@@ -178,7 +180,19 @@ class Master:
             lines.append("simmta: LAB mode on: lab attempts allowed (control socket only)")
         print("\n".join(x for x in lines if x), file=self.out, flush=True)
 
+    async def _hang_up_subscribers(self) -> None:
+        """End every subscription before the loop stops (a task still reading then would be
+        cancelled, and Python 3.11's asyncio prints that as a traceback)."""
+        for sub in list(self.sup.bus.subscribers):
+            sub.writer.close()
+        if self.subscriber_tasks:
+            await asyncio.wait(self.subscriber_tasks, timeout=5)
+
     async def _subscriber(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.subscriber_tasks.add(task)
+            task.add_done_callback(self.subscriber_tasks.discard)
         sock = writer.get_extra_info("socket")
         if not access.allowed(sock, self.owner_uid):
             writer.close()

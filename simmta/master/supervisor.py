@@ -32,6 +32,7 @@ from typing import Any
 from simmta.core import events, ipc, names, privilege, userns
 from simmta.core.config import Config
 from simmta.core.instance import Instance
+from simmta.core.pyexec import python_module
 from simmta.core.services import Service, ServiceTable
 from simmta.core.skeleton import STATUS, STATUS_AVAIL, STATUS_BUSY, STATUS_READY, run_task
 from simmta.master import zygote
@@ -127,8 +128,7 @@ class Supervisor:
         """Start (or restart) the spawner that forks daemons for us (see zygote)."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         os.set_inheritable(theirs.fileno(), True)
-        argv = [sys.executable, "-m", "simmta.master.zygote", str(theirs.fileno()),
-                " " * zygote.TITLE_ROOM]
+        argv = python_module("simmta.master.zygote", str(theirs.fileno()), " " * zygote.TITLE_ROOM)
         log = self.log.fileno()
         self.spawner_pid = os.posix_spawn(sys.executable, argv, os.environ,
                                           file_actions=[(os.POSIX_SPAWN_DUP2, log, 1),

@@ -47,6 +47,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from simmta.cli import plain
 from simmta.core import config
 from simmta.core.errors import SimmtaError
 from simmta.tools import bench_postfix, bench_syscalls
@@ -129,7 +130,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "bench",
         parents=[parent],
         help="measure throughput and latency (simmta, or any SMTP server on loopback)",
-        description=__doc__.split("\n\n")[1],
+        description=plain(__doc__, slice(1, 2)),
     )
     p.add_argument("-n", "--messages", type=_positive, default=1000, metavar="N")
     p.add_argument(

@@ -14,7 +14,9 @@ from simmta.core.instance import Instance
 from simmta.core.names import PEER_FAULTS
 
 
-def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+def register(sub: Any, instance: argparse.ArgumentParser) -> None:
+    parent = argparse.ArgumentParser(add_help=False, parents=[instance])
+    parent.add_argument("--json", action="store_true", help="master's answer as JSON")
     p = sub.add_parser("ctl", parents=[parent], help="live control: kill, faults, crash points, pacing, lab")
     cs = p.add_subparsers(dest="ctl", metavar="ACTION", required=True)
     k = cs.add_parser("kill", parents=[parent], help="signal a process of a service")
@@ -40,7 +42,6 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     lab.add_argument("action", choices=LAB_ACTIONS)
     lab.add_argument("--service", default="smtpd")
     lab.set_defaults(func=lambda a: _do(a, "lab", action=a.action, service=a.service))
-    p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
 
     p = sub.add_parser("peer", parents=[parent], help="the simulated Internet: set its fault")
     ps = p.add_subparsers(dest="peer", metavar="ACTION", required=True)
@@ -51,7 +52,11 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def _do(args: argparse.Namespace, op: str, **fields: Any) -> int:
     inst = Instance(args.instance)
-    reply = control.request(inst.control_socket, op, **{k: v for k, v in fields.items() if v is not None})
-    reply.pop("ok", None)
-    print(json.dumps(reply) if reply else "ok")
+    fields = {k: v for k, v in fields.items() if v is not None}
+    reply = control.request(inst.control_socket, op, **fields)
+    if args.json:
+        reply.pop("ok", None)
+        print(json.dumps(reply))
+    else:
+        print(control.describe(op, fields, reply))
     return 0

@@ -141,6 +141,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 def cmd_change(args: argparse.Namespace) -> int:
     inst = Instance(args.instance)
+    if not qf.is_qid(args.qid):
+        raise SimmtaError(f"not a queue ID: {safe_text(args.qid, 40)}")
     reply = control.request(inst.control_socket, "queue", action=args.action, qid=args.qid)
     src, dst = reply.get("from", reply.get("deleted_from")), reply.get("to", "deleted")
     print(f"{args.qid}: {src} -> {dst}")

@@ -17,6 +17,7 @@ Trust: runs as an ordinary user; it can only write into maildrop/.
 
 import argparse
 import os
+import pwd
 import socket
 import sys
 import time
@@ -75,10 +76,19 @@ def submit(inst: Instance, sender: str, recipients: list[str], content: bytes) -
     return name
 
 
+def login_name() -> str:
+    """The invoking user's login name, as Postfix's sendmail takes it (getpwuid, not $USER,
+    which root's shells often lack), or the uid when the password database has no entry."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return os.environ.get("LOGNAME") or os.environ.get("USER") or str(os.getuid())
+
+
 def cmd_sendmail(args: argparse.Namespace) -> int:
     inst = Instance(args.instance)
     cfg = inst.config()
-    user = os.environ.get("USER") or str(os.getuid())
+    user = login_name()
     sender = args.sender if args.sender is not None else f"{user}@{cfg.mydomain}"
     content = sys.stdin.buffer.read(cfg.message_size_limit + 1)
     if len(content) > cfg.message_size_limit:

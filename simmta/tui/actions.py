@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import smtplib
 import subprocess
-import sys
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from simmta.core import control
 from simmta.core.errors import SimmtaError
+from simmta.core.pyexec import python_module
 
 SENDER = "alice@simmta.test"
 DEFAULT_RCPT = "bob@simmta.test"
@@ -50,17 +50,7 @@ def send_mail(host: str, port: int, rcpt: str, count: int = 1, timeout: float = 
 def submit_local(instance: Path, rcpt: str, timeout: float = 30.0) -> str:
     """A local submission through ``simmta sendmail`` (maildrop -> pickup)."""
     message = compose(rcpt).as_bytes()
-    cmd = [
-        sys.executable,
-        "-m",
-        "simmta",
-        "sendmail",
-        "--instance",
-        str(instance),
-        "-f",
-        SENDER,
-        rcpt,
-    ]
+    cmd = python_module("simmta", "sendmail", "--instance", str(instance), "-f", SENDER, rcpt)
     try:
         done = subprocess.run(cmd, input=message, capture_output=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -73,7 +63,7 @@ def submit_local(instance: Path, rcpt: str, timeout: float = 30.0) -> str:
 
 def cat(instance: Path, qid: str, timeout: float = 10.0) -> list[str]:
     """``simmta cat QID`` (postcat): the queue file's records, or why they cannot be read."""
-    cmd = [sys.executable, "-m", "simmta", "cat", "--instance", str(instance), qid]
+    cmd = python_module("simmta", "cat", "--instance", str(instance), qid)
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -84,13 +74,4 @@ def cat(instance: Path, qid: str, timeout: float = 10.0) -> list[str]:
 
 def request(control_socket: Path, op: str, **args: Any) -> str:
     """One control request; a one-line result (SimmtaError when refused)."""
-    reply = control.request(control_socket, op, **args)
-
-    def show(value: Any) -> str:
-        if isinstance(value, dict):
-            return " ".join(f"{k}={v}" for k, v in value.items())
-        return str(value)
-
-    detail = ", ".join(f"{k} {show(v)}" for k, v in reply.items() if k != "ok") or "ok"
-    what = " ".join(f"{k}={v}" for k, v in args.items())
-    return f"{op} {what}: {detail}"
+    return control.describe(op, args, control.request(control_socket, op, **args))

@@ -148,6 +148,9 @@ class SimmtaApp(ControlActions):
 
     # The batch loop ----------------------------------------------------------
     def pump(self) -> None:
+        if self.feed.fatal:  # nothing to show: say why once, outside the TUI
+            self.exit(return_code=1)
+            return
         started = time.perf_counter()
         applied = self.feed.pump(self.model, self.clock())
         self.pumped += applied

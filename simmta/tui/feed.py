@@ -40,6 +40,7 @@ SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 16.0, 64.0)
 class Feed(Protocol):
     live: bool
     problem: str
+    fatal: str  # why the MTA this feed waited for never started ("" otherwise)
 
     def pump(self, model: Model, now: float) -> int: ...
     def status(self) -> str: ...
@@ -69,6 +70,7 @@ class LiveFeed:
         self.overflow = 0
         self.bad_lines = 0
         self.problem = ""
+        self.fatal = ""
         self.connected = False
         self.backlog = 0
         self._lock = threading.Lock()
@@ -94,6 +96,8 @@ class LiveFeed:
         except OSError as e:
             if not self._stop.is_set():
                 self.problem = f"event bus {self.bus_socket}: {e}"
+                if not self.connected and self.starting is not None and self.starting():
+                    self.fatal = str(e)  # the MTA we started died before its bus opened
         finally:
             self.connected = False
             if self._sock is not None:
@@ -157,6 +161,7 @@ class ReplayFeed:
     """Plays a recording on a virtual clock (seconds of the recording's ``ts``)."""
 
     live = False
+    fatal = ""
 
     def __init__(
         self,

@@ -23,8 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from simmta.cli import plain
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
+from simmta.core.pyexec import python_module
 
 START_TIMEOUT = 20.0
 
@@ -34,7 +36,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "tui",
         parents=[parent],
         help="open the TUI (live, attached, or a replay)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=plain(__doc__, slice(1, 2)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--replay", metavar="FILE", help="play a recording made by 'simmta record'")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1.0)")
@@ -47,26 +50,19 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 def spawn_mta(directory: Path, lab: bool = False) -> subprocess.Popen[bytes]:
     """Start ``simmta run`` for a fresh instance; the TUI opens while it starts."""
     log = open(directory / "simmta-run.out", "wb")  # noqa: SIM115 (the child's, kept open)
-    cmd = [
-        sys.executable,
-        "-m",
-        "simmta",
-        "run",
-        "--instance",
-        str(directory / "instance"),
-        "--smtp-port",
-        "0",
-        *(["--lab"] if lab else []),
-    ]
+    options = ["--instance", str(directory / "instance"), "--smtp-port", "0", *(["--lab"] if lab else [])]
+    cmd = python_module("simmta", "run", *options)
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def last_words(child: subprocess.Popen[bytes], directory: Path) -> str:
-    """Why the MTA we started is gone ("" while it runs)."""
+    """Why the MTA we started is gone, in one sentence ("" while it runs): the last line it
+    wrote (its error message, or a traceback's last line)."""
     if child.poll() is None:
         return ""
     tail = (directory / "simmta-run.out").read_text(errors="replace").strip().splitlines()
-    return f"simmta run exited with status {child.returncode}: " + " / ".join(tail[-3:])
+    last = tail[-1].removeprefix("simmta: ") if tail else "no output"
+    return f"simmta run exited with status {child.returncode}: {last}"
 
 
 def stop_mta(child: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -92,7 +88,8 @@ def banner(instance: Instance) -> str:
 
 def run_app(
     feed: Any, args: argparse.Namespace, instance: Path | None, on_hangup: Callable[[], None] | None = None
-) -> None:
+) -> int:
+    """Run the TUI until it quits; its return code (1: the MTA it waited for never started)."""
     from simmta.tui.app import SimmtaApp  # Textual only when the UI opens
 
     shots = Path(args.screenshots) if args.screenshots else None
@@ -117,6 +114,7 @@ def run_app(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return app.return_code or 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -139,12 +137,16 @@ def main(args: argparse.Namespace) -> int:
     instance = Instance(directory / "instance")
     feed = LiveFeed(instance.bus_socket, wait=START_TIMEOUT, starting=lambda: last_words(child, directory))
     try:
-        run_app(feed.start(), args, instance.path, on_hangup=lambda: stop_mta(child))
+        code = run_app(feed.start(), args, instance.path, on_hangup=lambda: stop_mta(child))
         if child.poll() is None:
             with contextlib.suppress(SimmtaError):
                 print(banner(instance), file=sys.stderr)
     finally:
         stop_mta(child)
+    if feed.fatal:
+        print(f"simmta: the MTA did not start ({last_words(child, directory)}); "
+              f"its output is in {directory / 'simmta-run.out'}", file=sys.stderr)
+        return code
     if problem := last_words(child, directory) if child.returncode not in (0, -15) else "":
         print(f"simmta: {problem}", file=sys.stderr)
     print(f"simmta: stopped the MTA; its files stay in {directory}", file=sys.stderr)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from simmta.cli import plain
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
 
@@ -36,7 +37,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "serve",
         parents=[parent],
         help="serve the TUI to browsers (presenter and viewers)",
-        description=__doc__.split("\n\n")[2] if __doc__ else None,
+        description=plain(__doc__, slice(2, 3)),
     )
     p.add_argument("--port", type=int, default=0, help="TCP port (default: a free one, printed)")
     p.add_argument(

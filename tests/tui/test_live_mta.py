@@ -108,12 +108,9 @@ def tmux(*args: str) -> str:
 class Tmux:
     """``simmta`` typed into a fresh 120x40 tmux session, as a new user would."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, simmta: str = f"PYTHONPATH={REPO} {sys.executable} -m simmta") -> None:
         self.session = f"simmta-e2e-{os.getpid()}-{cwd.name}"
-        command = (
-            f"unset COLUMNS LINES; cd {cwd} && PYTHONPATH={REPO} {sys.executable} -m simmta; "
-            "echo SIMMTA-EXIT=$?; sleep 300"
-        )
+        command = f"unset COLUMNS LINES; cd {cwd} && {simmta}; echo SIMMTA-EXIT=$?; sleep 300"
         tmux("new-session", "-d", "-s", self.session, "-x", "120", "-y", "40", command)
 
     def screen(self) -> str:
@@ -166,6 +163,46 @@ def test_end_to_end_in_tmux(tmp_path: Path) -> None:
         final = term.shows("SIMMTA-EXIT=0")
         wait_for(lambda: not _alive(master), 15, "the MTA it started to stop")
         shutil.rmtree(re.findall(r"its files stay in (\S+)", final)[0], ignore_errors=True)
+    finally:
+        term.close()
+
+
+DECOY = "raise ImportError('a simmta folder that is not the package')\n"
+# The console script: the current directory is not on its sys.path (-P); the real package is.
+CONSOLE_SCRIPT = (f"{sys.executable} -P -c 'import sys; sys.path.insert(0, \"{REPO}\"); "
+                  "from simmta.cli import main; sys.exit(main())'")
+
+
+@pytest.mark.slow
+def test_simmta_from_a_clones_parent_directory(tmp_path: Path) -> None:
+    """A clone's folder in the current directory must not shadow the installed package."""
+    (tmp_path / "simmta").mkdir()
+    (tmp_path / "simmta" / "__init__.py").write_text(DECOY)
+    term = Tmux(tmp_path, f"PYTHONPATH={REPO} {CONSOLE_SCRIPT}")
+    try:
+        term.shows("smtp 127.0.0.1:")
+        term.keys("s")
+        term.shows("mailboxes 1")
+        term.keys("q")
+        final = term.shows("SIMMTA-EXIT=0")
+        shutil.rmtree(re.findall(r"its files stay in (\S+)", final)[0], ignore_errors=True)
+    finally:
+        term.close()
+
+
+@pytest.mark.slow
+def test_a_failed_start_says_why_and_exits_non_zero(tmp_path: Path) -> None:
+    """The MTA child cannot start (here it imports a broken package): one sentence, status 1."""
+    (tmp_path / "decoy" / "simmta").mkdir(parents=True)
+    (tmp_path / "decoy" / "simmta" / "__init__.py").write_text(DECOY)
+    term = Tmux(tmp_path, f"PYTHONPATH={tmp_path / 'decoy'} {CONSOLE_SCRIPT}")
+    try:
+        final = term.shows("SIMMTA-EXIT=").replace("\n", "")
+        assert "SIMMTA-EXIT=1" in final
+        said = re.search(r"MTA did not start \(simmta run exited with status 1: (.*?)\); its output", final)
+        assert said and "ImportError: a simmta folder that is not the package" in said.group(1), final
+        assert "Traceback" not in final
+        shutil.rmtree(re.findall(r"its output is in (\S+)/simmta-run.out", final)[0], ignore_errors=True)
     finally:
         term.close()
 
