@@ -279,7 +279,7 @@ def test_step_pacing_advances_one_hop_per_step(mta: Mta) -> None:
             waiting = [p for p in json.loads(mta.simmta("ps", "--json").stdout)["processes"]
                        if p["state"] == "waiting"]
             assert len(waiting) == 1, "simmta ps shows the process that waits"
-            assert json.loads(mta.simmta("ctl", "step").stdout)["released"] == 1
+            assert json.loads(mta.simmta("ctl", "step", "--json").stdout)["released"] == 1
             wait_for(lambda b=before: len(log.find(kind="ipc", type="request")) == b + 1,
                      what="exactly one hop")
             hops.append(log.find(kind="ipc", type="request")[-1]["data"]["to"])

@@ -144,7 +144,7 @@ def test_messages_accepted_survive_kill_9_of_the_whole_tree(instance_dir: Path) 
         with ThreadPoolExecutor(1) as pool:
             fut = pool.submit(mta.send, "bob@simmta.test")
             # one step: smtpd -> cleanup; cleanup's hop to qmgr then waits
-            wait_for(lambda: mta.simmta("ctl", "step").stdout.count('"released": 1'),
+            wait_for(lambda: mta.simmta("ctl", "step", "--json").stdout.count('"released": 1'),
                      what="smtpd's hand-off to cleanup to be released")
             qid = fut.result(timeout=30)
         assert qid in mta.queue_files("incoming")

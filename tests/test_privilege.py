@@ -79,7 +79,8 @@ def test_no_unprivileged_process_can_regain_root(root_mta: Mta) -> None:
     root_mta.send()
     wait_for(lambda: maildir_files(root_mta.maildir("bob")), what="delivery")
     for service in ("smtpd", "qmgr"):
-        reply = json.loads(root_mta.simmta("ctl", "lab", "regain-root", "--service", service).stdout)
+        lab = root_mta.simmta("ctl", "lab", "regain-root", "--service", service, "--json")
+        reply = json.loads(lab.stdout)
         assert reply["outcome"] == "refused (EPERM)", reply
     steps = log.find(kind="privilege", type="step", data_step="regain-root")
     assert steps and all("refused by the kernel" in e["data"]["outcome"] for e in steps)
@@ -88,7 +89,7 @@ def test_no_unprivileged_process_can_regain_root(root_mta: Mta) -> None:
 
 def test_lab_attempts_fail_for_the_right_reason(root_mta: Mta) -> None:
     def attempt(action: str, service: str) -> dict:
-        return json.loads(root_mta.simmta("ctl", "lab", action, "--service", service).stdout)
+        return json.loads(root_mta.simmta("ctl", "lab", action, "--service", service, "--json").stdout)
 
     # smtpd is chrooted: the secret and the mailboxes are simply not there.
     assert attempt("read-secret", "smtpd")["outcome"] == "refused (ENOENT)"
@@ -187,7 +188,7 @@ def test_simulated_lab_attempt_says_nothing_stopped_it(simmta_tmp: Path) -> None
     os.chown(base, NOBODY, NOBODY)
     m = Mta(base / "inst", user=NOBODY, config=FAST_CONFIG, lab=True, privilege="simulated")
     try:
-        reply = json.loads(m.simmta("ctl", "lab", "write-maildir", "--service", "smtpd").stdout)
+        reply = json.loads(m.simmta("ctl", "lab", "write-maildir", "--service", "smtpd", "--json").stdout)
         assert reply["outcome"] == "succeeded" and "no kernel boundary" in reply["detail"]
     finally:
         m.stop()
