@@ -91,9 +91,10 @@ class Mta:
     """One running simmta instance (master as a subprocess we started)."""
 
     def __init__(self, instance: Path, user: int | None = None, config: str = FAST_CONFIG,
-                 lab: bool = False, privilege: str = "auto"):
+                 lab: bool = False, privilege: str = "auto", groups: str = ""):
         self.instance = instance
         self.user = user
+        self.groups = groups  # supplementary groups of the user (setpriv --groups), none if ""
         self.logs: list[EventLog] = []
         instance.mkdir(parents=True, exist_ok=True)
         (instance / "main.toml").write_text(config)
@@ -116,7 +117,8 @@ class Mta:
         base = [sys.executable, "-m", "simmta", *args, "--instance", str(self.instance)]
         if self.user is None:
             return base
-        return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--clear-groups",
+        groups = f"--groups={self.groups}" if self.groups else "--clear-groups"
+        return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", groups,
                 "env", "HOME=/tmp", *base]
 
     def _status(self) -> dict[str, Any] | None:
@@ -189,6 +191,9 @@ class Mta:
         self.logs.append(log)  # closed by stop(), even when a test fails first
         return log
 
+    def descendants(self) -> list[int]:
+        return _descendants(self.pid)
+
     def stop(self) -> None:
         for log in self.logs:
             log.close()
@@ -205,6 +210,25 @@ class Mta:
                 os.kill(pid, signal.SIGKILL)
         if self.proc.stdout:
             self.proc.stdout.close()
+
+
+def proc_status(pid: int) -> dict[str, list[int]]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("Uid", "Gid", "Groups"):
+            out[key] = [int(x) for x in value.split()]
+    return out
+
+
+def start_every_service(mta: Mta) -> None:
+    """Make master start every on-demand service: local, relayed and bounced mail."""
+    mta.send(to="bob@simmta.test")
+    mta.send(to="someone@example.net")
+    mta.simmta("sendmail", "-f", "carol@simmta.test", "nobody-here@simmta.test",  # smtpd would refuse
+               input=b"Subject: to nobody\n\nx\n")
+    wait_for(lambda: maildir_files(mta.maildir("carol")) and maildir_files(mta.peer_maildir),
+             what="local, relayed and bounced mail")
 
 
 def _descendants(pid: int) -> list[int]:

@@ -6,7 +6,16 @@ import stat
 from pathlib import Path
 
 import pytest
-from mtakit import FAST_CONFIG, NOBODY, Mta, maildir_files, needs_root, wait_for
+from mtakit import (
+    FAST_CONFIG,
+    NOBODY,
+    Mta,
+    maildir_files,
+    needs_root,
+    proc_status,
+    start_every_service,
+    wait_for,
+)
 
 from simmta.core import privilege
 
@@ -16,25 +25,6 @@ USERS = {"alice": 61001, "bob": 61002, "carol": 61003}
 # What the shipped services table says (Debian's layout).
 UNPRIV = {"smtpd", "pickup", "cleanup", "qmgr", "bounce", "smtp", "peer"}
 CHROOT = {"smtpd", "pickup", "cleanup", "bounce", "smtp"}
-
-
-def proc_status(pid: int) -> dict[str, list[int]]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("Uid", "Gid", "Groups"):
-            out[key] = [int(x) for x in value.split()]
-    return out
-
-
-def start_every_service(mta: Mta) -> None:
-    """Make master start every on-demand service: local, relayed and bounced mail."""
-    mta.send(to="bob@simmta.test")
-    mta.send(to="someone@example.net")
-    mta.simmta("sendmail", "-f", "carol@simmta.test", "nobody-here@simmta.test",  # smtpd would refuse
-               input=b"Subject: to nobody\n\nx\n")
-    wait_for(lambda: maildir_files(mta.maildir("carol")) and maildir_files(mta.peer_maildir),
-             what="local, relayed and bounced mail")
 
 
 @pytest.fixture

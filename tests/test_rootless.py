@@ -1,0 +1,282 @@
+"""Rootless and partial privilege, for real, as an ordinary user the suite creates.
+
+As root the suite adds a user with a unique name (useradd gives it a
+subordinate range from /etc/login.defs; if not, usermod adds one), runs
+simmta as that user, and removes the user again: /etc/passwd, /etc/group,
+/etc/subuid and /etc/subgid keep every line they had and gain none of ours.
+Every test's teardown stops the MTA, runs ``simmta clean`` as the student and
+proves with ``find -uid`` that no file of the range is left.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mtakit import (
+    NOBODY,
+    Mta,
+    maildir_files,
+    needs_root,
+    nobody_can_run_python,
+    proc_status,
+    start_every_service,
+    wait_for,
+)
+
+from simmta.core import userns
+
+MAIL_OWNER, PEER = 61000, 61100
+USERS = {"alice": 61001, "bob": 61002, "carol": 61003}
+UNPRIV = {"smtpd", "pickup", "cleanup", "qmgr", "bounce", "smtp", "peer"}
+CHROOT = {"smtpd", "pickup", "cleanup", "bounce", "smtp"}
+ACCOUNT_FILES = [Path(p) for p in ("/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid")]
+PREFIX = "simmtarl"
+
+
+@dataclass
+class Student:
+    name: str
+    uid: int
+    gid: int
+    uids: userns.IdRange
+
+    def host(self, table_uid: int) -> int:
+        return self.uids.start + table_uid - 1
+
+
+def _lines(p: Path) -> list[str]:
+    return p.read_text().splitlines() if p.exists() else []
+
+
+@pytest.fixture(scope="module")
+def student() -> Iterator[Student]:
+    needs_root()
+    for tool in ("useradd", "userdel", "usermod", "newuidmap", "newgidmap"):
+        assert shutil.which(tool), f"{tool} is needed (apt-get install passwd uidmap)"
+    assert nobody_can_run_python()
+    before = {p: _lines(p) for p in ACCOUNT_FILES}
+    name = f"{PREFIX}{secrets.token_hex(4)}"
+    subprocess.run(["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
+                    "/usr/sbin/nologin", "--user-group", name], check=True, capture_output=True)
+    try:
+        import pwd
+        pw = pwd.getpwnam(name)
+        uids = userns.subordinate(userns.SUBUID, name, pw.pw_uid)
+        if uids is None or userns.subordinate(userns.SUBGID, name, pw.pw_uid) is None:
+            start = userns._free_range()
+            rng = f"{start}-{start + userns.DEFAULT_COUNT - 1}"
+            subprocess.run(["usermod", "--add-subuids", rng, "--add-subgids", rng, name], check=True,
+                           capture_output=True)
+            uids = userns.subordinate(userns.SUBUID, name, pw.pw_uid)
+        assert uids is not None and uids.count > PEER
+        yield Student(name, pw.pw_uid, pw.pw_gid, uids)
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+        for p in ACCOUNT_FILES:
+            after = _lines(p)
+            assert not [x for x in after if x.startswith(f"{name}:") or f":{name}" in x], (p, "left behind")
+            assert set(before[p]) <= set(after), (p, "lost lines")
+
+
+def leftovers(top: Path, s: Student) -> list[str]:
+    """Files below ``top`` owned by a uid of the student's range (find -uid)."""
+    lo, hi = s.uids.start, s.uids.start + s.uids.count - 1
+    r = subprocess.run(["find", str(top), "(", "-uid", f"+{lo - 1}", "-uid", f"-{hi + 1}", ")", "-print"],
+                       capture_output=True, text=True, timeout=60)
+    return r.stdout.split()
+
+
+@pytest.fixture
+def home(student: Student) -> Iterator[Path]:
+    """The student's directory for this test (reachable by the daemons' uids)."""
+    path = Path(tempfile.mkdtemp(prefix="simmta-rootless-"))
+    os.chmod(path, 0o711)
+    os.chown(path, student.uid, student.gid)
+    try:
+        yield path
+    finally:
+        try:
+            assert leftovers(path, student) == [], "files of the subordinate range left behind"
+        finally:
+            shutil.rmtree(path, ignore_errors=True)  # as root, whatever the test left
+
+
+def as_student(s: Student, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["setpriv", f"--reuid={s.uid}", f"--regid={s.gid}", "--init-groups",
+                           "env", "HOME=/nonexistent", sys.executable, "-m", "simmta", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def clean(s: Student, instance: Path) -> None:
+    r = as_student(s, "clean", "--instance", str(instance))
+    assert r.returncode == 0, r.stderr
+    assert not instance.exists()
+
+
+@pytest.fixture
+def rootless_mta(student: Student, home: Path) -> Iterator[Mta]:
+    m = Mta(home / "inst", user=student.uid, lab=True)
+    try:
+        yield m
+    finally:
+        m.stop()
+        clean(student, m.instance)
+
+
+def test_each_daemon_runs_as_its_table_uid_mapped_onto_the_range(rootless_mta: Mta, student: Student) -> None:
+    status = rootless_mta.live_status()
+    assert status["privilege_mode"] == "rootless"
+    assert status["privilege"]["uids"] == {"start": student.uids.start, "count": student.uids.count}
+    start_every_service(rootless_mta)
+    ps = json.loads(rootless_mta.simmta("ps", "--json").stdout)
+    seen = set()
+    for row in ps["processes"]:
+        service, pid = row["service"], row["pid"]
+        try:
+            host = proc_status(pid)["Uid"]  # what the host's kernel says, read here, as root
+            root = os.readlink(f"/proc/{pid}/root")
+        except FileNotFoundError:
+            continue  # exited (max_idle) since ps ran
+        seen.add(service)
+        assert row["mismatch"] == [], row
+        if service in UNPRIV:
+            table = PEER if service == "peer" else MAIL_OWNER
+            assert host == [student.host(table)] * 4, service
+            assert row["uid"] == [table] * 4 and row["host_uid"] == host, service
+            assert 0 not in host and student.uid not in host, service
+        else:  # master and local: root inside the namespace, the student outside
+            assert host == [student.uid] * 4 and row["uid"][1] == 0, service
+        assert root == (str(rootless_mta.instance / "queue") if service in CHROOT else "/"), service
+    assert {"master", "smtpd", "cleanup", "qmgr", "local", "smtp", "bounce", "pickup", "peer"} <= seen
+    # local wrote each mailbox as its user: the file's host owner is the mapped uid.
+    for user in ("bob", "carol"):
+        for f in maildir_files(rootless_mta.maildir(user)):
+            assert f.stat().st_uid == student.host(USERS[user]), f
+    assert all(f.stat().st_uid == student.host(PEER) for f in maildir_files(rootless_mta.peer_maildir))
+
+
+def test_lab_attempts_get_the_kernels_answers(rootless_mta: Mta) -> None:
+    def attempt(action: str, service: str) -> str:
+        return json.loads(rootless_mta.simmta("ctl", "lab", action, "--service", service).stdout)["outcome"]
+
+    assert attempt("read-secret", "smtpd") == "refused (ENOENT)"  # chrooted: not there
+    assert attempt("write-maildir", "smtpd") == "refused (ENOENT)"
+    assert attempt("read-secret", "qmgr") == "refused (EACCES)"  # another uid's 0600 file
+    assert attempt("write-maildir", "qmgr") == "refused (EACCES)"
+    assert attempt("regain-root", "qmgr") == "refused (EPERM)"
+    assert maildir_files(rootless_mta.maildir("alice")) == []
+
+
+def test_every_cli_tool_works_on_a_rootless_instance(rootless_mta: Mta, student: Student) -> None:
+    rootless_mta.simmta("peer", "fault", "tempfail")
+    qid = rootless_mta.send(to="someone@example.net", subject="rootless queue")
+    wait_for(lambda: qid in rootless_mta.queue_files("deferred"), what="a deferred message")
+    # The queue belongs to a mapped uid: the student cannot read it from the host ...
+    r = subprocess.run(["setpriv", f"--reuid={student.uid}", f"--regid={student.gid}", "--clear-groups",
+                        "ls", str(rootless_mta.instance / "queue" / "deferred")], capture_output=True)
+    assert r.returncode != 0
+    # ... but the tools enter the namespace first.
+    listing = [json.loads(x) for x in rootless_mta.simmta("queue", "--json").stdout.splitlines()]
+    assert [m["queue_id"] for m in listing] == [qid]
+    assert "Subject: rootless queue" in rootless_mta.simmta("cat", qid).stdout
+    rootless_mta.simmta("hold", qid)
+    assert qid in rootless_mta.queue_files("hold")
+    rootless_mta.simmta("release", qid)
+    events = rootless_mta.simmta("events", "--json", "--count", "1").stdout
+    assert json.loads(events.splitlines()[0])["kind"] == "snapshot"
+    assert "least" in rootless_mta.simmta("lesson", "list").stdout.lower()
+    text = rootless_mta.simmta("ps").stdout
+    assert "ROOTLESS" in text and "HOST UID" in text and "MISMATCH" not in text
+    assert str(student.host(MAIL_OWNER)) in text
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+
+
+def test_clean_works_after_master_died(student: Student, home: Path) -> None:
+    m = Mta(home / "inst", user=student.uid)
+    try:
+        m.send(to="bob@simmta.test")
+        wait_for(lambda: maildir_files(m.maildir("bob")), what="delivery")
+        for pid in [m.pid, *m.descendants()]:  # master dies first, uncleanly, then its daemons
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: m.proc.poll() is not None, what="master to die")
+    finally:
+        m.stop()
+    assert leftovers(m.instance, student), "the MTA left files of the range (else this proves nothing)"
+    r = subprocess.run(["setpriv", f"--reuid={student.uid}", f"--regid={student.gid}", "--clear-groups",
+                        "rm", "-rf", str(m.instance)], capture_output=True)
+    assert r.returncode != 0, "a plain rm cannot remove them: that is why 'simmta clean' exists"
+    clean(student, m.instance)
+
+
+def test_clean_refuses_a_running_instance(rootless_mta: Mta, student: Student) -> None:
+    r = as_student(student, "clean", "--instance", str(rootless_mta.instance))
+    assert r.returncode == 2 and "simmta stop" in r.stderr
+    assert (rootless_mta.instance / "queue").is_dir()
+
+
+@pytest.fixture
+def nobody_home() -> Iterator[Path]:
+    needs_root()
+    path = Path(tempfile.mkdtemp(prefix="simmta-partial-"))
+    os.chmod(path, 0o711)
+    os.chown(path, NOBODY, NOBODY)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_partial_mode_without_a_range_chroots_for_real_and_says_uids_are_simulated(nobody_home: Path) -> None:
+    """uid 65534 has no subordinate range: one mapped uid, chroot real."""
+    assert userns.subordinate(userns.SUBUID, "nobody", NOBODY) is None
+    m = Mta(nobody_home / "inst", user=NOBODY, lab=True, groups=str(NOBODY))
+    try:
+        status = m.live_status()
+        assert status["privilege_mode"] == "partial"
+        assert "usermod --add-subuids" in status["privilege"]["fix"]
+        start_every_service(m)
+        ps = json.loads(m.simmta("ps", "--json").stdout)
+        for row in ps["processes"]:
+            try:
+                host, root = proc_status(row["pid"])["Uid"], os.readlink(f"/proc/{row['pid']}/root")
+            except FileNotFoundError:
+                continue
+            assert host == [NOBODY] * 4 and row["mismatch"] == [], row
+            assert root == (str(m.instance / "queue") if row["service"] in CHROOT else "/")
+            if row["service"] in UNPRIV:
+                assert "simulated: would switch to uid" in row["simulated_steps"]
+        lab = json.loads(m.simmta("ctl", "lab", "read-secret", "--service", "smtpd").stdout)
+        assert lab["outcome"] == "refused (ENOENT)"  # the jail is real
+        lab = json.loads(m.simmta("ctl", "lab", "read-secret", "--service", "qmgr").stdout)
+        assert lab["outcome"] == "succeeded" and "partial mode" in lab["detail"]
+    finally:
+        m.stop()
+
+
+def test_simulated_mode_names_what_is_missing_and_raises_no_false_alarm(nobody_home: Path) -> None:
+    """Without uidmap on PATH, nobody gets partial with the one command that fixes it;
+    asked for simulated, the user's own groups are expected, not a MISMATCH."""
+    r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                        "env", "PATH=/nonexistent", sys.executable, "-c",
+                        "from simmta.core import userns; import json; print(json.dumps(userns.probe(61100)"
+                        ".as_dict()))"], capture_output=True, text=True, timeout=30)
+    probe = json.loads(r.stdout)
+    assert probe["mode"] == "partial" and probe["fix"] == "sudo apt-get install uidmap", probe
+    m = Mta(nobody_home / "inst", user=NOBODY, privilege="simulated", groups="100")
+    try:
+        ps = m.simmta("ps").stdout
+        assert "SIMULATED" in ps and "MISMATCH" not in ps and "simulated: would" in ps, ps
+        rows = json.loads(m.simmta("ps", "--json").stdout)["processes"]
+        assert any(row["groups"] == [100] for row in rows), "the test needs a supplementary group"
+        assert all(row["mismatch"] == [] for row in rows)
+    finally:
+        m.stop()
