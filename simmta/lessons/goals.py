@@ -13,7 +13,8 @@ with the modifiers ``where`` (field tests), ``min`` / ``max`` (how many
 matches; default at least one), ``distinct`` (count distinct values of a field
 instead of records), ``same`` (fields equal across a sequence), ``since``
 ("step", the default, or "lesson"), ``mode`` ("real" / "simulated": the
-expectation only applies in that privilege mode, otherwise it counts as met)
+expectation only applies in that privilege mode, otherwise it counts as met;
+"real" covers rootless mode too, "simulated" partial mode, see ``goal_mode``)
 and ``label`` (what the lesson panel shows).
 
 Field tests name a field by a dotted path (``data.rcpt``, ``privilege.euid``)
@@ -39,6 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simmta.core import privilege
 from simmta.core.events import KINDS
 
 # Envelope fields every event has (see simmta.core.events).
@@ -362,7 +364,7 @@ class Expectation:
 
     # -- evaluation
     def met(self, ev: Evaluation) -> bool:
-        if self.mode is not None and ev.context.get("privilege_mode") != self.mode:
+        if not self.applies(ev.context.get("privilege_mode")):
             return True
         if self.form == "any":
             return any(a.met(ev) for a in self.alternatives)
@@ -389,7 +391,15 @@ class Expectation:
         return len(values)
 
     def applies(self, privilege_mode: str | None) -> bool:
-        return self.mode is None or self.mode == privilege_mode
+        return self.mode is None or self.mode == goal_mode(privilege_mode)
+
+
+def goal_mode(privilege_mode: str | None) -> str | None:
+    """A lesson's ``mode`` is "real" where the kernel enforces uids and chroot (real and
+    rootless mode), "simulated" where the uid boundary is only reported (partial, simulated)."""
+    if privilege_mode is None:
+        return None
+    return "real" if privilege.uids_enforced(privilege_mode) else "simulated"
 
 
 def _event_time(event: Mapping[str, Any]) -> float:

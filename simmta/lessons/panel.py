@@ -26,6 +26,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Markdown, ProgressBar, Static
 
+from simmta.lessons.goals import goal_mode
 from simmta.lessons.runner import LessonRunner, RunnerView
 
 CHECK_INTERVAL = 0.25
@@ -207,7 +208,7 @@ class LessonPanel(Vertical, can_focus=True):
         self.query_one("#checklist", Static).update("\n".join(lines) or "[dim]checking…[/dim]")
         self.query_one("#hints", Markdown).update(
             "\n\n".join(f"**Hint {i}.** {h}" for i, h in enumerate(self._hints, 1)))
-        show_sim = bool(step.simulated) and view.privilege_mode == "simulated"
+        show_sim = bool(step.simulated) and goal_mode(view.privilege_mode) == "simulated"
         simulated.update("**In simulated mode.** " + step.simulated if show_sim else "")
         simulated.set_class(show_sim, "shown")
         sources = ("\n\n*Sources:* " + "; ".join(step.sources)) if step.sources else ""
@@ -216,6 +217,8 @@ class LessonPanel(Vertical, can_focus=True):
 
     def _status_line(self, view: RunnerView) -> str:
         mode = {"real": "real (kernel-enforced)",
+                "rootless": "rootless (kernel-enforced in a user namespace)",
+                "partial": "partial (chroot real, uids simulated)",
                 "simulated": "simulated (not root: boundaries not enforced)"}.get(
                     view.privilege_mode or "", "unknown")
         link = "connected" if view.connected else "[red]not connected to an MTA[/red]"

@@ -84,7 +84,19 @@ def uid_text(proc: Process) -> str:
     uid, gid = proc.privilege.get("uid"), proc.privilege.get("gid")
     if not isinstance(uid, list) or not isinstance(gid, list):
         return "?"
-    return "/".join(str(x) for x in uid[:2]) + ":" + "/".join(str(x) for x in gid[:2])
+    out = "/".join(str(x) for x in uid[:2]) + ":" + "/".join(str(x) for x in gid[:2])
+    host = proc.privilege.get("host_uid")
+    if isinstance(host, list) and len(host) > 1 and host[1] != uid[1]:
+        out += f" host {host[1]}"  # rootless: the uid the host's kernel sees
+    return out
+
+
+def check_text(proc: Process) -> str:
+    """A real mismatch, loudly; else what the mode only simulates, plainly (as ``simmta ps``)."""
+    mismatch = proc.privilege.get("mismatch")
+    if isinstance(mismatch, list) and mismatch:
+        return "MISMATCH: " + text_list(mismatch)
+    return text(proc.privilege.get("simulated") or "")
 
 
 def message_card(msg: Message, now: float) -> list[Text]:

@@ -24,7 +24,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from simmta.core import names
+from simmta.core import names, privilege
 from simmta.tui import regions
 from simmta.tui.model import HELD, Model
 
@@ -169,7 +169,10 @@ class MapDrawing:
 
     # Layout ----------------------------------------------------------------
     def panel(self, region: regions.Region) -> Panel:
-        simulated = self.model.privilege_mode == "simulated" and region.simulated_box is not None
+        mode = self.model.privilege_mode
+        enforced = privilege.chroot_enforced(mode) if region.key == "jail" else privilege.uids_enforced(mode)
+        simulated = region.simulated_box is not None and mode in privilege.MODES and not enforced
+        note = regions.mode_note(region.key, mode, self.long_labels)
         body: RenderableType
         nodes = self.members[region.key]
         if region.key == "jail":
@@ -194,7 +197,7 @@ class MapDrawing:
             border_style=colour,
             subtitle=Text("SIMULATED" + (" boundary" if self.long_labels else ""), style="bold")
             if simulated
-            else None,
+            else Text(note, style="bold") if note else None,
             subtitle_align="right",
             padding=(0, 1),
         )

@@ -60,6 +60,17 @@ BY_KEY = {r.key: r for r in REGIONS}
 NODE_GLYPH = {"service": "▣", "queue": "▤", "store": "✉", "internet": "☁"}
 
 
+def mode_note(key: str, mode: str, long: bool) -> str:
+    """A region's subtitle where the privilege mode changes what it means ('' if not)."""
+    if key == "root" and mode in ("rootless", "partial"):
+        return "root of a user namespace = you" if long else "ns root"
+    if key == "jail" and mode == "partial":
+        return "chroot real, uid SIMULATED" if long else "uid SIMULATED"
+    if key == "unpriv" and mode == "rootless":
+        return "uid from your subordinate range" if long else "subuid"
+    return ""
+
+
 def graph_from_services(services: list[dict[str, Any]]) -> nx.DiGraph:
     """The same graph as ``ServiceTable.graph()``, rebuilt from a snapshot's list."""
     g: nx.DiGraph[str] = nx.DiGraph()

@@ -31,7 +31,8 @@ class StatusLine(QuietStatic):
         if model.peer:
             part("peer", f":{text(model.peer.get('port'))}")
         mode = model.privilege_mode.upper()
-        part("privilege", mode, "bold reverse" if mode == "SIMULATED" else "bold")
+        # Reverse video where a boundary is only simulated (partial: the uid one).
+        part("privilege", mode, "bold reverse" if mode in ("SIMULATED", "PARTIAL") else "bold")
         pace = text(model.pace.get("mode", "live"))
         part("pace", pace + (f" ({len(model.waiting)} held)" if model.waiting else ""))
         faults = [f"{k}={v}" for k, v in model.faults.items() if v not in ("none", "")]

@@ -89,7 +89,7 @@ class ProcessTable(ModelTable):
         "uptime",
         "served",
         "restarts",
-        "mismatch",
+        "check",
     )
     BINDINGS = [Binding("o", "sort", "Sort")]
 
@@ -125,7 +125,7 @@ class ProcessTable(ModelTable):
                 fmt.duration(now - p.started) if p.started else "",
                 str(p.served),
                 str(restarts),
-                fmt.text_list(p.privilege.get("mismatch")),
+                fmt.check_text(p),
             ]
             out.append((str(p.pid), [Text(c) for c in cells]))
         return out
