@@ -18,15 +18,20 @@ shape, and a daemon validates field values before acting on them.
 """
 
 import asyncio
-import json
 import socket
 import struct
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 MAX_JSON = 64 * 1024
 MAX_CHUNK = 256 * 1024
 _HDR = struct.Struct("!cI")
+# msgspec's JSON: the same bytes as json.dumps(..., separators=(",", ":")), 5-10 times faster
+# both ways (see the README); NaN, Infinity and other non-JSON are refused like any bad frame.
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 
 
 def _no_events() -> None:
@@ -47,7 +52,7 @@ def _frame(kind: bytes, payload: bytes) -> bytes:
 
 
 def encode_json(obj: dict[str, Any]) -> bytes:
-    return _frame(b"J", json.dumps(obj, separators=(",", ":")).encode())
+    return _frame(b"J", _encode(obj))
 
 
 def encode_content(data: bytes | memoryview) -> list[bytes | memoryview]:
@@ -113,8 +118,8 @@ class Conn:
         if kind != b"J":
             raise ProtocolError("expected a JSON frame")
         try:
-            obj = json.loads(payload)
-        except ValueError:
+            obj = _decode(payload)
+        except msgspec.DecodeError:
             raise ProtocolError("bad JSON") from None
         if not isinstance(obj, dict):
             raise ProtocolError("JSON frame is not an object")

@@ -1,0 +1,43 @@
+"""The IPC frames between daemons: what a reader accepts and what it refuses."""
+
+import asyncio
+import json
+import socket
+import struct
+
+import pytest
+
+from simmta.core import ipc
+
+
+def _read(raw: bytes) -> dict[str, object]:
+    """What a Conn reads from these bytes (the peer then closes)."""
+
+    async def go() -> dict[str, object]:
+        a, b = socket.socketpair()
+        with a, b:
+            a.sendall(raw)
+            a.shutdown(socket.SHUT_WR)
+            return await ipc.Conn(b).read_json()
+
+    return asyncio.run(go())
+
+
+def test_a_request_round_trips_compactly() -> None:
+    req = {"request": "deliver", "qid": "4F2A9C1B3D", "recipients": [{"address": "bob@x", "offset": 7}]}
+    frame = ipc.encode_json(req)
+    assert frame[5:] == json.dumps(req, separators=(",", ":")).encode()
+    assert _read(frame) == req
+
+
+@pytest.mark.parametrize("payload", [b'{"a": NaN}', b"[1, 2]", b'{"a": 1', b"\xff\xfe", b'"text"', b""])
+def test_what_is_not_a_json_object_is_a_protocol_error(payload: bytes) -> None:
+    with pytest.raises(ipc.ProtocolError):
+        _read(struct.pack("!cI", b"J", len(payload)) + payload)
+
+
+def test_an_oversized_or_unknown_frame_is_refused_before_it_is_read() -> None:
+    with pytest.raises(ipc.ProtocolError, match="too long"):
+        _read(struct.pack("!cI", b"J", ipc.MAX_JSON + 1))
+    with pytest.raises(ipc.ProtocolError, match="unknown frame"):
+        _read(struct.pack("!cI", b"X", 0))
