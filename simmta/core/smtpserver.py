@@ -39,7 +39,7 @@ import itertools
 import os
 import re
 import socket
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -187,16 +187,21 @@ class InstrumentedSMTP(SMTP):
     async def _disconnect(self, text: str, limit: str) -> None:
         self.ctx.emit("smtp", "limit", sid=self.sid, limit=limit, code=text[:9])
         self.ctx.emit("smtp", "reply", sid=self.sid, line=text)
-        if isinstance(self.transport, asyncio.WriteTransport):
-            self.transport.write(text.encode() + b"\r\n")
+        if self.transport is not None:
+            self._write_now(text)
             self.transport.close()
 
     def _timeout_cb(self) -> None:
         text = f"421 4.4.2 {self.hostname} Error: timeout exceeded"
         self.ctx.emit("smtp", "limit", sid=self.sid, limit="smtpd_timeout", code="421 4.4.2")
-        if isinstance(self.transport, asyncio.WriteTransport):
-            self.transport.write(text.encode() + b"\r\n")
+        if self.transport is not None:
+            self._write_now(text)
         super()._timeout_cb()
+
+    def _write_now(self, line: str) -> None:
+        """One reply line straight onto the transport (uvloop's transports are not
+        subclasses of asyncio's, so no isinstance test: any transport can write)."""
+        cast(asyncio.WriteTransport, self.transport).write(line.encode() + b"\r\n")
 
     def hold_timeout(self) -> None:
         """Stop the idle timer: while cleanup commits, the client is not the one silent."""
