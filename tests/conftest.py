@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mtakit import NOBODY, Mta, make_python_reachable, nobody_can_run_python
+from mtakit import NOBODY, Mta, nobody_can_run_python
+from reachable import python_reachable
 
 
 @pytest.fixture
@@ -47,8 +48,7 @@ def nobody_mta(simmta_tmp: Path) -> Iterator[Mta]:
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to the unprivileged test user")
     assert nobody_can_run_python(), (
-        "uid 65534 cannot run this Python (is the interpreter under a 0700 home? "
-        ".ci/run makes it reachable)")
+        "uid 65534 cannot run this Python (see tests/reachable.py)")
     base = simmta_tmp / "nobody"
     base.mkdir()
     os.chown(base, NOBODY, NOBODY)
@@ -60,6 +60,7 @@ def nobody_mta(simmta_tmp: Path) -> Iterator[Mta]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _python_reachable_for_nobody() -> None:
-    """Several suites run simmta as uid 65534: let it execute this interpreter."""
-    make_python_reachable()
+def _python_reachable_for_nobody() -> Iterator[None]:
+    """Several suites run simmta as uid 65534: let it execute this interpreter (modes restored)."""
+    with python_reachable():
+        yield

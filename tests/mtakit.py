@@ -272,25 +272,8 @@ def require_tool(command: str, package: str | None = None) -> str:
     return path
 
 
-def make_python_reachable() -> None:
-    """Let an unprivileged user run this interpreter (pyenv lives under a 0700 home)
-    and import simmta (an editable install points into the checkout, which may
-    sit in a 0700 temp dir).
-
-    Only the search (x) bit is added, and only on the directories in the way.
-    """
-    import simmta
-
-    starts = {Path(sys.executable), Path(sys.executable).resolve(), Path(sys.base_prefix) / "x",
-              Path(simmta.__file__).resolve()}
-    for d in {p for start in starts for p in start.parents}:
-        mode = d.stat().st_mode
-        if not mode & 0o001 and os.geteuid() == 0:
-            os.chmod(d, (mode & 0o777) | 0o001)
-
-
 def nobody_can_run_python() -> bool:
-    make_python_reachable()
+    """(The session fixture has made the interpreter reachable: tests/reachable.py.)"""
     r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                         sys.executable, "-c", "import simmta"], capture_output=True)
     return r.returncode == 0

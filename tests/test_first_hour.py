@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mtakit import Mta, maildir_files, wait_for
+import pytest
+from mtakit import REPO, Mta, maildir_files, wait_for
+from reachable import python_reachable
 
 from simmta.cli import build_parser
 
@@ -123,3 +125,40 @@ def test_help_has_no_markup_and_says_usage_once() -> None:
         assert "``" not in text, (name, text)
         assert text.count("usage:") == 1, (name, text)
     assert commands["lesson"].format_help().count("simmta lesson check N|all") == 1
+
+
+def test_the_suite_puts_back_the_modes_it_changed(simmta_tmp: Path) -> None:
+    """As root the suite opened root's home to o+x and left it ``drwx-----x``."""
+    if os.geteuid() != 0:
+        pytest.skip("only root changes modes")
+    home = simmta_tmp / "home"
+    inner = home / "pyenv"
+    inner.mkdir(parents=True)
+    for d in (home, inner):
+        d.chmod(0o700)
+    state = simmta_tmp / "state"
+    other = subprocess.Popen(["sleep", "60"])  # another test session, still running
+    try:
+        with python_reachable([home, inner], state):
+            assert home.stat().st_mode & 0o777 == 0o701
+            record = json.loads((state / "modes.json").read_text())
+            record["sessions"].append(other.pid)
+            (state / "modes.json").write_text(json.dumps(record))
+        assert home.stat().st_mode & 0o777 == 0o701  # the other session still needs it
+        with python_reachable([home, inner], state):
+            pass
+        assert home.stat().st_mode & 0o777 == 0o701
+    finally:
+        other.kill()
+        other.wait()
+    with python_reachable([home, inner], state):
+        pass
+    assert [d.stat().st_mode & 0o777 for d in (home, inner)] == [0o700, 0o700]
+    assert not (state / "modes.json").exists()
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("exactly what `.ci/run` runs", 1)[1].split("```sh\n", 1)[1].split("\n```", 1)[0]
+    assert "sudo apt-get install -y python3-venv && python3 -m venv .venv" in block
+    assert (REPO / ".ci" / "run").read_text().rstrip().splitlines()[-1] == block.strip()
