@@ -7,6 +7,8 @@ case, every RCPT counts against smtpd_recipient_limit, bare-LF command lines
 and NUL in content are refused by default, and MAIL/RCPT need angle brackets.
 """
 
+import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -153,3 +155,26 @@ def test_envelopes_without_angle_brackets_get_postfix_strict_replies(mta: Mta) -
         assert s.cmd("MAIL FROM: <alice@simmta.test>")[0] == 250
         assert s.cmd("RCPT TO:bob@simmta.test") == (501, "5.1.3 Bad recipient address syntax")
         assert s.cmd("RCPT TO:<bob@simmta.test>")[0] == 250
+
+
+def test_a_killed_agent_defers_visibly_and_flush_delivers_it_now(tmp_path_factory: pytest.TempPathFactory,
+                                                                 ) -> None:
+    """Postfix's backoff after an agent crash, said where people look; `simmta flush` ends the wait."""
+    config = FAST_CONFIG.replace('minimal_backoff_time = "1s"', 'minimal_backoff_time = "5m"').replace(
+        'maximal_backoff_time = "2s"', 'maximal_backoff_time = "10m"').replace(
+        'queue_run_delay = "1s"', 'queue_run_delay = "10m"')
+    with running("flush", config) as m:
+        log = m.subscribe()
+        m.simmta("ctl", "crash", "local", "before-link")
+        qid = m.send(to="bob@simmta.test", subject="agent crash")
+        wait_for(lambda: qid in m.queue_files("deferred"), what="the message deferred")
+        [item] = [json.loads(line) for line in m.simmta("queue", "--json").stdout.splitlines()]
+        reason = item["recipients"][0]["delay_reason"]
+        assert re.fullmatch(r"local agent crashed: deferred, retry in [45]m\d\ds", reason), reason
+        [deferred] = log.find(kind="queue", type="deferred", qid=qid)
+        assert deferred["data"]["reason"] == reason
+        assert "agent crashed: deferred, retry in" in " ".join(m.simmta("queue").stdout.split())
+        out = m.simmta("flush").stdout
+        assert "1 deferred message(s) due now" in out, out
+        wait_subject(m.maildir("bob"), "agent crash", timeout=20)
+        assert log.find(kind="queue", type="flush")

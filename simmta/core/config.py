@@ -36,6 +36,16 @@ def _time(v: Any) -> float:
     return t
 
 
+def duration(seconds: float) -> str:
+    """A time for people: 59s, 4m59s, 1h06m."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def _int(minimum: int = 0) -> Callable[[Any], int]:
     def check(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int):

@@ -68,6 +68,7 @@ KINDS: dict[str, dict[str, tuple[str, ...]]] = {
         "held": (),
         "released": (),
         "deferred": ("next_retry", "reason"),
+        "flush": ("deferred", "released"),  # simmta flush (postqueue -f)
     },
     "smtp": {
         "open": ("client",),

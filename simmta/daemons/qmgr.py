@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from simmta.core import address, ipc, names
+from simmta.core import address, config, ipc, names
 from simmta.core import queue as qf
 from simmta.core.skeleton import Daemon, main, run_task
 
@@ -182,7 +182,11 @@ class Qmgr(Daemon):
             try:
                 reply = await ipc.call(ctx.socket_path(transport), req, timeout=AGENT_TIMEOUT)
             except (OSError, TimeoutError, ipc.ProtocolError) as e:
-                reply = {"status": "defer", "error": f"{transport} agent failed ({type(e).__name__})"}
+                # Postfix: "unknown mail transport error"; here the class is told why it waits.
+                crashed = isinstance(e, ipc.ProtocolError | ConnectionResetError | BrokenPipeError)
+                what = "crashed" if crashed else f"failed ({type(e).__name__})"
+                retry = config.duration(self.backoff(msg.arrival))
+                reply = {"status": "defer", "error": f"{transport} agent {what}: deferred, retry in {retry}"}
         ctx.emit("ipc", "response", msg.qid, sid, to=transport, what="deliver",
                  outcome=str(reply.get("status")))
         out: list[dict[str, Any]] = []
@@ -257,9 +261,12 @@ class Qmgr(Daemon):
         with contextlib.suppress(OSError):
             qf.mark_done(msg.path, offset)
 
+    def backoff(self, arrival: float) -> float:
+        cfg = self.ctx.config
+        return min(max(time.time() - arrival, cfg.minimal_backoff_time), cfg.maximal_backoff_time)
+
     def defer_file(self, qid: str, reason: str, arrival: float, sid: str | None = None) -> None:
-        cfg, now = self.ctx.config, time.time()
-        backoff = min(max(now - arrival, cfg.minimal_backoff_time), cfg.maximal_backoff_time)
+        now, backoff = time.time(), self.backoff(arrival)
         try:
             target = qf.move(self.ctx.queue, qid, names.ACTIVE, names.DEFERRED)
             os.utime(target, (now, now + backoff))

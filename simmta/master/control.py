@@ -152,6 +152,15 @@ class Controller:
             await self._trigger_qmgr(names.TRIGGER_DEFERRED)
         return {"qid": qid, "from": src, "to": dst}
 
+    async def op_flush(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Postfix's ``postqueue -f``: throttled services are released, every deferred
+        message is due now and incoming/ is scanned."""
+        released = self.sup.unthrottle_all()
+        deferred = len([n for n in os.listdir(self.sup.inst.queue / names.DEFERRED) if qf.is_qid(n)])
+        self.sup.emit("queue", "flush", deferred=deferred, released=released)
+        await self._trigger_qmgr(names.TRIGGER_FLUSH + names.TRIGGER_INCOMING)
+        return {"deferred": deferred, "released": released}
+
     async def op_lab(self, req: dict[str, Any]) -> dict[str, Any]:
         if not self.sup.lab:
             raise SimmtaError("lab attempts are off: start the MTA with 'simmta run --lab'")

@@ -400,6 +400,14 @@ class Supervisor:
                           child_service=st.service.name)
         self._update_listen(st)
 
+    def unthrottle_all(self) -> list[str]:
+        """End every service's throttle now (``simmta flush``); the services released."""
+        released = [name for name, st in self.services.items() if st.throttled_until > time.time()]
+        for name in released:
+            self.services[name].throttled_until = 0.0
+            self._unthrottle(self.services[name])
+        return released
+
     def _unthrottle(self, st: ServiceState) -> None:
         if st.service.resident and not st.children:
             self.spawn(st)

@@ -34,6 +34,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("cat", parents=[parent], help="print a queue file (like postcat)")
     p.add_argument("qid")
     p.set_defaults(func=cmd_cat, in_namespace=True)
+    p = sub.add_parser("flush", parents=[parent],
+                       help="deliver deferred mail now, release throttled services (like postqueue -f)")
+    p.set_defaults(func=cmd_flush)
     for action, text in (("hold", "put a message on hold"), ("release", "release a held message"),
                          ("requeue", "retry a deferred, held or corrupt message now"),
                          ("delete", "delete a message from the queue")):
@@ -146,4 +149,12 @@ def cmd_change(args: argparse.Namespace) -> int:
     reply = control.request(inst.control_socket, "queue", action=args.action, qid=args.qid)
     src, dst = reply.get("from", reply.get("deleted_from")), reply.get("to", "deleted")
     print(f"{args.qid}: {src} -> {dst}")
+    return 0
+
+
+def cmd_flush(args: argparse.Namespace) -> int:
+    reply = control.request(Instance(args.instance).control_socket, "flush")
+    released = ", ".join(reply.get("released") or []) or "none"
+    print(f"flush: {reply.get('deferred', 0)} deferred message(s) due now; throttled services released: "
+          f"{released}")
     return 0

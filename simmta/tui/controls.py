@@ -37,6 +37,7 @@ COMMANDS: tuple[tuple[str, str, str, bool, str], ...] = (
     ("r", "queue_op('release')", "Release", False, "release the selected message"),
     ("R", "queue_op('requeue')", "Requeue", False, "requeue the selected message"),
     ("D", "queue_op('delete')", "Delete", False, "delete the selected message"),
+    ("F", "flush", "Flush", False, "deliver deferred mail now, release throttled services (postqueue -f)"),
     ("a", "lab", "Lab attempt", False, "try an attack from a daemon (with --lab)"),
     ("P", "pace", "Pace", True, "pace: live, slow, step"),
     ("full_stop", "step", "Step", True, "step one hop (replay: one event)"),
@@ -160,6 +161,9 @@ class ControlActions(App[None]):
                 lambda sig: self._control("kill", service=svc, signal=sig),
             ),
         )
+
+    def action_flush(self) -> None:
+        self._control("flush")
 
     def action_fault(self) -> None:
         choices = [(f"peer={v}", f"peer: {v}") for v in names.PEER_FAULTS]

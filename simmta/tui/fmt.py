@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.text import Text
 
+from simmta.core.config import duration
 from simmta.tui.model import Message, Process, text
 
 __all__ = ["clock", "duration", "event_line", "inert", "message_card", "text", "uid_text"]
@@ -38,15 +39,6 @@ def inert(value: Any, style: str = "") -> Text:
 
 def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
-
-
-def duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def summary(event: dict[str, Any]) -> str:

@@ -50,6 +50,18 @@ async def test_live_pilot_on_the_real_mta(real_mta: Instance) -> None:
 
 @pytest.mark.slow
 @sync
+async def test_live_flush_key(real_mta: Instance) -> None:
+    """F is `simmta flush` (postqueue -f): master says so on the bus."""
+    app = SimmtaApp(LiveFeed(real_mta.bus_socket).start(), instance=real_mta.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.model.smtp.get("port"), what="the snapshot")
+        await pilot.press("F")
+        await until(pilot, lambda: any(e["kind"] == "queue" and e["type"] == "flush" for e in app.model.log),
+                    what="the flush event")
+
+
+@pytest.mark.slow
+@sync
 async def test_live_burst_local_submission_and_lab(real_mta: Instance) -> None:
     app = SimmtaApp(LiveFeed(real_mta.bus_socket).start(), instance=real_mta.path)
     async with app.run_test(size=(120, 40)) as pilot:
