@@ -178,3 +178,29 @@ def test_a_killed_agent_defers_visibly_and_flush_delivers_it_now(tmp_path_factor
         assert "1 deferred message(s) due now" in out, out
         wait_subject(m.maildir("bob"), "agent crash", timeout=20)
         assert log.find(kind="queue", type="flush")
+
+
+def test_stray_cr_never_reaches_the_next_hop() -> None:
+    """Even with cleanup_replace_stray_cr_lf off (the CR kept in the queue file), the smtp
+    client replaces it before relaying; with it on (the default) local mail has none either."""
+    payload = b"a\rMAIL FROM:<evil@example.org>\rRCPT TO:<victim@example.net>\r.\rb"
+    with running("straycr", FAST_CONFIG + "cleanup_replace_stray_cr_lf = false\n") as m:
+        m.simmta("sendmail", "-f", "alice@simmta.test", "friend@example.net",
+                 input=b"Subject: stray cr\n\n" + payload + b"\n")
+        wait_subject(m.peer_maildir, "stray cr")
+        [relayed] = [p.read_bytes() for p in (m.peer_maildir / "new").iterdir()]
+        assert b"\r" not in relayed.replace(b"\r\n", b"")
+        assert b"a MAIL FROM:<evil@example.org> RCPT TO:<victim@example.net> . b" in relayed
+        assert len(list((m.peer_maildir / "new").iterdir())) == 1
+
+
+def test_stray_cr_in_data_becomes_a_space_by_default(mta: Mta) -> None:
+    with Raw(mta, source="127.0.0.1") as s:
+        s.cmd("EHLO client.example")
+        assert s.cmd("MAIL FROM:<alice@simmta.test>")[0] == 250
+        assert s.cmd("RCPT TO:<carol@simmta.test>")[0] == 250
+        assert s.cmd("DATA")[0] == 354
+        assert s.cmd(b"Subject: cr in data\r\n\r\nx\ry\r\n.\r\n")[0] == 250
+    wait_subject(mta.maildir("carol"), "cr in data")
+    [body] = [b for p in (mta.maildir("carol") / "new").iterdir() if b"cr in data" in (b := p.read_bytes())]
+    assert b"\nx y\n" in body and b"\r" not in body

@@ -255,6 +255,8 @@ PARAMS: tuple[Param, ...] = (
     Param("message_reject_characters", "\\0", _chars,
           "characters refused in message content (550 5.6.0; Postfix's default is none)"),
     Param("message_strip_characters", "", _chars, "characters removed from message content"),
+    Param("cleanup_replace_stray_cr_lf", True, _bool,
+          "cleanup replaces a CR not followed by LF with a space (the smtp client always does)"),
     Param("smtp_connect_timeout", 30.0, _time, "smtp client: time to connect to the next hop"),
     Param("smtp_helo_timeout", 300.0, _time, "smtp client: time for the greeting and each reply"),
     Param("smtp_data_done_timeout", 600.0, _time, "smtp client: time for the reply after the final dot"),

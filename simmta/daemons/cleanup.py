@@ -104,9 +104,12 @@ class Cleanup(Daemon):
             await conn.reply("fail", code="550 5.6.0",
                              text="Error: message content contains illegal characters")
             return
-        # LF line ends; a bare CR left over is dropped: a mail reader could take it
-        # for a line end and see a header the sender smuggled in.
-        content = content.replace(b"\r\n", b"\n").replace(b"\r", b"")
+        # LF line ends; a stray CR left over becomes a space (cleanup_replace_stray_cr_lf):
+        # a mail reader or a next hop could take it for a line end and see a header
+        # or a command the sender smuggled in.
+        content = content.replace(b"\r\n", b"\n")
+        if cfg.cleanup_replace_stray_cr_lf:
+            content = content.replace(b"\r", b" ")
         headers, body, hops, cut = _split_headers(content, cfg.header_size_limit)
         if hops >= cfg.hopcount_limit:  # as Postfix: the limit-th Received: is a loop
             ctx.emit("smtp", "limit", sid=sid, limit="hopcount_limit", code="554 5.4.0", hops=hops)

@@ -8,7 +8,8 @@ DESCRIPTION
     speaks ESMTP with a timeout on every step. Per recipient: 2xx delivered,
     4xx deferred, 5xx bounced; a failure before any recipient (connection
     refused, lost connection, 4xx greeting) defers them all. On the wire only
-    CRLF line ends, dot-stuffing, and lines folded at 998 octets.
+    CRLF line ends, dot-stuffing, lines folded at 998 octets, and no stray CR
+    (replaced by a space, as Postfix 3.9's cleanup_replace_stray_cr_lf does).
 SECURITY
     Faces the Internet (the replies it parses are hostile). Unprivileged
     (mail_owner) and chrooted into the queue directory.
@@ -39,8 +40,10 @@ class SmtpError(Exception):
 
 
 def wire_format(content: bytes) -> bytes:
-    """LF-ended content to SMTP DATA: CRLF, no bare CR, dot-stuffed, lines <= 998."""
-    content = content.replace(b"\r", b"")
+    """LF-ended content to SMTP DATA: CRLF, dot-stuffed, lines <= 998, and a stray
+    CR (whatever cleanup_replace_stray_cr_lf left in the queue file) replaced by a
+    space: simmta never hands a smuggling payload to a weaker next hop."""
+    content = content.replace(b"\r", b" ")
     lines = content.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
