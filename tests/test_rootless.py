@@ -166,7 +166,8 @@ def test_each_daemon_runs_as_its_table_uid_mapped_onto_the_range(rootless_mta: M
 
 def test_lab_attempts_get_the_kernels_answers(rootless_mta: Mta) -> None:
     def attempt(action: str, service: str) -> str:
-        return json.loads(rootless_mta.simmta("ctl", "lab", action, "--service", service).stdout)["outcome"]
+        reply = rootless_mta.simmta("ctl", "lab", action, "--service", service, "--json")
+        return json.loads(reply.stdout)["outcome"]
 
     assert attempt("read-secret", "smtpd") == "refused (ENOENT)"  # chrooted: not there
     assert attempt("write-maildir", "smtpd") == "refused (ENOENT)"
@@ -254,9 +255,9 @@ def test_partial_mode_without_a_range_chroots_for_real_and_says_uids_are_simulat
             assert root == (str(m.instance / "queue") if row["service"] in CHROOT else "/")
             if row["service"] in UNPRIV:
                 assert "simulated: would switch to uid" in row["simulated_steps"]
-        lab = json.loads(m.simmta("ctl", "lab", "read-secret", "--service", "smtpd").stdout)
+        lab = json.loads(m.simmta("ctl", "lab", "read-secret", "--service", "smtpd", "--json").stdout)
         assert lab["outcome"] == "refused (ENOENT)"  # the jail is real
-        lab = json.loads(m.simmta("ctl", "lab", "read-secret", "--service", "qmgr").stdout)
+        lab = json.loads(m.simmta("ctl", "lab", "read-secret", "--service", "qmgr", "--json").stdout)
         assert lab["outcome"] == "succeeded" and "partial mode" in lab["detail"]
     finally:
         m.stop()
