@@ -11,14 +11,14 @@ someone else runs (``--target``): it is never started or stopped, only found
 The subscriber is a separate process (``python -m simmta.tools.bench_targets
 SOCKET``), not a thread of the bench: a thread would compete with the load
 generator for the GIL and make the events look dearer than they are. It reads
-every line of the bus and parses it as JSON, as a TUI would.
+every line of the bus and parses it with ``events.parse_line``, the TUI's own
+parser (JSON, then the schema check).
 
 Trust: starts and stops only its own children, by pid; instance directories
 it creates are removed unless ``keep`` is set.
 """
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from simmta.core.errors import SimmtaError
+from simmta.core.events import parse_line
 from simmta.core.instance import Instance
 from simmta.tools.bench_stats import find_listener
 
@@ -253,7 +254,8 @@ def subscribe(path: str) -> int:
         print("ready", flush=True)
         with s.makefile("rb") as stream:
             for line in stream:
-                json.loads(line)
+                with contextlib.suppress(ValueError):  # the TUI reports a bad line and goes on
+                    parse_line(line)
                 seen += 1
     done()
     return 0
