@@ -609,7 +609,8 @@ def report(console: Console, runs: list[RunResult], configs: list[Configuration]
     table = Table(
         title="simmta bench: each run (250 = accepted, e2e = delivered into the Maildir)",
         title_justify="left",
-        caption="latencies in ms as p50/p95/p99; CPU is the server's process tree",
+        caption="latencies in ms as p50/p95/p99; CPU is the server's process tree; "
+        "load: the 1-minute load average when the run began",
         caption_justify="left",
     )
     for name in (
@@ -624,6 +625,7 @@ def report(console: Console, runs: list[RunResult], configs: list[Configuration]
         "CPU ms/msg",
         "peak MiB",
         "cold s",
+        "load",
         "err",
     ):
         justify = "left" if name == "configuration" else "right"
@@ -641,6 +643,7 @@ def report(console: Console, runs: list[RunResult], configs: list[Configuration]
             _f(r.cpu_ms_per_message, 2),
             _f(r.peak_memory_mb, 1),
             _f(r.cold_start_s, 2),
+            _f(r.load_average, 1),
             str(sum(r.errors.values())),
         )
     console.print(table)
