@@ -82,6 +82,16 @@ def test_ratios_pair_rounds_and_prefer_end_to_end() -> None:
     assert pairs["b / c"]["by_round"] == [0.25, 0.6]
 
 
+def test_widest_spread_of_the_rounds() -> None:
+    runs = [
+        bench.RunResult(label, n, 10, delivered=10, delivered_per_s=rate, cpu_ms_per_message=1.0)
+        for n, (a, b) in enumerate([(100.0, 100.0), (130.0, 100.0), (90.0, 100.0)], start=1)
+        for label, rate in (("a", a), ("b", b))
+    ]
+    assert bench.widest_spread(runs, ["a", "b"]) == pytest.approx(1.3 / 0.9)
+    assert bench.widest_spread(runs[:2], ["a", "b"]) == 1.0
+
+
 def test_cpu_ratio_counts_the_subscriber() -> None:
     a = bench.RunResult("a", 1, 10, cpu_ms_per_message=4.0, subscriber_cpu_ms_per_message=1.0)
     b = bench.RunResult("b", 1, 10, cpu_ms_per_message=2.0)

@@ -61,6 +61,8 @@ SIMMTA = "simmta"  # events on, a subscriber reading the bus (instrumented, as w
 SIMMTA_NO_EVENTS = "simmta-no-events"
 DRAIN_IDLE = 30.0  # give up on end-to-end delivery after this long without one
 TRACED_MESSAGES = 500  # at most this many in the untimed strace run of each configuration
+WIDE_SPREAD = 1.3  # highest / lowest ratio of the rounds past which --compare takes 2 more rounds
+MORE_ROUNDS = 5
 
 Configuration = tuple[str, Callable[[], Target]]  # a label, and how to get a fresh target
 
@@ -222,7 +224,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "--rounds",
         type=_positive,
         metavar="R",
-        help="measurements per configuration (default 3 with --compare, else 1)",
+        help="measurements per configuration (default with --compare: 3, and 5 when the "
+        f"rounds' ratios spread wider than {WIDE_SPREAD:.2f} from lowest to highest; else 1)",
     )
     p.add_argument(
         "--drain-timeout",
@@ -372,11 +375,18 @@ def _bench_all(args: argparse.Namespace, rounds: int, console: Console) -> int:
         f"{rounds} round(s) of {', '.join(label for label, _ in configs)}"
     )
     runs: list[RunResult] = []
-    for r in range(1, rounds + 1):
+    r = 0
+    while r < rounds:
+        r += 1
         for _, factory in configs:
             result = measure(factory(), args, r, console)
             runs.append(result)
             console.print(_one_line(result))
+        if r == rounds and args.compare and not args.rounds and rounds < MORE_ROUNDS:
+            spread = widest_spread(runs, [label for label, _ in configs])
+            if spread > WIDE_SPREAD:
+                console.print(f"the rounds' ratios spread {spread:.2f}x: {MORE_ROUNDS - rounds} more rounds")
+                rounds = MORE_ROUNDS
     if args.syscalls:
         traced = min(args.messages, TRACED_MESSAGES)
         console.print(f"strace -c -f on each server's tree: one untimed run of {traced} messages each")
@@ -706,6 +716,17 @@ def report(console: Console, runs: list[RunResult], configs: list[Configuration]
 
 
 SYSCALL_COLUMNS = {"fsync": "fsync", "rename": "rename", "link": "link", "calls": "syscalls"}
+
+
+def widest_spread(runs: list[RunResult], labels: list[str]) -> float:
+    """The largest highest/lowest of any pair's ratios over the rounds (1.0: all rounds agree)."""
+    widest = 1.0
+    for pair in ratios(runs, labels):
+        for key in ("by_round", "cpu_by_round"):
+            finite = [v for v in pair[key] if not math.isnan(v) and v > 0]
+            if finite:
+                widest = max(widest, max(finite) / min(finite))
+    return widest
 
 
 def _spread(values: list[float]) -> str:
