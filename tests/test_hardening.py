@@ -204,3 +204,15 @@ def test_stray_cr_in_data_becomes_a_space_by_default(mta: Mta) -> None:
     wait_subject(mta.maildir("carol"), "cr in data")
     [body] = [b for p in (mta.maildir("carol") / "new").iterdir() if b"cr in data" in (b := p.read_bytes())]
     assert b"\nx y\n" in body and b"\r" not in body
+
+
+def test_an_overlong_line_is_one_limit_event_however_long(mta: Mta) -> None:
+    log = mta.subscribe()
+    with session(mta) as s:
+        assert s.cmd(b"NOOP " + b"x" * 300_000 + b"\r\n")[0] == 500
+        assert s.cmd("RCPT TO:<bob@simmta.test>")[0] == 250
+        assert s.cmd("DATA")[0] == 354
+        assert s.cmd(b"Subject: long\r\n\r\n" + b"y" * 300_000 + b"\r\n.\r\n")[0] == 554
+    closed = wait_for(lambda: log.find(kind="smtp", type="close"), what="the session's end")
+    limits = log.find(kind="smtp", type="limit", sid=closed[0]["sid"])
+    assert [e["data"]["code"] for e in limits] == ["500 5.5.0", "554 5.6.0"]

@@ -134,16 +134,27 @@ class InstrumentedSMTP(SMTP):
         super()._cb_client_connected(reader, writer)
         read_line = reader.readuntil
         too_long = b"x" * (self.line_length_limit + 1) + b"\r\n"  # see the module docstring
+        overlong: list[bool] = []  # in an overlong line now
 
         async def readuntil(separator: bytes = b"\n") -> bytes:
             try:
                 line = await read_line(separator)
             except asyncio.LimitOverrunError as e:
-                if separator != b"\r\n":  # a command line: aiosmtpd drains it in bounded reads
+                in_data = separator == b"\r\n"
+                if not overlong:  # one event per line, however many chunks it takes
+                    overlong.append(True)
+                    self.ctx.emit("smtp", "limit", sid=self.sid, limit="line_length_limit",
+                                  code="554 5.6.0" if in_data else "500 5.5.0")
+                if not in_data:  # a command line: aiosmtpd drains it in bounded reads
                     raise
                 await _discard_line(reader, read_line, e.consumed, separator)
+                overlong.clear()
                 return too_long  # aiosmtpd's DATA loop now discards the message and answers at "."
-            if self.forbid_bare_lf and separator == b"\n" and not line.endswith(b"\r\n"):
+            # The end of an overlong line may have lost its CR to the chunk before: not judged.
+            tail_of_overlong = bool(overlong)
+            overlong.clear()
+            if self.forbid_bare_lf and separator == b"\n" and not line.endswith(b"\r\n") \
+                    and not tail_of_overlong:
                 raise BareNewline  # smtpd_forbid_bare_newline = "reject": commands too
             return line
 
