@@ -19,28 +19,32 @@ from pathlib import Path
 import networkx as nx
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
+from simmta.tui import playback
 from simmta.tui.controls import COMMANDS, ControlActions
 from simmta.tui.dialogs import Help
 from simmta.tui.feed import Feed
 from simmta.tui.model import Model
-from simmta.tui.themes import PROJECTOR, THEMES
+from simmta.tui.themes import ALL, DEFAULT_VARIABLES, THEMES
 from simmta.tui.widgets.detail import MessageDetail
+from simmta.tui.widgets.diagram import FPS, Diagram
 from simmta.tui.widgets.eventlog import EventLog
 from simmta.tui.widgets.figures import Figures
-from simmta.tui.widgets.mapview import ArchitectureMap, NodeDetail
-from simmta.tui.widgets.messages import EventChosen, MessageChosen, NodeSelected
+from simmta.tui.widgets.hoplist import HopList, Narration
+from simmta.tui.widgets.mapview import NodeDetail
+from simmta.tui.widgets.messages import EventChosen, HopChosen, MessageChosen, NodeSelected
 from simmta.tui.widgets.sessions import SessionsView
 from simmta.tui.widgets.status import StatusLine
 from simmta.tui.widgets.tables import ProcessTable, QueueTable
 
 TICK = 0.1  # seconds between batches
+HOPS_FROM_WIDTH = 120  # the hop list is beside the map from this terminal width on
 IDLE_REFRESH = 5  # with no events, redraw every this many ticks
 VIEWS = (
     ("map", "Map", "f1", "m"),
@@ -66,6 +70,9 @@ class SimmtaApp(ControlActions):
         Binding("slash", "filter", "Filter", show=False),
         Binding("space", "pause", "Pause", show=False),
         Binding("T", "next_theme", "Theme", show=False),
+        Binding("v", "toggle_hops", "Hop list", show=False),
+        Binding("left_square_bracket", "view_pace(False)", "Slower map", show=False),
+        Binding("right_square_bracket", "view_pace(True)", "Faster map", show=False),
         Binding("w,f12", "snap", "Screenshot", show=False),
         *(Binding(key, action, label, show=show) for key, action, label, show, _ in COMMANDS),
     ]
@@ -89,8 +96,10 @@ class SimmtaApp(ControlActions):
         self.model = Model()
         self.followed: str | None = None
         self.screenshot_dir = screenshot_dir or Path("simmta-screenshots")
-        self.register_theme(PROJECTOR)
+        for t in ALL:
+            self.register_theme(t)
         self.theme = THEMES.get(theme, theme)
+        self.pace_index = 0  # the map's own pace (playback.PACES): never holds mail
         self.pumped = 0  # events applied, for tests and the burst figures
         self.ticks = 0
         self.records: dict[str, list[str]] = {}  # queue ID -> its queue file, as simmta cat shows it
@@ -101,9 +110,12 @@ class SimmtaApp(ControlActions):
         yield Header(show_clock=False)
         yield StatusLine(id="status")
         with TabbedContent(id="tabs"):
-            with TabPane("Map", id="map"):
-                yield ArchitectureMap(self.model, self.now, self.initial_graph(), id="archmap")
-                yield NodeDetail(id="node-detail")
+            with TabPane("Map", id="map"), Horizontal(id="map-row"):
+                with Vertical(id="map-col"):
+                    yield Diagram(self.model, self.map_clock, self.initial_graph(), id="archmap")
+                    yield Narration(id="narration")
+                    yield NodeDetail(id="node-detail")
+                yield HopList(self.model.journeys, id="hop-list")
             with TabPane("Processes", id="procs"):
                 yield ProcessTable(self.model, self.now, id="proc-table")
             with TabPane("Queue", id="queue"), Horizontal():
@@ -129,9 +141,13 @@ class SimmtaApp(ControlActions):
         if self.watch_only:
             self.sub_title += " (viewer: watch only)"
         self.base.query_one("#filter", Input).display = False
+        hop_list = self.base.query_one(HopList)
+        hop_list.display = self.size.width >= HOPS_FROM_WIDTH
+        hop_list.set_class(self.size.width >= 160, "wide")
         self.pump()
-        self.base.query_one(ArchitectureMap).focus()
+        self.base.query_one(Diagram).focus()
         self.set_interval(self.tick, self.pump)
+        self.set_interval(1 / FPS, self.animate_map)
 
     def initial_graph(self) -> nx.DiGraph | None:
         """The instance's services graph, drawn until the MTA's snapshot arrives."""
@@ -145,6 +161,24 @@ class SimmtaApp(ControlActions):
     def now(self) -> float:
         """The time countdowns are measured against: wall clock live, recording's in replay."""
         return self.clock() if self.feed.live else self.model.now
+
+    def map_clock(self) -> float:
+        """The clock tokens move by: wall clock live, the recording's virtual clock in replay."""
+        return self.clock() if self.feed.live else float(getattr(self.feed, "virtual", self.model.now))
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(DEFAULT_VARIABLES)
+
+    def animate_map(self) -> None:
+        """20 times a second while tokens move: redraw the rows they touch."""
+        if not self.screen_stack:  # shutting down
+            return
+        with contextlib.suppress(NoMatches):
+            if self.base.query_one(TabbedContent).active == "map":
+                diagram = self.base.query_one(Diagram)
+                if diagram.animating() or diagram.frames == 0:
+                    diagram.tick()
+                    self.show_narration()
 
     # The batch loop ----------------------------------------------------------
     def pump(self) -> None:
@@ -160,6 +194,8 @@ class SimmtaApp(ControlActions):
         self.max_batch_seconds = max(self.max_batch_seconds, time.perf_counter() - started)
 
     def refresh_views(self) -> None:
+        if not self.screen_stack:  # shutting down
+            return
         with contextlib.suppress(NoMatches):  # shutting down: the widgets are gone
             self._refresh_views()
 
@@ -167,9 +203,16 @@ class SimmtaApp(ControlActions):
         self.base.query_one(StatusLine).show(self.model, self.feed, self.followed)
         active = self.base.query_one(TabbedContent).active
         if active == "map":
-            self.base.query_one(ArchitectureMap).refresh()
-            node = self.base.query_one(ArchitectureMap).selected
-            self.base.query_one(NodeDetail).show(self.model, node, self.now())
+            diagram = self.base.query_one(Diagram)
+            diagram.settled = not self.feed.live and not getattr(self.feed, "playing", True)
+            if self.followed is None:  # nobody chosen: follow the newest message that moved
+                diagram.followed = next((i for i, _ in self.model.journeys.recent()), None)
+            diagram.tick()
+            self.show_narration()
+            hop_list = self.base.query_one(HopList)
+            if hop_list.display:
+                hop_list.update_from(self.model.journeys, diagram.followed)
+            self.base.query_one(NodeDetail).show(self.model, diagram.selected, self.now())
         elif active == "procs":
             self.base.query_one(ProcessTable).update_from_model()
         elif active == "queue":
@@ -222,7 +265,8 @@ class SimmtaApp(ControlActions):
         if not self.screen_stack:  # a late message while the app shuts down
             return
         self.followed = qid
-        self.base.query_one(ArchitectureMap).followed = qid
+        diagram = self.base.query_one(Diagram)
+        diagram.followed, diagram.pinned = qid, None
         if qid and self.feed.live and self.instance is not None:
             self.read_queue_file(qid)
         table = self.base.query_one(QueueTable)
@@ -273,7 +317,32 @@ class SimmtaApp(ControlActions):
     def action_next_theme(self) -> None:
         names = list(THEMES.values())
         self.theme = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
-        self.base.query_one(ArchitectureMap).refresh()
+
+    # The map's own controls (they act on the view, never on the MTA) ---------------
+    def show_narration(self) -> None:
+        diagram = self.base.query_one(Diagram)
+        hops = self.model.journeys.of(diagram.followed)
+        index, _ = diagram.followed_hop()
+        how = "chosen hop" if diagram.pinned is not None else f"map pace {playback.PACES[self.pace_index][0]}"
+        self.base.query_one(Narration).show(diagram.followed, hops, index, how)
+
+    def on_hop_chosen(self, chosen: HopChosen) -> None:
+        self.follow(chosen.ident)
+        self.base.query_one(Diagram).pinned = chosen.index
+        self.refresh_views()
+
+    def action_toggle_hops(self) -> None:
+        hop_list = self.base.query_one(HopList)
+        hop_list.display = not hop_list.display
+        self.refresh_views()
+
+    def action_view_pace(self, faster: bool) -> None:
+        step = -1 if faster else 1
+        self.pace_index = max(0, min(len(playback.PACES) - 1, self.pace_index + step))
+        label, seconds = playback.PACES[self.pace_index]
+        self.base.query_one(Diagram).hop_seconds = seconds
+        self.notify(f"map pace: {label} (the view only; the MTA runs at its own speed)", markup=False)
+        self.refresh_views()
 
     def action_snap(self) -> None:
         if self.refused("save a screenshot"):

@@ -23,6 +23,8 @@ from typing import Any
 
 from simmta.core import names
 from simmta.core.events import safe_text
+from simmta.tui.journey import Journeys
+from simmta.tui.mapfacts import Result
 
 LOG_SIZE = 2000  # events kept for the event log
 HISTORY_SIZE = 200  # events kept per message
@@ -119,6 +121,19 @@ class Session:
     )  # (">"|"<"|"!", line)
 
 
+WHY = {"ENOENT": "outside the jail", "EACCES": "permission denied", "EPERM": "not permitted for this uid"}
+
+
+def plain_outcome(outcome: str, detail: str) -> tuple[str, bool]:
+    """A lab attempt's outcome in plain words, and whether it got through."""
+    if outcome.startswith("refused (") and outcome.endswith(")"):
+        code = outcome[len("refused (") : -1]
+        return f"{code} ({WHY.get(code, detail)})", False
+    if outcome == "succeeded":
+        return f"SUCCEEDED: {detail}", True
+    return f"{outcome}: {detail}".strip(": "), False
+
+
 class Model:
     """The state of one MTA as far as its event stream tells."""
 
@@ -134,6 +149,9 @@ class Model:
         self.log: deque[dict[str, Any]] = deque(maxlen=LOG_SIZE)
         self.counts: Counter[str] = Counter()
         self.stores: Counter[str] = Counter()  # deliveries per store (mailboxes, peer-mailbox)
+        self.mailboxes: Counter[str] = Counter()  # local deliveries per user
+        self.journeys = Journeys()
+        self.results: deque[Result] = deque(maxlen=50)  # lab attempts, kills, crash points, faults
         self.restarts: Counter[str] = Counter()
         self.series: dict[str, deque[int]] = {
             k: deque([0] * SERIES_SIZE, maxlen=SERIES_SIZE) for k in (*FIGURES, "events", "queued")
@@ -182,6 +200,16 @@ class Model:
         qid = event.get("qid")
         if qid and kind != "snapshot":
             self._message(qid).history.append(event)
+        self.journeys.apply(event, self.who)
+
+    def who(self, service: str) -> str:
+        """How a service runs as far as /proc says: "uid 61000 in the jail", "root", or ""."""
+        procs = self.processes_of(service)
+        uids = sorted({p.euid for p in procs if p.euid is not None})
+        if not uids:
+            return ""
+        who = "/".join("root" if u == 0 else f"uid {u}" for u in uids)
+        return who + (" in the jail" if any(p.root not in ("", "/") for p in procs) else "")
 
     def _tick(self, second: int) -> None:
         """Advance the per-second sparkline buckets to ``second``."""
@@ -403,6 +431,8 @@ class Model:
                     *((names.SMTP, names.PEER) if via == names.SMTP else (names.LOCAL, "mailboxes")),
                 )
                 self.stores[store] += 1
+                if store == "mailboxes":
+                    self.mailboxes[rcpt.split("@")[0]] += 1
                 msg.where, msg.edge = store, None
             else:
                 msg.reason = text(data["reason"])
@@ -437,9 +467,26 @@ class Model:
                 self.series["rejected"][-1] += 1
 
     def _on_fault(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
-        # kill and crash-point notices are logged, not standing faults
-        if type_ == "set" and data["fault"] in ("peer", "queue"):
-            self.faults[text(data["fault"], 20)] = text(data["value"], 20)
+        ts = float(event["ts"])
+        if type_ == "crash":
+            point = text(data.get("point"), 40)
+            self._result(ts, event["service"], f"crash point {point}", "reached: the process died there")
+            return
+        fault, value = text(data.get("fault"), 40), text(data.get("value"), 80)
+        if fault in ("peer", "queue"):  # standing faults
+            self.faults[fault] = value
+            target = names.PEER if fault == "peer" else names.CLEANUP
+            self._result(ts, target, f"{fault} fault", "cleared" if value == "none" else value)
+        elif fault == "kill":
+            signal = value.split(" ")[0]
+            self._result(
+                ts, data.get("child_service") or "", "kill", f"{signal} to pid {data.get('child_pid')}"
+            )
+        elif fault.startswith("crash "):
+            self._result(ts, fault[6:], f"crash point {value}", "armed (one shot)")
+
+    def _result(self, ts: float, service: Any, what: str, outcome: str, ok: bool = False) -> None:
+        self.results.append(Result(ts, text(service, 40), what, outcome, ok))
 
     def _on_pace(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
         if type_ == "mode":
@@ -461,6 +508,8 @@ class Model:
     def _on_lab(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
         attempt = {k: text(data[k]) for k in ("action", "target", "outcome", "detail")}
         self.lab_attempts.append({"service": text(event["service"], 40), **attempt})
+        outcome, ok = plain_outcome(attempt["outcome"], attempt["detail"])
+        self._result(float(event["ts"]), event["service"], attempt["action"], outcome, ok)
 
     def _on_bus(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
         if type_ == "dropped" and isinstance(data["count"], int):

@@ -1,13 +1,67 @@
-"""The projector theme: maximum contrast, nothing that washes out on a beamer.
+"""simmta's three themes (dark, light, projector) and the map's region colours in each.
 
-Dark and light are Textual's own (textual-dark, textual-light).
-Trust: constants.
+The region colours come from Okabe and Ito's palette for colour-blind
+readers ("Color Universal Design", https://jfly.uni-koeln.de/color/), tuned
+per background; tests/tui/test_themes.py checks every theme for WCAG contrast
+against the background and for distance between regions under simulated
+protanopia and deuteranopia. Colour is never the only cue: each region also
+has its own frame style, glyph and label (tui/regions.py, tui/mappaint.py).
+
+Dark and light start from Textual's own themes (textual-dark, textual-light)
+and only add the map's variables. Trust: constants.
 """
 
 from __future__ import annotations
 
-from textual.theme import Theme
+from dataclasses import replace
 
+from textual.theme import BUILTIN_THEMES, Theme
+
+REGION_KEYS = ("internet", "jail", "unpriv", "root", "users")
+# theme -> (background the map is drawn on, region -> colour)
+PALETTES: dict[str, tuple[str, dict[str, str]]] = {
+    "simmta-dark": (
+        "#121212",
+        {
+            "internet": "#FF7A3D",
+            "jail": "#F0E442",
+            "unpriv": "#56B4E9",
+            "root": "#E58FC0",
+            "users": "#2BC79A",
+        },
+    ),
+    "simmta-light": (
+        "#E0E0E0",
+        {
+            "internet": "#A34700",
+            "jail": "#6E5F00",
+            "unpriv": "#005A8C",
+            "root": "#8E2F6B",
+            "users": "#00664C",
+        },
+    ),
+    "projector": (
+        "#000000",
+        {
+            "internet": "#FF8040",
+            "jail": "#FFFF00",
+            "unpriv": "#40C0FF",
+            "root": "#FF80D0",
+            "users": "#00E0A0",
+        },
+    ),
+}
+
+
+def _variables(name: str) -> dict[str, str]:
+    _, colours = PALETTES[name]
+    out = {f"map-{k}": v for k, v in colours.items()}
+    out["map-root-muted"] = f"{colours['root']} 25%"
+    return out
+
+
+DARK = replace(BUILTIN_THEMES["textual-dark"], name="simmta-dark", variables=_variables("simmta-dark"))
+LIGHT = replace(BUILTIN_THEMES["textual-light"], name="simmta-light", variables=_variables("simmta-light"))
 PROJECTOR = Theme(
     name="projector",
     primary="#FFFF00",
@@ -24,5 +78,8 @@ PROJECTOR = Theme(
     dark=True,
     luminosity_spread=0.3,
     text_alpha=1.0,
+    variables=_variables("projector"),
 )
-THEMES = {"dark": "textual-dark", "light": "textual-light", "projector": "projector"}
+ALL = (DARK, LIGHT, PROJECTOR)
+THEMES = {"dark": DARK.name, "light": LIGHT.name, "projector": PROJECTOR.name}
+DEFAULT_VARIABLES = _variables("simmta-dark")  # for any other theme the palette offers

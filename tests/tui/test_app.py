@@ -12,8 +12,8 @@ from tuihelp import REAL, FakeMaster, SinkSMTP, replay_app, screen_text, sync, u
 from simmta.core import control
 from simmta.tui.app import VIEWS, SimmtaApp
 from simmta.tui.dialogs import Choose, Help
+from simmta.tui.widgets.diagram import Diagram as ArchitectureMap
 from simmta.tui.widgets.eventlog import EventLog
-from simmta.tui.widgets.mapview import ArchitectureMap
 from simmta.tui.widgets.sessions import SessionsView
 from simmta.tui.widgets.tables import ProcessTable
 
@@ -23,7 +23,7 @@ SIZE = (120, 40)
 @pytest.mark.parametrize(
     ("view", "key", "expect"),
     [
-        ("map", "m", "CHROOT JAIL"),
+        ("map", "m", "JAIL = queue dir"),
         ("procs", "p", "restarts"),
         ("queue", "u", "5D6E7F"),
         ("sessions", "t", "EHLO"),
@@ -51,10 +51,13 @@ async def test_map_shows_regions_tokens_and_simulated_boundaries() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         text = screen_text(app)
-        for label in ("INTERNET", "CHROOT JAIL", "UNPRIVILEGED", "ROOT", "USERS"):
+        for label in ("INTERNET", "JAIL", "UNPRIV", "ROOT", "USERS"):
             assert label in text
-        assert "SIMULATED" in text and "◆5D6E7F" in text and "⟳" in text
-        assert "mailboxes 1 delivered" in text
+        assert "SIMULATED" in text and "⟳" in text  # dashed frames say so; deferred/ counts down
+        assert "1 mail" in text  # the users' Maildirs box
+        diagram = app.query_one(ArchitectureMap)
+        assert diagram.followed == "8G9H0I"  # nobody chosen: the newest message that moved
+        assert "8G9H0I hop" in text
 
 
 @sync
@@ -173,7 +176,7 @@ async def test_help_palette_theme_and_screenshot(tmp_path: Path) -> None:
         ):
             assert wanted in titles
         await pilot.press("T")
-        assert app.theme == "textual-light"
+        assert app.theme == "simmta-light"
         await pilot.press("T")
         assert app.theme == "projector"
         await pilot.press("w")
@@ -298,7 +301,7 @@ async def test_replay_of_a_real_recording() -> None:
         await pilot.pause()
         text = screen_text(app)
         assert "privilege REAL" in text and "SIMULATED" not in text
-        assert "mailboxes 2 delivered" in text and "uid 61000 jailed" in text
+        assert "2 mail" in text and "u61000⛓" in text  # the users' Maildirs; a jailed daemon's uid
         assert "⟳" in text  # the message deferred by the peer fault waits with a countdown
         await pilot.press("p")
         assert "/queue" in screen_text(app)  # chrooted daemons' root is the queue directory
@@ -318,8 +321,8 @@ async def test_click_a_node_on_the_map() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         lines = screen_text(app).splitlines()
-        row = next(i for i, line in enumerate(lines) if "▣ qmgr" in line)
-        col = lines[row].index("▣ qmgr") + 3
+        row = next(i for i, line in enumerate(lines) if "┌qmgr" in line)
+        col = lines[row].index("┌qmgr") + 2
         await pilot.click(offset=(col, row))
         assert app.query_one(ArchitectureMap).selected == "qmgr"
         await until(pilot, lambda: "pid 1002" in screen_text(app), what="qmgr's process")

@@ -125,7 +125,8 @@ def test_live_feed_overflow_is_counted_not_fatal() -> None:
 def test_model_does_not_import_textual() -> None:
     code = (
         "import sys, simmta.tui.model, simmta.tui.feed, simmta.tui.regions, "
-        "simmta.tui.mapdraw, simmta.tui.launch; print(any(m.startswith('textual') "
+        "simmta.tui.maplayout, simmta.tui.mappaint, simmta.tui.playback, simmta.tui.launch; "
+        "print(any(m.startswith('textual') "
         "for m in sys.modules))"
     )
     out = subprocess.run(

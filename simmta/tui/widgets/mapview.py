@@ -1,89 +1,15 @@
-"""The map view: the architecture drawn from the services graph, live.
+"""Under the map: what the selected box holds (processes and privilege steps, or messages).
 
-Until the first snapshot arrives it draws the instance's own services table
-(``ServiceTable.graph()``), so the map is there while the MTA starts.
-A focusable widget; up/down move a selection over the graph's nodes,
-and the detail pane under it shows the selected service's processes and
-observed privileges, or the selected queue's messages.
-Trust: renders the model via mapdraw (Text only).
+The diagram itself is widgets/diagram.py. Trust: model text, shown as Text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import networkx as nx
-from rich.console import RenderableType
 from rich.text import Text
-from textual.binding import Binding
-from textual.widget import Widget
 
-from simmta.tui import fmt, regions
-from simmta.tui.mapdraw import MapDrawing, MapStyle
+from simmta.tui import fmt
 from simmta.tui.model import Model
-from simmta.tui.widgets.messages import NodeSelected
 from simmta.tui.widgets.quiet import QuietStatic
-
-
-class ArchitectureMap(Widget, can_focus=True):
-    """The regions, services, queues and tokens."""
-
-    BINDINGS = [
-        Binding("down", "move(1)", "Next node", show=False),
-        Binding("up", "move(-1)", "Previous node", show=False),
-    ]
-
-    def __init__(
-        self, model: Model, clock: Callable[[], float], graph: nx.DiGraph | None = None, **kw: object
-    ) -> None:
-        super().__init__(**kw)  # type: ignore[arg-type]
-        self.model, self.clock = model, clock
-        self.initial = graph if graph is not None else regions.graph_from_services([])
-        self.graph = self.initial
-        self._graph_key: tuple[str, ...] = ()
-        self.selected: str | None = None
-        self.followed: str | None = None
-        self.order: list[str] = []
-
-    def style(self) -> MapStyle:
-        v = self.app.theme_variables
-        return MapStyle(colours={r.key: v.get(r.colour, "") for r in regions.REGIONS})
-
-    def drawing(self) -> MapDrawing:
-        key = tuple(self.model.services)
-        if key != self._graph_key:  # a (new) snapshot: draw what the MTA says it runs
-            self._graph_key = key
-            services = list(self.model.services.values())
-            self.graph = regions.graph_from_services(services) if services else self.initial
-        return MapDrawing(
-            self.graph,
-            self.model,
-            self.style(),
-            self.selected,
-            self.followed,
-            size=(self.size.width, self.app.size.height),
-            clock=self.clock,
-        )
-
-    def render(self) -> RenderableType:
-        drawing = self.drawing()
-        self.order = drawing.nodes
-        return drawing.render()
-
-    def action_select_node(self, index: int) -> None:
-        """A click on a node's name."""
-        if 0 <= index < len(self.order):
-            self.selected = self.order[index]
-            self.refresh()
-            self.post_message(NodeSelected(self.selected))
-
-    def action_move(self, delta: int) -> None:
-        if not self.order:
-            return
-        i = self.order.index(self.selected) if self.selected in self.order else -1
-        self.selected = self.order[(i + delta) % len(self.order)]
-        self.refresh()
-        self.post_message(NodeSelected(self.selected))
 
 
 class NodeDetail(QuietStatic):

@@ -29,3 +29,12 @@ class EventChosen(Message):
     def __init__(self, event: dict[str, Any]) -> None:
         super().__init__()
         self.event = event
+
+
+class HopChosen(Message):
+    """A hop was chosen in the hop list (follow its message, show that hop)."""
+
+    def __init__(self, ident: str, index: int) -> None:
+        super().__init__()
+        self.ident = ident
+        self.index = index

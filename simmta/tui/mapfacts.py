@@ -1,0 +1,184 @@
+"""What the map needs from the model, and the live facts written on each box.
+
+``MapSource`` is the whole interface between the diagram and the fold of the
+event stream: a new fold only has to offer these members. ``facts(...)`` turns
+them into what a box says: process count, observed uid, jailed or not,
+busy/idle, restarts for a daemon; messages and the next retry for a queue;
+deliveries for a store; the last lab attempt or fault that hit it.
+
+Pure Python. Trust: the model's strings are already inert (``safe_text``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import networkx as nx
+
+from simmta.core import names
+from simmta.tui.journey import Journeys
+
+
+class ProcessView(Protocol):
+    state: str
+    restarts: int
+
+    @property
+    def euid(self) -> int | None: ...
+    @property
+    def root(self) -> str: ...
+
+
+class MessageView(Protocol):
+    qid: str
+    next_retry: float | None
+
+
+class MapSource(Protocol):
+    services: dict[str, dict[str, Any]]
+    privilege_mode: str
+    journeys: Journeys
+    restarts: Counter[str]
+    throttled: dict[str, str]
+    results: deque[Result]
+    mailboxes: Counter[str]
+
+    def processes_of(self, service: str) -> Iterable[ProcessView]: ...
+    def in_queue(self, queue: str) -> Iterable[MessageView]: ...
+    def delivered_to(self, store: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class Result:
+    """Something done to a process and what came of it, in plain words."""
+
+    ts: float
+    service: str
+    what: str  # "read-secret", "kill SIGKILL", "crash before-fsync", "fault peer"
+    outcome: str  # "ENOENT (outside the jail)"
+    ok: bool = False  # the attempt succeeded (for a lab attempt: the boundary did not hold)
+
+    @property
+    def line(self) -> str:
+        return f"{self.what} → {self.outcome}"
+
+
+@dataclass
+class Facts:
+    name: str
+    marker: str = ""  # ♛ root, ☁ faces the Internet, ⛓ jailed
+    lines: list[str] = field(default_factory=list)
+    short: list[str] = field(default_factory=list)  # the same facts for a narrow box
+    chip: str = ""  # the one-line form for small screens
+    root: bool = False
+    internet: bool = False
+    busy: bool = False
+    result: Result | None = None
+
+
+def countdown(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    m, s = divmod(max(0, int(seconds)), 60)
+    return f"⟳{m}m{s:02d}s" if m else f"⟳{s}s"
+
+
+def _service_facts(source: MapSource, graph: nx.DiGraph, node: str) -> Facts:
+    table = graph.nodes[node].get("service") or {}
+    get = table.get if isinstance(table, dict) else lambda k, d=None: getattr(table, k, d)
+    procs = list(source.processes_of(node))
+    uids = sorted({p.euid for p in procs if p.euid is not None})
+    jailed = any(p.root not in ("", "/") for p in procs)
+    if not procs:
+        root = not get("unpriv", True)
+        jailed = bool(get("chroot", False))
+        who = ("root" if root else "unprivileged") + " (table)"
+    else:
+        root = 0 in uids
+        who = "/".join("root" if u == 0 else f"uid {u}" for u in uids) or "uid ?"
+    busy = sum(1 for p in procs if p.state == "busy")
+    internet = get("faces", "") == "internet" or get("role", "") == "internet"
+    marker = "♛" if root else "☁" if internet else ""
+    count = f"{len(procs)} proc{'s' if len(procs) != 1 else ''}" if procs else "not running"
+    state = f"{busy} busy" if busy else ("idle" if procs else "")
+    restarts = source.restarts.get(node, 0)
+    line1 = who + (" ⛓jail" if jailed else "")
+    line2 = " ".join(x for x in (count, state, f"↻{restarts}" if restarts else "") if x)
+    short1 = who.replace("uid ", "u").replace("unprivileged", "unpriv").replace(" (table)", "?")
+    short2 = " ".join(
+        x for x in (f"{len(procs)}p", "busy" if busy else "idle", f"↻{restarts}" if restarts else "") if x
+    )
+    if node in source.throttled:
+        line2 += " THROTTLED"
+        short2 += " THR"
+    chip_bits = [str(len(procs)) if procs else "·", "⛓" if jailed else ""]
+    return Facts(
+        name=node,
+        marker=marker,
+        lines=[line1, line2],
+        short=[short1 + ("⛓" if jailed else ""), short2],
+        chip=f"{marker}{node} {''.join(chip_bits)}".strip(),
+        root=root,
+        internet=internet,
+        busy=busy > 0,
+    )
+
+
+def facts(source: MapSource, graph: nx.DiGraph, node: str, now: float) -> Facts:
+    kind = graph.nodes[node].get("kind", "service") if node in graph else "service"
+    if node == names.MASTER:
+        procs = list(source.processes_of(node))
+        root = not procs or any(p.euid == 0 for p in procs) or source.privilege_mode != "real"
+        f = Facts(
+            node,
+            "♛",
+            ["root: starts all", "daemons, holds ports"],
+            ["root", "supervisor"],
+            f"♛{node}",
+            root=root,
+        )
+    elif kind in ("service",):
+        f = _service_facts(source, graph, node)
+    elif kind == "internet":
+        f = Facts(
+            "Internet", "☁", ["SMTP clients", "(untrusted)"], ["clients", "untrusted"], "☁Net", internet=True
+        )
+    elif kind == "queue":
+        msgs = list(source.in_queue(node))
+        retries = [m.next_retry for m in msgs if m.next_retry is not None]
+        soonest = countdown(min(retries) - now) if retries else ""
+        label = f"{node}/"
+        f = Facts(
+            label,
+            "",
+            [f"{len(msgs)} message{'s' if len(msgs) != 1 else ''}", soonest],
+            [f"{len(msgs)} {soonest}".strip()],
+            f"{label} {len(msgs)}" + (f" {soonest}" if soonest else ""),
+        )
+    else:  # a store
+        total = source.delivered_to(node)
+        if node == "mailboxes" and source.mailboxes:
+            per_user = " ".join(f"{u} {n}" for u, n in sorted(source.mailboxes.items()))
+        else:
+            per_user = ""
+        name = (
+            "users' Maildirs" if node == "mailboxes" else "peer's mailbox" if node == "peer-mailbox" else node
+        )
+        f = Facts(
+            name, "✉", [f"{total} delivered", per_user], [f"{total} mail", per_user], f"✉{node} {total}"
+        )
+    f.result = next((r for r in reversed(source.results) if r.service == node), None)
+    return f
+
+
+def label_widths(graph: nx.DiGraph, compact: bool) -> dict[str, int]:
+    """How wide each box would like to be: its chip on a small screen, else its usual lines."""
+    out = {}
+    for node in [*graph.nodes, names.MASTER]:
+        kind = graph.nodes[node].get("kind") if node in graph else "service"
+        wide = {"service": 17, "queue": 13, "store": 17, "internet": 14}.get(kind or "", 17)
+        out[node] = len(node) + 5 if compact else max(wide, len(node) + 4)
+    return out

@@ -1,0 +1,342 @@
+"""Where the map puts each box, region frame and edge: a designed slot grid and orthogonal routes.
+
+The topology comes from the services graph (``regions.members`` and the
+graph's edges); the placement is designed, not computed: ``SLOTS`` gives each
+known node a (column, row) cell of a logical grid, per size class, and
+``SPANS`` gives each region a rectangle of cells, so the regions nest as
+frames (the Internet on the left, the chroot jail on top, unprivileged, root
+and the users' Maildirs below). A node the table does not know (a profile
+with other services) takes the next free cell of its region; a full region
+gets one more grid row. Edges are routed orthogonally by a small A* search
+over the character grid that pays for bends and for running along other
+lines, so they cross region frames where the path really crosses them.
+A pair of opposite edges (qmgr reads and writes deferred/) is one line with
+two arrowheads.
+
+Pure Python (networkx for the graph). Trust: node names come from the
+validated services table or a snapshot (already ``safe_text``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+import networkx as nx
+
+from simmta.core import names
+from simmta.tui import regions
+from simmta.tui.mapfacts import label_widths
+
+Cell = tuple[int, int]
+N, E, S, W = 1, 2, 4, 8
+STEP = {N: (0, -1), E: (1, 0), S: (0, 1), W: (-1, 0)}
+OPPOSITE = {N: S, S: N, E: W, W: E}
+TITLE = 16  # a frame cell under the region's title
+
+# The logical grid: 7 columns (Internet | four of the jail, over unprivileged | root | users), 4 rows.
+_GRID = {
+    "internet": (0, 0),
+    names.PEER: (0, 2),
+    "peer-mailbox": (0, 3),
+    names.SMTPD: (1, 0),
+    names.CLEANUP: (2, 0),
+    names.INCOMING: (3, 0),
+    names.ACTIVE: (4, 0),
+    names.PICKUP: (1, 1),
+    names.BOUNCE: (2, 1),
+    names.DEFERRED: (3, 1),
+    names.HOLD: (4, 1),
+    names.SMTP: (1, 2),
+    names.MAILDROP: (2, 2),
+    names.CORRUPT: (4, 2),
+    names.QMGR: (3, 3),
+    names.MASTER: (5, 0),
+    names.LOCAL: (5, 3),
+    "mailboxes": (6, 3),
+}
+# Region -> (first column, last column, first row, last row) of the logical grid.
+_SPANS = {
+    "internet": (0, 0, 0, 3),
+    "jail": (1, 4, 0, 2),
+    "unpriv": (1, 4, 3, 3),
+    "root": (5, 5, 0, 3),
+    "users": (6, 6, 0, 3),
+}
+SIZE_CLASSES = ("compact", "normal", "large")
+SLOTS: dict[str, dict[str, Cell]] = {cls: dict(_GRID) for cls in SIZE_CLASSES}
+SPANS: dict[str, dict[str, tuple[int, int, int, int]]] = {cls: dict(_SPANS) for cls in SIZE_CLASSES}
+# Box height per size class: one line (a chip), a frame around one line, a frame around two.
+BOX_HEIGHT = {"compact": 1, "normal": 3, "large": 4}
+# On a large screen the queue directories show their tokens in a row: give them the room.
+COLUMN_WEIGHT = {
+    "compact": (5, 4, 4, 4, 4, 4, 5),
+    "normal": (5, 4, 4, 4, 4, 4, 5),
+    "large": (4, 5, 5, 5, 5, 5, 4),
+}
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def x1(self) -> int:
+        return self.x + self.w - 1
+
+    @property
+    def y1(self) -> int:
+        return self.y + self.h - 1
+
+    def __contains__(self, cell: object) -> bool:
+        if not isinstance(cell, tuple):
+            return False
+        x, y = cell
+        return self.x <= x <= self.x1 and self.y <= y <= self.y1
+
+
+@dataclass
+class Route:
+    src: str
+    dst: str
+    kind: str  # ipc, reads, writes
+    cells: list[Cell]  # from next to src to next to dst
+    both: bool = False  # one line standing for src->dst and dst->src
+
+    def along(self, src: str) -> list[Cell]:
+        """The cells in the direction of travel from ``src``."""
+        return self.cells if src == self.src else self.cells[::-1]
+
+
+@dataclass
+class Layout:
+    width: int
+    height: int
+    size_class: str
+    boxes: dict[str, Rect] = field(default_factory=dict)
+    frames: dict[str, Rect] = field(default_factory=dict)
+    routes: list[Route] = field(default_factory=list)
+    region: dict[str, str] = field(default_factory=dict)  # node -> region key
+    graph: nx.DiGraph = field(default_factory=nx.DiGraph)  # the graph drawn (with master and every queue)
+
+    def route(self, src: str, dst: str) -> Route | None:
+        for r in self.routes:
+            if (r.src, r.dst) == (src, dst) or (r.both and (r.dst, r.src) == (src, dst)):
+                return r
+        return None
+
+
+def size_class(width: int, height: int, rows: int = 4) -> str:
+    per_row = height // max(rows, 1)
+    if per_row >= 7 and width >= 100:
+        return "large"
+    if per_row >= 5 and width >= 70:
+        return "normal"
+    return "compact"
+
+
+def place(graph: nx.DiGraph, cls: str) -> tuple[dict[str, Cell], dict[str, tuple[int, int, int, int]]]:
+    """Node -> cell, region -> span: the designed slots, plus free cells for unknown nodes."""
+    spans = dict(SPANS[cls])
+    members = regions.members(graph)
+    slots = {n: c for n, c in SLOTS[cls].items() if n in graph}
+    for key in (r.key for r in regions.REGIONS):
+        for node in members[key]:
+            if node in slots:
+                continue
+            while (cell := _free_cell(spans[key], slots)) is None:
+                spans = _grow(spans, key)
+            slots[node] = cell
+    return slots, spans
+
+
+def _free_cell(span: tuple[int, int, int, int], slots: dict[str, Cell]) -> Cell | None:
+    taken = set(slots.values())
+    c0, c1, r0, r1 = span
+    return next(((c, r) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1) if (c, r) not in taken), None)
+
+
+def _grow(spans: dict[str, tuple[int, int, int, int]], key: str) -> dict[str, tuple[int, int, int, int]]:
+    """One more grid row under region ``key``: regions across that row stretch, those below move."""
+    row = spans[key][3]
+    out = {}
+    for k, (c0, c1, r0, r1) in spans.items():
+        if r0 > row:
+            out[k] = (c0, c1, r0 + 1, r1 + 1)
+        elif r1 >= row:
+            out[k] = (c0, c1, r0, r1 + 1)
+        else:
+            out[k] = (c0, c1, r0, r1)
+    return out
+
+
+def _cuts(total: int, weights: list[int]) -> list[int]:
+    """Start offsets of len(weights) bands sharing ``total`` cells by weight (and the end)."""
+    whole = sum(weights)
+    out, acc = [0], 0
+    for w in weights:
+        acc += w
+        out.append(total * acc // whole)
+    return out
+
+
+def layout(graph: nx.DiGraph, width: int, height: int) -> Layout:
+    """Boxes, frames and routes for a widget of ``width`` x ``height`` cells."""
+    g = graph.copy()
+    g.add_node(names.MASTER, kind="service", service={"name": names.MASTER, "unpriv": False})
+    for q in names.MESSAGE_QUEUES:
+        if q not in g:
+            g.add_node(q, kind="queue")
+    rows_guess = 1 + max(r1 for *_, r1 in SPANS["normal"].values())
+    cls = size_class(width, height, rows_guess)
+    slots, spans = place(g, cls)
+    label_width = label_widths(g, compact=cls == "compact")
+    ncols = 1 + max(c1 for _, c1, _, _ in spans.values())
+    nrows = 1 + max(r1 for *_, r1 in spans.values())
+    weights = list(COLUMN_WEIGHT[cls]) + [3] * (ncols - len(COLUMN_WEIGHT[cls]))
+    xs = _cuts(width, weights[:ncols])
+    ys = _cuts(height, [1] * nrows)
+    out = Layout(width, height, cls, graph=g)
+    for key, (c0, c1, r0, r1) in spans.items():
+        if any(slots[n][0] in range(c0, c1 + 1) and slots[n][1] in range(r0, r1 + 1) for n in slots):
+            out.frames[key] = Rect(xs[c0], ys[r0], xs[c1 + 1] - xs[c0] - 1, ys[r1 + 1] - ys[r0] - 1)
+    bh = BOX_HEIGHT[cls]
+    for node, (c, r) in slots.items():
+        cw, ch = xs[c + 1] - xs[c] - 1, ys[r + 1] - ys[r] - 1
+        bw = max(3, min(cw - 4, label_width.get(node, len(node))))
+        h = min(bh, max(1, ch - 2))
+        out.boxes[node] = Rect(
+            xs[c] + (cw - bw) // 2 + 1, ys[r] + (ch - h) // 2 + (1 if ch - h > 2 else 0), bw, h
+        )
+        out.region[node] = regions.region_of(g, node) if node != names.MASTER else "root"
+    out.routes = route_all(g, out)
+    return out
+
+
+def route_all(g: nx.DiGraph, lay: Layout) -> list[Route]:
+    """Every edge of the graph whose ends have boxes, most important first."""
+    order = {"ipc": 0, "writes": 1, "reads": 2}
+    edges = [
+        (u, v, d.get("kind", "ipc")) for u, v, d in g.edges(data=True) if u in lay.boxes and v in lay.boxes
+    ]
+    edges.sort(key=lambda e: (order.get(e[2], 3), _distance(lay.boxes[e[0]], lay.boxes[e[1]])))
+    used: dict[Cell, int] = {}  # cell -> direction bits of the lines through it
+    frame_cells = _frame_cells(lay)
+    blocked = {(x, y) for b in lay.boxes.values() for x in range(b.x, b.x1 + 1) for y in range(b.y, b.y1 + 1)}
+    routes: list[Route] = []
+    done: set[tuple[str, str]] = set()
+    for u, v, kind in edges:
+        if (u, v) in done:
+            continue
+        both = g.has_edge(v, u)
+        done |= {(u, v), (v, u)} if both else {(u, v)}
+        cells = _search(lay.boxes[u], lay.boxes[v], blocked, used, frame_cells, lay.width, lay.height)
+        if not cells:
+            continue
+        for a, b in pairwise(cells):
+            d = _direction(a, b)
+            used[a] = used.get(a, 0) | d
+            used[b] = used.get(b, 0) | OPPOSITE[d]
+        routes.append(Route(u, v, kind, cells, both))
+    return routes
+
+
+def _distance(a: Rect, b: Rect) -> int:
+    return abs(a.x - b.x) + abs(a.y - b.y)
+
+
+def _direction(a: Cell, b: Cell) -> int:
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    return E if dx > 0 else W if dx < 0 else S if dy > 0 else N
+
+
+def _frame_cells(lay: Layout) -> dict[Cell, int]:
+    """Cells on a region frame -> the frame's own direction there (N|S on a side, E|W on top)."""
+    out: dict[Cell, int] = {}
+    for f in lay.frames.values():
+        for x in range(f.x, f.x1 + 1):
+            out[(x, f.y)] = out[(x, f.y1)] = E | W
+        for y in range(f.y, f.y1 + 1):
+            out[(f.x, y)] = out[(f.x1, y)] = N | S
+    for key, f in lay.frames.items():  # keep lines off the region's title
+        for x in range(f.x, min(f.x1, f.x + len(regions.BY_KEY[key].label) + 4)):
+            out[(x, f.y)] = TITLE
+    return out
+
+
+def _ends(box: Rect, width: int, height: int) -> list[tuple[Cell, int]]:
+    """Cells just outside a box, with the direction that points away from it."""
+    out = [((x, box.y - 1), N) for x in range(box.x + 1, box.x1)]
+    out += [((x, box.y1 + 1), S) for x in range(box.x + 1, box.x1)]
+    mid = box.y + box.h // 2
+    out += [((box.x - 1, mid), W), ((box.x1 + 1, mid), E)]
+    return [(c, d) for c, d in out if 0 <= c[0] < width and 0 <= c[1] < height]
+
+
+def _search(
+    a: Rect,
+    b: Rect,
+    blocked: set[Cell],
+    used: dict[Cell, int],
+    frames: dict[Cell, int],
+    width: int,
+    height: int,
+) -> list[Cell]:
+    """Cheapest orthogonal path from just outside ``a`` to just outside ``b`` (A*)."""
+    goals = {c: OPPOSITE[d] for c, d in _ends(b, width, height)}  # cell -> direction into b
+    if not goals:
+        return []
+    gx, gy = b.x + b.w // 2, b.y + b.h // 2
+    heap: list[tuple[float, float, Cell, int]] = []
+    best: dict[tuple[Cell, int], float] = {}
+    came: dict[tuple[Cell, int], tuple[Cell, int] | None] = {}
+    for cell, d in _ends(a, width, height):
+        if cell in blocked:
+            continue
+        cost = _enter_cost(cell, d, used, frames)
+        best[(cell, d)] = cost
+        came[(cell, d)] = None
+        heapq.heappush(heap, (cost + abs(cell[0] - gx) + abs(cell[1] - gy), cost, cell, d))
+    while heap:
+        _, cost, cell, d = heapq.heappop(heap)
+        if best.get((cell, d), 1e18) < cost:
+            continue
+        if cell in goals and d == goals[cell]:
+            return _path((cell, d), came)
+        for nd, (dx, dy) in STEP.items():
+            if nd == OPPOSITE[d]:
+                continue
+            nxt = (cell[0] + dx, cell[1] + dy)
+            if not (0 <= nxt[0] < width and 0 <= nxt[1] < height) or nxt in blocked:
+                continue
+            step = 1.0 + (2.5 if nd != d else 0.0) + _enter_cost(nxt, nd, used, frames)
+            ncost = cost + step
+            if ncost < best.get((nxt, nd), 1e18):
+                best[(nxt, nd)] = ncost
+                came[(nxt, nd)] = (cell, d)
+                heapq.heappush(heap, (ncost + abs(nxt[0] - gx) + abs(nxt[1] - gy), ncost, nxt, nd))
+    return []
+
+
+def _enter_cost(cell: Cell, d: int, used: dict[Cell, int], frames: dict[Cell, int]) -> float:
+    axis = E | W if d in (E, W) else N | S
+    cost = 0.0
+    if cell in used:
+        cost += 8.0 if used[cell] & axis else 2.0  # running along another line / crossing it
+    if cell in frames:
+        frame = frames[cell]
+        cost += 40.0 if frame == TITLE else 30.0 if frame & axis else 0.5  # title / along a frame / through
+    return cost
+
+
+def _path(end: tuple[Cell, int], came: dict[tuple[Cell, int], tuple[Cell, int] | None]) -> list[Cell]:
+    out = []
+    node: tuple[Cell, int] | None = end
+    while node is not None:
+        out.append(node[0])
+        node = came[node]
+    return out[::-1]

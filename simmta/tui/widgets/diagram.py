@@ -1,0 +1,272 @@
+"""The map: a flow diagram of the MTA drawn with Textual's Line API, messages moving on it.
+
+``render_line(y)`` returns a cached ``Strip`` per row. The static picture
+(frames, routed edges, arrowheads) is painted once per size and services
+table; box facts, the followed message's lit path and the moving tokens are
+an overlay recomputed on each ``tick``; only rows whose overlay changed are
+re-rendered and refreshed (``refresh(Region(0, y, width, 1))``). Colours are
+the widget's component classes (theme variables in DEFAULT_CSS), and the
+style cache is dropped on a theme switch (``notify_style_update``).
+
+The diagram reads the model only through ``mapfacts.MapSource``.
+Trust: draws inert text from the model; clicks select by node name kept here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import networkx as nx
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widget import Widget
+
+from simmta.tui import mappaint, playback, regions
+from simmta.tui.mapfacts import MapSource, facts
+from simmta.tui.maplayout import Layout, layout
+from simmta.tui.widgets.messages import NodeSelected
+
+FPS = 20
+
+
+class Diagram(Widget, can_focus=True):
+    """Boxes per daemon and store, routed edges across the region frames, tokens on the edges."""
+
+    COMPONENT_CLASSES = {
+        "map--blank",
+        "map--region-internet", "map--region-internet-title",
+        "map--region-jail", "map--region-jail-title",
+        "map--region-unpriv", "map--region-unpriv-title",
+        "map--region-root", "map--region-root-title",
+        "map--region-users", "map--region-users-title",
+        "map--simulated",
+        "map--edge", "map--edge-crossing", "map--edge-queue", "map--edge-queue-crossing",
+        "map--edge-lit", "map--edge-current",
+        "map--box", "map--box-title", "map--box-text", "map--box-busy",
+        "map--box-root", "map--box-root-title",
+        "map--box-internet", "map--box-internet-title",
+        "map--queue", "map--queue-title",
+        "map--selected", "map--selected-title",
+        "map--token", "map--token-followed",
+        "map--result", "map--result-bad",
+    }  # fmt: skip
+    DEFAULT_CSS = """
+    Diagram { background: $background; }
+    Diagram > .map--blank { background: $background; }
+    Diagram > .map--region-internet { color: $map-internet; }
+    Diagram > .map--region-internet-title { color: $map-internet; text-style: bold; }
+    Diagram > .map--region-jail { color: $map-jail; }
+    Diagram > .map--region-jail-title { color: $map-jail; text-style: bold; }
+    Diagram > .map--region-unpriv { color: $map-unpriv; }
+    Diagram > .map--region-unpriv-title { color: $map-unpriv; text-style: bold; }
+    Diagram > .map--region-root { color: $map-root; }
+    Diagram > .map--region-root-title { color: $map-root; text-style: bold; }
+    Diagram > .map--region-users { color: $map-users; }
+    Diagram > .map--region-users-title { color: $map-users; text-style: bold; }
+    Diagram > .map--simulated { color: $text; background: $warning-muted; text-style: bold; }
+    Diagram > .map--edge { color: $foreground; }
+    Diagram > .map--edge-crossing { color: $foreground; text-style: bold; }
+    Diagram > .map--edge-queue { color: $foreground-muted; }
+    Diagram > .map--edge-queue-crossing { color: $foreground-muted; text-style: bold; }
+    Diagram > .map--edge-lit { color: $text; text-style: bold; }
+    Diagram > .map--edge-current { color: $text; background: $primary-muted; text-style: bold; }
+    Diagram > .map--box { color: $foreground; }
+    Diagram > .map--box-title { color: $foreground; text-style: bold; }
+    Diagram > .map--box-text { color: $foreground; }
+    Diagram > .map--box-busy { color: $text-success; text-style: bold; }
+    Diagram > .map--box-root { color: $map-root; text-style: bold; }
+    Diagram > .map--box-root-title { color: $map-root; background: $map-root-muted; text-style: bold; }
+    Diagram > .map--box-internet { color: $map-internet; }
+    Diagram > .map--box-internet-title { color: $map-internet; text-style: bold; }
+    Diagram > .map--queue { color: $foreground-muted; }
+    Diagram > .map--queue-title { color: $foreground; }
+    Diagram > .map--selected { color: $text; background: $primary-muted; text-style: bold; }
+    Diagram > .map--selected-title { color: $text; background: $primary-muted; text-style: bold reverse; }
+    Diagram > .map--token { color: $background; background: $foreground; text-style: bold; }
+    Diagram > .map--token-followed { color: $background; background: $primary; text-style: bold; }
+    Diagram > .map--result { color: $text-warning; text-style: bold; }
+    Diagram > .map--result-bad { color: $text-error; text-style: bold reverse; }
+    """
+    BINDINGS = [
+        Binding("down,right", "move(1)", "Next box", show=False),
+        Binding("up,left", "move(-1)", "Previous box", show=False),
+    ]
+
+    def __init__(
+        self,
+        source: MapSource,
+        clock: Callable[[], float],
+        graph: nx.DiGraph | None = None,
+        **kw: object,
+    ) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.source, self.clock = source, clock
+        self.initial = graph if graph is not None else regions.graph_from_services([])
+        self.graph = self.initial
+        self._graph_key: tuple[str, ...] = ()
+        self.selected: str | None = None
+        self.followed: str | None = None
+        self.pinned: int | None = None  # a hop of the followed message chosen by the user
+        self.hop_seconds = playback.PACES[0][1]
+        self.settled = False  # a paused replay: each message shown at its newest hop
+        self.layout_: Layout | None = None
+        self._painted: mappaint.Painted | None = None
+        self._layout_key: tuple[object, ...] = ()
+        self._overlay: mappaint.Overlay = {}
+        self._strips: dict[int, Strip] = {}
+        self._styles: dict[str, Style] = {}
+        self.frames = 0  # overlays computed (for the bench)
+        self.rows_rendered = 0
+
+    # Building the picture ----------------------------------------------------
+    def _current_graph(self) -> nx.DiGraph:
+        key = tuple(self.source.services)
+        if key != self._graph_key:  # a (new) snapshot: draw what the MTA says it runs
+            self._graph_key = key
+            services = list(self.source.services.values())
+            self.graph = regions.graph_from_services(services) if services else self.initial
+        return self.graph
+
+    def ensure_layout(self) -> Layout:
+        graph = self._current_graph()
+        mode = self.source.privilege_mode
+        key = (self.size.width, self.size.height, self._graph_key, mode, id(graph))
+        if self.layout_ is None or key != self._layout_key:
+            self._layout_key = key
+            self.layout_ = layout(graph, max(self.size.width, 20), max(self.size.height, 8))
+            self._painted = mappaint.static(self.layout_, mode, short_labels=self.size.width < 110)
+            self._strips.clear()
+            self._overlay = {}
+        return self.layout_
+
+    def tokens(self) -> list[playback.Token]:
+        return playback.tokens(self.source.journeys.recent(), self.hop_seconds, self.clock(), self.settled)
+
+    def followed_hop(self) -> tuple[int, float]:
+        """(index, progress) of the hop of the followed message the map shows now."""
+        hops = self.source.journeys.of(self.followed)
+        if self.pinned is not None and hops:
+            return min(self.pinned, len(hops) - 1), 0.5
+        where = playback.settled_hop if self.settled else playback.shown_hop
+        return where(hops, self.hop_seconds, self.clock())
+
+    def compute_overlay(self) -> mappaint.Overlay:
+        lay = self.ensure_layout()
+        now = self.clock()
+        out: mappaint.Overlay = {}
+        hops = self.source.journeys.of(self.followed)
+        current, _ = self.followed_hop()
+        if hops:
+            mappaint.overlay_path(lay, [(h.src, h.dst) for h in hops[: current + 1]], current, out)
+        box_facts = {n: facts(self.source, lay.graph, n, now) for n in lay.boxes}
+        mappaint.overlay_boxes(lay, box_facts, self.selected, out)
+        tokens = self.tokens()
+        if self.pinned is not None and hops:
+            hop = hops[current]
+            tokens = [t for t in tokens if t.ident != self.followed]
+            tokens.append(playback.Token(self.followed or "", current, hop.src, hop.dst, 0.5))
+        mappaint.overlay_tokens(lay, tokens, self.followed, out)
+        assert self._painted is not None
+        mappaint.resolve(self._painted.grid, out)
+        return out
+
+    def tick(self) -> int:
+        """Recompute the overlay; refresh only the rows that changed. Returns how many."""
+        if not self.size.width or not self.size.height:
+            return 0
+        old_layout = self.layout_
+        overlay = self.compute_overlay()
+        self.frames += 1
+        if self.layout_ is not old_layout:
+            self._overlay = overlay
+            self.refresh()
+            return self.size.height
+        dirty = [y for y in set(overlay) | set(self._overlay) if overlay.get(y) != self._overlay.get(y)]
+        self._overlay = overlay
+        for y in dirty:
+            self._strips.pop(y, None)
+            self.refresh(Region(0, y, self.size.width, 1))
+        return len(dirty)
+
+    def animating(self) -> bool:
+        return bool(self.tokens())
+
+    # The Line API --------------------------------------------------------------
+    def _style(self, name: str) -> Style:
+        style = self._styles.get(name)
+        if style is None:
+            style = self._styles[name] = self.get_component_rich_style(name)
+        return style
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles = {}
+        self._strips = {}
+
+    def render_line(self, y: int) -> Strip:
+        strip = self._strips.get(y)
+        if strip is not None:
+            return strip
+        self.ensure_layout()
+        if not self._overlay:
+            self._overlay = self.compute_overlay()
+        assert self._painted is not None and self.layout_ is not None
+        grid = self._painted.grid
+        if y >= len(grid):
+            return Strip.blank(self.size.width, self._style("map--blank"))
+        row = list(grid[y])
+        for x, cell in self._overlay.get(y, {}).items():
+            if 0 <= x < len(row):
+                row[x] = cell
+        segments: list[Segment] = []
+        clicks = self._painted.clicks
+        run, run_key = "", None
+        for x, (glyph, name) in enumerate(row):
+            node = clicks.get((x, y))
+            key = (name, node)
+            if key != run_key and run:
+                segments.append(self._segment(run, run_key))
+                run = ""
+            run, run_key = run + glyph, key
+        if run:
+            segments.append(self._segment(run, run_key))
+        strip = Strip(segments, len(row)).adjust_cell_length(self.size.width, self._style("map--blank"))
+        self._strips[y] = strip
+        self.rows_rendered += 1
+        return strip
+
+    def _segment(self, text: str, key: tuple[str, str | None] | None) -> Segment:
+        name, node = key or ("map--blank", None)
+        style = self._style(name)
+        if node is not None and self.layout_ is not None:
+            order = list(self.layout_.boxes)
+            style = style + Style.from_meta({"@click": f"select_node({order.index(node)})"})
+        return Segment(text, style)
+
+    def on_resize(self) -> None:
+        self._strips.clear()
+        self.layout_ = None
+
+    # Selection -------------------------------------------------------------------
+    def order(self) -> list[str]:
+        lay = self.ensure_layout()
+        return sorted(lay.boxes, key=lambda n: (lay.boxes[n].y, lay.boxes[n].x))
+
+    def _select(self, node: str) -> None:
+        self.selected = node
+        self.tick()
+        self.post_message(NodeSelected(node))
+
+    def action_select_node(self, index: int) -> None:
+        """A click on a box (by index into the layout's boxes: names are untrusted)."""
+        boxes = list(self.ensure_layout().boxes)
+        if 0 <= index < len(boxes):
+            self._select(boxes[index])
+
+    def action_move(self, delta: int) -> None:
+        order = self.order()
+        i = order.index(self.selected) if self.selected in order else -1
+        self._select(order[(i + delta) % len(order)])
