@@ -262,9 +262,11 @@ def _frame_cells(lay: Layout) -> dict[Cell, int]:
             out[(x, f.y)] = out[(x, f.y1)] = E | W
         for y in range(f.y, f.y1 + 1):
             out[(f.x, y)] = out[(f.x1, y)] = N | S
-    for key, f in lay.frames.items():  # keep lines off the region's title
+    for key, f in lay.frames.items():  # keep lines off the region's title and its SIMULATED tag
         for x in range(f.x, min(f.x1, f.x + len(regions.BY_KEY[key].label) + 4)):
             out[(x, f.y)] = TITLE
+        for x in range(max(f.x, f.x1 - 22), f.x1 + 1):
+            out[(x, f.y1)] = TITLE
     return out
 
 
