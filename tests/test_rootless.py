@@ -10,9 +10,11 @@ proves with ``find -uid`` that no file of the range is left.
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
+import smtplib
 import subprocess
 import sys
 import tempfile
@@ -23,11 +25,13 @@ from pathlib import Path
 import pytest
 from mtakit import (
     NOBODY,
+    REPO,
     Mta,
     maildir_files,
     needs_root,
     nobody_can_run_python,
     proc_status,
+    require_tool,
     start_every_service,
     wait_for,
 )
@@ -281,3 +285,51 @@ def test_simulated_mode_names_what_is_missing_and_raises_no_false_alarm(nobody_h
         assert all(row["mismatch"] == [] for row in rows)
     finally:
         m.stop()
+
+
+class Terminal:
+    """``simmta`` (the interactive command) typed into a tmux session as ``uid``."""
+
+    def __init__(self, name: str, uid: int, gid: int, home: Path) -> None:
+        self.session = f"simmta-users-{os.getpid()}-{name}"
+        command = (f"unset COLUMNS LINES; setpriv --reuid={uid} --regid={gid} --clear-groups env "
+                   f"HOME={home} TMPDIR={home} PYTHONPATH={REPO} {sys.executable} -m simmta; "
+                   "echo SIMMTA-EXIT=$?; sleep 300")
+        self.tmux("new-session", "-d", "-s", self.session, "-x", "120", "-y", "40", command)
+
+    @staticmethod
+    def tmux(*args: str) -> str:
+        return subprocess.run([require_tool("tmux"), *args], capture_output=True, text=True,
+                              check=True).stdout
+
+    def shows(self, pattern: str, timeout: float = 40.0) -> re.Match[str]:
+        def seen() -> re.Match[str] | None:
+            return re.search(pattern, self.tmux("capture-pane", "-p", "-t", self.session))
+        return wait_for(seen, timeout, pattern)
+
+    def close(self) -> None:
+        subprocess.run([require_tool("tmux"), "kill-session", "-t", self.session], check=False)
+
+
+@pytest.mark.slow
+def test_two_users_run_simmta_at_once(student: Student, home: Path, nobody_home: Path) -> None:
+    """Each interactive simmta picks free ports: no 'Address already in use'."""
+    terms = [Terminal("student", student.uid, student.gid, home),
+             Terminal("nobody", NOBODY, NOBODY, nobody_home)]
+    try:
+        found = [t.shows(r"smtp 127\.0\.0\.1:(\d+)\s+peer :\d+\s+privilege (\w+)") for t in terms]
+        ports = [int(m.group(1)) for m in found]
+        assert ports[0] != ports[1] and 2525 not in ports
+        assert [m.group(2) for m in found] == ["ROOTLESS", "PARTIAL"]
+        for port, base in zip(ports, (home, nobody_home), strict=True):
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+                s.sendmail("alice@simmta.test", ["bob@simmta.test"], b"Subject: two users\r\n\r\nhi\r\n")
+            [inst] = base.glob("simmta-tui-*/instance")
+            wait_for(lambda inst=inst: maildir_files(inst / "mail" / "bob" / "Maildir"), what="delivery")
+        for t in terms:
+            t.tmux("send-keys", "-t", t.session, "q")
+        finals = [t.shows(r"its files stay in (\S+)[\s\S]*SIMMTA-EXIT=0") for t in terms]
+        clean(student, Path(finals[0].group(1)) / "instance")
+    finally:
+        for t in terms:
+            t.close()

@@ -44,13 +44,17 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--theme", choices=("dark", "light", "projector"), default="dark")
     p.add_argument("--screenshots", metavar="DIR", help="folder for screenshots (w / F12)")
     p.add_argument("--lab", action="store_true", help="(no --instance) start the MTA with --lab")
+    p.add_argument("--smtp-port", type=int, default=0, metavar="N",
+                   help="(no --instance) a fixed SMTP port; by default any free one, so that "
+                        "several users can each run simmta on one machine")
     p.set_defaults(func=main)
 
 
-def spawn_mta(directory: Path, lab: bool = False) -> subprocess.Popen[bytes]:
+def spawn_mta(directory: Path, lab: bool = False, smtp_port: int = 0) -> subprocess.Popen[bytes]:
     """Start ``simmta run`` for a fresh instance; the TUI opens while it starts."""
     log = open(directory / "simmta-run.out", "wb")  # noqa: SIM115 (the child's, kept open)
-    options = ["--instance", str(directory / "instance"), "--smtp-port", "0", *(["--lab"] if lab else [])]
+    options = ["--instance", str(directory / "instance"), "--smtp-port", str(smtp_port),
+               *(["--lab"] if lab else [])]
     cmd = python_module("simmta", "run", *options)
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -133,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     directory = Path(tempfile.mkdtemp(prefix="simmta-tui-"))
     directory.chmod(0o711)  # run as root, mail_owner must reach the queue directory below
-    child = spawn_mta(directory, lab=args.lab)
+    child = spawn_mta(directory, lab=args.lab, smtp_port=args.smtp_port)
     instance = Instance(directory / "instance")
     feed = LiveFeed(instance.bus_socket, wait=START_TIMEOUT, starting=lambda: last_words(child, directory))
     try:
@@ -149,5 +153,6 @@ def main(args: argparse.Namespace) -> int:
         return code
     if problem := last_words(child, directory) if child.returncode not in (0, -15) else "":
         print(f"simmta: {problem}", file=sys.stderr)
-    print(f"simmta: stopped the MTA; its files stay in {directory}", file=sys.stderr)
+    print(f"simmta: stopped the MTA; its files stay in {directory} (remove the instance with "
+          f"'simmta clean --instance {directory / 'instance'}')", file=sys.stderr)
     return 0
