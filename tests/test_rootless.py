@@ -181,25 +181,39 @@ def test_lab_attempts_get_the_kernels_answers(rootless_mta: Mta) -> None:
     assert maildir_files(rootless_mta.maildir("alice")) == []
 
 
-def test_every_cli_tool_works_on_a_rootless_instance(rootless_mta: Mta, student: Student) -> None:
-    rootless_mta.simmta("peer", "fault", "tempfail")
-    qid = rootless_mta.send(to="someone@example.net", subject="rootless queue")
-    wait_for(lambda: qid in rootless_mta.queue_files("deferred"), what="a deferred message")
+# A deferred message stays deferred during the test (no retry moves it to active).
+PATIENT = 'minimal_backoff_time = "300s"\nmaximal_backoff_time = "300s"\nqueue_run_delay = "300s"\n'
+
+
+@pytest.fixture
+def patient_mta(student: Student, home: Path) -> Iterator[Mta]:
+    m = Mta(home / "inst", user=student.uid, config=PATIENT)
+    try:
+        yield m
+    finally:
+        m.stop()
+        clean(student, m.instance)
+
+
+def test_every_cli_tool_works_on_a_rootless_instance(patient_mta: Mta, student: Student) -> None:
+    patient_mta.simmta("peer", "fault", "tempfail")
+    qid = patient_mta.send(to="someone@example.net", subject="rootless queue")
+    wait_for(lambda: qid in patient_mta.queue_files("deferred"), what="a deferred message")
     # The queue belongs to a mapped uid: the student cannot read it from the host ...
     r = subprocess.run(["setpriv", f"--reuid={student.uid}", f"--regid={student.gid}", "--clear-groups",
-                        "ls", str(rootless_mta.instance / "queue" / "deferred")], capture_output=True)
+                        "ls", str(patient_mta.instance / "queue" / "deferred")], capture_output=True)
     assert r.returncode != 0
     # ... but the tools enter the namespace first.
-    listing = [json.loads(x) for x in rootless_mta.simmta("queue", "--json").stdout.splitlines()]
+    listing = [json.loads(x) for x in patient_mta.simmta("queue", "--json").stdout.splitlines()]
     assert [m["queue_id"] for m in listing] == [qid]
-    assert "Subject: rootless queue" in rootless_mta.simmta("cat", qid).stdout
-    rootless_mta.simmta("hold", qid)
-    assert qid in rootless_mta.queue_files("hold")
-    rootless_mta.simmta("release", qid)
-    events = rootless_mta.simmta("events", "--json", "--count", "1").stdout
+    assert "Subject: rootless queue" in patient_mta.simmta("cat", qid).stdout
+    patient_mta.simmta("hold", qid)
+    assert qid in patient_mta.queue_files("hold")
+    patient_mta.simmta("release", qid)
+    events = patient_mta.simmta("events", "--json", "--count", "1").stdout
     assert json.loads(events.splitlines()[0])["kind"] == "snapshot"
-    assert "least" in rootless_mta.simmta("lesson", "list").stdout.lower()
-    text = rootless_mta.simmta("ps").stdout
+    assert "least" in patient_mta.simmta("lesson", "list").stdout.lower()
+    text = patient_mta.simmta("ps").stdout
     assert "ROOTLESS" in text and "HOST UID" in text and "MISMATCH" not in text
     assert str(student.host(MAIL_OWNER)) in text
     assert all(len(line) <= 80 for line in text.splitlines()), text
@@ -288,19 +302,20 @@ def test_simulated_mode_names_what_is_missing_and_raises_no_false_alarm(nobody_h
 
 
 class Terminal:
-    """``simmta`` (the interactive command) typed into a tmux session as ``uid``."""
+    """``simmta`` (the interactive command) typed into a tmux session as ``uid``, on a
+    tmux server of its own (-L): ending it never races another test's server."""
 
     def __init__(self, name: str, uid: int, gid: int, home: Path) -> None:
         self.session = f"simmta-users-{os.getpid()}-{name}"
+        self.server = self.session
         command = (f"unset COLUMNS LINES; setpriv --reuid={uid} --regid={gid} --clear-groups env "
                    f"HOME={home} TMPDIR={home} PYTHONPATH={REPO} {sys.executable} -m simmta; "
                    "echo SIMMTA-EXIT=$?; sleep 300")
         self.tmux("new-session", "-d", "-s", self.session, "-x", "120", "-y", "40", command)
 
-    @staticmethod
-    def tmux(*args: str) -> str:
-        return subprocess.run([require_tool("tmux"), *args], capture_output=True, text=True,
-                              check=True).stdout
+    def tmux(self, *args: str) -> str:
+        return subprocess.run([require_tool("tmux"), "-L", self.server, *args], capture_output=True,
+                              text=True, check=True).stdout
 
     def shows(self, pattern: str, timeout: float = 40.0) -> re.Match[str]:
         def seen() -> re.Match[str] | None:
@@ -308,7 +323,8 @@ class Terminal:
         return wait_for(seen, timeout, pattern)
 
     def close(self) -> None:
-        subprocess.run([require_tool("tmux"), "kill-session", "-t", self.session], check=False)
+        subprocess.run([require_tool("tmux"), "-L", self.server, "kill-server"], check=False,
+                       capture_output=True)
 
 
 @pytest.mark.slow
