@@ -4,6 +4,7 @@ import asyncio
 import json
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,15 @@ def test_an_oversized_or_unknown_frame_is_refused_before_it_is_read() -> None:
         _read(struct.pack("!cI", b"J", ipc.MAX_JSON + 1))
     with pytest.raises(ipc.ProtocolError, match="unknown frame"):
         _read(struct.pack("!cI", b"X", 0))
+
+
+def test_a_trigger_is_one_byte_on_a_fresh_connection(tmp_path: Path) -> None:
+    path = str(tmp_path / "qmgr")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        assert asyncio.run(ipc.trigger(path, b"I"))
+        conn, _ = listener.accept()
+        with conn:
+            assert conn.recv(16) == b"I"
+    assert not asyncio.run(ipc.trigger(str(tmp_path / "nobody-listens"), b"I"))

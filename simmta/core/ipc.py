@@ -183,7 +183,22 @@ async def call(path: str, request: dict[str, Any], content: bytes | None = None,
 
 
 async def trigger(path: str, what: bytes, timeout: float = 5.0) -> bool:
-    """Send a one-byte wake-up; False if nobody listens (the scan timer catches up)."""
+    """Send a one-byte wake-up; False if nobody listens (the scan timer catches up).
+
+    A UNIX-socket connect and a one-byte send complete at once unless the
+    listener's backlog is full, so they are tried directly first (no futures,
+    no timer); only a full backlog falls back to waiting in the loop."""
+    flush_events()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    try:
+        sock.connect(path)
+        return sock.send(what) == len(what)
+    except (BlockingIOError, InterruptedError):
+        pass
+    except OSError:
+        return False
+    finally:
+        sock.close()
     try:
         async with asyncio.timeout(timeout):
             conn = await connect(path)
