@@ -230,11 +230,11 @@ def after(kind: str, type_: str, **data: str) -> Callable[[list[dict[str, Any]]]
 
 # name: (demo, view, the moment in the demo, with the lesson panel, size in cells)
 SHOTS: dict[str, tuple[str, str, Callable[[list[dict[str, Any]]], int], bool, tuple[int, int]]] = {
-    "map": ("delivery", "map", after("ipc", "request", to="local"), False, SIZE),
+    "map": ("delivery", "map", after("ipc", "request", to="local"), False, (200, 50)),
     "processes": ("kill-and-recovery", "procs", len, False, SIZE),
     "queue": ("bounce", "queue", after("queue", "deferred"), False, SIZE),
     "events": ("lab-attempt", "events", len, False, (180, 24)),
-    "lesson": ("delivery", "map", len, True, (160, 40)),
+    "lesson": ("delivery", "map", len, True, (200, 50)),
 }
 
 
