@@ -6,18 +6,24 @@ DevTools protocol (tests/chromium.py) and reads what the page's terminal
 emulator holds.
 """
 
+import asyncio
 import http.client
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from chromium import Chromium
 from mtakit import NOBODY, Mta, maildir_files, nobody_can_run_python, wait_for
+
+from simmta.web.fanout import Fanout
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -194,3 +200,65 @@ def test_browser_presenter_sends_viewer_cannot(served: Served, user_mta: Mta, tm
     finally:
         browser.close()
     assert len(maildir_files(user_mta.maildir("bob"))) == before + 1  # the viewer sent nothing
+
+
+def test_bind_elsewhere_warns_before_anything(user_mta: Mta) -> None:
+    """A non-loopback --bind prints the plain-HTTP warning (here nothing runs on --instance,
+    so it stops right after: no socket is ever bound off loopback)."""
+    cmd = user_mta.command("serve", "--bind", "10.255.255.1")
+    cmd[cmd.index("--instance") + 1] += "-absent"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "no simmta running" in done.stderr
+    assert "WARNING: listening on 10.255.255.1, not loopback, over plain HTTP" in done.stderr
+
+
+def test_fanout_late_joiner_gets_snapshot_then_exactly_the_rest(mta: Mta) -> None:
+    """Two sessions, one joining mid-stream: each gets a snapshot, then every line of the one
+    shared subscription with a higher sequence number, once, in order."""
+
+    async def scenario() -> tuple[list[int], dict[str, list[dict[str, object]]]]:
+        fan = Fanout(mta.instance / "run" / "bus.sock")
+        await fan.start()
+        relay = asyncio.create_task(fan.run(lambda why: None))
+        received: dict[str, list[dict[str, object]]] = {"early": [], "late": []}
+
+        async def read(name: str, sock: socket.socket) -> None:
+            reader, writer = await asyncio.open_connection(sock=sock)
+            while line := await reader.readline():
+                received[name].append(json.loads(line))
+            writer.close()
+
+        early_sock, _ = await fan.join("early")
+        readers = [asyncio.create_task(read("early", early_sock))]
+        first = await asyncio.to_thread(mta.send)
+        await wait_async(lambda: delivered(received["early"], first))
+        late_sock, _ = await fan.join("late")
+        readers.append(asyncio.create_task(read("late", late_sock)))
+        second = await asyncio.to_thread(mta.send)
+        await wait_async(lambda: delivered(received["late"], second) and delivered(received["early"], second))
+        shared = [seq for seq, _ in fan.ring]
+        subscribers = await asyncio.to_thread(lambda: wait_for(
+            lambda: len(mta.live_status()["events"]["subscribers"]) == 1, 20, "one subscriber"))
+        fan.stop()
+        relay.cancel()
+        await asyncio.gather(relay, *readers, return_exceptions=True)
+        assert fan.snapshots == 2 and subscribers
+        return shared, received
+
+    shared, received = asyncio.run(scenario())
+    for name, events in received.items():
+        assert events[0]["kind"] == "snapshot", name
+        start = int(events[0]["seq"])  # type: ignore[call-overload]
+        assert [e["seq"] for e in events[1:]] == [s for s in shared if s > start], name
+    assert received["late"][0]["seq"] > received["early"][0]["seq"]
+
+
+def delivered(events: list[dict[str, object]], qid: str) -> bool:
+    return any(e["kind"] == "delivery" and e["type"] == "delivered" and e["qid"] == qid for e in events)
+
+
+async def wait_async(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
