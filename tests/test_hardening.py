@@ -171,13 +171,13 @@ def test_a_killed_agent_defers_visibly_and_flush_delivers_it_now(tmp_path_factor
         [item] = [json.loads(line) for line in m.simmta("queue", "--json").stdout.splitlines()]
         reason = item["recipients"][0]["delay_reason"]
         assert re.fullmatch(r"local agent crashed: deferred, retry in [45]m\d\ds", reason), reason
-        [deferred] = log.find(kind="queue", type="deferred", qid=qid)
+        [deferred] = wait_for(lambda: log.find(kind="queue", type="deferred", qid=qid), what="the event")
         assert deferred["data"]["reason"] == reason
         assert "agent crashed: deferred, retry in" in " ".join(m.simmta("queue").stdout.split())
         out = m.simmta("flush").stdout
         assert "1 deferred message(s) due now" in out, out
         wait_subject(m.maildir("bob"), "agent crash", timeout=20)
-        assert log.find(kind="queue", type="flush")
+        wait_for(lambda: log.find(kind="queue", type="flush"), what="the flush event")
 
 
 def test_stray_cr_never_reaches_the_next_hop() -> None:
@@ -216,3 +216,29 @@ def test_an_overlong_line_is_one_limit_event_however_long(mta: Mta) -> None:
     closed = wait_for(lambda: log.find(kind="smtp", type="close"), what="the session's end")
     limits = log.find(kind="smtp", type="limit", sid=closed[0]["sid"])
     assert [e["data"]["code"] for e in limits] == ["500 5.5.0", "554 5.6.0"]
+
+
+def test_one_client_cannot_take_every_smtpd() -> None:
+    """smtpd_client_connection_count_limit, shared by all smtpd processes (Postfix's anvil)."""
+    with running("anvil", FAST_CONFIG + "smtpd_client_connection_count_limit = 3\n") as m:
+        held = [Raw(m, source=OUTSIDE) for _ in range(3)]
+        try:
+            assert all(s.greeting[0] == 220 for s in held)
+            with Raw(m, source=OUTSIDE) as fourth:
+                too_many = f"4.7.0 mx.simmta.test Error: too many connections from {OUTSIDE}"
+                assert fourth.greeting == (421, [too_many])
+                assert fourth.eof()
+            with Raw(m, source="127.0.0.3") as other:
+                assert other.greeting[0] == 220, "another client is not counted with it"
+            with Raw(m, source="127.0.0.1") as trusted:
+                assert trusted.greeting[0] == 220, "mynetworks is exempt"
+            held.pop().close()
+
+            def admitted() -> bool:
+                with Raw(m, source=OUTSIDE) as again:
+                    return again.greeting[0] == 220
+            wait_for(admitted, what="the closed session's slot to be free again")
+        finally:
+            for s in held:
+                s.close()
+        assert len(list((m.instance / "queue" / "anvil").iterdir())) <= 3

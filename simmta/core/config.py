@@ -241,6 +241,10 @@ PARAMS: tuple[Param, ...] = (
     Param("smtpd_hard_error_limit", 20, _int(1), "errors before smtpd disconnects (421)"),
     Param("smtpd_error_sleep_time", 1.0, _time, "delay per reply past the soft error limit"),
     Param("smtpd_junk_command_limit", 100, _int(1), "NOOP/RSET/VRFY/HELP commands per session"),
+    Param("smtpd_client_connection_count_limit", 50, _int(0),
+          "sessions at once from one client outside the exceptions (421 4.7.0 past it; 0: no limit)"),
+    Param("smtpd_client_event_limit_exceptions", ["$mynetworks"], _networks_or_mynetworks,
+          "clients exempt from smtpd_client_connection_count_limit"),
     Param("smtpd_forbid_bare_newline", "reject", _choice("no", "normalize", "yes", "reject"),
           "a line ended by a bare LF, in commands and DATA: reject (550 5.5.2; simmta's default), "
           "normalize or yes (taken as CRLF; Postfix 3.9's default), no (the same here: Postfix 3.7's)"),

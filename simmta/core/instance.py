@@ -112,4 +112,4 @@ class Instance:
         return status
 
 
-QUEUE_SUBDIRS = (*names.ALL_QUEUES, *names.STATUS_LOGS, names.PRIVATE, names.PUBLIC)
+QUEUE_SUBDIRS = (*names.ALL_QUEUES, *names.STATUS_LOGS, names.PRIVATE, names.PUBLIC, names.ANVIL)

@@ -22,6 +22,7 @@ STATUS_LOGS: Final = (DEFER_LOG, BOUNCE_LOG)
 # Socket directories inside the queue directory.
 PRIVATE: Final = "private"
 PUBLIC: Final = "public"
+ANVIL: Final = "anvil"  # smtpd's per-client connection slots (simmta.core.anvil)
 
 # Services (the names in the services table).
 MASTER: Final = "master"

@@ -7,7 +7,9 @@ DESCRIPTION
     bound (so a root master could bind port 25 for an unprivileged smtpd).
     ESMTP with SIZE, 8BITMIME and ENHANCEDSTATUSCODES; enforces
     message_size_limit, line_length_limit, smtpd_recipient_limit, the error and
-    junk-command limits and smtpd_timeout. Relays only for clients in
+    junk-command limits, smtpd_timeout and smtpd_client_connection_count_limit
+    (shared between smtpd processes by simmta.core.anvil). Refuses unknown
+    local recipients at RCPT (local_recipient_maps). Relays only for clients in
     mynetworks; otherwise only local domains are accepted. At end of DATA it
     streams the message to cleanup and answers ``250 2.0.0 Ok: queued as QID``
     only after cleanup reports the queue file durable; a local failure is
@@ -24,7 +26,7 @@ import ipaddress
 import socket
 from typing import Any
 
-from simmta.core import address, ipc, names
+from simmta.core import address, anvil, ipc, names
 from simmta.core.skeleton import Context, Daemon, main
 from simmta.core.smtpserver import Envelope, Handler, InstrumentedSMTP, Session, serve_session
 
@@ -42,13 +44,16 @@ def _client_in(peer: Any, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6
     return any(client in n for n in networks)
 
 
+def _listed(cfg: Any, networks: tuple[str, ...], peer: Any) -> bool:
+    """The client is in a list of networks where "$mynetworks" stands for mynetworks."""
+    expanded = [n for x in networks for n in (cfg.mynetworks if x == "$mynetworks" else [x])]
+    return _client_in(peer, _networks(tuple(expanded)))
+
+
 def forbids_bare_newline(cfg: Any, peer: Any) -> bool:
     """smtpd_forbid_bare_newline = reject, and the client is not in its exclusion list."""
-    if cfg.smtpd_forbid_bare_newline != "reject":
-        return False
-    excluded = [n for x in cfg.smtpd_forbid_bare_newline_exclusions
-                for n in (cfg.mynetworks if x == "$mynetworks" else [x])]
-    return not _client_in(peer, _networks(tuple(excluded)))
+    return cfg.smtpd_forbid_bare_newline == "reject" and not _listed(
+        cfg, cfg.smtpd_forbid_bare_newline_exclusions, peer)
 
 
 class SmtpdHandler(Handler):
@@ -182,11 +187,31 @@ class Smtpd(Daemon):
             with contextlib.suppress(OSError):
                 await asyncio.get_running_loop().sock_sendall(conn, PREGREET_REPLY)
             return
-        ref: list[InstrumentedSMTP] = []
         try:
             peer = conn.getpeername()
         except OSError:  # gone already
             return
+        limit = cfg.smtpd_client_connection_count_limit
+        slot = None
+        if limit and not _listed(cfg, cfg.smtpd_client_event_limit_exceptions, peer):
+            slot = anvil.take(ctx.queue_path(names.ANVIL), peer[0], limit)
+            if slot is None:
+                ctx.emit("smtp", "limit", limit="smtpd_client_connection_count_limit", code="421 4.7.0",
+                         client=f"{peer[0]}:{peer[1]}")
+                with contextlib.suppress(OSError):
+                    await asyncio.get_running_loop().sock_sendall(
+                        conn, f"421 4.7.0 {cfg.myhostname} Error: too many connections from {peer[0]}\r\n"
+                        .encode())
+                return
+        try:
+            await self._session(conn, peer)
+        finally:
+            if slot is not None:
+                slot.release()
+
+    async def _session(self, conn: socket.socket, peer: Any) -> None:
+        ctx, cfg = self.ctx, self.ctx.config
+        ref: list[InstrumentedSMTP] = []
         forbid_bare_lf = forbids_bare_newline(cfg, peer)
         handler = SmtpdHandler(ctx, ref, forbid_bare_lf)
 
