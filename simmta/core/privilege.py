@@ -21,6 +21,8 @@ shown is what was done. Trust: runs as root in master and before the drop.
 import contextlib
 import errno
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any
 from simmta.core import names, userns
 from simmta.core.errors import SimmtaError
 from simmta.core.events import Emitter
+from simmta.core.pyexec import python_module
 
 REAL = "real"
 ROOTLESS = userns.ROOTLESS
@@ -121,6 +124,21 @@ def _has_foreign_files(top: Path) -> bool:
         except OSError:
             continue
     return False
+
+
+def remove_instance(path: Path) -> None:
+    """Remove a stopped instance's directory, whatever mode made it (lessons, bench).
+
+    Files of a rootless instance belong to the subordinate range: ``simmta clean``
+    in a child removes them from inside a namespace (this process may have
+    threads, and the kernel lets no threaded process enter one).
+    """
+    if not path.exists():
+        return
+    if os.geteuid() != 0 and _has_foreign_files(path):
+        subprocess.run(python_module("simmta", "clean", "--instance", str(path)), capture_output=True,
+                       timeout=120, check=False)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def enter_instance(inst: Any) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simmta.core import privilege
 from simmta.core.errors import SimmtaError
 from simmta.lessons.bus import BusSubscription
 from simmta.lessons.format import Lesson
@@ -103,6 +104,7 @@ def check_lesson(lesson: Lesson, workdir: Path | None = None, keep: bool = False
         mta.stop()
         result.seconds = time.monotonic() - began
         if result.ok and not keep:
+            privilege.remove_instance(mta.instance.path)  # rootless: its files are the range's
             shutil.rmtree(base, ignore_errors=True)
         elif not result.ok:
             seen = base / "lesson-events.jsonl"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simmta.core import control
+from simmta.core import control, privilege
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
 from simmta.core.pyexec import python_module
@@ -97,8 +96,8 @@ class LessonMTA:
     def start(self, fresh: bool = True) -> dict[str, Any]:
         """Start ``simmta run`` with the lesson's setup; master's status once it is up."""
         path = self.instance.path
-        if fresh and path.exists():
-            shutil.rmtree(path)
+        if fresh:
+            privilege.remove_instance(path)
         path.mkdir(parents=True, exist_ok=True)
         write_main_toml(self.instance.main_cf, self.lesson.setup.config)
         self.instance.log.mkdir(parents=True, exist_ok=True)

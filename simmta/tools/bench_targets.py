@@ -20,7 +20,6 @@ it creates are removed unless ``keep`` is set.
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from simmta.core import privilege
 from simmta.core.errors import SimmtaError
 from simmta.core.events import parse_line
 from simmta.core.instance import Instance
@@ -224,7 +224,7 @@ class SimmtaTarget:
             _terminate(self.proc)
             self.proc = None
         if self.dir is not None and not self.keep and not self.failed:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            privilege.remove_instance(self.dir)
 
 
 def _terminate(proc: "subprocess.Popen[bytes]") -> tuple[bytes, bytes]:
