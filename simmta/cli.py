@@ -38,6 +38,14 @@ def instance_parent() -> argparse.ArgumentParser:
     return p
 
 
+def add_profile_option(p: argparse.ArgumentParser) -> None:
+    """``--profile``: which architecture (services table) a new MTA runs."""
+    from simmta.core.services import DEFAULT_PROFILE, PROFILES
+
+    p.add_argument("--profile", choices=tuple(PROFILES), default=DEFAULT_PROFILE,
+                   help="the architecture to run: postfix (default), qmail or sendmail")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; given the command about to run, only the modules up to the one that
     defines it are imported (``simmta run`` is master: it loads no other tool's imports)."""

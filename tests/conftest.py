@@ -33,8 +33,9 @@ def instance_dir(simmta_tmp: Path) -> Path:
 
 
 @pytest.fixture
-def mta(instance_dir: Path) -> Iterator[Mta]:
-    m = Mta(instance_dir)
+def mta(request: pytest.FixtureRequest, instance_dir: Path) -> Iterator[Mta]:
+    """A running MTA; a test parametrized indirectly on ``mta`` names the profile."""
+    m = Mta(instance_dir, profile=getattr(request, "param", "postfix"))
     try:
         yield m
     finally:

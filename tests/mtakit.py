@@ -91,8 +91,10 @@ class Mta:
     """One running simmta instance (master as a subprocess we started)."""
 
     def __init__(self, instance: Path, user: int | None = None, config: str = FAST_CONFIG,
-                 lab: bool = False, privilege: str = "auto", groups: str = ""):
+                 lab: bool = False, privilege: str = "auto", groups: str = "",
+                 profile: str = "postfix"):
         self.instance = instance
+        self.profile = profile
         self.user = user
         self.groups = groups  # supplementary groups of the user (setpriv --groups), none if ""
         self.logs: list[EventLog] = []
@@ -101,7 +103,8 @@ class Mta:
         if user is not None:
             for p in (instance, instance / "main.toml"):
                 os.chown(p, user, user)
-        args = ["run", "--smtp-port", "0", "--privilege", privilege] + (["--lab"] if lab else [])
+        args = ["run", "--smtp-port", "0", "--privilege", privilege, "--profile", profile] + (
+            ["--lab"] if lab else [])
         self.proc = subprocess.Popen(self.command(*args), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, cwd=instance)
         try:
@@ -112,6 +115,19 @@ class Mta:
             raise
         self.host, self.port = self.status["smtp"]["host"], int(self.status["smtp"]["port"])
         self.pid = int(self.status["master_pid"])
+
+    @property
+    def mail_owner(self) -> int:
+        """The uid master gave mail_owner (as root it moves the block off uids in use)."""
+        return int(self.status["ids"]["mail_owner"][0])
+
+    @property
+    def users(self) -> dict[str, int]:
+        return dict(self.status["local_users"])
+
+    def uid_of(self, account: str) -> int:
+        """The uid of a profile's account (qmaild, qmails, peer ...) in this instance."""
+        return int(self.status["ids"][account][0])
 
     def command(self, *args: str) -> list[str]:
         base = [sys.executable, "-m", "simmta", *args, "--instance", str(self.instance)]

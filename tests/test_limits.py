@@ -27,7 +27,6 @@ import pytest
 from mtakit import FAST_CONFIG, Mta, maildir_files, wait_for
 
 ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
-MAIL_OWNER = 61000  # mail_owner_uid's default
 MAX_REPLY = 64 * 1024  # no reply of ours is longer; a bound for every read
 
 
@@ -196,7 +195,7 @@ def test_the_limits_here_are_enforced_inside_the_jail(mta: Mta) -> None:
         assert pids, "an smtpd serves this session"
         for pid in pids:
             assert Path(os.readlink(f"/proc/{pid}/root")) == queue, pid
-            assert os.stat(f"/proc/{pid}").st_uid == MAIL_OWNER, pid
+            assert os.stat(f"/proc/{pid}").st_uid == mta.mail_owner, pid
 
 
 def test_command_line_too_long_then_the_session_keeps_working(mta: Mta) -> None:

@@ -8,7 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mtakit import FAST_CONFIG, Mta, maildir_files, wait_for
+
+from simmta.core.services import PROFILES
+
+# The mail path (delivery, relay, defer, bounce) must hold in every architecture.
+every_profile = pytest.mark.parametrize("mta", list(PROFILES), indirect=True)
 
 
 def read_one(maildir: Path, n: int = 1, timeout: float = 20) -> list[email.message.Message]:
@@ -21,6 +27,7 @@ def queue_empty(mta: Mta) -> bool:
     return not any(mta.queue_files(q) for q in ("incoming", "active", "deferred"))
 
 
+@every_profile
 def test_smtp_delivery_to_alice_with_headers_cleanup_adds(mta: Mta) -> None:
     qid = mta.send(to="alice@simmta.test", subject="first")
     [msg] = read_one(mta.maildir("alice"))
@@ -32,6 +39,7 @@ def test_smtp_delivery_to_alice_with_headers_cleanup_adds(mta: Mta) -> None:
     wait_for(lambda: queue_empty(mta), what="the queue to empty")
 
 
+@every_profile
 def test_postmaster_alias_goes_to_alice(mta: Mta) -> None:
     mta.send(to="postmaster@simmta.test")
     [msg] = read_one(mta.maildir("alice"))
@@ -63,6 +71,7 @@ def test_maildrop_works_while_the_mta_is_down(tmp_path: Path, instance_dir: Path
         second.stop()
 
 
+@every_profile
 def test_relay_to_the_peer(mta: Mta) -> None:
     qid = mta.send(to="someone@example.net", subject="remote")
     [msg] = read_one(mta.peer_maildir)
@@ -70,6 +79,7 @@ def test_relay_to_the_peer(mta: Mta) -> None:
     wait_for(lambda: queue_empty(mta), what="the queue to empty")
 
 
+@every_profile
 def test_tempfail_defers_then_delivers_when_the_fault_clears(mta: Mta) -> None:
     mta.simmta("peer", "fault", "tempfail")
     qid = mta.send(to="someone@example.net")
@@ -90,6 +100,7 @@ def _dsn(msg: email.message.Message) -> tuple[str, str]:
     return msg["Subject"], text
 
 
+@every_profile
 def test_peer_permfail_bounces_a_dsn_to_the_sender(mta: Mta) -> None:
     mta.simmta("peer", "fault", "permfail")
     mta.send(to="someone@example.net", sender="alice@simmta.test")
@@ -102,6 +113,7 @@ def test_peer_permfail_bounces_a_dsn_to_the_sender(mta: Mta) -> None:
     wait_for(lambda: queue_empty(mta), what="the queue to empty")
 
 
+@every_profile
 def test_unknown_local_user_bounces(mta: Mta) -> None:
     """smtpd refuses unknown users at RCPT (test_hardening); local submission reaches local."""
     mta.simmta("sendmail", "-f", "bob@simmta.test", "nosuchuser@simmta.test",
@@ -111,6 +123,7 @@ def test_unknown_local_user_bounces(mta: Mta) -> None:
     assert "nosuchuser@simmta.test" in status and "Status: 5.1.1" in status
 
 
+@every_profile
 def test_a_bounce_is_never_bounced(mta: Mta) -> None:
     log = mta.subscribe()
     mta.simmta("sendmail", "-f", "", "nosuchuser@simmta.test", input=b"Subject: I am a bounce\n\nx\n")
@@ -179,8 +192,9 @@ def test_config_error_names_file_line_and_key(instance_dir: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
-def test_deferred_mail_bounces_after_maximal_queue_lifetime(instance_dir: Path) -> None:
-    mta = Mta(instance_dir, config=FAST_CONFIG + 'maximal_queue_lifetime = "3s"\n')
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_deferred_mail_bounces_after_maximal_queue_lifetime(instance_dir: Path, profile: str) -> None:
+    mta = Mta(instance_dir, config=FAST_CONFIG + 'maximal_queue_lifetime = "3s"\n', profile=profile)
     try:
         mta.simmta("peer", "fault", "tempfail")
         mta.send(to="someone@example.net", sender="carol@simmta.test")
@@ -192,6 +206,7 @@ def test_deferred_mail_bounces_after_maximal_queue_lifetime(instance_dir: Path) 
         mta.stop()
 
 
+@every_profile
 def test_peer_down_defers_with_a_reason(mta: Mta) -> None:
     mta.simmta("peer", "fault", "down")
     qid = mta.send(to="someone@example.net")

@@ -19,9 +19,6 @@ from mtakit import (
 
 from simmta.core import privilege
 
-MAIL_OWNER = 61000
-PEER = 61100  # "the Internet" shares its uid with nothing, not even mail_owner
-USERS = {"alice": 61001, "bob": 61002, "carol": 61003}
 # What the shipped services table says (Debian's layout).
 UNPRIV = {"smtpd", "pickup", "cleanup", "qmgr", "bounce", "smtp", "peer"}
 CHROOT = {"smtpd", "pickup", "cleanup", "bounce", "smtp"}
@@ -53,7 +50,8 @@ def test_every_process_has_the_privilege_the_table_says(root_mta: Mta) -> None:
         assert st["Uid"] == row["uid"] and st["Gid"] == row["gid"] and root == row["root"]
         assert row["mismatch"] == [] and row["boundary"] == "real"
         if service in UNPRIV:
-            want = PEER if service == "peer" else MAIL_OWNER
+            # "the Internet" shares its uid with nothing, not even mail_owner
+            want = root_mta.uid_of("peer") if service == "peer" else root_mta.mail_owner
             assert st["Uid"] == [want] * 4 and st["Gid"] == [want] * 4, service
             assert st["Groups"] == [], f"{service} must have no supplementary groups"
             assert row["caps"] == "none"
@@ -100,13 +98,13 @@ def test_mail_is_owned_by_the_recipient_and_the_tree_by_the_right_owners(root_mt
     for user in ("bob", "carol"):
         for f in maildir_files(root_mta.maildir(user)):
             st = f.stat()
-            assert (st.st_uid, st.st_gid) == (USERS[user], USERS[user]), f
+            assert (st.st_uid, st.st_gid) == (root_mta.users[user], root_mta.users[user]), f
         md = root_mta.maildir(user).parent.stat()
-        assert md.st_uid == USERS[user] and stat.S_IMODE(md.st_mode) == 0o700
+        assert md.st_uid == root_mta.users[user] and stat.S_IMODE(md.st_mode) == 0o700
     q = root_mta.instance / "queue"
     for sub in ("incoming", "active", "deferred", "hold", "corrupt", "private"):
         st = (q / sub).stat()
-        assert st.st_uid == MAIL_OWNER and stat.S_IMODE(st.st_mode) == 0o700, sub
+        assert st.st_uid == root_mta.mail_owner and stat.S_IMODE(st.st_mode) == 0o700, sub
     assert stat.S_IMODE((q / "maildrop").stat().st_mode) == 0o1733
     assert stat.S_IMODE((q / "public").stat().st_mode) == 0o711
     assert stat.S_IMODE((root_mta.instance / "run").stat().st_mode) == 0o700
@@ -117,7 +115,7 @@ def test_queue_files_belong_to_mail_owner_and_are_private(root_mta: Mta) -> None
     qid = root_mta.send(to="someone@example.net")
     wait_for(lambda: qid in root_mta.queue_files("deferred"), what="a deferred message")
     st = (root_mta.instance / "queue" / "deferred" / qid).stat()
-    assert st.st_uid == MAIL_OWNER and stat.S_IMODE(st.st_mode) == 0o700
+    assert st.st_uid == root_mta.mail_owner and stat.S_IMODE(st.st_mode) == 0o700
 
 
 def test_no_setuid_or_setgid_file_in_the_instance(root_mta: Mta) -> None:
@@ -139,7 +137,7 @@ def test_sendmail_as_an_ordinary_user_is_delivered_by_daemons_master_started(
                        input=b"Subject: from uid 65534\n\nhello\n", capture_output=True, timeout=30)
     assert r.returncode == 0, r.stderr
     [f] = wait_for(lambda: maildir_files(root_mta.maildir("alice")), what="delivery to alice")
-    assert f.stat().st_uid == USERS["alice"]
+    assert f.stat().st_uid == root_mta.users["alice"]
     assert "uid 65534" in f.read_text(), "the submitter is the file's owner, as the kernel says"
     # An ordinary user cannot read or list the queue, nor the drop directory.
     r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",

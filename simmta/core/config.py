@@ -231,6 +231,10 @@ PARAMS: tuple[Param, ...] = (
     Param("mail_owner_gid", 61000, _int(1), "gid unprivileged daemons switch to"),
     Param("peer_uid", 61100, _int(1), "uid of the peer, \"the Internet\" (shared with nothing else)"),
     Param("peer_gid", 61100, _int(1), "gid of the peer"),
+    Param("uid_allocation", "auto", _choice("auto", "fixed"),
+          "as root: 'auto' moves the whole uid block (mail_owner, the profile's accounts, the "
+          "peer, local_users) by 16 until no uid is a host account's or another running "
+          "instance's; 'fixed' refuses to start on a clash"),
     Param("message_size_limit", 10240000, _int(1024), "largest message accepted, in bytes (552 5.3.4)"),
     Param("line_length_limit", 2048, _int(1001), "longest line accepted in SMTP (including CRLF)"),
     Param("header_size_limit", 102400, _int(1024), "header text kept per message; excess is discarded"),

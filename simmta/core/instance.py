@@ -96,8 +96,18 @@ class Instance:
     def config(self) -> config_mod.Config:
         return config_mod.load(self.main_cf)
 
-    def services(self) -> services_mod.ServiceTable:
-        return services_mod.load(self.master_cf)
+    def services(self, profile: str | None = None) -> services_mod.ServiceTable:
+        """DIR/services.toml if there is one, else the shipped ``profile``'s table
+        (by default the profile the instance's master runs, else postfix)."""
+        return services_mod.load(self.master_cf, profile or self.profile())
+
+    def profile(self) -> str:
+        """The profile the running (or last) master of this instance used."""
+        try:
+            name = json.loads(self.status_file.read_text()).get("profile")
+        except (OSError, ValueError, AttributeError):
+            name = None
+        return name if isinstance(name, str) else services_mod.DEFAULT_PROFILE
 
     # Running master -------------------------------------------------------
     def status(self) -> dict[str, Any]:

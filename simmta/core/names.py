@@ -34,6 +34,7 @@ SMTP: Final = "smtp"
 BOUNCE: Final = "bounce"
 PICKUP: Final = "pickup"
 PEER: Final = "peer"
+SENDMAIL: Final = "sendmail"  # smtpd + cleanup in one process (the sendmail profile)
 
 # One-byte wake-up triggers understood by qmgr and pickup (as in Postfix).
 TRIGGER_INCOMING: Final = b"I"

@@ -59,18 +59,29 @@ def chroot_enforced(mode: str) -> bool:
     return mode in (REAL, ROOTLESS, PARTIAL)
 
 
-def service_ids(svc: Any, cfg: Any) -> tuple[int, int] | None:
+def service_ids(svc: Any, cfg: Any, accounts: dict[str, tuple[int, int]] | None = None
+                ) -> tuple[int, int] | None:
     """The (uid, gid) a service switches to, or None if it keeps root.
 
-    The peer ("the Internet") has ids of its own; every other unprivileged
-    service runs as mail_owner. Any table uid works in rootless mode: it is
-    mapped onto the subordinate range.
+    The peer ("the Internet") has ids of its own; every other service runs as
+    its account in the profile (``accounts``: name -> ids, see
+    simmta.core.services.Profile.ids), by default mail_owner if unprivileged.
+    Any table uid works in rootless mode: it is mapped onto the subordinate range.
     """
-    if not svc.unpriv:
+    if svc.command == names.PEER and svc.unpriv:
+        return accounts[names.PEER] if accounts and names.PEER in accounts else (cfg.peer_uid, cfg.peer_gid)
+    account = getattr(svc, "account", "mail_owner" if svc.unpriv else "root")
+    if account == "root":
         return None
-    if svc.command == names.PEER:
-        return cfg.peer_uid, cfg.peer_gid
+    if accounts and account in accounts:
+        return accounts[account]
     return cfg.mail_owner_uid, cfg.mail_owner_gid
+
+
+def service_euid(svc: Any, accounts: dict[str, tuple[int, int]] | None) -> int | None:
+    """The effective (and saved) uid of an emulated set-uid program, else None."""
+    owner = getattr(svc, "setuid", "")
+    return accounts[owner][0] if owner and accounts and owner in accounts else None
 
 
 def table_uids(cfg: Any) -> list[int]:
@@ -184,8 +195,14 @@ def describe(setup: dict[str, Any]) -> list[str]:
 
 
 def drop_privileges(emitter: Emitter, *, chroot_dir: Path | None, uid: int | None,
-                    gid: int | None, mode: str) -> None:
+                    gid: int | None, mode: str, euid: int | None = None, account: str = "",
+                    setuid_account: str = "") -> None:
     """Change root (if asked), then clear groups and switch gid and uid (if asked).
+
+    With ``euid``, the process is left as the kernel leaves a set-uid program
+    its caller ran: real uid ``uid``, effective and saved uid ``euid``. An
+    emulation (a Python program cannot be set-uid): the root scaffolding sets
+    these ids itself, and the step says so.
 
     Irreversible in real mode: afterwards an attempt to regain uid 0 fails, and
     that failure is reported too.
@@ -207,7 +224,12 @@ def drop_privileges(emitter: Emitter, *, chroot_dir: Path | None, uid: int | Non
     if uid is not None and gid is not None:
         step("setgroups", [], lambda: os.setgroups([]))
         step("setgid", gid, lambda: os.setresgid(gid, gid, gid))
-        step("setuid", uid, lambda: os.setresuid(uid, uid, uid))
+        if euid is None:
+            step("setuid", uid, lambda: os.setresuid(uid, uid, uid))
+        else:
+            step("setuid-emulated", f"real {uid} ({account}), effective/saved {euid} "
+                 f"({setuid_account}): EMULATED set-uid program",
+                 lambda: os.setresuid(uid, euid, euid))
         if uids_enforced(mode):
             try:
                 os.setuid(0)
@@ -282,14 +304,17 @@ def observe(pid: int, ns: "userns.NsView | None" = None) -> Observation | None:
     )
 
 
-def expected(svc: Any, cfg: Any, queue_dir: Path, setup: "userns.Setup") -> dict[str, Any]:
+def expected(svc: Any, cfg: Any, queue_dir: Path, setup: "userns.Setup",
+             accounts: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
     """What the services table says a process of ``svc`` (None: master) should look like.
 
     ``setup``: the mode and who started master (root in a namespace). ``uid``
     and ``gid`` are as seen inside the namespace, ``host_uid`` as the host sees it.
+    For an emulated set-uid program ``uid`` lists real, effective, saved and
+    filesystem uid.
     """
     mode = setup.mode
-    ids = service_ids(svc, cfg) if svc is not None else None
+    ids = service_ids(svc, cfg, accounts) if svc is not None else None
     if uids_enforced(mode) and ids is not None:
         uid, gid = ids
     elif mode == SIMULATED:
@@ -304,10 +329,16 @@ def expected(svc: Any, cfg: Any, queue_dir: Path, setup: "userns.Setup") -> dict
     }
     if mode == ROOTLESS and uid != 0:
         want["host_uid_not"] = [0, setup.uid]  # never root's, never the student's own
+    euid = service_euid(svc, accounts) if svc is not None and uids_enforced(mode) else None
+    if euid is not None:
+        want["uid"] = [uid, euid, euid, euid]
+        want["host_uid"] = [want["host_uid"], *[setup.host_uid(euid) if mode in (ROOTLESS, PARTIAL)
+                                                else euid] * 3]
     return want
 
 
-def simulated_steps(svc: Any, cfg: Any, queue_dir: Path, mode: str) -> str:
+def simulated_steps(svc: Any, cfg: Any, queue_dir: Path, mode: str,
+                    accounts: dict[str, tuple[int, int]] | None = None) -> str:
     """What the table asks of ``svc`` (None: master) that this mode only reports, in
     plain words ('' when the kernel enforces all of it). Expected, not an error:
     e.g. the invoking user's supplementary groups stay, since nothing can clear them."""
@@ -316,11 +347,13 @@ def simulated_steps(svc: Any, cfg: Any, queue_dir: Path, mode: str) -> str:
         if mode == SIMULATED:
             steps.append("run as root")
     else:
-        ids = service_ids(svc, cfg)
+        ids = service_ids(svc, cfg, accounts)
         if svc.chroot and not chroot_enforced(mode):
             steps.append(f"chroot to {queue_dir}")
         if ids is not None and not uids_enforced(mode):
             steps.append(f"switch to uid {ids[0]} gid {ids[1]} and clear its groups")
+            if (euid := service_euid(svc, accounts)) is not None:
+                steps.append(f"take effective uid {euid} ({svc.setuid}), as its set-uid program would")
         elif ids is None and not uids_enforced(mode) and svc.command == names.LOCAL:
             steps.append("write each mailbox as its user")
     return "simulated: would " + ", ".join(steps) if steps else ""
@@ -329,12 +362,14 @@ def simulated_steps(svc: Any, cfg: Any, queue_dir: Path, mode: str) -> str:
 def mismatches(obs: Observation, want: dict[str, Any]) -> list[str]:
     """Loud differences between what was observed and what the table says."""
     out = []
-    if any(u != want["uid"] for u in obs.uid):
+    uids = want["uid"] if isinstance(want["uid"], list) else [want["uid"]] * len(obs.uid)
+    if obs.uid != uids:
         out.append(f"uid is {obs.uid}, table says {want['uid']}")
     if any(g != want["gid"] for g in obs.gid):
         out.append(f"gid is {obs.gid}, table says {want['gid']}")
     host = want.get("host_uid")
-    if host is not None and any(u != host for u in obs.host_uid):
+    hosts = host if isinstance(host, list) else [host] * len(obs.host_uid)
+    if host is not None and obs.host_uid != hosts:
         out.append(f"host uid is {obs.host_uid}, the namespace's map says {host}")
     for forbidden in want.get("host_uid_not", ()):
         if forbidden in obs.host_uid:

@@ -38,6 +38,7 @@ VERSION = b"simmta-queue 1"
 _HDR = struct.Struct("!cI")
 MODE_WRITING = 0o600
 MODE_COMPLETE = 0o700
+GROUP_ACCESS = 0o070  # added where several uids share the queue through its group (qmail)
 SMALL_FILE = 256 * 1024  # read whole; larger queue files are mapped
 MAX_ADDRESS = 512
 
@@ -74,10 +75,13 @@ def fsync_dir(path: Path) -> None:
 class QueueWriter:
     """Creates one queue file in a directory; ``qid`` is known before content."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, group_access: bool = False):
         self.directory = directory
+        self.group = GROUP_ACCESS & ~0o010 if group_access else 0  # rw while writing, rwx when done
         tmp = directory / f"tmp.{os.getpid()}.{time.monotonic_ns()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, MODE_WRITING)
+        if self.group:
+            os.fchmod(fd, MODE_WRITING | self.group)
         st = os.fstat(fd)
         self.qid = make_qid(st.st_ino, int(time.time() * 1e6))
         self.path = directory / self.qid
@@ -98,7 +102,7 @@ class QueueWriter:
     def commit(self) -> None:
         """End record, mark complete, fsync file and directory: now it is queued."""
         self.write(record(b"E", b""))
-        os.fchmod(self.fd, MODE_COMPLETE)
+        os.fchmod(self.fd, MODE_COMPLETE | (GROUP_ACCESS if self.group else 0))
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1

@@ -21,6 +21,7 @@ Trust: the spec comes from master (trusted); connections are not.
 
 import asyncio
 import contextlib
+import dataclasses
 import encodings.ascii
 import encodings.idna
 import encodings.latin_1
@@ -63,14 +64,20 @@ STATUS_AVAIL = b"A"
 STATUS_BUSY = b"B"
 
 
+_SERVICE_FIELDS = {f.name for f in dataclasses.fields(Service)} - {"extra"}
+
+
 class Context:
     """What a daemon knows about itself; paths are as seen after the chroot."""
 
     def __init__(self, spec: dict[str, Any], emitter: Emitter):
         self.spec = spec
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in spec["service"].items() if k != "resident"}
+                                  for k, v in spec["service"].items() if k in _SERVICE_FIELDS}
         self.service = Service(**fields)
+        # uid/gid of each account the profile names, as master resolved them
+        self.ids: dict[str, tuple[int, int]] = {k: (v[0], v[1]) for k, v in spec.get("ids", {}).items()}
+        self.group_queue: bool = spec.get("group_queue", False)  # queue shared through its group
         self.config = Config(spec["config"])
         self.instance = Instance(spec["instance"])
         self.mode: str = spec["mode"]
@@ -82,6 +89,7 @@ class Context:
         self.faults: dict[str, str] = dict(spec.get("faults") or {})
         self.crash_points: set[str] = set(spec.get("crash_points") or ())
         self._hops: dict[int, asyncio.Future[None]] = {}
+        self.observed: asyncio.Future[None] | None = None
         self._hop_seq = 0
 
     # Paths ------------------------------------------------------------------
@@ -140,6 +148,8 @@ class Context:
             if not self.emitter.muted:  # tell master we heard: it waits for this before a snapshot
                 self.emitter.send(make(self.name, "bus", "subscriber", action="watching",
                                        subscriber=f"{self.name}[{os.getpid()}]"))
+        elif op == "observed" and self.observed is not None and not self.observed.done():
+            self.observed.set_result(None)
         elif op == "lab" and self.lab:
             self.lab_attempt(str(msg.get("action")), str(msg.get("target")))
 
@@ -206,8 +216,10 @@ def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
         ctx.crash_point("startup")
         svc = ctx.service
         jail = ctx.instance.queue if svc.chroot else None
-        uid, gid = privilege.service_ids(svc, ctx.config) or (None, None)
-        privilege.drop_privileges(emitter, chroot_dir=jail, uid=uid, gid=gid, mode=ctx.mode)
+        uid, gid = privilege.service_ids(svc, ctx.config, ctx.ids) or (None, None)
+        privilege.drop_privileges(emitter, chroot_dir=jail, uid=uid, gid=gid, mode=ctx.mode,
+                                  euid=privilege.service_euid(svc, ctx.ids), account=svc.account,
+                                  setuid_account=svc.setuid)
         if jail is not None and privilege.chroot_enforced(ctx.mode):
             ctx.queue = Path("/")
         daemon.post_init()
@@ -218,6 +230,8 @@ def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
     # uvloop: libuv's event loop, a drop-in for asyncio's, loaded before the chroot (see README).
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_serve(daemon, listen, status_fd, channel))
+    sys.stdout.flush()
+    os._exit(0)  # served its max_use (or idled out): a normal end, not a crash
 
 
 def _flush_and_exit(ctx: Context) -> None:
@@ -234,12 +248,18 @@ async def _serve(daemon: Daemon, listen: socket.socket, status_fd: int,
     if channel is not None:
         loop.add_reader(channel, _read_control, ctx, channel)
     listen.setblocking(False)
+    if ctx.service.max_use == 1:  # thrown away after one use: live until master has read /proc
+        ctx.observed = loop.create_future()
     _status(status_fd, STATUS_READY)
     ctx.emit("process", "ready")
+    if ctx.observed is not None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await ctx.observed
     background = run_task(daemon.background())
     background.add_done_callback(_background_done)
     served = 0
-    max_use = 10**12 if daemon.resident else ctx.config.max_use
+    max_use = 10**12 if daemon.resident else ctx.service.max_use or ctx.config.max_use
     idle = None if daemon.resident else ctx.config.max_idle
     _status(status_fd, STATUS_AVAIL)
     while served < max_use:

@@ -95,15 +95,22 @@ class Cleanup(Daemon):
             ctx.emit("ipc", "response", to=names.CLEANUP, what="queue", outcome=f"protocol error: {e}")
             await conn.reply("defer", code="451 4.3.0", text="Error: internal protocol error")
             return
+        status, fields = self.accept(sender, rcpts, attrs, content)
+        await conn.reply(status, **fields)
+        if status == "ok":
+            await self.wake_qmgr(fields["qid"], attrs)
+
+    def accept(self, sender: str, rcpts: list[str], attrs: dict,
+               content: bytes) -> tuple[str, dict[str, str]]:
+        """Queue one checked envelope and message: ("ok", qid), or why not (the reply)."""
+        ctx, cfg = self.ctx, self.ctx.config
         sid = attrs.get("sid") if isinstance(attrs.get("sid"), str) else None
         rcpts = list(dict.fromkeys(rcpts))  # one copy per recipient, whoever sent the list
         if strip := config.characters(cfg.message_strip_characters):
             content = content.translate(None, strip)
         if any(content.find(c) >= 0 for c in _each(config.characters(cfg.message_reject_characters))):
             ctx.emit("smtp", "limit", sid=sid, limit="message_reject_characters", code="550 5.6.0")
-            await conn.reply("fail", code="550 5.6.0",
-                             text="Error: message content contains illegal characters")
-            return
+            return "fail", {"code": "550 5.6.0", "text": "Error: message content contains illegal characters"}
         # LF line ends; a stray CR left over becomes a space (cleanup_replace_stray_cr_lf):
         # a mail reader or a next hop could take it for a line end and see a header
         # or a command the sender smuggled in.
@@ -113,8 +120,7 @@ class Cleanup(Daemon):
         headers, body, hops, cut = _split_headers(content, cfg.header_size_limit)
         if hops >= cfg.hopcount_limit:  # as Postfix: the limit-th Received: is a loop
             ctx.emit("smtp", "limit", sid=sid, limit="hopcount_limit", code="554 5.4.0", hops=hops)
-            await conn.reply("fail", code="554 5.4.0", text="Error: too many hops")
-            return
+            return "fail", {"code": "554 5.4.0", "text": "Error: too many hops"}
         announced: list[str] = []
 
         def announce(qid: str, size: int) -> None:
@@ -134,11 +140,13 @@ class Cleanup(Daemon):
             reason = errno.errorcode.get(e.errno or 0, "error")
             ctx.emit("queue", "removed", announced[0] if announced else None, sid, queue=names.INCOMING,
                      reason=f"write failed ({reason}: {e.strerror}); nothing queued")
-            await conn.reply("defer", code="451 4.3.0", text="Error: queue file write error")
-            return
-        await conn.reply("ok", qid=qid)
-        await ctx.hop(names.QMGR, "wake up: new mail in incoming", qid, sid)
-        await ipc.trigger(ctx.socket_path(names.QMGR, public=True), names.TRIGGER_INCOMING)
+            return "defer", {"code": "451 4.3.0", "text": "Error: queue file write error"}
+        return "ok", {"qid": qid}
+
+    async def wake_qmgr(self, qid: str, attrs: dict) -> None:
+        sid = attrs.get("sid") if isinstance(attrs.get("sid"), str) else None
+        await self.ctx.hop(names.QMGR, "wake up: new mail in incoming", qid, sid)
+        await ipc.trigger(self.ctx.socket_path(names.QMGR, public=True), names.TRIGGER_INCOMING)
 
     def enqueue(self, sender: str, rcpts: list[str], attrs: dict, headers: list[bytes],
                 body: bytes, announce: Callable[[str, int], None]) -> str:
@@ -146,7 +154,7 @@ class Cleanup(Daemon):
         ctx, cfg = self.ctx, self.ctx.config
         if ctx.faults.get("queue") == "full":
             raise OSError(errno.ENOSPC, "No space left on device (injected fault)")
-        w = qf.QueueWriter(ctx.queue_path(names.INCOMING))
+        w = qf.QueueWriter(ctx.queue_path(names.INCOMING), group_access=ctx.group_queue)
         try:
             now = time.time()
             stamp = email.utils.format_datetime(datetime.fromtimestamp(now, UTC))

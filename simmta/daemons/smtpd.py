@@ -180,6 +180,10 @@ def talks_first(conn: socket.socket) -> bool:
 
 
 class Smtpd(Daemon):
+    def handler(self, ref: list[InstrumentedSMTP], forbid_bare_lf: bool) -> SmtpdHandler:
+        """The aiosmtpd hooks for one session (a composition may hand off differently)."""
+        return SmtpdHandler(self.ctx, ref, forbid_bare_lf)
+
     async def handle_socket(self, conn: socket.socket) -> None:
         ctx, cfg = self.ctx, self.ctx.config
         if talks_first(conn):  # Postfix's smtpd_forbid_unauth_pipelining: a spambot's hallmark
@@ -213,7 +217,7 @@ class Smtpd(Daemon):
         ctx, cfg = self.ctx, self.ctx.config
         ref: list[InstrumentedSMTP] = []
         forbid_bare_lf = forbids_bare_newline(cfg, peer)
-        handler = SmtpdHandler(ctx, ref, forbid_bare_lf)
+        handler = self.handler(ref, forbid_bare_lf)
 
         def make() -> InstrumentedSMTP:
             proto = InstrumentedSMTP(

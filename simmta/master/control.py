@@ -48,7 +48,8 @@ class Controller:
 
     async def op_ps(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"processes": self.sup.processes(), "privilege_mode": self.sup.mode,
-                "privilege": self.sup.setup.as_dict()}
+                "privilege": self.sup.setup.as_dict(), "profile": self.sup.table.profile.name,
+                "profile_info": self.sup.table.profile.as_dict(), "ids": self.sup.ids}
 
     async def op_kill(self, req: dict[str, Any]) -> dict[str, Any]:
         name = self._service(req)

@@ -8,6 +8,11 @@ owner (0700). In rootless mode the same ids are those of the user namespace
 (the subordinate range on the host). In partial and simulated mode the invoking
 user owns everything and only the modes are applied. No file here ever gets a set-uid or set-gid bit.
 
+The profile names the queue's owner and group. Where they differ (qmail:
+qmailq owns the queue, qmails and qmailr reach it through group qmail), the
+message queues get group access and the set-gid bit *on the directory*, so
+every queue file belongs to the group whichever uid created it (BSD's rule).
+
 Trust: master, as root, before any child exists.
 """
 
@@ -18,6 +23,7 @@ from simmta.core import maildir, names, privilege
 from simmta.core.config import Config
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import QUEUE_SUBDIRS, Instance
+from simmta.core.services import ROOT, Profile
 
 MAILDROP_MODE = 0o1733
 PUBLIC_MODE = 0o711
@@ -40,17 +46,26 @@ def check_reachable(inst: Instance) -> None:
                               f"(e.g. --instance /var/tmp/simmta) or chmod o+x {parent}")
 
 
-def prepare(inst: Instance, cfg: Config, mode: str) -> None:
+def queue_ids(profile: Profile, cfg: Config) -> tuple[int, int]:
+    """Owner uid and group gid of the queue directories."""
+    ids = profile.ids(cfg)
+    return ids[profile.queue_owner][0], (0 if profile.queue_group == ROOT else
+                                         profile.gid_of(profile.queue_group, cfg.mail_owner_gid))
+
+
+def prepare(inst: Instance, cfg: Config, mode: str, profile: Profile) -> None:
     real = privilege.uids_enforced(mode)  # chown is possible (root, or root of a mapped range)
     owner = (os.getuid(), os.getgid())
-    mail = (cfg.mail_owner_uid, cfg.mail_owner_gid)
+    queue = queue_ids(profile, cfg)
+    shared = 0o2070 if profile.group_shared_queue else 0  # group rwx, set-gid directory
     _own(inst.path, 0o755, *owner, real=False)
     if real:
         check_reachable(inst)
     _own(inst.queue, 0o755, 0, 0, real)
     for sub in QUEUE_SUBDIRS:
-        m = {names.MAILDROP: MAILDROP_MODE, names.PUBLIC: PUBLIC_MODE}.get(sub, 0o700)
-        _own(inst.queue / sub, m, *mail, real=real)
+        m = {names.MAILDROP: MAILDROP_MODE, names.PUBLIC: PUBLIC_MODE,
+             names.PRIVATE: 0o700 | (shared & 0o2010)}.get(sub, 0o700 | shared)
+        _own(inst.queue / sub, m, *queue, real=real)
     _own(inst.mail, 0o755, 0, 0, real)
     for user, uid in cfg.local_users.items():
         _own(inst.mail / user, 0o700, uid, uid, real)

@@ -19,7 +19,7 @@ from simmta.core.config import Config
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
 from simmta.core.services import ServiceTable
-from simmta.master import access, layout
+from simmta.master import access, layout, uids
 from simmta.master.bus import Subscriber
 from simmta.master.control import Controller
 from simmta.master.supervisor import Supervisor
@@ -90,6 +90,7 @@ class Master:
         self.done = asyncio.Event()
         self.subscriber_count = 0
         self.subscriber_tasks: set[asyncio.Task[None]] = set()
+        self.ids = table.profile.ids(cfg)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -98,6 +99,8 @@ class Master:
             "peer": self.addresses.get(names.PEER), "privilege_mode": self.mode,
             "privilege": self.setup.as_dict(),
             "maildir_root": str(self.inst.mail), "lab": self.lab,
+            "profile": self.table.profile.name, "profile_info": self.table.profile.as_dict(),
+            "ids": self.ids, "local_users": self.cfg.local_users,
             "services": [{"name": n, "pids": sorted(st.children), "throttled_until":
                           st.throttled_until or None, "limit": st.limit}
                          for n, st in self.sup.services.items()],
@@ -115,11 +118,15 @@ class Master:
                            privilege=self.setup.as_dict(),
                            smtp=self.status()["smtp"], peer=self.addresses.get(names.PEER),
                            pace=self.sup.pace, faults=self.sup.faults, lab=self.lab,
-                           instance=str(self.inst.path), queue_dir=str(self.inst.queue))
+                           instance=str(self.inst.path), queue_dir=str(self.inst.queue),
+                           profile=self.table.profile.as_dict(), ids=self.ids)
 
     async def run(self) -> None:
+        if self.mode == privilege.REAL:  # uids nobody else has, held for as long as we run
+            self.cfg, self.uid_claims = uids.allocate(self.table, self.cfg)
+            self.ids = self.table.profile.ids(self.cfg)
         inst, cfg = self.inst, self.cfg
-        layout.prepare(inst, cfg, self.mode)
+        layout.prepare(inst, cfg, self.mode, self.table.profile)
         if self.lab:
             layout.place_lab_secret(inst)
         sockets: dict[str, socket.socket] = {}
@@ -134,11 +141,14 @@ class Master:
             else:
                 path = str(inst.queue / svc.socket_dir / svc.name)
                 public_user = svc.name == names.PICKUP  # the only socket users may reach
-                sockets[svc.name] = _unix(path, 0o666 if public_user or svc.private else 0o660)
+                # Several uids (qmail) reach public sockets whatever their group: the directory
+                # modes are the gate there, as for private sockets.
+                open_ = public_user or svc.private or self.table.profile.group_shared_queue
+                sockets[svc.name] = _unix(path, 0o666 if open_ else 0o660)
                 if privilege.uids_enforced(self.mode) and not public_user:
-                    os.chown(path, cfg.mail_owner_uid, cfg.mail_owner_gid)
+                    os.chown(path, *layout.queue_ids(self.table.profile, cfg))
         self.sup = Supervisor(inst, cfg, self.table, self.setup, sockets, self.addresses, self.lab,
-                              open(inst.log / "master.log", "ab"))  # noqa: SIM115 (children's stderr, for life)
+                              open(inst.log / "master.log", "ab"), self.ids)  # noqa: SIM115 (children's stderr, for life)
         bus_srv = await asyncio.start_unix_server(self._subscriber, path=str(inst.bus_socket))
         ctl_srv = await asyncio.start_unix_server(self._control, path=str(inst.control_socket))
         for p in (inst.bus_socket, inst.control_socket):
@@ -172,7 +182,10 @@ class Master:
         self.inst.pid_file.write_text(f"{os.getpid()}\n")
 
     def _banner(self, smtp: Any, peer: Any) -> None:
+        prof = self.table.profile
         lines = [f"simmta: master [{os.getpid()}] running, instance {self.inst.path}",
+                 f"simmta: profile {prof.name} ({prof.title})",
+                 *(f"simmta:   note: {n}" for n in prof.notes),
                  f"simmta: SMTP on {smtp['host']}:{smtp['port']}" if smtp else "simmta: no SMTP",
                  f"simmta: the Internet (peer) on {peer['host']}:{peer['port']}" if peer else ""]
         lines += [f"simmta: {line}" for line in privilege.describe(self.setup.as_dict())]
@@ -246,9 +259,9 @@ class Master:
 
 
 def run(inst: Instance, smtp_port: int | None, peer_port: int | None, lab: bool,
-        want_privilege: str = "auto") -> int:
+        want_privilege: str = "auto", profile: str = "postfix") -> int:
     cfg = inst.config()
-    table = inst.services()
+    table = inst.services(profile)
     ports = {"smtp_port": smtp_port, "peer_port": peer_port}
     cfg = config.apply(cfg, {k: v for k, v in ports.items() if v is not None})
     try:

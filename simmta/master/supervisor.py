@@ -81,8 +81,9 @@ class ServiceState:
 class Supervisor:
     def __init__(self, inst: Instance, cfg: Config, table: ServiceTable, setup: userns.Setup,
                  sockets: dict[str, socket.socket], addresses: dict[str, dict[str, Any]],
-                 lab: bool, log: Any):
+                 lab: bool, log: Any, ids: dict[str, tuple[int, int]]):
         self.inst, self.cfg, self.table, self.setup = inst, cfg, table, setup
+        self.ids = ids  # uid/gid of each account of the profile
         self.mode = setup.mode
         self.ns = userns.NsView.of(os.getpid())  # rootless/partial: ids inside and on the host
         self.addresses = addresses
@@ -183,7 +184,8 @@ class Supervisor:
             "mode": self.mode, "lab": self.lab, "pace": self.pace, "faults": self.faults,
             "crash_points": sorted(self.crash_points.get(svc.name, ())),
             "watched": self.bus.watched and self.cfg.events_enabled,
-            "peer": self.addresses.get(names.PEER),
+            "peer": self.addresses.get(names.PEER), "ids": self.ids,
+            "group_queue": self.table.profile.group_shared_queue,
         }
         # The channel also carries control (pace, faults, crash points, lab): a
         # daemon always gets one; events_enabled = false only keeps it quiet.
@@ -265,6 +267,8 @@ class Supervisor:
                 child.ready = True
                 child.state = "idle"
                 self.observe(child)
+                with contextlib.suppress(OSError):  # a short-lived one waits for this
+                    child.channel.send(b'{"op": "observed"}')
             elif what == STATUS_BUSY and child.avail:
                 child.avail, child.state = False, "busy"
                 st.avail -= 1
@@ -425,10 +429,11 @@ class Supervisor:
         obs = privilege.observe(child.pid, self.ns)
         if obs is None:
             return
-        want = privilege.expected(svc, self.cfg, self.inst.queue, self.setup)
+        want = privilege.expected(svc, self.cfg, self.inst.queue, self.setup, self.ids)
         child.mismatch = privilege.mismatches(obs, want)
         child.observed = {**obs.as_dict(), "mode": self.mode, "mismatch": child.mismatch,
-                          "simulated": privilege.simulated_steps(svc, self.cfg, self.inst.queue, self.mode)}
+                          "simulated": privilege.simulated_steps(svc, self.cfg, self.inst.queue, self.mode,
+                                                                 self.ids)}
         self.emit("privilege", "observed", observed_pid=child.pid, observed_service=child.service,
                   uid=obs.uid, gid=obs.gid, groups=obs.groups, caps=obs.caps, root=obs.root,
                   host_uid=obs.host_uid, host_gid=obs.host_gid,
@@ -481,10 +486,12 @@ class Supervisor:
                 "started": None, "served": 0, "restarts": 0,
                 "privilege": self._master_observed()}]
         for st in self.services.values():
+            svc = st.service
             for c in st.children.values():
                 if c.observed is None and c.ready:
                     self.observe(c)
-                out.append({**c.as_dict(), "restarts": st.restarts})
+                out.append({**c.as_dict(), "restarts": st.restarts, "program": svc.program,
+                            "account": svc.account, "setuid": svc.setuid, "life": svc.life})
         return out
 
     def _master_observed(self) -> dict[str, Any] | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from simmta.core import skeleton
 
-COMMANDS = ("smtpd", "cleanup", "qmgr", "local", "smtp", "bounce", "pickup", "peer")
+COMMANDS = ("smtpd", "cleanup", "qmgr", "local", "smtp", "bounce", "pickup", "peer", "sendmail")
 TITLE_ROOM = 120  # master starts us with this much argv space for process titles
 _PR_SET_NAME = 15
 

@@ -19,7 +19,7 @@ import shutil
 import textwrap
 from typing import Any
 
-from simmta.core import control, privilege, userns
+from simmta.core import control, names, privilege, userns
 from simmta.core.events import safe_text
 from simmta.core.instance import Instance
 
@@ -33,7 +33,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 def observed_processes(inst: Instance) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     reply = control.request(inst.control_socket, "ps")
     cfg = inst.config()
-    table = inst.services()
+    table = inst.services(reply.get("profile"))
+    ids = {k: (v[0], v[1]) for k, v in reply.get("ids", {}).items()}  # as master allocated them
     setup = userns.Setup.from_dict(reply.get("privilege") or {"mode": reply["privilege_mode"]})
     master = next((int(p["pid"]) for p in reply["processes"] if p["service"] == "master"), None)
     ns = userns.NsView.of(master) if master else None
@@ -43,14 +44,16 @@ def observed_processes(inst: Instance) -> tuple[list[dict[str, Any]], dict[str, 
         if obs is None:
             continue  # exited meanwhile
         svc = table.by_name.get(p["service"])
-        want = privilege.expected(svc, cfg, inst.queue, setup)
+        want = privilege.expected(svc, cfg, inst.queue, setup, ids)
         rows.append({"pid": obs.pid, "ppid": p["ppid"], "service": p["service"], "state": p["state"],
+                     "program": p.get("program", names.MASTER), "account": p.get("account", "root"),
+                     "setuid": p.get("setuid", ""), "life": p.get("life", "resident"),
                      "uid": obs.uid, "gid": obs.gid, "host_uid": obs.host_uid, "host_gid": obs.host_gid,
                      "groups": obs.groups, "caps": obs.caps,
                      "cap_eff": obs.cap_eff, "no_new_privs": obs.no_new_privs, "root": obs.root,
                      "chrooted": obs.root != "/", "boundary": setup.mode, "expected": want,
                      "mismatch": privilege.mismatches(obs, want), "served": p.get("served", 0),
-                     "simulated_steps": privilege.simulated_steps(svc, cfg, inst.queue, setup.mode)})
+                     "simulated_steps": privilege.simulated_steps(svc, cfg, inst.queue, setup.mode, ids)})
     return rows, setup.as_dict()
 
 
@@ -76,13 +79,37 @@ def render(rows: list[dict[str, Any]], setup: dict[str, Any], inst: Instance, wi
     return out
 
 
+def programs(rows: list[dict[str, Any]], profile: dict[str, Any], width: int) -> list[str]:
+    """What each service is in the profile's design, and the profile's notes."""
+    out = [f"profile {profile.get('name', '?')} ({profile.get('title', '')}):"]
+    seen = set()
+    for r in rows:
+        if r["service"] in seen:
+            continue
+        seen.add(r["service"])
+        if r["service"] == names.MASTER:
+            what = "simmta's master: scaffolding around the profile, not one of its processes"
+        else:
+            what = f"{r['program']}, as {r['account']}" + (
+                f", set-uid {r['setuid']} (EMULATED: real uid {r['account']}, effective/saved "
+                f"{r['setuid']})" if r["setuid"] else "") + f"; {r['life']}"
+        out += textwrap.wrap(f"{r['service']}: {safe_text(what, 300)}", width, initial_indent="  ",
+                             subsequent_indent="    ")
+    for note in profile.get("notes", []):
+        out += textwrap.wrap(f"note: {safe_text(note, 400)}", width, initial_indent="  ",
+                             subsequent_indent="    ")
+    return out
+
+
 def cmd_ps(args: argparse.Namespace) -> int:
     inst = Instance(args.instance)
     rows, setup = observed_processes(inst)
+    profile = control.request(inst.control_socket, "status").get("profile_info") or {}
     if args.json:
-        print(json.dumps({"privilege_mode": setup["mode"], "privilege": setup, "processes": rows}, indent=1))
+        print(json.dumps({"privilege_mode": setup["mode"], "privilege": setup,
+                          "profile": profile.get("name"), "processes": rows}, indent=1))
         return 0
-    width = shutil.get_terminal_size((80, 24)).columns
-    for line in render(rows, setup, inst, max(width, 60)):
+    width = max(shutil.get_terminal_size((80, 24)).columns, 60)
+    for line in render(rows, setup, inst, width) + programs(rows, profile, width):
         print(line)
     return 0

@@ -11,6 +11,7 @@ import signal
 import time
 from typing import Any
 
+from simmta.cli import add_profile_option
 from simmta.core import config as config_mod
 from simmta.core import privilege
 from simmta.core.errors import SimmtaError
@@ -23,6 +24,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--peer-port", type=int, metavar="N", help="the peer's port (default: any free port)")
     p.add_argument("--lab", action="store_true",
                    help="allow lab attempts (daemons try what their privilege should forbid)")
+    add_profile_option(p)
     p.add_argument("--privilege", choices=privilege.ASKABLE, default=None,
                    help="not root: the best mode available (auto, the default, or $SIMMTA_PRIVILEGE), "
                         "or ask for a lesser one to compare")
@@ -46,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     want = args.privilege or os.environ.get("SIMMTA_PRIVILEGE") or "auto"
     if want not in privilege.ASKABLE:
         raise SimmtaError(f"SIMMTA_PRIVILEGE={want!r}: expected one of {', '.join(privilege.ASKABLE)}")
-    return run(Instance(args.instance), args.smtp_port, args.peer_port, args.lab, want)
+    return run(Instance(args.instance), args.smtp_port, args.peer_port, args.lab, want, args.profile)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

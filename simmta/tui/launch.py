@@ -23,10 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from simmta.cli import plain
+from simmta.cli import add_profile_option, plain
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
 from simmta.core.pyexec import python_module
+from simmta.core.services import DEFAULT_PROFILE
 
 START_TIMEOUT = 20.0
 
@@ -47,14 +48,16 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--smtp-port", type=int, default=0, metavar="N",
                    help="(no --instance) a fixed SMTP port; by default any free one, so that "
                         "several users can each run simmta on one machine")
+    add_profile_option(p)
     p.set_defaults(func=main)
 
 
-def spawn_mta(directory: Path, lab: bool = False, smtp_port: int = 0) -> subprocess.Popen[bytes]:
+def spawn_mta(directory: Path, lab: bool = False, smtp_port: int = 0,
+              profile: str = DEFAULT_PROFILE) -> subprocess.Popen[bytes]:
     """Start ``simmta run`` for a fresh instance; the TUI opens while it starts."""
     log = open(directory / "simmta-run.out", "wb")  # noqa: SIM115 (the child's, kept open)
     options = ["--instance", str(directory / "instance"), "--smtp-port", str(smtp_port),
-               *(["--lab"] if lab else [])]
+               *(["--lab"] if lab else []), "--profile", profile]
     cmd = python_module("simmta", "run", *options)
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -137,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     directory = Path(tempfile.mkdtemp(prefix="simmta-tui-"))
     directory.chmod(0o711)  # run as root, mail_owner must reach the queue directory below
-    child = spawn_mta(directory, lab=args.lab, smtp_port=args.smtp_port)
+    child = spawn_mta(directory, lab=args.lab, smtp_port=args.smtp_port, profile=args.profile)
     instance = Instance(directory / "instance")
     feed = LiveFeed(instance.bus_socket, wait=START_TIMEOUT, starting=lambda: last_words(child, directory))
     try:
