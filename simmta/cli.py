@@ -23,6 +23,7 @@ TOOL_MODULES = (
     "simmta.tools.ps",
     "simmta.tools.eventtools",
     "simmta.tools.ctl",
+    "simmta.tools.lab",
     "simmta.tools.bench",
     "simmta.tui.launch",
     "simmta.web.cli",

@@ -89,7 +89,8 @@ KINDS: dict[str, dict[str, tuple[str, ...]]] = {
         "bounce": ("orig_qid", "sender", "recipients"),
     },
     "fault": {"set": ("fault", "value"), "crash": ("point",)},
-    "lab": {"attempt": ("action", "target", "outcome", "detail")},
+    "lab": {"attempt": ("action", "target", "outcome", "detail"),
+            "report": ("results", "mode")},  # the compromise script's outcomes, in order
     "pace": {"mode": ("mode", "delay_ms"), "wait": ("hop", "to", "what"), "go": ("hop",)},
     "bus": {"dropped": ("count", "where"), "subscriber": ("action", "subscriber")},
     "snapshot": {"state": ("services", "processes", "queues", "config", "privilege_mode")},

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 import uvloop
 
-from simmta.core import events, ipc, names, privilege
+from simmta.core import compromise, events, ipc, names, privilege
 from simmta.core.config import Config
 from simmta.core.events import Emitter, make
 from simmta.core.instance import Instance
@@ -150,8 +150,22 @@ class Context:
                                        subscriber=f"{self.name}[{os.getpid()}]"))
         elif op == "observed" and self.observed is not None and not self.observed.done():
             self.observed.set_result(None)
+        elif op == "compromise" and self.lab:
+            self.compromised(msg)
         elif op == "lab" and self.lab:
             self.lab_attempt(str(msg.get("action")), str(msg.get("target")))
+
+    def compromised(self, msg: dict[str, Any]) -> None:
+        """Run the lab's fixed attacker script in this process; report each outcome."""
+        canary, pid, daemon = msg.get("canary"), msg.get("daemon_pid"), msg.get("daemon")
+        if not (isinstance(canary, str) and isinstance(pid, int) and isinstance(daemon, str)):
+            return
+        results = compromise.run_script(compromise.Targets(self.instance.path, self.queue, canary, pid,
+                                                           daemon))
+        for r in results:
+            self.emit("lab", "attempt", action=r["attempt"], target=r["target"], outcome=r["outcome"],
+                      detail=r["detail"], compromise=True)
+        self.emit("lab", "report", results=results, mode=self.mode)
 
     def lab_attempt(self, action: str, target: str) -> None:
         """Try what privilege should forbid; report the kernel's answer."""

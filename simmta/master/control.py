@@ -14,13 +14,13 @@ import signal
 import time
 from typing import Any
 
-from simmta.core import ipc, names
+from simmta.core import compromise, ipc, names, privilege
 from simmta.core import queue as qf
 from simmta.core.control import CRASH_POINTS, LAB_ACTIONS, PACE_MODES, SIGNALS
 from simmta.core.errors import SimmtaError
 from simmta.core.events import safe_text
 from simmta.core.names import PEER_FAULTS
-from simmta.master.supervisor import Supervisor
+from simmta.master.supervisor import Child, Supervisor
 
 QUEUE_ACTIONS = ("hold", "release", "requeue", "delete")
 
@@ -169,13 +169,7 @@ class Controller:
         if action not in LAB_ACTIONS:
             raise SimmtaError(f"lab actions: {', '.join(LAB_ACTIONS)}")
         name = self._service(req)
-        st = self.sup.services[name]
-        child = next((c for c in st.children.values() if c.ready), None) or self.sup.spawn(st)
-        if child is None:
-            raise SimmtaError(f"cannot start a {name} process right now")
-        deadline = time.monotonic() + 10
-        while not child.ready and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        child = await self._ready_child(name)
         inst = self.sup.inst
         target = {"read-secret": inst.lab / "secret",
                   "write-maildir": inst.maildir("alice") / "new", "regain-root": "/"}[action]
@@ -188,6 +182,51 @@ class Controller:
         except TimeoutError:
             raise SimmtaError(f"{name}[{child.pid}] did not report the attempt") from None
         return {"pid": child.pid, "service": name, **event["data"], "mode": self.sup.mode}
+
+    async def op_compromise(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Make one process of a service run the lab's fixed attacker script (simmta.core.compromise)."""
+        if not self.sup.lab:
+            raise SimmtaError("the compromise lab is off: start the MTA with 'simmta run --lab'")
+        name = req.get("service")
+        svc = self.sup.table.find(name) if isinstance(name, str) else None
+        if svc is None or svc.role == "internet":
+            raise SimmtaError(f"unknown service {name!r} (known: "
+                              + ", ".join(s.name for s in self.sup.table if s.role != "internet") + ")")
+        child = await self._ready_child(svc.name)
+        qmgr = self.sup.services[names.QMGR]
+        daemon = next(iter(qmgr.children.values()), None)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.sup.lab_reports[child.pid] = fut
+        child.channel.send(json.dumps({"op": "compromise", "canary": self.sup.canary,
+                                       "daemon_pid": daemon.pid if daemon else 0,
+                                       "daemon": qmgr.service.program}).encode())
+        try:
+            async with asyncio.timeout(20):
+                event = await fut
+        except TimeoutError:
+            raise SimmtaError(f"{svc.name}[{child.pid}] did not report the attempts") from None
+        results = event["data"].get("results")
+        if not isinstance(results, list):
+            raise SimmtaError(f"{svc.name}[{child.pid}] sent no results")
+        port_start = compromise.unprivileged_port_start()
+        reply = {"pid": child.pid, "service": svc.name, "program": svc.program, "account": svc.account,
+                 "setuid": svc.setuid, "profile": self.sup.table.profile.name, "mode": self.sup.mode,
+                 "ip_unprivileged_port_start": port_start, "results": results,
+                 "privilege": child.observed}
+        if not privilege.uids_enforced(self.sup.mode):
+            reply["predicted"] = compromise.predict(svc, self.sup.table.profile, self.sup.ids,
+                                                    qmgr.service.account, port_start)
+        return reply
+
+    async def _ready_child(self, name: str) -> Child:
+        st = self.sup.services[name]
+        child = next((c for c in st.children.values() if c.ready), None) or self.sup.spawn(st)
+        if child is None:
+            raise SimmtaError(f"cannot start a {name} process right now")
+        deadline = time.monotonic() + 10
+        while not child.ready and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return child
 
     async def _trigger_qmgr(self, what: bytes) -> None:
         await ipc.trigger(str(self.sup.inst.queue / names.PUBLIC / names.QMGR), what)

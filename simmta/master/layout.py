@@ -17,9 +17,11 @@ Trust: master, as root, before any child exists.
 """
 
 import os
+import time
 from pathlib import Path
 
-from simmta.core import maildir, names, privilege
+from simmta.core import compromise, maildir, names, privilege
+from simmta.core import queue as qf
 from simmta.core.config import Config
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import QUEUE_SUBDIRS, Instance
@@ -83,11 +85,33 @@ def prepare(inst: Instance, cfg: Config, mode: str, profile: Profile) -> None:
     _own(inst.log, 0o700, *owner, real=False)
 
 
-def place_lab_secret(inst: Instance) -> Path:
-    """A file only root may read, for the lab's "can smtpd read this?" attempt."""
+def place_lab(inst: Instance, cfg: Config, mode: str, profile: Profile) -> str:
+    """What the lab's attempts aim at, all below the instance: a file only root may
+    read (lab/secret), a letter only alice may read, lab/outside (a directory only
+    root may write), and a canary message in hold/ (never delivered, the only queued
+    message the lab may alter). Returns the canary's queue ID."""
+    real = privilege.uids_enforced(mode)
     inst.lab.mkdir(mode=0o700, exist_ok=True)
     os.chmod(inst.lab, 0o755)
     secret = inst.lab / "secret"
     secret.write_text("the root-only secret: if you can read this, the wall did not hold\n")
     os.chmod(secret, 0o600)
-    return secret
+    _own(inst.lab / "outside", 0o755, 0, 0, real)
+    alice = cfg.local_users.get("alice")
+    letter = inst.maildir("alice") / "cur" / compromise.LETTER
+    letter.write_text("Subject: for alice only\n\nif anyone else can read this, the wall did not hold\n")
+    os.chmod(letter, 0o600)
+    if real and alice is not None:
+        os.chown(letter, alice, alice)
+    w = qf.QueueWriter(inst.queue / names.HOLD, group_access=profile.group_shared_queue)
+    try:
+        w.write(*qf.envelope_records(time.time(), {"origin": "lab canary"}, "lab@simmta.test",
+                                     ["canary@simmta.test"]))
+        w.write(*qf.record_parts(b"M", b"Subject: the lab's canary (never delivered)\n\ncanary\n"))
+        w.commit()
+    except BaseException:
+        w.abort()
+        raise
+    if real:
+        os.chown(w.path, *queue_ids(profile, cfg))
+    return w.qid

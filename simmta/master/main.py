@@ -91,6 +91,7 @@ class Master:
         self.subscriber_count = 0
         self.subscriber_tasks: set[asyncio.Task[None]] = set()
         self.ids = table.profile.ids(cfg)
+        self.canary = ""  # the lab's canary message in hold/ (with --lab)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -128,13 +129,13 @@ class Master:
         inst, cfg = self.inst, self.cfg
         layout.prepare(inst, cfg, self.mode, self.table.profile)
         if self.lab:
-            layout.place_lab_secret(inst)
+            self.canary = layout.place_lab(inst, cfg, self.mode, self.table.profile)
         sockets: dict[str, socket.socket] = {}
         self.addresses: dict[str, dict[str, Any]] = {}
         host = cfg.inet_interfaces
         for svc in self.table:
             if svc.type == "inet":
-                port = cfg.smtp_port if svc.command == names.SMTPD else cfg.peer_port
+                port = cfg.peer_port if svc.role == "internet" else cfg.smtp_port
                 s = _inet(host, port, svc.name)
                 sockets[svc.name] = s
                 self.addresses[svc.name] = {"host": host, "port": s.getsockname()[1]}
@@ -149,6 +150,7 @@ class Master:
                     os.chown(path, *layout.queue_ids(self.table.profile, cfg))
         self.sup = Supervisor(inst, cfg, self.table, self.setup, sockets, self.addresses, self.lab,
                               open(inst.log / "master.log", "ab"), self.ids)  # noqa: SIM115 (children's stderr, for life)
+        self.sup.canary = self.canary
         bus_srv = await asyncio.start_unix_server(self._subscriber, path=str(inst.bus_socket))
         ctl_srv = await asyncio.start_unix_server(self._control, path=str(inst.control_socket))
         for p in (inst.bus_socket, inst.control_socket):

@@ -102,6 +102,8 @@ class Supervisor:
         self.crash_points: dict[str, set[str]] = {}
         self.waiting_hops: list[tuple[int, int]] = []  # (pid, hop) in arrival order
         self.lab_results: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.lab_reports: dict[int, asyncio.Future[dict[str, Any]]] = {}  # the compromise script's
+        self.canary = ""
         self.stopping = False
         self.watch_pending: set[int] = set()
         self.watch_heard = asyncio.Event()
@@ -342,7 +344,11 @@ class Supervisor:
             self.watch_pending.discard(event["pid"])
             if not self.watch_pending:
                 self.watch_heard.set()
-        elif kind == "lab" and type_ == "attempt":
+        elif kind == "lab" and type_ == "report":
+            fut = self.lab_reports.pop(event["pid"], None)
+            if fut and not fut.done():
+                fut.set_result(event)
+        elif kind == "lab" and type_ == "attempt" and not data.get("compromise"):
             fut = self.lab_results.pop(event["pid"], None)
             if fut and not fut.done():
                 fut.set_result(event)
