@@ -68,13 +68,19 @@ def request(path: Path, op: str, timeout: float = 10.0, **args: Any) -> dict[str
 
 
 def describe(op: str, args: dict[str, Any], reply: dict[str, Any]) -> str:
-    """A request and master's answer as one line of text (``kill service=smtpd: killed [123]``)."""
+    """A request and master's answer as one line of plain text (``kill service=smtpd: killed 123``)."""
 
-    def show(value: Any) -> str:
+    def show(value: Any) -> str:  # plain words, never Python's repr of a list, tuple or bytes
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
         if isinstance(value, dict):
-            return " ".join(f"{k}={v}" for k, v in value.items())
+            return " ".join(f"{k}={show(v)}" for k, v in value.items())
+        if isinstance(value, list | tuple):
+            return ", ".join(show(v) for v in value) or "none"
         return str(value)
 
     detail = ", ".join(f"{k} {show(v)}" for k, v in reply.items() if k != "ok") or "ok"
     what = " ".join(f"{k}={v}" for k, v in args.items() if v is not None)
+    if detail == f"{op} {what}":  # master echoed the request: say it was done, not it twice
+        detail = "done"
     return f"{op} {what}: {detail}" if what else f"{op}: {detail}"

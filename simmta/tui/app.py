@@ -200,7 +200,8 @@ class SimmtaApp(ControlActions):
             self._refresh_views()
 
     def _refresh_views(self) -> None:
-        self.base.query_one(StatusLine).show(self.model, self.feed, self.followed)
+        view = playback.PACES[self.pace_index][0]
+        self.base.query_one(StatusLine).show(self.model, self.feed, self.followed, view)
         active = self.base.query_one(TabbedContent).active
         if active == "map":
             diagram = self.base.query_one(Diagram)
@@ -266,7 +267,8 @@ class SimmtaApp(ControlActions):
             return
         self.followed = qid
         diagram = self.base.query_one(Diagram)
-        diagram.followed, diagram.pinned = qid, None
+        if diagram.followed != qid:  # a new message: its hops play from where they are
+            diagram.followed, diagram.pinned = qid, None
         if qid and self.feed.live and self.instance is not None:
             self.read_queue_file(qid)
         table = self.base.query_one(QueueTable)
@@ -326,6 +328,17 @@ class SimmtaApp(ControlActions):
         how = "chosen hop" if diagram.pinned is not None else f"map pace {playback.PACES[self.pace_index][0]}"
         self.base.query_one(Narration).show(diagram.followed, hops, index, how)
 
+    def view_step(self, delta: int) -> None:
+        """Live: show the followed message's next or previous hop (the MTA is not touched)."""
+        diagram = self.base.query_one(Diagram)
+        hops = self.model.journeys.of(diagram.followed)
+        if not hops:
+            self.say("no message to step through yet: s sends one")
+            return
+        current = diagram.pinned if diagram.pinned is not None else diagram.followed_hop()[0]
+        diagram.pinned = max(0, min(len(hops) - 1, current + delta))
+        self.refresh_views()
+
     def on_hop_chosen(self, chosen: HopChosen) -> None:
         self.follow(chosen.ident)
         self.base.query_one(Diagram).pinned = chosen.index
@@ -341,7 +354,7 @@ class SimmtaApp(ControlActions):
         self.pace_index = max(0, min(len(playback.PACES) - 1, self.pace_index + step))
         label, seconds = playback.PACES[self.pace_index]
         self.base.query_one(Diagram).hop_seconds = seconds
-        self.notify(f"map pace: {label} (the view only; the MTA runs at its own speed)", markup=False)
+        self.say(f"map pace: {label} (the view only; the MTA runs at its own speed)")
         self.refresh_views()
 
     def action_snap(self) -> None:
@@ -349,7 +362,7 @@ class SimmtaApp(ControlActions):
             return
         self.screenshot_dir.mkdir(parents=True, exist_ok=True)
         path = self.save_screenshot(path=str(self.screenshot_dir))
-        self.notify(f"screenshot saved: {path}", markup=False)
+        self.say(f"screenshot saved: {path}")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for command in super().get_system_commands(screen):

@@ -39,11 +39,12 @@ COMMANDS: tuple[tuple[str, str, str, bool, str], ...] = (
     ("D", "queue_op('delete')", "Delete", False, "delete the selected message"),
     ("F", "flush", "Flush", False, "deliver deferred mail now, release throttled services (postqueue -f)"),
     ("a", "lab", "Lab attempt", False, "try an attack from a daemon (with --lab)"),
-    ("P", "pace", "Pace", True, "pace: live, slow, step"),
-    ("full_stop", "step", "Step", True, "step one hop (replay: one event)"),
-    ("comma", "step_back", "Back", False, "replay: step back one event"),
-    ("plus", "speed(True)", "Faster", False, "replay: faster"),
-    ("minus", "speed(False)", "Slower", False, "replay: slower"),
+    ("P", "pace", "Hold MTA", True, "presenter: the MTA holds each hand-off until G (acts on the MTA)"),
+    ("G", "release_hop", "Let one go", False, "presenter: let one held hand-off go (acts on the MTA)"),
+    ("full_stop", "step", "Step", True, "view: the followed message's next hop (replay: next event)"),
+    ("comma", "step_back", "Back", True, "view: the previous hop (replay: previous event)"),
+    ("plus", "speed(True)", "Faster", False, "replay: faster (view)"),
+    ("minus", "speed(False)", "Slower", False, "replay: slower, down to x0.1 (view)"),
     ("n", "next_event", "Next event", False, "replay: jump to the followed message's next event"),
 )
 
@@ -58,10 +59,18 @@ class ControlActions(App[None]):
     records: dict[str, list[str]]
     watch_only: bool
 
+    def say(self, text: str, severity: str = "information") -> None:
+        """One notification at a time: a new one replaces the last instead of piling over the map."""
+        self.clear_notifications()
+        self.notify(text, severity=severity, markup=False)  # type: ignore[arg-type]
+
+    def view_step(self, delta: int) -> None:
+        raise NotImplementedError
+
     def refused(self, what: str) -> bool:
         """A viewer of ``simmta serve`` watches: it may not act on the MTA or write files."""
         if self.watch_only:
-            self.notify(f"viewer: you cannot {what} (watch only; the presenter drives)", severity="warning")
+            self.say(f"viewer: you cannot {what} (watch only; the presenter drives)", severity="warning")
         return self.watch_only
 
     def action_pause(self) -> None:
@@ -69,7 +78,7 @@ class ControlActions(App[None]):
 
     def _replay_only(self) -> bool:
         if self.feed.live:
-            self.notify("that works on a replay; the live MTA has pace/step instead")
+            self.say("that works on a replay; live, . and , step over the followed message's hops")
             return False
         return True
 
@@ -77,7 +86,7 @@ class ControlActions(App[None]):
         if self.refused("act on the MTA"):
             return None
         if not self.feed.live or self.instance is None:
-            self.notify("replay: there is no MTA to act on", severity="warning")
+            self.say("replay: there is no MTA to act on", severity="warning")
             return None
         return Instance(self.instance).control_socket
 
@@ -86,9 +95,9 @@ class ControlActions(App[None]):
         try:
             result = fn(*args, **kw)
         except SimmtaError as e:
-            self.call_from_thread(self.notify, f"{label}: {e}", severity="error", markup=False)
+            self.call_from_thread(self.say, f"{label}: {e}", "error")
         else:
-            self.call_from_thread(self.notify, result, markup=False)
+            self.call_from_thread(self.say, result)
 
     def _control(self, op: str, **args: Any) -> None:
         if (sock := self._needs_mta()) is not None:
@@ -122,7 +131,7 @@ class ControlActions(App[None]):
         smtp = self.model.smtp
         host, port = smtp.get("host", "127.0.0.1"), smtp.get("port")
         if not isinstance(port, int):
-            self.notify("the MTA has not said where smtpd listens yet", severity="error")
+            self.say("the MTA has not said where smtpd listens yet", severity="error")
             return
         self._run("send", actions.send_mail, str(host), port, rcpt, count)
 
@@ -193,37 +202,41 @@ class ControlActions(App[None]):
 
     def action_queue_op(self, action: str) -> None:
         if not self.followed:
-            self.notify("select a message first (queue view, or enter on the map)")
+            self.say("select a message first (queue view, or enter on the map)")
             return
         self._control("queue", action=action, qid=self.followed)
 
     def action_pace(self) -> None:
+        """The presenter's hold: the MTA waits at each hand-off (only while someone watches)."""
         if not self.feed.live:
             self.action_pause()
             return
-        modes = control.PACE_MODES
-        current = str(self.model.pace.get("mode", "live"))
-        mode = modes[(modes.index(current) + 1) % len(modes)] if current in modes else modes[0]
-        self._control("pace", mode=mode, delay_ms=500)
+        holding = self.model.pace.get("mode") == "step"
+        self._control("pace", mode="live" if holding else "step", delay_ms=500)
 
-    # Timeline ---------------------------------------------------------------
+    def action_release_hop(self) -> None:
+        self._control("step")
+
+    # Timeline (the view: never holds mail) ------------------------------------------
     def action_step(self) -> None:
         if self.feed.live:
-            self._control("step")
+            self.view_step(1)
         else:
             self.feed.step(1)
 
     def action_step_back(self) -> None:
-        if self._replay_only():
+        if self.feed.live:
+            self.view_step(-1)
+        else:
             self.feed.step(-1)
 
     def action_speed(self, up: bool) -> None:
         if self._replay_only():
-            self.notify(f"replay speed x{self.feed.faster(up):g}")
+            self.say(f"replay speed x{self.feed.faster(up):g}")
 
     def action_next_event(self) -> None:
         if self._replay_only():
             if not self.followed:
-                self.notify("follow a message first (enter in the queue view)")
+                self.say("follow a message first (enter in the queue view)")
                 return
             self.feed.next_of(self.followed)

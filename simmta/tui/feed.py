@@ -34,7 +34,7 @@ from simmta.tui.model import Model
 
 INBOX_SIZE = 100_000  # events buffered between the reader thread and the UI
 BATCH_LIMIT = 5_000  # events applied per tick at most, so one tick stays short (50k/s at 10 Hz)
-SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 16.0, 64.0)
+SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 16.0, 64.0)
 
 
 class Feed(Protocol):

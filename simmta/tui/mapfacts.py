@@ -65,6 +65,11 @@ class Result:
     def line(self) -> str:
         return f"{self.what} → {self.outcome}"
 
+    @property
+    def short(self) -> str:
+        """For the box it hit: ``read-secret→ENOENT`` (the pane under the map says the rest)."""
+        return f"{self.what}→{self.outcome.split(' (')[0]}"
+
 
 @dataclass
 class Facts:
@@ -174,11 +179,12 @@ def facts(source: MapSource, graph: nx.DiGraph, node: str, now: float) -> Facts:
     return f
 
 
-def label_widths(graph: nx.DiGraph, compact: bool) -> dict[str, int]:
+def label_widths(graph: nx.DiGraph, size_class: str) -> dict[str, int]:
     """How wide each box would like to be: its chip on a small screen, else its usual lines."""
     out = {}
+    extra = 4 if size_class == "large" else 0  # room for a result: read-secret→ENOENT
     for node in [*graph.nodes, names.MASTER]:
         kind = graph.nodes[node].get("kind") if node in graph else "service"
-        wide = {"service": 17, "queue": 13, "store": 17, "internet": 14}.get(kind or "", 17)
-        out[node] = len(node) + 5 if compact else max(wide, len(node) + 4)
+        wide = {"service": 17, "queue": 13, "store": 17, "internet": 14}.get(kind or "", 17) + extra
+        out[node] = len(node) + 5 if size_class == "compact" else max(wide, len(node) + 4)
     return out

@@ -194,7 +194,7 @@ def layout(graph: nx.DiGraph, width: int, height: int) -> Layout:
     rows_guess = 1 + max(r1 for *_, r1 in SPANS["normal"].values())
     cls = size_class(width, height, rows_guess)
     slots, spans = place(g, cls)
-    label_width = label_widths(g, compact=cls == "compact")
+    label_width = label_widths(g, cls)
     ncols = 1 + max(c1 for _, c1, _, _ in spans.values())
     nrows = 1 + max(r1 for *_, r1 in spans.values())
     weights = list(COLUMN_WEIGHT[cls]) + [3] * (ncols - len(COLUMN_WEIGHT[cls]))
@@ -207,7 +207,7 @@ def layout(graph: nx.DiGraph, width: int, height: int) -> Layout:
     bh = BOX_HEIGHT[cls]
     for node, (c, r) in slots.items():
         cw, ch = xs[c + 1] - xs[c] - 1, ys[r + 1] - ys[r] - 1
-        bw = max(3, min(cw - 4, label_width.get(node, len(node))))
+        bw = max(3, min(cw - (2 if bh == 1 else 1), label_width.get(node, len(node))))
         h = min(bh, max(1, ch - 2))
         out.boxes[node] = Rect(
             xs[c] + (cw - bw) // 2 + 1, ys[r] + (ch - h) // 2 + (1 if ch - h > 2 else 0), bw, h

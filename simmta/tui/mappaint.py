@@ -193,7 +193,7 @@ def overlay_boxes(lay: Layout, facts: dict[str, Facts], selected: str | None, ou
             for i, ch in enumerate(chip):
                 out.setdefault(box.y, {})[box.x + i] = (ch, style)
             if f.result and box.y + 1 < lay.height:
-                _line(out, box.x, box.y + 1, f.result.line, _result_style(f), box.w + 4)
+                _line(out, box.x, box.y + 1, f.result.short, _result_style(f), box.w + 4)
             continue
         for y in range(box.y, box.y1 + 1):
             row = out.setdefault(y, {})
@@ -204,9 +204,9 @@ def overlay_boxes(lay: Layout, facts: dict[str, Facts], selected: str | None, ou
         title = f"{f.marker}{f.name}"[: box.w - 2]
         _text(g, 1, 0, title, f"{style}-title", box.w - 2)
         shown = f.lines if max(map(len, f.lines), default=0) <= box.w - 2 or not f.short else f.short
-        lines = shown[: box.h - 2] if not f.result else [*shown[:1], f.result.line][-(box.h - 2) :]
+        lines = shown[: box.h - 2] if not f.result else [*shown[:1], f.result.short][-(box.h - 2) :]
         for i, line in enumerate(lines):
-            is_result = f.result is not None and line == f.result.line
+            is_result = f.result is not None and line == f.result.short
             _text(g, 1, 1 + i, line, _result_style(f) if is_result else text_style, box.w - 2)
         for dy, row_cells in enumerate(g):
             for dx, cell in enumerate(row_cells):

@@ -54,7 +54,7 @@ async def test_map_shows_regions_tokens_and_simulated_boundaries() -> None:
         for label in ("INTERNET", "JAIL", "UNPRIV", "ROOT", "USERS"):
             assert label in text
         assert "SIMULATED" in text and "⟳" in text  # dashed frames say so; deferred/ counts down
-        assert "1 mail" in text  # the users' Maildirs box
+        assert "1 delivered" in text  # the users' Maildirs box
         diagram = app.query_one(ArchitectureMap)
         assert diagram.followed == "8G9H0I"  # nobody chosen: the newest message that moved
         assert "8G9H0I hop" in text
@@ -167,7 +167,8 @@ async def test_help_palette_theme_and_screenshot(tmp_path: Path) -> None:
             "Requeue",
             "Delete",
             "Lab attempt",
-            "Pace",
+            "Hold MTA",
+            "Let one go",
             "Step",
             "Burst",
             "Local submit",
@@ -233,7 +234,7 @@ async def test_live_send_goes_over_smtp(
         ),
         (("a", "enter"), {"op": "lab", "action": "read-secret", "service": "smtpd"}),
         (("P",), {"op": "pace", "mode": "live", "delay_ms": 500}),
-        (("full_stop",), {"op": "step"}),
+        (("G",), {"op": "step"}),
     ],
 )
 @sync

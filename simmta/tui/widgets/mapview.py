@@ -16,10 +16,13 @@ class NodeDetail(QuietStatic):
     """What the selected map node holds: processes and privilege steps, or messages."""
 
     def show(self, model: Model, node: str | None, now: float) -> None:
-        if node is None:
-            self.show_lines([Text("↑/↓ select a service or queue · s sends a message · ? help", style="dim")])
-            return
         lines: list[Text] = []
+        if node is None:
+            lines = [Text("↑/↓ select a box · s sends a message · . , step its hops · ? help", style="dim")]
+            for result in list(model.results)[-3:]:
+                lines.append(Text(f"{result.service}: {result.what} → {result.outcome}", style="bold"))
+            self.show_lines(lines)
+            return
         summary = model.services.get(node, {}).get("summary")
         if summary:
             lines.append(Text(f"{node}: {fmt.text(summary)}", style="bold"))
@@ -38,15 +41,9 @@ class NodeDetail(QuietStatic):
                 line.append(outcome, style="bold" if outcome != "done" else "")
                 line.append(" · ", style="dim")
             lines.append(line)
-        for attempt in model.lab_attempts:
-            if attempt["service"] == node:
-                lines.append(
-                    Text(
-                        f"lab {attempt['action']} {attempt['target']}: "
-                        f"{attempt['outcome']} {attempt['detail']}",
-                        style="bold",
-                    )
-                )
+        for result in model.results:
+            if result.service == node:
+                lines.append(Text(f"{result.what} → {result.outcome}", style="bold"))
         for m in model.in_queue(node):
             line = Text(f"{m.qid} ", style="bold")
             line.append(f"{m.sender} → {', '.join(m.recipients)} {m.reason}")

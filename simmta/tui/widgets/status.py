@@ -15,7 +15,8 @@ from simmta.tui.widgets.quiet import QuietStatic
 
 
 class StatusLine(QuietStatic):
-    def show(self, model: Model, feed: Feed, followed: str | None) -> None:
+    def show(self, model: Model, feed: Feed, followed: str | None, view: str = "live") -> None:
+        """``view``: the map's own pace (a view control, unlike the MTA's hold)."""
         line = Text()
         line.append(feed.status() + "  ", style="bold reverse" if feed.problem else "bold")
 
@@ -34,7 +35,12 @@ class StatusLine(QuietStatic):
         # Reverse video where a boundary is only simulated (partial: the uid one).
         part("privilege", mode, "bold reverse" if mode in ("SIMULATED", "PARTIAL") else "bold")
         pace = text(model.pace.get("mode", "live"))
-        part("pace", pace + (f" ({len(model.waiting)} held)" if model.waiting else ""))
+        if pace == "step":  # the presenter's hold on the MTA itself, never the default: say so loudly
+            held = f", {len(model.waiting)} waiting" if model.waiting else ""
+            part("MTA", f"HOLDS EACH HAND-OFF{held} (G lets one go, P lifts)", "bold reverse")
+        elif pace != "live":
+            part("MTA pace", pace, "bold reverse")
+        part("map", view)
         faults = [f"{k}={v}" for k, v in model.faults.items() if v not in ("none", "")]
         if faults:
             part("fault", " ".join(faults), "bold reverse")

@@ -161,5 +161,7 @@ class QueueTable(ModelTable):
             self.post_message(MessageChosen(key))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and event.row_key.value:
+        # Only the user's own moves choose a message: the app moving the cursor to the message
+        # it follows (or the rows shifting under it) must not switch to another one.
+        if self.has_focus and event.row_key is not None and event.row_key.value:
             self.post_message(MessageChosen(str(event.row_key.value)))

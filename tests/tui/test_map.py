@@ -1,0 +1,129 @@
+"""The map as a class uses it: hop list, stepping over hops, results on boxes, notices.
+
+Pilot tests on replays of the scripted story (clock frozen) and on the fake
+master's live feed. Trust: test code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tuihelp import STORY, replay_app, screen_text, sync, until
+
+from simmta.tui.app import SimmtaApp
+from simmta.tui.journey import Hop
+from simmta.tui.playback import PACES, shown_hop
+from simmta.tui.widgets.diagram import Diagram
+from simmta.tui.widgets.hoplist import HopList
+
+
+def with_events(tmp_path: Path, *extra: dict[str, Any]) -> Path:
+    """The story with events appended (same envelope as its last event, later)."""
+    events = [json.loads(line) for line in STORY.read_text().splitlines()]
+    last = events[-1]
+    for i, e in enumerate(extra, 1):
+        later = {"seq": last["seq"] + i, "ts": last["ts"] + i / 10, "qid": None, "sid": None}
+        events.append({**last, **later, **e})
+    path = tmp_path / "story-plus.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+@sync
+async def test_hop_list_row_follows_its_message_and_shows_that_hop() -> None:
+    app = replay_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        hop_list = app.query_one(HopList)
+        await until(pilot, lambda: hop_list.rows, what="the hop list")
+        row = next(i for i, (ident, index, _) in enumerate(hop_list.rows) if ident == "5D6E7F" and index == 1)
+        hop_list.focus()
+        hop_list.highlighted = row
+        await pilot.press("enter")
+        diagram = app.query_one(Diagram)
+        await until(pilot, lambda: diagram.pinned == 1, what="the chosen hop")
+        assert diagram.followed == app.followed == "5D6E7F"
+        sentence = app.model.journeys.of("5D6E7F")[1].sentence
+        await until(pilot, lambda: "5D6E7F hop 2/" in screen_text(app), what="the narration")
+        assert sentence.split(" (")[0] in screen_text(app)
+
+
+@sync
+async def test_step_back_and_forward_over_the_followed_message_live(live_app: SimmtaApp) -> None:
+    async with live_app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: len(live_app.model.journeys.of("5D6E7F")) > 3, what="the story")
+        live_app.follow("5D6E7F")
+        await pilot.pause()  # the queue table answers with the row it now shows
+        diagram = live_app.query_one(Diagram)
+        hops = live_app.model.journeys.of("5D6E7F")
+        await pilot.press("comma")
+        first = diagram.pinned
+        assert first is not None and first < len(hops)
+        await pilot.press("comma", "comma")
+        assert diagram.pinned == max(0, first - 2)
+        await until(pilot, lambda: f"hop {diagram.pinned + 1}/{len(hops)}" in screen_text(live_app))
+        await pilot.press("full_stop")
+        assert diagram.pinned == max(0, first - 2) + 1
+        assert hops[diagram.pinned].sentence.split(" (")[0] in screen_text(live_app)
+
+
+@sync
+async def test_results_show_on_the_box_they_hit(tmp_path: Path) -> None:
+    lab = {
+        "service": "smtpd",
+        "kind": "lab",
+        "type": "attempt",
+        "data": {
+            "action": "read-secret",
+            "target": "/etc/shadow",
+            "outcome": "refused (ENOENT)",
+            "detail": "not there: outside the chroot jail (or missing)",
+        },
+    }
+    kill = {
+        "service": "master",
+        "kind": "fault",
+        "type": "set",
+        "data": {"fault": "kill", "value": "SIGKILL to qmgr[1002]", "child_service": "qmgr", "child_pid": 1},
+    }
+    app = replay_app(recording=with_events(tmp_path, lab, kill))
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        lay = app.query_one(Diagram).ensure_layout()
+        lines = screen_text(app).splitlines()
+        top = app.query_one(Diagram).region.y
+
+        def box_text(node: str) -> str:
+            b = lay.boxes[node]
+            return "\n".join(lines[top + y][b.x : b.x1 + 1] for y in range(b.y, b.y1 + 1))
+
+        assert "read-secret→ENOENT" in box_text("smtpd")
+        assert "kill→SIGKILL" in box_text("qmgr")
+        text = screen_text(app)
+        assert "smtpd: read-secret → ENOENT (outside the jail)" in text  # the results pane, plain words
+        assert "'" not in text.split("read-secret")[1].splitlines()[0]  # no Python repr
+
+
+@sync
+async def test_notices_replace_each_other() -> None:
+    app = replay_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(10):
+            await pilot.press("minus")
+        await pilot.pause()
+        assert app.feed.speed == 0.1
+        assert len(app._notifications) == 1
+        assert "x0.1" in screen_text(app)
+
+
+def test_playback_plays_hops_one_after_another() -> None:
+    """A journey the MTA made in 5 ms is shown hop by hop at the map's pace, then arrives."""
+    hops = [Hop(100.0 + i * 0.001, i, f"n{i}", f"n{i + 1}", f"hop {i}") for i in range(5)]
+    pace = PACES[0][1]
+    assert shown_hop(hops, pace, 100.0)[0] == 0
+    assert shown_hop(hops, pace, 100.0 + pace * 2.5)[0] == 2
+    index, progress = shown_hop(hops, pace, 100.0 + pace * 5)
+    assert index == 4 and progress >= 1.0
+    slow = PACES[-1][1]
+    assert slow == 3.0 and shown_hop(hops, slow, 100.0 + pace * 2.5)[0] == 0
