@@ -1,11 +1,13 @@
 """simmta's three themes (dark, light, projector) and the map's region colours in each.
 
-The region colours come from Okabe and Ito's palette for colour-blind
-readers ("Color Universal Design", https://jfly.uni-koeln.de/color/), tuned
-per background; tests/tui/test_themes.py checks every theme for WCAG contrast
-against the background and for distance between regions under simulated
-protanopia and deuteranopia. Colour is never the only cue: each region also
-has its own frame style, glyph and label (tui/regions.py, tui/mappaint.py).
+The region colours keep a hue that means something (the Internet orange, the
+jail yellow, unprivileged blue, root purple, the users' side green) and were
+chosen, per background, by a search maximising the smallest CIELAB distance
+between any two regions with normal vision and under simulated protanopia and
+deuteranopia; tests/tui/test_themes.py checks every theme for WCAG contrast
+against the background and for those distances (thresholds stated there).
+Colour is never the only cue: each region also has its own frame style, glyph
+and label (tui/regions.py, tui/mappaint.py).
 
 Dark and light start from Textual's own themes (textual-dark, textual-light)
 and only add the map's variables. Trust: constants.
@@ -23,31 +25,31 @@ PALETTES: dict[str, tuple[str, dict[str, str]]] = {
     "simmta-dark": (
         "#121212",
         {
-            "internet": "#FF7A3D",
-            "jail": "#F0E442",
-            "unpriv": "#56B4E9",
-            "root": "#E58FC0",
-            "users": "#2BC79A",
+            "internet": "#B8720F",
+            "jail": "#F3FF05",
+            "unpriv": "#A8D2FF",
+            "root": "#AE57FF",
+            "users": "#80FFB0",
         },
     ),
     "simmta-light": (
         "#E0E0E0",
         {
-            "internet": "#A34700",
-            "jail": "#6E5F00",
-            "unpriv": "#005A8C",
-            "root": "#8E2F6B",
-            "users": "#00664C",
+            "internet": "#58341D",
+            "jail": "#755E00",
+            "unpriv": "#2453CC",
+            "root": "#631575",
+            "users": "#226766",
         },
     ),
     "projector": (
         "#000000",
         {
-            "internet": "#FF8040",
-            "jail": "#FFFF00",
-            "unpriv": "#40C0FF",
-            "root": "#FF80D0",
-            "users": "#00E0A0",
+            "internet": "#CC5324",
+            "jail": "#FFFF1A",
+            "unpriv": "#378DA4",
+            "root": "#A442FF",
+            "users": "#A8FFCA",
         },
     ),
 }
