@@ -7,7 +7,7 @@ kernel's answer (the errno name, or "ok"), never a declared one.
 
 Harmless by construction, whatever the privilege:
 - every path is fixed here, below the instance (``lab/``, the lab letter in
-  alice's Maildir, ``tmp/`` of bob's Maildir, the queue), none comes from a request;
+  alice's mail directory, ``tmp/`` of bob's Maildir, the queue), none comes from a request;
 - the Maildir write creates a new file with O_EXCL|O_NOFOLLOW and removes it;
 - "alter a queued message" appends to the lab's own canary in ``hold/``, never
   to a real message (once 250 is sent a message is never lost);
@@ -61,7 +61,9 @@ TITLES = {
     "proc-fd": "find a descriptor from before the chroot (walk /proc/self/fd)",
 }
 LOW_PORT = 1023
-LETTER = "lab-letter"  # in alice's Maildir/cur: the mail another user must not read
+# alice's mail as the lab stands it in: a letter in her mail directory (0700, hers), beside
+# her Maildir and not in it, so no mail reader, count or lesson takes it for real mail.
+LETTER = "lab-letter"
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class Targets:
     def paths(self) -> dict[str, Path]:
         return {
             "read-secret": self.lab / "secret",
-            "read-mail": self.instance / "mail" / "alice" / "Maildir" / "cur" / LETTER,
+            "read-mail": self.instance / "mail" / "alice" / LETTER,
             "write-maildir": self.instance / "mail" / "bob" / "Maildir" / "tmp",
             "read-queue": self.queue,
             "alter-canary": self.queue / "hold" / self.canary,

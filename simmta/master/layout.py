@@ -98,7 +98,7 @@ def place_lab(inst: Instance, cfg: Config, mode: str, profile: Profile) -> str:
     os.chmod(secret, 0o600)
     _own(inst.lab / "outside", 0o755, 0, 0, real)
     alice = cfg.local_users.get("alice")
-    letter = inst.maildir("alice") / "cur" / compromise.LETTER
+    letter = inst.mail / "alice" / compromise.LETTER
     letter.write_text("Subject: for alice only\n\nif anyone else can read this, the wall did not hold\n")
     os.chmod(letter, 0o600)
     if real and alice is not None:
