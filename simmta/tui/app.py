@@ -101,6 +101,7 @@ class SimmtaApp(ControlActions):
         self.theme = THEMES.get(theme, theme)
         self.pace_index = 0  # the map's own pace (playback.PACES): never holds mail
         self.pumped = 0  # events applied, for tests and the burst figures
+        self.privilege_told = ""  # the privilege note last shown (once per MTA)
         self.ticks = 0
         self.records: dict[str, list[str]] = {}  # queue ID -> its queue file, as simmta cat shows it
         self.max_batch_seconds = 0.0
@@ -191,6 +192,10 @@ class SimmtaApp(ControlActions):
         self.ticks += 1
         if applied or self.ticks % IDLE_REFRESH == 0:  # countdowns and lingering tokens
             self.refresh_views()
+        note = self.model.privilege_note
+        if note and note != self.privilege_told and self.model.privilege_mode != "real":
+            self.privilege_told = note  # once: what is simulated, and the command that would help
+            self.notify(note, title=f"privilege {self.model.privilege_mode}", timeout=20, markup=False)
         self.max_batch_seconds = max(self.max_batch_seconds, time.perf_counter() - started)
 
     def refresh_views(self) -> None:

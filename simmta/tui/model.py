@@ -21,7 +21,7 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from simmta.core import names
+from simmta.core import names, privilege
 from simmta.core.events import safe_text
 from simmta.tui.journey import Journeys
 from simmta.tui.mapfacts import Result
@@ -159,6 +159,7 @@ class Model:
         self._second: int | None = None
         self.config: dict[str, Any] = {}
         self.privilege_mode = "unknown"
+        self.privilege_note = ""  # what the mode enforces, what is missing, the command for more
         self.smtp: dict[str, Any] = {}
         self.peer: dict[str, Any] = {}
         self.pace: dict[str, Any] = {"mode": "live", "delay_ms": 0}
@@ -297,6 +298,9 @@ class Model:
                     self._place(msg, text(queue, 20))
         self.config = dict(data.get("config") or {})
         self.privilege_mode = text(data.get("privilege_mode"), 20)
+        setup = data.get("privilege")
+        self.privilege_note = (text(" · ".join(privilege.describe(setup)), 800)
+                               if isinstance(setup, dict) else "")
         self.smtp = dict(data.get("smtp") or {})
         self.peer = dict(data.get("peer") or {})
         self.pace = dict(data.get("pace") or self.pace)

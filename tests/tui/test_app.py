@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import TabbedContent
-from tuihelp import REAL, FakeMaster, SinkSMTP, replay_app, screen_text, sync, until
+from tuihelp import REAL, STORY, FakeMaster, SinkSMTP, replay_app, screen_text, sync, until
 
 from simmta.core import control
 from simmta.tui.app import VIEWS, SimmtaApp
@@ -327,3 +327,23 @@ async def test_click_a_node_on_the_map() -> None:
         await pilot.click(offset=(col, row))
         assert app.query_one(ArchitectureMap).selected == "qmgr"
         await until(pilot, lambda: "pid 1002" in screen_text(app), what="qmgr's process")
+
+
+@sync
+async def test_the_tui_says_what_a_mode_lacks_and_the_command_that_fixes_it(tmp_path: Path) -> None:
+    """From the snapshot's privilege setup (as master sends it): one notification."""
+    import json
+
+    events = [json.loads(line) for line in STORY.read_text().splitlines()]
+    for e in events:  # the snapshot and master's "started" name the mode
+        if "privilege_mode" in e["data"]:
+            e["data"]["privilege_mode"] = "partial"
+    events[0]["data"]["privilege"] = {"mode": "partial", "missing": "newuidmap/newgidmap are not installed",
+                                 "fix": "sudo apt-get install uidmap", "uid": 1000, "gid": 1000}
+    recording = tmp_path / "partial.jsonl"
+    recording.write_text("".join(json.dumps(e) + "\n" for e in events))
+    app = replay_app(recording=recording)
+    async with app.run_test(size=SIZE) as pilot:
+        told = await until(pilot, lambda: [n for n in app._notifications if "uidmap" in str(n.message)])
+        assert len(told) == 1 and "uid separation is simulated" in str(told[0].message)
+        assert "PARTIAL" in screen_text(app)
