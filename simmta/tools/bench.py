@@ -341,10 +341,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.target = (bench_postfix.HOST, bench_postfix.PORT)
         args.maildir, args.to = bench_postfix.MAILDIR, bench_postfix.RECIPIENT
     args.label = args.label or ("postfix" if args.postfix else "target")
-    if args.syscalls is None:
-        args.syscalls = args.compare and bench_syscalls.available()
-    elif args.syscalls and not bench_syscalls.available():
-        raise SimmtaError("--syscalls needs strace (apt-get install strace)")
     console = Console()
     if not console.is_terminal:  # a log file or a pipe: keep the tables whole
         console = Console(width=160)
@@ -361,6 +357,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     postfix = bench_postfix.ensure_postfix(console.print) if args.postfix else None
     try:
+        if args.postfix and args.compare and args.syscalls is not False and not bench_syscalls.available():
+            bench_postfix.apt_install("strace", console.print)  # the one command counts fsyncs too
+        if args.syscalls is None:
+            args.syscalls = args.compare and bench_syscalls.available()
+        elif args.syscalls and not bench_syscalls.available():
+            raise SimmtaError("--syscalls needs strace (apt-get install strace)")
         return _bench_all(args, rounds, console)
     finally:
         if postfix:

@@ -1,7 +1,8 @@
 """``simmta bench --postfix``: the README's loopback Postfix, installed and configured for the bench.
 
 On Debian, as root, ``ensure_postfix`` does what the README's recipe says, and
-only what is missing: installs the ``postfix`` package (debconf answered "Local
+only what is missing: installs the ``postfix`` package (and ``strace``, for the
+bench's system-call counts, through ``apt_install``) (debconf answered "Local
 only", so it never listens beyond loopback; Debian's policy-rc.d, if any, keeps
 it from starting during the install), creates the ``benchuser`` account,
 sets the recipe's ``main.cf`` parameters with ``postconf -e``, moves the
@@ -73,6 +74,14 @@ class Postfix:
         self.started = False
 
 
+def apt_install(package: str, say: Callable[[str], None]) -> None:
+    """``apt-get install -y PACKAGE`` (Debian's packages only)."""
+    if shutil.which("apt-get") is None:
+        raise SimmtaError(f"--postfix knows Debian's packages only; install {package} as the README says")
+    say(f"installing {package} (apt-get install {package})")
+    _run("apt-get", "install", "-y", "-q", package)
+
+
 def ensure_postfix(say: Callable[[str], None]) -> Postfix:
     """Install, configure and start the README's loopback Postfix as far as it is not already."""
     if os.geteuid() != 0:
@@ -81,11 +90,8 @@ def ensure_postfix(say: Callable[[str], None]) -> Postfix:
     if holder is not None and process_name(holder) != "master":
         raise SimmtaError(f"port {PORT} is held by {process_name(holder)}[{holder}], not Postfix")
     if shutil.which("postfix") is None:
-        if shutil.which("apt-get") is None:
-            raise SimmtaError("--postfix knows Debian's packages only; install Postfix as the README says")
-        say("installing Postfix (apt-get install postfix)")
         _run("debconf-set-selections", stdin=DEBCONF)
-        _run("apt-get", "install", "-y", "-q", "postfix")
+        apt_install("postfix", say)
     changed = False
     try:
         _run("id", USER)
