@@ -1,7 +1,12 @@
 """``simmta run``: set up the instance, bind the sockets, supervise, serve the
 bus and the control socket, and stop cleanly on SIGTERM/SIGINT.
 
-Trust: root in real mode; see simmta.master.
+Not root, ``run`` first finds the best privilege mode and, for rootless or
+partial, moves this very process into a user namespace (simmta.core.userns)
+before anything else; master is then root there.
+
+Trust: root in real mode, root of a user namespace in rootless and partial
+mode; see simmta.master.
 """
 
 import asyncio
