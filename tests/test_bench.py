@@ -325,6 +325,11 @@ def test_bench_smoke_against_simmta(tmp_path: Path) -> None:
         assert run["cold_start_s"] is not None
         assert run["cpu_ms_per_message"] is not None
     assert runs[bench.SIMMTA]["events_seen"]  # the subscriber read the bus
+    if bench_syscalls.available():  # the untimed strace run: the durability simmta promises
+        for run in runs.values():
+            # the queue file and incoming/ before the 250, the Maildir file and new/ before "delivered"
+            assert run["syscalls_per_message"]["fsync"] >= 4
+            assert run["syscalls_per_message"]["link"] >= 1
     assert figures["ratios"][0]["pair"] == f"{bench.SIMMTA} / {bench.SIMMTA_NO_EVENTS}"
 
 
