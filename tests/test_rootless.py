@@ -8,6 +8,7 @@ Every test's teardown stops the MTA, runs ``simmta clean`` as the student and
 proves with ``find -uid`` that no file of the range is left.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mtakit import (
@@ -126,14 +128,21 @@ def clean(s: Student, instance: Path) -> None:
     assert not instance.exists()
 
 
-@pytest.fixture
-def rootless_mta(student: Student, home: Path) -> Iterator[Mta]:
-    m = Mta(home / "inst", user=student.uid, lab=True)
+@contextlib.contextmanager
+def student_mta(student: Student, home: Path, **options: Any) -> Iterator[Mta]:
+    """The student's MTA; stopped and removed with 'simmta clean' afterwards."""
+    m = Mta(home / "inst", user=student.uid, **options)
     try:
         yield m
     finally:
         m.stop()
         clean(student, m.instance)
+
+
+@pytest.fixture
+def rootless_mta(student: Student, home: Path) -> Iterator[Mta]:
+    with student_mta(student, home, lab=True) as m:
+        yield m
 
 
 def test_each_daemon_runs_as_its_table_uid_mapped_onto_the_range(rootless_mta: Mta, student: Student) -> None:
@@ -187,12 +196,8 @@ PATIENT = 'minimal_backoff_time = "300s"\nmaximal_backoff_time = "300s"\nqueue_r
 
 @pytest.fixture
 def patient_mta(student: Student, home: Path) -> Iterator[Mta]:
-    m = Mta(home / "inst", user=student.uid, config=PATIENT)
-    try:
+    with student_mta(student, home, config=PATIENT) as m:
         yield m
-    finally:
-        m.stop()
-        clean(student, m.instance)
 
 
 def test_every_cli_tool_works_on_a_rootless_instance(patient_mta: Mta, student: Student) -> None:

@@ -196,14 +196,20 @@ def _unshare_and_map(s: Setup) -> None:
             os.write(go_w, b"u")
         finally:
             os.close(go_w)
-            failed = b""
-            while chunk := os.read(res_r, 4096):
-                failed += chunk
-            os.close(res_r)
-            os.waitpid(helper, 0)
+            failed = _read_all(res_r, helper)
         if failed:
             raise OSError(errno.EPERM, failed.decode(errors="replace"))
     make_mounts_private()
+
+
+def _read_all(fd: int, child: int) -> bytes:
+    """Everything a child writes into the pipe ``fd`` until it exits (then reaped)."""
+    out = b""
+    while chunk := os.read(fd, 4096):
+        out += chunk
+    os.close(fd)
+    os.waitpid(child, 0)
+    return out
 
 
 def _try_in_child(s: Setup) -> str:
@@ -229,11 +235,7 @@ def _try_in_child(s: Setup) -> str:
         os.write(w, result.encode()[:2000] or b"-")
         os._exit(0)
     os.close(w)
-    out = b""
-    while chunk := os.read(r, 4096):
-        out += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
+    out = _read_all(r, pid)
     return "" if out == b"-" else out.decode(errors="replace") or "the probe died"
 
 
