@@ -90,7 +90,8 @@ KINDS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "fault": {"set": ("fault", "value"), "crash": ("point",)},
     "lab": {"attempt": ("action", "target", "outcome", "detail"),
-            "report": ("results", "mode")},  # the compromise script's outcomes, in order
+            "report": ("results", "mode"),  # the compromise script's outcomes, in order
+            "scan": ("roots", "setid", "checked", "maildrop", "protected_hardlinks")},
     "pace": {"mode": ("mode", "delay_ms"), "wait": ("hop", "to", "what"), "go": ("hop",)},
     "bus": {"dropped": ("count", "where"), "subscriber": ("action", "subscriber")},
     "snapshot": {"state": ("services", "processes", "queues", "config", "privilege_mode")},

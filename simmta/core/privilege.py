@@ -23,7 +23,7 @@ import errno
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -241,8 +241,17 @@ def drop_privileges(emitter: Emitter, *, chroot_dir: Path | None, uid: int | Non
 
 
 @contextlib.contextmanager
-def acting_as(uid: int, gid: int, mode: str) -> Iterator[None]:
-    """Run the body with effective uid/gid of a recipient (real, rootless), then back to root."""
+def acting_as(uid: int, gid: int, mode: str,
+              emit: Callable[..., None] | None = None) -> Iterator[None]:
+    """Run the body with effective uid/gid of a recipient (real, rootless), then back to root.
+
+    Only the effective ids change (seteuid): the real and saved uid stay 0, which
+    is how the process gets root back afterwards, and why a hole exploited in the
+    body could do the same (setuid(2) to the saved uid needs no privilege).
+    """
+    if emit is not None:
+        emit("privilege", "step", step="seteuid", target=uid, mode=mode,
+             outcome="done" if uids_enforced(mode) else f"simulated: would seteuid {uid}")
     if not uids_enforced(mode):
         yield
         return
@@ -396,7 +405,8 @@ def lab_attempt(action: str, path: Path) -> tuple[str, str]:
             return "succeeded", f"wrote into {path}"
         if action == "regain-root":
             os.setuid(0)
-            return "succeeded", "uid is now 0"
+            ruid, euid, suid = os.getresuid()
+            return "succeeded", f"uid is now 0 (real, effective, saved: {ruid}, {euid}, {suid})"
     except OSError as e:
         name = errno.errorcode.get(e.errno or 0, "error")
         why = {"ENOENT": "not there: outside the chroot jail (or missing)",

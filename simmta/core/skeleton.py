@@ -33,6 +33,7 @@ import socket
 import struct
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -82,6 +83,8 @@ class Context:
         self.instance = Instance(spec["instance"])
         self.mode: str = spec["mode"]
         self.lab: bool = spec.get("lab", False)
+        # the identity a lab attempt runs under (local: acting as a recipient)
+        self.lab_identity: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
         self.emitter = emitter
         self.name = self.service.name
         self.queue = self.instance.queue  # becomes Path("/") after a chroot
@@ -169,7 +172,8 @@ class Context:
 
     def lab_attempt(self, action: str, target: str) -> None:
         """Try what privilege should forbid; report the kernel's answer."""
-        outcome, detail = privilege.lab_attempt(action, Path(target))
+        with self.lab_identity():
+            outcome, detail = privilege.lab_attempt(action, Path(target))
         if not privilege.uids_enforced(self.mode) and outcome == "succeeded":
             detail += (" (simulated mode: no kernel boundary was there to stop it)" if self.mode ==
                        privilege.SIMULATED else " (partial mode: no uid boundary, every daemon runs as you)")

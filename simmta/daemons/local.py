@@ -12,9 +12,12 @@ DESCRIPTION
     qmgr has bounce send the sender a DSN. It answers per recipient.
 SECURITY
     Keeps root, like Postfix's local, because it must act as each recipient:
-    the write happens with the recipient's uid and gid (seteuid/setegid), then
-    it switches back (in rootless mode too, with the recipient's uid mapped onto the
-    subordinate range). In partial and simulated mode the write happens as the invoking user.
+    the write happens with the recipient's uid and gid (seteuid/setegid, each
+    switch a privilege/step event), then it switches back (in rootless mode too,
+    with the recipient's uid mapped onto the subordinate range). The real and
+    saved uid stay 0 throughout, so code running as the recipient could switch
+    back too (the lab's regain-root in local shows it). In partial and simulated
+    mode the write happens as the invoking user.
 """
 
 import os
@@ -33,6 +36,10 @@ class Local(DeliveryAgent):
     def pre_init(self) -> None:
         if privilege.uids_enforced(self.ctx.mode):
             os.setgroups([])  # root, but with no supplementary groups
+        # A lab attempt happens where a hole would be exploited: while acting as a
+        # recipient (the first local user, alice by default), only the effective uid switched.
+        uid = next(iter(self.ctx.config.local_users.values()))
+        self.ctx.lab_identity = lambda: privilege.acting_as(uid, uid, self.ctx.mode)
 
     async def deliver(self, msg: qf.QueueFile, rcpts: list[dict[str, Any]],
                       req: dict[str, Any]) -> list[RecipientStatus]:
@@ -59,7 +66,7 @@ class Local(DeliveryAgent):
     def _write(self, user: str, parts: list[bytes], qid: str) -> Path:
         # Synchronous on purpose: seteuid applies to the whole process.
         uid = self.ctx.config.local_users[user]
-        with privilege.acting_as(uid, uid, self.ctx.mode):
+        with privilege.acting_as(uid, uid, self.ctx.mode, emit=self.ctx.emit):
             return maildir.deliver(self.ctx.instance.maildir(user), parts,
                                    before_link=lambda: self.ctx.crash_point("before-link", qid))
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simmta.core import events
+from simmta.master.history import History
 
 MAX_BUFFER = 1 << 20  # bytes queued per subscriber before events are dropped
 
@@ -69,6 +70,7 @@ class Bus:
         self.subscribers: list[Subscriber] = []
         self.invalid = 0
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.history = History()  # what was streamed, for readers who come late
 
     @property
     def watched(self) -> bool:
@@ -132,6 +134,7 @@ class Bus:
             return
         self.published += len(batch)
         lines = [self._line(event, raw) for event, raw in batch]
+        self.history.record(lines)
         for sub in self.subscribers:  # one write per subscriber per flush
             sub.offer(lines, self._drop_notice)
 

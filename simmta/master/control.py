@@ -14,7 +14,7 @@ import signal
 import time
 from typing import Any
 
-from simmta.core import compromise, ipc, names, privilege
+from simmta.core import compromise, ipc, names, privilege, setid
 from simmta.core import queue as qf
 from simmta.core.control import CRASH_POINTS, LAB_ACTIONS, PACE_MODES, SIGNALS
 from simmta.core.errors import SimmtaError
@@ -112,6 +112,13 @@ class Controller:
         return {"pace": self.sup.pace}
 
     async def op_step(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Release one waiting hop; with ``wait``, first wait (at most that long) for one."""
+        wait = req.get("wait", 0)
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 30:
+            raise SimmtaError("step: wait must be 0 to 30 seconds")
+        deadline = time.monotonic() + wait
+        while not self.sup.waiting_hops and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         return {"released": self.sup.release_hops(), "waiting": len(self.sup.waiting_hops)}
 
     async def op_queue(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -227,6 +234,25 @@ class Controller:
         while not child.ready and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         return child
+
+    async def op_scan(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Set-uid/set-gid files in the instance and in simmta's installation, and maildrop's mode."""
+        inst = self.sup.inst
+        roots = [inst.path, *setid.install_roots()]
+        result = await asyncio.get_running_loop().run_in_executor(None, setid.scan, roots)
+        result["maildrop"] = setid.mode_of(inst.queue / names.MAILDROP)
+        result["protected_hardlinks"] = setid.protected_hardlinks()
+        self.sup.emit("lab", "scan", **result)
+        return result
+
+    async def op_history(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The events the bus streamed in the last ``since`` seconds (all it kept: None)."""
+        since = req.get("since")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)
+                                  or since <= 0):
+            raise SimmtaError("history: since must be a number of seconds > 0")
+        self.sup.bus.flush(everything=True)
+        return self.sup.bus.history.since(since)
 
     async def _trigger_qmgr(self, what: bytes) -> None:
         await ipc.trigger(str(self.sup.inst.queue / names.PUBLIC / names.QMGR), what)

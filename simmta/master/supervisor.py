@@ -491,6 +491,11 @@ class Supervisor:
         out = [{"pid": os.getpid(), "ppid": os.getppid(), "service": names.MASTER, "state": "running",
                 "started": None, "served": 0, "restarts": 0,
                 "privilege": self._master_observed()}]
+        # the spawner (see zygote) forks every daemon: it keeps master's privilege, so it is shown
+        if self.spawner_pid and (obs := privilege.observe(self.spawner_pid)) is not None:
+            out.append({"pid": self.spawner_pid, "ppid": os.getpid(), "service": "spawner",
+                        "state": "running", "started": None, "served": 0, "restarts": 0,
+                        "privilege": {**obs.as_dict(), "mode": self.mode}})
         for st in self.services.values():
             svc = st.service
             for c in st.children.values():

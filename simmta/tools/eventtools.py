@@ -1,6 +1,9 @@
 """``simmta events`` (follow the stream) and ``simmta record`` (save it).
 
 Both are ordinary bus subscribers (only the instance owner or root is let in).
+``simmta events --since 10m`` (or ``--from-start``) first prints what master's
+bus kept of the recent past (simmta.master.history: only what was streamed
+while someone watched, bounded), then stops, or with ``--follow`` goes on live.
 A recording is the stream as JSON lines, snapshot first: the TUI replays it,
 and it is the deterministic fixture for UI tests.
 
@@ -15,7 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from simmta.core import busclient, events
+from simmta.core import busclient, control, events
+from simmta.core.config import _time as parse_time
 from simmta.core.errors import SimmtaError
 from simmta.core.events import read_recording
 from simmta.core.instance import Instance
@@ -28,6 +32,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--service", action="append", help="only these services (repeatable)")
     p.add_argument("--qid", help="only this queue ID (or SMTP session id)")
     p.add_argument("--count", type=int, help="stop after this many events")
+    past = p.add_mutually_exclusive_group()
+    past.add_argument("--since", metavar="TIME", type=_duration,
+                      help="first show what happened in the last TIME (30s, 10m, 1h), then stop")
+    past.add_argument("--from-start", action="store_true",
+                      help="first show everything the bus kept, then stop")
+    p.add_argument("--follow", action="store_true",
+                   help="with --since/--from-start: go on with the live stream afterwards")
     p.set_defaults(func=cmd_events)
     p = sub.add_parser("record", parents=[parent], help="record the event stream to a file")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
@@ -65,13 +76,40 @@ def describe(e: dict[str, Any]) -> Text:
     return Text(" ".join(events.safe_text(p, 200) for p in parts))
 
 
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_time(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 s")
+    return seconds
+
+
+def history(inst: Instance, since: float | None) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """(raw line, event) of what the bus kept of the last ``since`` seconds (None: all)."""
+    reply = control.request(inst.control_socket, "history", since=since)
+    if not reply.get("complete", True):
+        print(f"simmta: the bus's history does not reach that far back ({reply.get('forgotten')} "
+              "older events were forgotten); what it kept follows", file=sys.stderr)
+    for text in reply.get("lines", []):
+        raw = text.encode("utf-8", "replace")
+        try:
+            yield raw, events.parse_line(raw)
+        except ValueError as e:
+            print(f"simmta: history line skipped: {e}", file=sys.stderr)
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     inst = Instance(args.instance)
     console = Console(highlight=False)
-    seen = 0
-    for raw, e in follow(inst):
+    seen, last_seq = 0, 0
+
+    def show(raw: bytes, e: dict[str, Any]) -> bool:
+        """Print one event if it matches; True when --count is reached."""
+        nonlocal seen
         if not matches(e, args):
-            continue
+            return False
         if args.json:
             sys.stdout.buffer.write(raw)
             sys.stdout.flush()
@@ -81,7 +119,19 @@ def cmd_events(args: argparse.Namespace) -> int:
                                  (f"{e.get('qid') or e.get('sid') or '-':<14} ", "cyan"))
             console.print(head + describe(e))
         seen += 1
-        if args.count and seen >= args.count:
+        return bool(args.count and seen >= args.count)
+
+    if args.since is not None or args.from_start:
+        for raw, e in history(inst, args.since):
+            last_seq = max(last_seq, int(e.get("seq") or 0))
+            if show(raw, e):
+                return 0
+        if not args.follow:
+            return 0
+    for raw, e in follow(inst):
+        if e["kind"] != "snapshot" and int(e.get("seq") or 0) <= last_seq:
+            continue  # already shown from the history
+        if show(raw, e):
             break
     return 0
 

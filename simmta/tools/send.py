@@ -3,11 +3,21 @@
 Talks real SMTP (smtplib) to the instance's smtpd, or to ``--server HOST:PORT``.
 A burst (``--count N --concurrency C``) shows a rich progress bar and a summary.
 
+``--raw LINE...`` speaks SMTP by hand, for inputs smtplib will not send (a bare
+LF, a NUL, an overlong command): each LINE is sent followed by CRLF, after the
+server's reply to the previous one (after a 354 reply, the lines up to ``.``
+go without waiting), and the whole transcript is printed. Inside a LINE,
+``\n``, ``\r``, ``\0`` and ``\\`` stand for LF, CR, NUL and a backslash, and
+``{x*N}`` for N copies of x: a recipe that works from any shell, with no
+``nc`` or ``printf`` needed.
+
 Trust: a client; it prints what the server answered, inertly.
 """
 
 import argparse
+import re
 import smtplib
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +47,76 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--server", metavar="HOST:PORT", help="default: the instance's smtpd")
     p.add_argument("--helo", default=None, help="name to give in EHLO")
+    p.add_argument("--raw", nargs="+", metavar="LINE",
+                   help="speak SMTP by hand: send each LINE + CRLF after the previous reply "
+                        "(\\n bare LF, \\r CR, \\0 NUL, {x*N} N copies of x)")
     p.set_defaults(func=cmd_send)
+
+
+_ESCAPES = {"n": "\n", "r": "\r", "0": "\0", "\\": "\\"}
+_RAW_TOKEN = re.compile(r"\\(.)|\{(.{1,8})\*(\d{1,7})\}")
+MAX_RAW_LINE = 10_000_000  # what one LINE may expand to
+
+
+def raw_line(text: str) -> bytes:
+    """One --raw LINE with its escapes and repetitions expanded (no CRLF yet)."""
+    def expand(m: re.Match[str]) -> str:
+        if m.group(1) is not None:
+            if m.group(1) not in _ESCAPES:
+                raise SimmtaError(f"--raw: unknown escape \\{m.group(1)} (known: \\n \\r \\0 \\\\)")
+            return _ESCAPES[m.group(1)]
+        return m.group(2) * int(m.group(3))
+
+    if sum(len(m.group(2)) * int(m.group(3)) for m in _RAW_TOKEN.finditer(text)
+           if m.group(2)) > MAX_RAW_LINE:
+        raise SimmtaError(f"--raw: a line may expand to at most {MAX_RAW_LINE} characters")
+    return _RAW_TOKEN.sub(expand, text).encode("utf-8", "surrogateescape")
+
+
+def read_reply(stream: Any) -> str:
+    """One complete (possibly multi-line) SMTP reply; '' if the server closed."""
+    lines = []
+    for _ in range(100):  # bounded: no reply has more lines than this
+        raw = stream.readline(4096)
+        if not raw:
+            break
+        text = raw.decode(errors="replace").rstrip("\r\n")
+        lines.append(text)
+        if len(text) < 4 or text[3] != "-":
+            break
+    return " / ".join(lines)
+
+
+def shown(line: bytes, limit: int = 120) -> str:
+    """A sent line as the transcript shows it: escapes visible, long runs cut."""
+    text = safe_text(line.decode("utf-8", "replace").replace("\n", "\\n").replace("\r", "\\r")
+                     .replace("\0", "\\0"), limit)
+    return text if len(line) <= limit else f"{text} ... ({len(line)} bytes)"
+
+
+def send_raw(host: str, port: int, lines: list[str], timeout: float = 60) -> tuple[list[str], bool]:
+    """The transcript of a hand-made session; False if the server hung up before the end."""
+    transcript: list[str] = []
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock, \
+                sock.makefile("rb") as stream:
+            transcript.append("S: " + read_reply(stream))
+            in_data = False
+            for item in lines:
+                line = raw_line(item)
+                sock.sendall(line + b"\r\n")
+                transcript.append("C: " + shown(line))
+                if in_data and item != ".":
+                    continue
+                reply = read_reply(stream)
+                transcript.append("S: " + (reply or "(connection closed)"))
+                if not reply:
+                    return transcript, False
+                in_data = item.upper() == "DATA" and reply.startswith("354")
+    except OSError as e:
+        transcript.append(f"connection: {e.strerror or e}")
+        return transcript, False
+    return transcript, True
 
 
 def build_message(sender: str, recipients: list[str], subject: str, body: str, n: int = 0) -> bytes:
@@ -86,6 +165,10 @@ def server_of(args: argparse.Namespace) -> tuple[str, int]:
 
 def cmd_send(args: argparse.Namespace) -> int:
     host, port = server_of(args)
+    if args.raw:
+        transcript, whole = send_raw(host, port, args.raw)
+        print("\n".join(transcript))
+        return 0 if whole else 1
     rcpts = args.recipients or ["bob@simmta.test"]
     if args.count < 1 or args.concurrency < 1:
         raise SimmtaError("--count and --concurrency must be at least 1")
