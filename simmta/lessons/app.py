@@ -15,6 +15,8 @@ Trust: runs simmta's own tools only (simmta.lessons.session).
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +25,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, RichLog
 
+from simmta.core.errors import SimmtaError
 from simmta.lessons.bus import BusSubscription
 from simmta.lessons.format import Lesson
 from simmta.lessons.panel import LESSON_KEYS, LessonPanel, mount_lesson_panel
@@ -32,9 +35,26 @@ from simmta.lessons.session import LessonMTA
 
 
 def lesson_instance_dir(lesson: Lesson) -> Path:
+    """Where the lesson's MTA lives: under the user's state directory, unless (as root)
+    mail_owner could not pass through it, e.g. a 0700 home under sudo: then a 0711
+    directory of its own in the system's temporary directory."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
                                                              ".local", "state")
-    return Path(state) / "simmta" / "lessons" / "instances" / lesson.key
+    path = Path(state) / "simmta" / "lessons" / "instances" / lesson.key
+    if os.geteuid() != 0 or _passable(path.parent):
+        return path
+    base = Path(tempfile.gettempdir()) / f"simmta-lessons-{os.getuid()}"
+    base.mkdir(mode=0o711, exist_ok=True)
+    if base.lstat().st_uid != os.getuid() or base.is_symlink():
+        raise SimmtaError(f"{base} exists but is not ours: remove it or give --instance DIR")
+    base.chmod(0o711)
+    return base / lesson.key
+
+
+def _passable(directory: Path) -> bool:
+    """Whether every existing ancestor of ``directory`` lets others pass (o+x)."""
+    return all(d.stat().st_mode & stat.S_IXOTH for d in (directory, *directory.parents)
+               if d.exists())
 
 
 class LessonController:
@@ -107,7 +127,7 @@ class LessonApp(App[int]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal():
-            yield RichLog(id="event-log", markup=False, wrap=False, max_lines=2000)
+            yield RichLog(id="event-log", markup=False, wrap=True, max_lines=2000)
             c = self.controller
             yield LessonPanel(self.runner, perform=c.perform_current if c else None,
                               reset=c.restart if c else None)
@@ -128,8 +148,11 @@ class LessonApp(App[int]):
         events = self.runner.events
         log = self.query_one(RichLog)
         for event in events[self._seen:self._seen + 200]:
+            data = event.get("data") if isinstance(event.get("data"), dict) else {}
+            said = next((str(data[k]) for k in ("outcome", "line", "rcpt", "child_service", "to")
+                         if k in data), "")
             log.write(f"{event.get('service', '?'):>8} {event.get('kind')}/{event.get('type')}"
-                      f" {event.get('qid') or ''}")
+                      f" {event.get('qid') or ''} {said[:120]}")
         self._seen = min(len(events), self._seen + 200)
 
 

@@ -1,11 +1,16 @@
 """``simmta lesson check --autoplay``: prove a lesson works by playing its solution.
 
 For each lesson: start a fresh MTA in a temporary instance with the lesson's
-setup, subscribe to its event bus, then for every step perform the stored
-solution and wait (polling on each new event, with the step's time limit) until
-the step's goal is met. The first step whose goal is not met within its limit
-fails the lesson, naming the step, the expectations still open and what the
-solution's commands printed.
+setup, subscribe to its event bus, then for every step check that its goal is
+*not* already met (a step must wait for the student's action, not tick itself
+from what happened before; a step that asks a prediction waits for the answer),
+answer its prediction if it asks one, perform the
+stored solution (the commands the panel shows, word for word) and wait
+(polling on each new event, with the step's time limit) until the step's goal
+is met, and that one of the prediction's choices describes what happened. The
+first step that fails any of this fails the lesson, naming the step, the
+expectations still open and what the solution's commands printed. The time
+each lesson took is what ``simmta lesson track`` adds up.
 
 Trust: runs only simmta's own tools (see simmta.lessons.session).
 """
@@ -28,6 +33,7 @@ from simmta.lessons.runner import LessonRunner
 from simmta.lessons.session import ActionResult, LessonMTA
 
 SNAPSHOT_TIMEOUT = 15.0
+SETTLE = 0.3  # seconds of late events from the previous step a new step must survive unmet
 
 
 @dataclass
@@ -39,6 +45,7 @@ class CheckResult:
     privilege_mode: str | None = None
     seconds: float = 0.0
     actions: list[ActionResult] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)  # solution run until goal met
 
     def report(self) -> str:
         head = f"lesson {self.lesson.id} ({self.lesson.slug})"
@@ -76,6 +83,16 @@ def check_lesson(lesson: Lesson, workdir: Path | None = None, keep: bool = False
         for step in lesson.steps:
             runner.go_to(step.number - 1)
             say(f"  step {step.number}: {step.title}")
+            runner.wait_for_event(SETTLE, settle=SETTLE)
+            # (a step that asks a prediction waits for the answer: that is the student's action)
+            if step.predict is None and runner.goal_met():
+                result.failed_step = step.number
+                result.reason = ("the goal was already met when the step began: it must wait "
+                                 "for the student's action")
+                return result
+            if step.predict is not None:
+                say("    " + runner.answer("1"))
+            step_began = time.monotonic()
             for action in step.solution:
                 context = {**runner.context(), "last_qid": runner.last_qid()}
                 try:
@@ -96,6 +113,12 @@ def check_lesson(lesson: Lesson, workdir: Path | None = None, keep: bool = False
                 if bus.problem:
                     result.reason += f" (event bus: {bus.problem})"
                 return result
+            outcome = runner.view().outcome
+            if step.predict is not None and (outcome is None or outcome[0] == "none of the choices"):
+                result.failed_step = step.number
+                result.reason = "none of the prediction's choices describes what the MTA did"
+                return result
+            result.step_seconds.append(time.monotonic() - step_began)
         result.ok = True
         return result
     finally:

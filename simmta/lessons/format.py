@@ -4,13 +4,13 @@ A lesson file (``lessons/NN-slug.md``; the full description is in
 ``lessons/README.md``) is:
 
     +++                      front matter (TOML): id, slug, title, summary,
-    ...                      minutes, prerequisites, sources, [setup]
+    ...                      teacher, prerequisites, sources, [setup]
     +++
     Introduction (Markdown).
     ## Step title            every level-2 heading starts a step
     Instruction (Markdown).
-    ```step                  the step's data (TOML): action, solution, hints,
-    ...                      sources, timeout, [[expect]] goal tables
+    ```step                  the step's data (TOML): solution, hints, sources,
+    ...                      timeout, [predict], [[expect]] goal tables
     ```
     ### Hint                 (any number) one hint each
     ### Explanation          shown once the goal is met
@@ -38,20 +38,23 @@ from typing import Any
 from simmta.core import config as config_mod
 from simmta.core import names
 from simmta.core.errors import ConfigError, SimmtaError
+from simmta.lessons import sources as sources_mod
 from simmta.lessons.goals import Expectation, Goal, GoalError, compile_expectation
 
 # simmta sub-commands a stored solution or suggested action may use.
+# simmta sub-commands a stored solution may use (the panel shows them, autoplay runs them).
 SOLUTION_COMMANDS = ("send", "sendmail", "queue", "cat", "hold", "release", "requeue",
-                     "delete", "peer", "ctl", "ps", "status", "config")
-# A suggested action may also name tools that only show things.
-ACTION_COMMANDS = (*SOLUTION_COMMANDS, "events", "tui")
-SOLUTION_PLACEHOLDERS = ("instance", "last_qid", "smtp_host", "smtp_port")
+                     "delete", "peer", "ctl", "ps", "status", "config", "events", "scan")
+SOLUTION_PLACEHOLDERS = ("instance", "last_qid")
 SECTIONS = {"hint": "hints", "explanation": "explanation", "in simulated mode": "simulated"}
-_FRONT_KEYS = {"id", "slug", "title", "summary", "minutes", "prerequisites", "sources", "setup"}
+_FRONT_KEYS = {"id", "slug", "title", "summary", "teacher", "prerequisites", "sources", "setup"}
 _SETUP_KEYS = {"config", "peer_fault", "pace", "lab", "timeout"}
-_STEP_KEYS = {"action", "solution", "hints", "sources", "timeout", "expect"}
+_STEP_KEYS = {"solution", "hints", "sources", "timeout", "expect", "predict"}
 _RUN_KEYS = {"run", "stdin", "background", "may_fail"}
-_SMTP_KEYS = {"smtp", "may_fail"}
+_PREDICT_KEYS = {"question", "choice", "count", "tolerance"}
+_GONE = {"minutes": "minutes are measured, not declared: remove the key "
+                    "('simmta lesson track' shows the measured time)",
+         "action": "the panel shows the solution's commands as they are run: remove 'action'"}
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -75,13 +78,25 @@ class SolutionAction:
     stdin: str | None = None
     background: bool = False
     may_fail: bool = False
-    smtp: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        if self.smtp:
-            more = " ..." if len(self.smtp) > 4 else ""
-            return "SMTP dialogue: " + " | ".join(self.smtp[:4]) + more
+        """The command as the student sees it (and autoplay runs it)."""
         return "simmta " + shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A question asked before the experiment; the live outcome answers it.
+
+    With ``choices`` the outcome is the first choice whose expectation holds
+    once the step's goal is met; with ``count`` it is how many events (or
+    records) match since the step began.
+    """
+
+    question: str
+    choices: tuple[tuple[str, Expectation], ...] = ()
+    count: Expectation | None = None
+    tolerance: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,12 +107,17 @@ class Step:
     instruction: str
     goal: Goal
     solution: tuple[SolutionAction, ...]
-    action: str | None = None
     hints: tuple[str, ...] = ()
     explanation: str = ""
     simulated: str = ""
     sources: tuple[str, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
+    predict: Prediction | None = None
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """What the panel shows, word for word what autoplay runs."""
+        return tuple(a.describe() for a in self.solution)
 
 
 @dataclass(frozen=True)
@@ -116,7 +136,7 @@ class Lesson:
     slug: str
     title: str
     summary: str
-    minutes: int
+    teacher: str
     prerequisites: tuple[int, ...]
     sources: tuple[str, ...]
     setup: Setup
@@ -189,31 +209,38 @@ def _timeout(value: Any, line: int) -> float:
 def _front_matter(block: _Block) -> tuple[dict[str, Any], Setup]:
     data = block.parse()
     for key in data:
+        if key in _GONE:
+            raise _Problem(block.line_of(key), _GONE[key])
         if key not in _FRONT_KEYS:
             raise _Problem(block.line_of(key), f"unknown front-matter key {key!r} (known: "
                            + ", ".join(sorted(_FRONT_KEYS)) + ")")
-    for key in ("id", "slug", "title", "summary"):
+    for key in ("id", "slug", "title", "summary", "teacher"):
         if key not in data:
             raise _Problem(block.first_line, f"front matter: missing {key!r}")
     if isinstance(data["id"], bool) or not isinstance(data["id"], int) or data["id"] < 1:
         raise _Problem(block.line_of("id"), "id: expected a whole number >= 1")
     if not isinstance(data["slug"], str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", data["slug"]):
         raise _Problem(block.line_of("slug"), "slug: expected lower-case words joined by '-'")
-    for key in ("title", "summary"):
+    for key in ("title", "summary", "teacher"):
         if not isinstance(data[key], str) or not data[key].strip():
             raise _Problem(block.line_of(key), f"{key}: expected text")
-    minutes = data.get("minutes", 10)
-    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 120:
-        raise _Problem(block.line_of("minutes"), "minutes: expected a whole number 1-120")
     prereq = data.get("prerequisites", [])
     if not isinstance(prereq, list) or not all(isinstance(p, int) and not isinstance(p, bool)
                                                for p in prereq):
         raise _Problem(block.line_of("prerequisites"),
                        "prerequisites: expected a list of lesson ids")
-    data["minutes"] = minutes
     data["prerequisites"] = tuple(prereq)
-    data["sources"] = _strings(data.get("sources", []), "sources", block.line_of("sources"))
+    data["sources"] = _citations(data.get("sources", []), block.line_of("sources"))
     return data, _setup(data.get("setup", {}), block)
+
+
+def _citations(value: Any, line: int) -> tuple[str, ...]:
+    """Sources a student can open: sections of docs/sources.md or files of simmta's tree."""
+    cited = _strings(value, "sources", line)
+    for citation in cited:
+        if (why := sources_mod.problem(citation)) is not None:
+            raise _Problem(line, why)
+    return cited
 
 
 def _setup(raw: Any, block: _Block) -> Setup:
@@ -251,8 +278,7 @@ def _setup(raw: Any, block: _Block) -> Setup:
 # ---------------------------------------------------------------- steps
 
 
-def parse_command(text: str, line: int, what: str,
-                  allowed: tuple[str, ...] = SOLUTION_COMMANDS) -> tuple[str, ...]:
+def parse_command(text: str, line: int, what: str) -> tuple[str, ...]:
     """A simmta command line (without the leading ``simmta``), checked against the tool list."""
     try:
         argv = shlex.split(text)
@@ -260,9 +286,9 @@ def parse_command(text: str, line: int, what: str,
         raise _Problem(line, f"{what}: cannot split {text!r} ({e})") from None
     if argv[:1] == ["simmta"]:
         argv = argv[1:]
-    if not argv or argv[0] not in allowed:
+    if not argv or argv[0] not in SOLUTION_COMMANDS:
         raise _Problem(line, f"{what}: {text!r} is not a simmta command a lesson may run "
-                       "(known: " + ", ".join(allowed) + ")")
+                       "(known: " + ", ".join(SOLUTION_COMMANDS) + ")")
     if any(a == "--instance" or a.startswith("--instance=") for a in argv):
         raise _Problem(line, f"{what}: do not give --instance; the runner chooses the instance")
     for name in re.findall(r"\$\{([^}]*)\}", text):
@@ -283,20 +309,14 @@ def _solution(raw: Any, block: _Block) -> tuple[SolutionAction, ...]:
             continue
         if not isinstance(item, dict):
             raise _Problem(line, "solution: each item is a command string or a table")
-        form = "smtp" if "smtp" in item else "run"
-        allowed = _SMTP_KEYS if form == "smtp" else _RUN_KEYS
-        unknown = sorted(set(item) - allowed)
-        if unknown or form not in item:
+        unknown = sorted(set(item) - _RUN_KEYS)
+        if unknown or "run" not in item:
             raise _Problem(line, f"solution: unknown key {unknown[0]!r} (known: "
-                           + ", ".join(sorted(allowed)) + ")" if unknown
-                           else "solution: a table needs 'run' or 'smtp'")
+                           + ", ".join(sorted(_RUN_KEYS)) + ")" if unknown
+                           else "solution: a table needs 'run' (a simmta command line)")
         for flag in ("background", "may_fail"):
             if not isinstance(item.get(flag, False), bool):
                 raise _Problem(line, f"solution: {flag}: expected true or false")
-        if form == "smtp":
-            dialogue = _strings(item["smtp"], "solution.smtp", line)
-            out.append(SolutionAction(smtp=dialogue, may_fail=item.get("may_fail", False)))
-            continue
         if not isinstance(item["run"], str):
             raise _Problem(line, "solution: run: expected a command string")
         stdin = item.get("stdin")
@@ -335,20 +355,18 @@ def _step(number: int, title: str, line: int, prose: dict[str, Any], block: _Blo
         problems.append((p.line, p.what))
         return None
     for key in data:
-        if key not in _STEP_KEYS:
+        if key in _GONE:
+            problems.append((block.line_of(key), _GONE[key]))
+        elif key not in _STEP_KEYS:
             problems.append((block.line_of(key), f"unknown step key {key!r} (known: "
                              + ", ".join(sorted(_STEP_KEYS)) + ")"))
     goal = _goal(data.get("expect"), block, problems)
     try:
         solution = _solution(data.get("solution"), block)
-        action = data.get("action")
-        if action is not None:
-            if not isinstance(action, str):
-                raise _Problem(block.line_of("action"), "action: expected a command string")
-            parse_command(action, block.line_of("action"), "action", ACTION_COMMANDS)
         hints = _strings(data.get("hints", []), "hints", block.line_of("hints"))
-        sources = _strings(data.get("sources", []), "sources", block.line_of("sources"))
+        sources = _citations(data.get("sources", []), block.line_of("sources"))
         timeout = _timeout(data.get("timeout", default_timeout), block.line_of("timeout"))
+        predict = _prediction(data.get("predict"), block)
     except _Problem as p:
         problems.append((p.line, p.what))
         return None
@@ -356,9 +374,48 @@ def _step(number: int, title: str, line: int, prose: dict[str, Any], block: _Blo
         problems.append((line, f"step {number}: no instruction text"))
     if not prose["explanation"].strip():
         problems.append((line, f"step {number}: no '### Explanation' section"))
-    return Step(number, title, line, prose["instruction"].strip(), goal, solution, action,
+    return Step(number, title, line, prose["instruction"].strip(), goal, solution,
                 (*hints, *prose["hints"]), prose["explanation"].strip(), prose["simulated"].strip(),
-                sources, timeout)
+                sources, timeout, predict)
+
+
+def _prediction(raw: Any, block: _Block) -> Prediction | None:
+    """``[predict]``: a question, then ``[[predict.choice]]`` (text + expectation) or ``count``."""
+    if raw is None:
+        return None
+    line = block.line_of("predict")
+    if not isinstance(raw, dict):
+        raise _Problem(line, "predict: expected a table")
+    unknown = sorted(set(raw) - _PREDICT_KEYS)
+    if unknown:
+        raise _Problem(line, f"predict: unknown key {unknown[0]!r} (known: "
+                       + ", ".join(sorted(_PREDICT_KEYS)) + ")")
+    question = raw.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise _Problem(line, "predict.question: expected text")
+    if ("choice" in raw) == ("count" in raw):
+        raise _Problem(line, "predict: give either [[predict.choice]] tables or a count")
+    tolerance = raw.get("tolerance", 0)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
+        raise _Problem(line, "predict.tolerance: expected a whole number >= 0")
+    try:
+        if "count" in raw:
+            counted = compile_expectation(raw["count"])
+            if counted.form not in ("event", "state"):
+                raise _Problem(line, "predict.count: expected an event = ... or state = ... table")
+            return Prediction(question.strip(), count=counted, tolerance=tolerance)
+        choices = raw["choice"]
+        if not isinstance(choices, list) or not 2 <= len(choices) <= 9:
+            raise _Problem(line, "predict.choice: expected 2 to 9 [[predict.choice]] tables")
+        out = []
+        for choice in choices:
+            if not isinstance(choice, dict) or not isinstance(choice.get("text"), str):
+                raise _Problem(line, "predict.choice: each needs text = \"...\" and an expectation")
+            spec = {k: v for k, v in choice.items() if k != "text"}
+            out.append((choice["text"], compile_expectation(spec)))
+        return Prediction(question.strip(), tuple(out), tolerance=tolerance)
+    except GoalError as e:
+        raise _Problem(line, f"predict: {e}") from None
 
 
 # ---------------------------------------------------------------- the file
@@ -455,7 +512,7 @@ def parse_text(text: str, path: Path | str = "<lesson>") -> Lesson:
     if problems:
         raise LessonError(path, problems)
     return Lesson(Path(path), front["id"], front["slug"], front["title"].strip(),
-                  front["summary"].strip(), front["minutes"], front["prerequisites"],
+                  front["summary"].strip(), front["teacher"].strip(), front["prerequisites"],
                   front["sources"], setup, "\n".join(intro).strip(), tuple(steps))
 
 

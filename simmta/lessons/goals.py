@@ -373,16 +373,20 @@ class Expectation:
             # reach the bus out of order (cleanup's "created" after qmgr's "moved")
             ordered = sorted(ev.select(self.since, self.sequence), key=_event_time)
             return _sequence_met(self.sequence, self.same, ordered, ev.context)
+        n = self.count(ev)
+        return n >= self.min and (self.max is None or n <= self.max)
+
+    def count(self, ev: Evaluation) -> int:
+        """How many events (or state records, or distinct values) match (event/state forms)."""
         if self.form == "event":
             assert self.pattern is not None
             found = [e for e in ev.select(self.since, (self.pattern,))
                      if self.pattern.matches(e, ev.context)]
         else:
-            assert self.collection is not None
+            assert self.collection is not None, "count() is for event and state expectations"
             found = [r for r in ev.state.records(self.collection)
                      if all(t.test(r, ev.context) for t in self.tests)]
-        n = self._count(found)
-        return n >= self.min and (self.max is None or n <= self.max)
+        return self._count(found)
 
     def _count(self, found: list[Mapping[str, Any]]) -> int:
         if self.distinct is None:

@@ -1,10 +1,15 @@
 """The lesson panel: a Textual widget showing one LessonRunner beside the map.
 
-It shows the lesson title, percent complete, the current step's instruction,
-a checklist of the step's expectations (ticked as the live MTA meets them),
-hints on request and the explanation once the goal is met. Keys: ``c`` check
-now, ``h`` next hint, ``n`` / ``p`` next / previous step, ``a`` do it for me
-(perform the stored solution), ``r`` reset (fresh MTA, back to step 1).
+It shows the lesson title, percent complete, the lesson's introduction (in a
+collapsible section, open on step 1), the current step's instruction, the
+commands to type (exactly what "do it for me" and autoplay run; they wrap,
+never clip, and ``Y`` copies them), a prediction to make before the
+experiment, a checklist of the step's expectations (ticked as the live MTA
+meets them), hints on request and the explanation once the goal is met. The
+body scrolls with the mouse wheel or ``J``/``K`` (page down/up), so nothing
+falls below the fold on a projector. Keys: ``C`` check now, ``H`` next hint,
+``N`` / ``B`` next / previous step, ``G`` answer the prediction, ``A`` do it
+for me, ``X`` reset (fresh MTA, back to step 1), ``Y`` copy the commands.
 
 The goal is checked automatically a few times a second: any path that reaches
 the goal counts, as in Learn Git Branching. ``mount_lesson_panel()`` is the
@@ -19,17 +24,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Markdown, ProgressBar, Static
+from textual.widgets import Collapsible, Input, Markdown, ProgressBar, Static
 
+from simmta.lessons import sources
 from simmta.lessons.goals import goal_mode
-from simmta.lessons.runner import LessonRunner, RunnerView
+from simmta.lessons.runner import LessonRunner, RunnerView, describe_answer
 
 CHECK_INTERVAL = 0.25
+NOT_YET = "Not yet: the unticked items have not happened since this step began."
 # Upper-case letters: the TUI's own single-letter keys stay free beside the panel.
 LESSON_KEYS = (
     ("C", "check", "Check"),
@@ -38,6 +46,10 @@ LESSON_KEYS = (
     ("B", "previous_step", "Back a step"),
     ("A", "perform", "Do it for me"),
     ("X", "reset", "Reset lesson"),
+    ("G", "predict", "Guess first (predict)"),
+    ("Y", "copy", "Copy commands"),
+    ("J", "page_down", "Scroll down"),
+    ("K", "page_up", "Scroll up"),
 )
 
 
@@ -45,18 +57,26 @@ class LessonPanel(Vertical, can_focus=True):
     """One lesson in progress."""
 
     DEFAULT_CSS = """
-    LessonPanel { width: 42%; min-width: 34; max-width: 64; border-left: solid $primary;
+    LessonPanel { width: 45%; min-width: 34; max-width: 60; border-left: solid $primary;
                   padding: 0 1; }
     LessonPanel > #lesson-title { text-style: bold; color: $accent; }
-    LessonPanel > #lesson-progress { margin-bottom: 1; }
+    LessonPanel > #lesson-progress { margin-bottom: 0; }
+    LessonPanel #lesson-body { height: 1fr; }
+    LessonPanel #intro { margin: 0; padding: 0; border: none; }
     LessonPanel #step-title { text-style: bold; }
+    LessonPanel #commands { background: $boost; padding: 0 1; margin: 1 0 0 0; }
+    LessonPanel #predict { border: round $accent; padding: 0 1; display: none; }
+    LessonPanel #predict.shown { display: block; }
+    LessonPanel #answer { display: none; }
+    LessonPanel #answer.shown { display: block; }
     LessonPanel #checklist { margin: 1 0; }
     LessonPanel #hints { color: $warning; }
     LessonPanel #explanation { border: round $success; display: none; }
     LessonPanel #explanation.shown { display: block; }
     LessonPanel #simulated { color: $text-muted; display: none; }
     LessonPanel #simulated.shown { display: block; }
-    LessonPanel > #lesson-status { color: $text-muted; }
+    LessonPanel MarkdownFence { overflow-x: auto; max-height: 12; }
+    LessonPanel > #lesson-status { color: $text-muted; height: auto; max-height: 5; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(key, f"lesson('{name}')", label) for key, name, label in LESSON_KEYS
@@ -84,8 +104,15 @@ class LessonPanel(Vertical, can_focus=True):
         yield Static(f"Lesson {lesson.id}: {lesson.title}", id="lesson-title")
         yield ProgressBar(total=100, show_eta=False, id="lesson-progress")
         with VerticalScroll(id="lesson-body"):
+            if lesson.intro:
+                with Collapsible(title="About this lesson", collapsed=self.runner.view().index > 0,
+                                 id="intro"):
+                    yield Markdown(lesson.intro)
             yield Static("", id="step-title")
             yield Markdown("", id="instruction")
+            yield Static("", id="commands")
+            yield Static("", id="predict")
+            yield Input(placeholder="your answer (a number), then Enter", id="answer")
             yield Static("", id="checklist")
             yield Markdown("", id="simulated")
             yield Markdown("", id="hints")
@@ -107,14 +134,15 @@ class LessonPanel(Vertical, can_focus=True):
         before = self.runner.view()
         done = self.runner.check()
         if done and not before.step_done and before.step is not None:
+            if self._message.startswith(NOT_YET):
+                self._message = ""  # stale once the step is met
             self.post_message(self.StepCompleted(before.step.number))
         self.refresh_view()
 
     def action_check(self) -> None:
         self.check_and_refresh()
         view = self.runner.view()
-        self._message = ("Goal met." if view.step_done else
-                         "Not yet: the unticked items have not happened since this step began.")
+        self._message = "Goal met." if view.step_done else NOT_YET
         self.refresh_view(force=True)
 
     def action_hint(self) -> None:
@@ -124,6 +152,41 @@ class LessonPanel(Vertical, can_focus=True):
         elif hint not in self._hints:
             self._hints.append(hint)
         self.refresh_view(force=True)
+
+    def action_predict(self) -> None:
+        view = self.runner.view()
+        if view.step is None or view.step.predict is None:
+            self._message = "This step asks no question."
+            self.refresh_view(force=True)
+            return
+        answer = self.query_one("#answer", Input)
+        answer.add_class("shown")
+        answer.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._message = self.runner.answer(event.value)
+        event.input.value = ""
+        if self.runner.view().answer is not None:
+            event.input.remove_class("shown")
+            self.focus()
+        self.refresh_view(force=True)
+
+    def action_copy(self) -> None:
+        commands = self._commands(self.runner.view())
+        if not commands:
+            self._message = "Nothing to copy in this step."
+        else:
+            self.app.copy_to_clipboard("\n".join(commands) + "\n")
+            self._message = ("Copied to the clipboard (if your terminal allows it): "
+                             + "; ".join(commands))
+        self.refresh_view(force=True)
+
+    def action_page_down(self) -> None:
+        self.query_one("#lesson-body", VerticalScroll).scroll_page_down()
+
+    def action_page_up(self) -> None:
+        self.query_one("#lesson-body", VerticalScroll).scroll_page_up()
 
     def action_next_step(self) -> None:
         self._hints, self._message = [], ""
@@ -173,7 +236,7 @@ class LessonPanel(Vertical, can_focus=True):
     def refresh_view(self, force: bool = False) -> None:
         view = self.runner.view()
         key = (view.index, view.completed, view.checklist, view.privilege_mode, view.connected,
-               tuple(self._hints), self._message)
+               tuple(self._hints), self._message, view.answer, view.outcome)
         if key == self._shown and not force:
             return
         self._shown = key
@@ -181,28 +244,45 @@ class LessonPanel(Vertical, can_focus=True):
         self._render_step(view)
         self.query_one("#lesson-status", Static).update(self._status_line(view))
 
+    def _commands(self, view: RunnerView) -> list[str]:
+        """The step's commands as typed in a shell with SIMMTA_INSTANCE set (no --instance)."""
+        step = view.step
+        if step is None:
+            return []
+        qid = self.runner.last_qid() or "QUEUE_ID"
+        return [cmd.replace("${last_qid}", qid).replace("${instance}", "$SIMMTA_INSTANCE")
+                + ("   # leave it running" if action.background else "")
+                for cmd, action in zip(step.commands, step.solution, strict=True)]
+
     def _render_step(self, view: RunnerView) -> None:
         step = view.step
         explanation = self.query_one("#explanation", Markdown)
         simulated = self.query_one("#simulated", Markdown)
+        predict = self.query_one("#predict", Static)
+        commands = self.query_one("#commands", Static)
         if step is None:
             self.query_one("#step-title", Static).update("Lesson complete")
-            sources = "\n".join(f"- {src}" for src in view.lesson.sources)
+            cited = "\n".join(f"- {sources.describe(src)}" for src in view.lesson.sources)
             self.query_one("#instruction", Markdown).update(
                 f"You finished **{view.lesson.title}** ({view.percent} % of the steps met). "
                 "Press `B` to look back, `X` to take it again."
-                + (f"\n\n**Sources of this lesson**\n\n{sources}" if sources else ""))
-            self.query_one("#checklist", Static).update("")
+                + (f"\n\n**Sources of this lesson**\n\n{cited}" if cited else ""))
+            for widget in (commands, predict, self.query_one("#checklist", Static)):
+                widget.update("")
             self.query_one("#hints", Markdown).update("")
-            explanation.set_class(False, "shown")
-            simulated.set_class(False, "shown")
+            for widget in (explanation, simulated, predict):
+                widget.set_class(False, "shown")
             return
         total = len(view.lesson.steps)
         self.query_one("#step-title", Static).update(
             f"Step {step.number}/{total}: {step.title}" + ("  ✓" if view.step_done else ""))
-        action = f"\n\nSuggested: `{step.action}`" if step.action else ""
-        intro = f"{view.lesson.intro}\n\n---\n\n" if view.index == 0 and view.lesson.intro else ""
-        self.query_one("#instruction", Markdown).update(intro + step.instruction + action)
+        self.query_one("#instruction", Markdown).update(step.instruction)
+        # Commands wrap anywhere ("fold"): a long path is never cut off, and Y copies it whole.
+        shown = Text("Run (Y copies):\n", style="bold")
+        shown.append("\n".join(f"$ {c}" for c in self._commands(view)))
+        shown.overflow = "fold"
+        commands.update(shown)
+        self._render_prediction(view, predict)
         lines = [("[green]✓[/green] " if ok else "[dim]○[/dim] ") + _plain(label)
                  for label, ok in view.checklist]
         self.query_one("#checklist", Static).update("\n".join(lines) or "[dim]checking…[/dim]")
@@ -211,9 +291,32 @@ class LessonPanel(Vertical, can_focus=True):
         show_sim = bool(step.simulated) and goal_mode(view.privilege_mode) == "simulated"
         simulated.update("**In simulated mode.** " + step.simulated if show_sim else "")
         simulated.set_class(show_sim, "shown")
-        sources = ("\n\n*Sources:* " + "; ".join(step.sources)) if step.sources else ""
-        explanation.update(step.explanation + sources if view.step_done else "")
+        cited = ("\n\n*Sources:* " + "; ".join(sources.describe(s) for s in step.sources)
+                 if step.sources else "")
+        explanation.update(step.explanation + cited if view.step_done else "")
         explanation.set_class(view.step_done, "shown")
+
+    def _render_prediction(self, view: RunnerView, widget: Static) -> None:
+        step = view.step
+        predict = step.predict if step is not None else None
+        widget.set_class(predict is not None, "shown")
+        if step is None or predict is None:
+            widget.update("")
+            return
+        text = Text("Predict first (G): ", style="bold")
+        text.append(predict.question)
+        for i, (choice, _) in enumerate(predict.choices, 1):
+            text.append(f"\n  {i}. {choice}")
+        if view.answer is None:
+            text.append("\n(answer before you run the commands)", style="dim")
+        else:
+            text.append(f"\nYou predicted: {describe_answer(predict, view.answer)}", style="bold")
+        if view.outcome is not None:
+            seen, matched = view.outcome
+            text.append(f"\nThe MTA did: {seen}  ")
+            text.append("✓ as you predicted" if matched else "✗ not what you predicted",
+                        style="green" if matched else "red")
+        widget.update(text)
 
     def _status_line(self, view: RunnerView) -> str:
         mode = {"real": "real (kernel-enforced)",
@@ -227,7 +330,7 @@ class LessonPanel(Vertical, can_focus=True):
                      "the picture may lag; C checks again[/yellow]")
         keys = " · ".join(f"{key} {label.lower()}" for key, _, label in LESSON_KEYS)
         msg = f"\n{_plain(self._message)}" if self._message else ""
-        where = f"\n[dim]SIMMTA_INSTANCE={_plain(str(self.runner.instance.path))}[/dim]"
+        where = f"\n[dim]export SIMMTA_INSTANCE={_plain(str(self.runner.instance.path))}[/dim]"
         return (f"{view.percent} % · {link} · privilege mode: {mode}{msg}{where}"
                 f"\n[dim]{keys}[/dim]")
 

@@ -6,7 +6,10 @@ through ``feed()`` (from any thread), ``check()`` evaluates the current step's
 goal against the events since the step began and the live state, and ``view()``
 returns an immutable ``RunnerView`` that a UI renders. When a goal is met the
 step is marked complete and its explanation is shown; ``advance()`` moves on.
-Progress is saved through an optional ``ProgressStore``.
+A step with a prediction completes only once the student answered
+(``answer()``, before the experiment), and then records what the live MTA did
+and whether it matched the answer. Progress (and answers) are saved through an
+optional ``ProgressStore``.
 
 Trust: events are untrusted gossip from the MTA; they are only matched
 against the lesson's declarative goals (see simmta.lessons.goals).
@@ -14,6 +17,7 @@ against the lesson's declarative goals (see simmta.lessons.goals).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -23,7 +27,7 @@ from typing import Any
 
 from simmta.core import config as config_mod
 from simmta.core.instance import Instance
-from simmta.lessons.format import Lesson, Step
+from simmta.lessons.format import Lesson, Prediction, Step
 from simmta.lessons.goals import Evaluation
 from simmta.lessons.progress import ProgressStore
 from simmta.lessons.state import LiveState
@@ -44,6 +48,8 @@ class RunnerView:
     connected: bool
     events_seen: int
     events_dropped: int = 0     # by the bus for this subscriber: the state may lag behind
+    answer: str | None = None   # the student's prediction for this step
+    outcome: tuple[str, bool] | None = None  # what the MTA did, and whether it matched
 
     @property
     def step(self) -> Step | None:
@@ -69,7 +75,6 @@ def goal_context(instance: Instance, lesson: Lesson, state: LiveState) -> dict[s
     live_cfg = state.status.get("config")
     if isinstance(live_cfg, Mapping):
         cfg.update(live_cfg)
-    smtp = state.status.get("smtp") if isinstance(state.status.get("smtp"), Mapping) else {}
     return {
         "instance": str(instance.path.resolve()),
         "queue_dir": str(instance.queue.resolve()),
@@ -78,8 +83,6 @@ def goal_context(instance: Instance, lesson: Lesson, state: LiveState) -> dict[s
         "lab_dir": str(instance.lab.resolve()),
         "privilege_mode": state.privilege_mode,
         "config": cfg,
-        "smtp_host": smtp.get("host", "127.0.0.1") if smtp else "127.0.0.1",
-        "smtp_port": smtp.get("port") if smtp else None,
     }
 
 
@@ -107,11 +110,16 @@ class LessonRunner:
         self.completed: set[int] = set()
         self.hints_shown = 0
         self._checklist: tuple[tuple[str, bool], ...] = ()
+        self.answers: dict[int, str] = {}
+        self.outcomes: dict[int, tuple[str, bool]] = {}
         if resume and store is not None:
             saved = store.get(lesson.key)
             self.completed = {n for n in saved.get("completed", [])
                               if 1 <= n <= len(lesson.steps)}
             self.index = min(int(saved.get("current", 0)), len(lesson.steps))
+            answers = saved.get("answers", {})
+            if isinstance(answers, dict):
+                self.answers = {int(k): str(v) for k, v in answers.items() if str(k).isdigit()}
 
     # -- input
     def feed(self, event: Mapping[str, Any]) -> None:
@@ -185,14 +193,43 @@ class LessonRunner:
             step = self._step()
             if step is None:
                 return True
-            ev = Evaluation(self.events, self.step_start, self.state, self.context(),
-                            self._by_kind)
-            progress = step.goal.progress(ev)
-            self._checklist = tuple((x.label, ok) for x, ok in progress)
+            ev = self._evaluation()
+            progress = [(x.label, ok) for x, ok in step.goal.progress(ev)]
+            if step.predict is not None:
+                progress.insert(0, ("you made your prediction (G)", step.number in self.answers))
+            self._checklist = tuple(progress)
             if all(ok for _, ok in progress) and step.number not in self.completed:
                 self.completed.add(step.number)
+                if step.predict is not None:
+                    self.outcomes[step.number] = _outcome(step.predict, ev,
+                                                          self.answers[step.number])
                 self._save()
             return step.number in self.completed
+
+    def goal_met(self) -> bool:
+        """Whether the current step's goal holds right now (its prediction aside), unsaved."""
+        with self._lock:
+            self._drain()
+            step = self._step()
+            return step is None or step.goal.met(self._evaluation())
+
+    def answer(self, text: str) -> str:
+        """Record the student's prediction for the current step; what the panel says back."""
+        with self._lock:
+            step = self._step()
+            if step is None or step.predict is None:
+                return "This step asks no question."
+            if step.number in self.completed:
+                return "The experiment is done: the prediction can no longer change."
+            predict, text = step.predict, text.strip()
+            if not re.fullmatch(r"\d{1,9}", text):
+                return "Answer with a number" + (f" from 1 to {len(predict.choices)}."
+                                                 if predict.choices else ".")
+            if predict.choices and not 1 <= int(text) <= len(predict.choices):
+                return f"Choose a number from 1 to {len(predict.choices)}."
+            self.answers[step.number] = text
+            self._save()
+            return f"Prediction recorded: {describe_answer(predict, text)}. Now run the experiment."
 
     def advance(self) -> None:
         """Go to the next step (the current one need not be complete: students may skip)."""
@@ -216,6 +253,7 @@ class LessonRunner:
         with self._lock:
             self.index = 0
             self.completed = set()
+            self.answers, self.outcomes = {}, {}
             self._begin_step()
 
     def next_hint(self) -> str | None:
@@ -229,9 +267,11 @@ class LessonRunner:
     def view(self) -> RunnerView:
         with self._lock:
             self._drain()
+            number = self.index + 1
             return RunnerView(self.lesson, self.index, frozenset(self.completed), self._checklist,
                               self.hints_shown, self.state.privilege_mode, self.connected,
-                              len(self.events) + self._dropped_old, self.bus_dropped)
+                              len(self.events) + self._dropped_old, self.bus_dropped,
+                              self.answers.get(number), self.outcomes.get(number))
 
     def last_qid(self) -> str | None:
         with self._lock:
@@ -243,6 +283,9 @@ class LessonRunner:
         return None
 
     # -- internals (lock held)
+    def _evaluation(self) -> Evaluation:
+        return Evaluation(self.events, self.step_start, self.state, self.context(), self._by_kind)
+
     def _step(self) -> Step | None:
         steps = self.lesson.steps
         return steps[self.index] if self.index < len(steps) else None
@@ -258,7 +301,25 @@ class LessonRunner:
         if self.store is not None:
             finished = len(self.completed) == len(self.lesson.steps)
             self.store.put(self.lesson.key, {"completed": sorted(self.completed),
-                                             "current": self.index, "finished": finished})
+                                             "current": self.index, "finished": finished,
+                                             "answers": {str(k): v for k, v in self.answers.items()}})
+
+
+def describe_answer(predict: Prediction, text: str) -> str:
+    if predict.choices:
+        return f"{text}. {predict.choices[int(text) - 1][0]}"
+    return text
+
+
+def _outcome(predict: Prediction, ev: Evaluation, answer: str) -> tuple[str, bool]:
+    """What the live MTA did (the choice that holds, or the count) and whether it matched."""
+    if predict.count is not None:
+        n = predict.count.count(ev)
+        return str(n), abs(n - int(answer)) <= predict.tolerance
+    for i, (text, expectation) in enumerate(predict.choices, 1):
+        if expectation.met(ev):
+            return f"{i}. {text}", str(i) == answer
+    return "none of the choices", False
 
 
 def _count(value: Any) -> int:

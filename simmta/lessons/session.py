@@ -5,8 +5,8 @@
 status, applies starting faults and pacing through the control socket, and
 stops it again (SIGTERM, then SIGKILL after a deadline). ``perform()`` carries
 out one ``SolutionAction``: a ``python -m simmta ...`` subprocess with the
-instance chosen by the runner, or a scripted SMTP dialogue to the instance's
-smtpd (for hostile inputs no ordinary client sends). Both the interactive
+instance chosen by the runner, exactly the command the panel shows (inputs no
+ordinary client sends go through ``simmta send --raw``). Both the interactive
 lesson ("do it for me") and ``simmta lesson check --autoplay`` use this.
 
 Trust: runs only simmta's own tools, with arguments validated when the
@@ -20,7 +20,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +36,6 @@ from simmta.lessons.format import Lesson, SolutionAction
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 _QID = re.compile(r"[A-Za-z0-9]{1,40}")
-_LINE_FILL = re.compile(r"\$\{line:(\d{1,6})\}")
 
 
 @dataclass(frozen=True)
@@ -149,8 +147,6 @@ class LessonMTA:
     # -- actions
     def perform(self, action: SolutionAction, context: Mapping[str, Any],
                 timeout: float) -> ActionResult:
-        if action.smtp:
-            return self._smtp_dialogue(action, context, timeout)
         args = [self._fill(a, context) for a in action.argv]
         argv = simmta_argv(args, self.instance)
         stdin = subprocess.PIPE if action.stdin is not None else subprocess.DEVNULL
@@ -182,52 +178,6 @@ class LessonMTA:
             return str(v)
 
         return re.sub(r"\$\{(\w+)\}", value, arg)
-
-    def _smtp_dialogue(self, action: SolutionAction, context: Mapping[str, Any],
-                       timeout: float) -> ActionResult:
-        """Send the lines one by one, each after the previous reply; in DATA, all at once."""
-        host, port = context.get("smtp_host") or "127.0.0.1", context.get("smtp_port")
-        if not isinstance(port, int):
-            with contextlib.suppress(SimmtaError, KeyError, TypeError):
-                smtp = self.instance.status()["smtp"]
-                host, port = smtp["host"], int(smtp["port"])
-        if not isinstance(port, int):
-            return ActionResult(action, action.may_fail, "smtpd's port is not known")
-        transcript: list[str] = []
-        try:
-            with socket.create_connection((host, port), timeout=timeout) as sock:
-                reader = sock.makefile("rb")
-                transcript.append("S: " + _reply(reader))
-                in_data = False
-                for item in action.smtp:
-                    line = _LINE_FILL.sub(lambda m: "x" * int(m.group(1)), item)
-                    sock.sendall(line.encode("utf-8", "surrogateescape") + b"\r\n")
-                    transcript.append("C: " + item[:200])
-                    if in_data and item != ".":
-                        continue
-                    reply = _reply(reader)
-                    transcript.append("S: " + reply)
-                    if not reply:
-                        break  # the server closed the connection
-                    in_data = item.upper() == "DATA" and reply.startswith("354")
-        except OSError as e:
-            transcript.append(f"connection: {e.strerror or e}")
-            return ActionResult(action, action.may_fail, "\n".join(transcript))
-        return ActionResult(action, True, "\n".join(transcript))
-
-
-def _reply(reader: Any) -> str:
-    """One complete (possibly multi-line) SMTP reply; '' if the server closed."""
-    lines = []
-    for _ in range(100):  # bounded: no reply has more lines than this
-        raw = reader.readline(4096)
-        if not raw:
-            break
-        text = raw.decode(errors="replace").rstrip("\r\n")
-        lines.append(text)
-        if len(text) < 4 or text[3] != "-":
-            break
-    return " / ".join(lines)
 
 
 def _end(proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -41,8 +41,8 @@ id = 2
 slug = "life-of-a-message"
 title = "The life of a message"
 summary = "Follow one message"
-minutes = 10
-sources = ["Postfix OVERVIEW"]
+teacher = "Show the map."
+sources = ["docs/sources.md#postfix-overview-receiving"]
 
 [setup]
 config = { queue_run_delay = "2s" }

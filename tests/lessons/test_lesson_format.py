@@ -71,8 +71,16 @@ def test_step_errors_name_the_line(old: str, new: str, needle: str, message: str
 
 
 @pytest.mark.parametrize(("old", "new", "needle", "message"), [
-    ('minutes = 10', 'minutes = "ten"', "minutes", "minutes: expected"),
-    ('minutes = 10', 'minutes = 10\nauthor = "me"', "author", "unknown front-matter key"),
+    ('teacher = "Show the map."', 'teacher = 3', "teacher", "teacher: expected text"),
+    ('teacher = "Show the map."', 'teacher = "x"\nauthor = "me"', "author",
+     "unknown front-matter key"),
+    ('teacher = "Show the map."', 'teacher = "x"\nminutes = 10', "minutes", "measured, not declared"),
+    ('sources = ["docs/sources.md#postfix-overview-receiving"]', 'sources = ["REFERENCE.md section 1"]',
+     "REFERENCE.md", "cite a section of docs/sources.md"),
+    ('sources = ["docs/sources.md#postfix-overview-receiving"]', 'sources = ["docs/sources.md#no-such"]',
+     "no-such", "no section 'no-such'"),
+    ('sources = ["docs/sources.md#postfix-overview-receiving"]', 'sources = ["simmta/core/nothere.py"]',
+     "nothere", "no such file in simmta's tree"),
     ('config = { queue_run_delay = "2s" }', 'config = { queue_run_delay = "soon" }',
      "config", "queue_run_delay: expected a time"),
     ('config = { queue_run_delay = "2s" }', 'config = { retry_time = "2s" }',
@@ -127,9 +135,44 @@ def test_solution_tables() -> None:
     text = LESSON.replace(
         'solution = ["send --from alice@simmta.test --to bob@simmta.test"]',
         'solution = [{ run = "sendmail -f alice@simmta.test bob@simmta.test", stdin = "hi\\n" },'
-        ' { smtp = ["EHLO x", "QUIT"], may_fail = true }]')
+        ' { run = "send --raw \'EHLO x\' QUIT", may_fail = true }]')
     (step,) = parse_text(text).steps
     assert step.solution[0].stdin == "hi\n"
-    assert step.solution[1].smtp == ("EHLO x", "QUIT")
+    assert step.commands == ("simmta sendmail -f alice@simmta.test bob@simmta.test",
+                             "simmta send --raw 'EHLO x' QUIT")
     bad = text.replace("stdin =", "input =")
     assert any("unknown key 'input'" in w for _, w in problems_of(bad))
+    gone = text.replace("solution = [", 'action = "simmta ps"\nsolution = [', 1)
+    assert any("remove 'action'" in w for _, w in problems_of(gone))
+
+
+PREDICT = """
+[predict]
+question = "Who delivers?"
+
+[[predict.choice]]
+text = "local"
+event = "delivery/delivered"
+where = { service = "local" }
+
+[[predict.choice]]
+text = "smtpd"
+event = "delivery/delivered"
+where = { service = "smtpd" }
+"""
+
+
+def test_predictions() -> None:
+    text = LESSON.replace("\n[[expect]]", PREDICT + "\n[[expect]]", 1)
+    (step,) = parse_text(text).steps
+    assert step.predict is not None and step.predict.question == "Who delivers?"
+    assert [c for c, _ in step.predict.choices] == ["local", "smtpd"]
+    counted = LESSON.replace("\n[[expect]]", '\n[predict]\nquestion = "How many?"\n'
+                             'count = { event = "process/spawned" }\n\n[[expect]]', 1)
+    (step,) = parse_text(counted).steps
+    assert step.predict is not None and step.predict.count is not None
+    one = text.replace('[[predict.choice]]\ntext = "smtpd"', '[[predict.other]]\ntext = "smtpd"')
+    assert any("predict" in w for _, w in problems_of(one))
+    bad = text.replace('event = "delivery/delivered"\nwhere = { service = "smtpd" }',
+                       'event = "delivery/flew"')
+    assert any("predict: event: 'delivery' has no type 'flew'" in w for _, w in problems_of(bad))

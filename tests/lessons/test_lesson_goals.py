@@ -209,7 +209,7 @@ def test_runner_keeps_step_open_until_goal(tmp_path: Path) -> None:
     runner.advance()
     assert runner.view().finished and runner.view().percent == 100
     saved = store.get(lesson.key)
-    assert saved == {"completed": [1, 2], "current": 2, "finished": True}
+    assert saved == {"completed": [1, 2], "current": 2, "finished": True, "answers": {}}
     resumed = LessonRunner(lesson, Instance(tmp_path / "inst"), store)
     assert resumed.view().finished
     resumed.reset()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from lessonkit import LESSON, delivered, snapshot, sync
 from textual.app import App
 from textual.widgets import Markdown, ProgressBar, Static
@@ -22,7 +23,6 @@ TWO_STEPS = LESSON + '''
 Now send to carol.
 
 ```step
-action = "simmta send --from alice@simmta.test --to carol@simmta.test"
 solution = ["send --from alice@simmta.test --to carol@simmta.test"]
 
 [[expect]]
@@ -85,8 +85,8 @@ async def test_panel_follows_the_runner(tmp_path: Path) -> None:
 
         await pilot.press("N")
         assert "Step 2/2: Carol too" in text_of(app, "#step-title")
-        assert "simmta send --from alice@simmta.test --to carol@simmta.test" in app.query_one(
-            "#instruction", Markdown).source
+        assert "$ simmta send --from alice@simmta.test --to carol@simmta.test" in text_of(
+            app, "#commands")
         await pilot.press("B")
         assert "Step 1/2" in text_of(app, "#step-title")
         await pilot.press("X")
@@ -127,21 +127,87 @@ async def test_do_it_for_me_runs_in_a_worker(tmp_path: Path) -> None:
         assert runner.view().step_done
 
 
-def test_snapshot_of_a_lesson_in_progress(tmp_path: Path, snap_compare) -> None:
-    runner = make_runner(tmp_path)
+PROJECTOR = LESSON.replace("Send mail from alice to bob.", """Send mail from alice to bob. A long
+command (the panel must show all of it, wrapped, never cut off):
+
+```
+simmta send --raw 'EHLO client.example' 'MAIL FROM:<alice@simmta.test> SIZE=50000000' 'RCPT TO:<bob@simmta.test>' QUIT
+```
+""").replace('solution = ["send --from alice@simmta.test --to bob@simmta.test"]',
+             'solution = ["send --from alice@simmta.test --to bob@simmta.test --subject '
+             '\'a subject long enough to need more than one line on a projector at 80 columns\'"]'
+             '\n\n[predict]\nquestion = "Who delivers it?"\n\n[[predict.choice]]\ntext = "local"\n'
+             'event = "delivery/delivered"\nwhere = { service = "local" }\n\n[[predict.choice]]\n'
+             'text = "smtpd"\nevent = "delivery/delivered"\nwhere = { service = "smtpd" }')
+
+
+def projector_runner(tmp_path: Path) -> LessonRunner:
+    lesson = parse_text(PROJECTOR, "projector.md")
+    runner = LessonRunner(lesson, Instance("/srv/simmta-example/a/rather/long/instance/path/for/a/class"),
+                          ProgressStore(tmp_path / "p.json"))
     runner.feed(snapshot("real"))
+    runner.answer("1")
     for event in delivered("A2", "bob@simmta.test"):
         runner.feed(event)
     runner.check()
+    return runner
 
-    class Frozen(LessonApp):
-        def on_mount(self) -> None:  # runs after LessonApp's: no animation, a stable picture
-            self.animation_level = "none"
 
-    async def settle(pilot: Any) -> None:
-        await pilot.app.workers.wait_for_complete()
+class Frozen(LessonApp):
+    def on_mount(self) -> None:  # runs after LessonApp's: no animation, a stable picture
+        self.animation_level = "none"
+
+
+async def settle(pilot: Any) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_snapshot_on_a_projector(tmp_path: Path, snap_compare, size: tuple[int, int]) -> None:
+    assert snap_compare(Frozen(projector_runner(tmp_path)), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@sync
+async def test_nothing_is_clipped_on_a_projector(tmp_path: Path, size: tuple[int, int]) -> None:
+    """Commands wrap (every character shown), code blocks scroll sideways, the body scrolls."""
+    runner = projector_runner(tmp_path)
+    app = Frozen(runner)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        commands = app.query_one("#commands", Static)
+        width = commands.content_region.width
+        lines = str(commands.render()).split("\n")
+        wrapped = sum(max(1, -(-len(line) // width)) for line in lines)
+        assert commands.content_region.height >= wrapped, (wrapped, commands.content_region)
+        for fence in app.query("MarkdownFence"):
+            assert fence.virtual_size.width <= fence.content_region.width or \
+                fence.show_horizontal_scrollbar, "a code block is clipped"
+        body = app.query_one("#lesson-body")
+        before = body.scroll_y
+        await pilot.press("J")
         await pilot.pause()
-        await pilot.wait_for_scheduled_animations()
-        await pilot.pause()
+        assert body.max_scroll_y == 0 or body.scroll_y > before  # J scrolls the body down
+        assert "✓ as you predicted" in str(app.query_one("#predict", Static).render())
 
-    assert snap_compare(Frozen(runner), terminal_size=(130, 40), run_before=settle)
+
+@sync
+async def test_copy_key_and_stale_feedback(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path)
+    app = LessonApp(runner)
+    async with app.run_test(size=(120, 40)) as pilot:
+        copied: list[str] = []
+        app.copy_to_clipboard = copied.append  # type: ignore[method-assign]
+        await pilot.press("C")
+        assert "Not yet" in text_of(app, "#lesson-status")
+        await pilot.press("Y")
+        assert copied == ["simmta send --from alice@simmta.test --to bob@simmta.test\n"]
+        await pilot.press("C")
+        for event in delivered("A2", "bob@simmta.test"):
+            runner.feed(event)
+        app.query_one(LessonPanel).check_and_refresh()
+        await pilot.pause()
+        assert "Not yet" not in text_of(app, "#lesson-status")  # cleared when the step is met
