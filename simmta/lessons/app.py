@@ -146,9 +146,12 @@ class LessonApp(App[int]):
 
     def _drain_events(self) -> None:
         events = self.runner.events
-        log = self.query_one(RichLog)
+        log = self.query(RichLog).first() if self.query(RichLog) else None
+        if log is None:  # the app is shutting down
+            return
         for event in events[self._seen:self._seen + 200]:
-            data = event.get("data") if isinstance(event.get("data"), dict) else {}
+            raw = event.get("data")
+            data: dict[str, Any] = raw if isinstance(raw, dict) else {}
             said = next((str(data[k]) for k in ("outcome", "line", "rcpt", "child_service", "to")
                          if k in data), "")
             log.write(f"{event.get('service', '?'):>8} {event.get('kind')}/{event.get('type')}"

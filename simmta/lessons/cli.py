@@ -31,7 +31,8 @@ TRACK_KEY = "_track"  # where the selected track is saved in the progress file
 
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("lesson", parents=[parent], usage="simmta lesson list|N|track|check|validate [options]",
+    p = sub.add_parser("lesson", parents=[parent],
+                       usage="simmta lesson list|N|track|check|validate [options]",
                        help="guided lessons: list, take, check (--autoplay), validate",
                        description=plain(__doc__, slice(0, 2)),
                        formatter_class=argparse.RawDescriptionHelpFormatter)

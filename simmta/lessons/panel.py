@@ -57,7 +57,7 @@ class LessonPanel(Vertical, can_focus=True):
     """One lesson in progress."""
 
     DEFAULT_CSS = """
-    LessonPanel { width: 45%; min-width: 34; max-width: 60; border-left: solid $primary;
+    LessonPanel { width: 58%; min-width: 34; max-width: 60; border-left: solid $primary;
                   padding: 0 1; }
     LessonPanel > #lesson-title { text-style: bold; color: $accent; }
     LessonPanel > #lesson-progress { margin-bottom: 0; }
@@ -75,7 +75,9 @@ class LessonPanel(Vertical, can_focus=True):
     LessonPanel #explanation.shown { display: block; }
     LessonPanel #simulated { color: $text-muted; display: none; }
     LessonPanel #simulated.shown { display: block; }
-    LessonPanel MarkdownFence { overflow-x: auto; max-height: 12; }
+    /* a code block wraps (folds long words) instead of hiding its right end */
+    LessonPanel MarkdownFence { overflow-x: hidden; }
+    LessonPanel MarkdownFence > Label { width: 1fr; padding: 0 1; text-wrap: wrap; text-overflow: fold; }
     LessonPanel > #lesson-status { color: $text-muted; height: auto; max-height: 5; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -177,9 +179,10 @@ class LessonPanel(Vertical, can_focus=True):
         if not commands:
             self._message = "Nothing to copy in this step."
         else:
-            self.app.copy_to_clipboard("\n".join(commands) + "\n")
-            self._message = ("Copied to the clipboard (if your terminal allows it): "
-                             + "; ".join(commands))
+            where = f"export SIMMTA_INSTANCE={self.runner.instance.path}"
+            self.app.copy_to_clipboard("\n".join([where, *commands]) + "\n")
+            self._message = ("Copied the export line and the commands to the clipboard "
+                             "(where the terminal allows it: OSC 52)")
         self.refresh_view(force=True)
 
     def action_page_down(self) -> None:
@@ -270,8 +273,8 @@ class LessonPanel(Vertical, can_focus=True):
             for widget in (commands, predict, self.query_one("#checklist", Static)):
                 widget.update("")
             self.query_one("#hints", Markdown).update("")
-            for widget in (explanation, simulated, predict):
-                widget.set_class(False, "shown")
+            for shown_part in (explanation, simulated, predict):
+                shown_part.set_class(False, "shown")
             return
         total = len(view.lesson.steps)
         self.query_one("#step-title", Static).update(
@@ -328,7 +331,7 @@ class LessonPanel(Vertical, can_focus=True):
         if view.events_dropped:
             link += (f" · [yellow]{view.events_dropped} events dropped by the bus: "
                      "the picture may lag; C checks again[/yellow]")
-        keys = " · ".join(f"{key} {label.lower()}" for key, _, label in LESSON_KEYS)
+        keys = " ".join(key for key, _, _ in LESSON_KEYS) + " (see the footer)"
         msg = f"\n{_plain(self._message)}" if self._message else ""
         where = f"\n[dim]export SIMMTA_INSTANCE={_plain(str(self.runner.instance.path))}[/dim]"
         return (f"{view.percent} % · {link} · privilege mode: {mode}{msg}{where}"

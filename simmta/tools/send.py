@@ -47,6 +47,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--server", metavar="HOST:PORT", help="default: the instance's smtpd")
     p.add_argument("--helo", default=None, help="name to give in EHLO")
+    p.add_argument("--source", metavar="ADDR",
+                   help="connect from this local address (e.g. 127.0.0.2: a client outside mynetworks)")
     p.add_argument("--raw", nargs="+", metavar="LINE",
                    help="speak SMTP by hand: send each LINE + CRLF after the previous reply "
                         "(\\n bare LF, \\r CR, \\0 NUL, {x*N} N copies of x)")
@@ -94,11 +96,13 @@ def shown(line: bytes, limit: int = 120) -> str:
     return text if len(line) <= limit else f"{text} ... ({len(line)} bytes)"
 
 
-def send_raw(host: str, port: int, lines: list[str], timeout: float = 60) -> tuple[list[str], bool]:
+def send_raw(host: str, port: int, lines: list[str], timeout: float = 60,
+             source: str | None = None) -> tuple[list[str], bool]:
     """The transcript of a hand-made session; False if the server hung up before the end."""
     transcript: list[str] = []
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock, \
+        with socket.create_connection((host, port), timeout=timeout,
+                                      source_address=(source, 0) if source else None) as sock, \
                 sock.makefile("rb") as stream:
             transcript.append("S: " + read_reply(stream))
             in_data = False
@@ -129,10 +133,11 @@ def build_message(sender: str, recipients: list[str], subject: str, body: str, n
 
 
 def send_one(host: str, port: int, sender: str, recipients: list[str], data: bytes,
-             helo: str | None = None, timeout: float = 60) -> str:
+             helo: str | None = None, timeout: float = 60, source: str | None = None) -> str:
     """Send one message; the server's final reply text (raises SimmtaError on refusal)."""
     try:
-        with smtplib.SMTP(host, port, local_hostname=helo, timeout=timeout) as s:
+        with smtplib.SMTP(host, port, local_hostname=helo, timeout=timeout,
+                          source_address=(source, 0) if source else None) as s:
             s.ehlo()
             s.mail(sender)
             refused = {}
@@ -166,7 +171,7 @@ def server_of(args: argparse.Namespace) -> tuple[str, int]:
 def cmd_send(args: argparse.Namespace) -> int:
     host, port = server_of(args)
     if args.raw:
-        transcript, whole = send_raw(host, port, args.raw)
+        transcript, whole = send_raw(host, port, args.raw, source=args.source)
         print("\n".join(transcript))
         return 0 if whole else 1
     rcpts = args.recipients or ["bob@simmta.test"]
@@ -180,7 +185,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     if args.count == 1:
         if not args.file:
             data = build_message(args.sender, rcpts, args.subject, args.body)
-        print(safe_text(send_one(host, port, args.sender, rcpts, data, args.helo)))
+        print(safe_text(send_one(host, port, args.sender, rcpts, data, args.helo, source=args.source)))
         return 0
     console = Console()
     ok, failed = 0, []
@@ -191,7 +196,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         nonlocal ok
         payload = data if args.file else build_message(args.sender, rcpts, args.subject, args.body, n)
         try:
-            send_one(host, port, args.sender, rcpts, payload, args.helo)
+            send_one(host, port, args.sender, rcpts, payload, args.helo, source=args.source)
             with lock:
                 ok += 1
         except SimmtaError as e:
