@@ -92,10 +92,10 @@ def test_ps_shows_the_spawner_as_root_and_local_steps_to_each_recipient(mta: Mta
 
 def test_ctl_step_wait_waits_for_a_hop(mta: Mta) -> None:
     mta.simmta("ctl", "pace", "step")
-    assert json.loads(mta.simmta("ctl", "step", "--wait", "0.2").stdout)["released"] == 0
+    assert json.loads(mta.simmta("ctl", "step", "--wait", "0.2", "--json").stdout)["released"] == 0
     sent = threading.Thread(target=mta.send, daemon=True)
     sent.start()
-    released = json.loads(mta.simmta("ctl", "step", "--wait", "10").stdout)["released"]
+    released = json.loads(mta.simmta("ctl", "step", "--wait", "10", "--json").stdout)["released"]
     assert released == 1
     mta.simmta("ctl", "pace", "live")
     sent.join(20)
