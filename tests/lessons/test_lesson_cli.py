@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,3 +49,28 @@ def test_lesson_core_does_not_import_textual() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, cwd=REPO, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's daemons need to pass through the home")
+def test_a_closed_home_under_sudo_gets_a_passable_instance_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sudo simmta lesson N with a 0700 home: mail_owner could not reach the queue there."""
+    from simmta.lessons import catalog
+    from simmta.lessons.app import lesson_instance_dir
+
+    base = Path(tempfile.mkdtemp(prefix="simmta-lessontest-"))  # pytest's own tmp is 0700
+    try:
+        base.chmod(0o755)
+        home, spare = base / "home", base / "tmp"
+        home.mkdir(mode=0o700)
+        spare.mkdir()
+        monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+        monkeypatch.setattr(tempfile, "tempdir", str(spare))
+        lesson = catalog.find("1")
+        path = lesson_instance_dir(lesson)
+        assert path == spare / "simmta-lessons-0" / lesson.key
+        assert (path.parent.stat().st_mode & 0o777) == 0o711
+        home.chmod(0o755)
+        assert lesson_instance_dir(lesson) == (home / ".local" / "state" / "simmta" / "lessons"
+                                               / "instances" / lesson.key)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
