@@ -87,7 +87,8 @@ def test_ps_shows_the_spawner_as_root_and_local_steps_to_each_recipient(mta: Mta
     log = mta.subscribe()
     mta.send(to="carol@simmta.test")
     step = wait_for(lambda: log.find(kind="privilege", type="step", service="local"), 20, "seteuid")
-    assert step[0]["data"]["step"] == "seteuid" and step[0]["data"]["target"] == 61003
+    carol = wait_for(lambda: [p for p in mta.maildir("carol").glob("new/*")], 20, "carol's mail")[0]
+    assert step[0]["data"]["step"] == "seteuid" and step[0]["data"]["target"] == carol.stat().st_uid
 
 
 def test_ctl_step_wait_waits_for_a_hop(mta: Mta) -> None:
