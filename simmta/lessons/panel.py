@@ -8,7 +8,7 @@ experiment, a checklist of the step's expectations (ticked as the live MTA
 meets them), hints on request and the explanation once the goal is met. The
 body scrolls with the mouse wheel or ``J``/``K`` (page down/up), so nothing
 falls below the fold on a projector. Keys: ``C`` check now, ``H`` next hint,
-``N`` / ``B`` next / previous step, ``G`` answer the prediction, ``A`` do it
+``N`` / ``B`` next / previous step, ``E`` answer the prediction, ``A`` do it
 for me, ``X`` reset (fresh MTA, back to step 1), ``Y`` copy the commands.
 
 The goal is checked automatically a few times a second: any path that reaches
@@ -46,7 +46,7 @@ LESSON_KEYS = (
     ("B", "previous_step", "Back a step"),
     ("A", "perform", "Do it for me"),
     ("X", "reset", "Reset lesson"),
-    ("G", "predict", "Guess first (predict)"),
+    ("E", "predict", "Expect: predict first"),
     ("Y", "copy", "Copy commands"),
     ("J", "page_down", "Scroll down"),
     ("K", "page_up", "Scroll up"),
@@ -306,7 +306,7 @@ class LessonPanel(Vertical, can_focus=True):
         if step is None or predict is None:
             widget.update("")
             return
-        text = Text("Predict first (G): ", style="bold")
+        text = Text("Predict first (E): ", style="bold")
         text.append(predict.question)
         for i, (choice, _) in enumerate(predict.choices, 1):
             text.append(f"\n  {i}. {choice}")

@@ -196,7 +196,7 @@ class LessonRunner:
             ev = self._evaluation()
             progress = [(x.label, ok) for x, ok in step.goal.progress(ev)]
             if step.predict is not None:
-                progress.insert(0, ("you made your prediction (G)", step.number in self.answers))
+                progress.insert(0, ("you made your prediction (E)", step.number in self.answers))
             self._checklist = tuple(progress)
             if all(ok for _, ok in progress) and step.number not in self.completed:
                 self.completed.add(step.number)

@@ -216,3 +216,14 @@ async def test_copy_key_and_stale_feedback(tmp_path: Path) -> None:
         app.query_one(LessonPanel).check_and_refresh()
         await pilot.pause()
         assert "Not yet" not in text_of(app, "#lesson-status")  # cleared when the step is met
+
+
+def test_lesson_keys_leave_the_tuis_keys_alone() -> None:
+    """The panel docks into simmta's TUI: none of its keys may shadow one of the TUI's."""
+    from simmta.lessons.panel import LESSON_KEYS
+    from simmta.tui.app import SimmtaApp
+
+    tui_keys = {k for b in SimmtaApp.BINDINGS for k in str(getattr(b, "key", "")).split(",")}
+    assert tui_keys  # the TUI has bindings to compare with
+    clash = {key for key, _, _ in LESSON_KEYS} & tui_keys
+    assert not clash, clash
