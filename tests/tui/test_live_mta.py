@@ -36,7 +36,7 @@ async def test_live_pilot_on_the_real_mta(real_mta: Instance) -> None:
         await until(pilot, lambda: app.model.smtp.get("port"), what="the snapshot")
         await pilot.press("s")
         await until(pilot, lambda: app.model.counts["delivered"] == 1, what="delivery")
-        await until(pilot, lambda: "mailboxes 1 delivered" in screen_text(app))
+        await until(pilot, lambda: "delivered to bob@simmta.test" in screen_text(app))
         await pilot.press("k")
         choose = app.screen
         assert isinstance(choose, Choose)
@@ -159,7 +159,7 @@ def test_end_to_end_in_tmux(tmp_path: Path) -> None:
         first = term.shows("smtp 127.0.0.1:")  # then the MTA's snapshot says where it listens
         assert re.search(r"smtp 127\.0\.0\.1:\d+", first) and "privilege" in first
         term.keys("s")
-        term.shows("mailboxes 1")
+        term.shows("delivered to bob@simmta.test")
         term.keys("k")
         options = re.findall(r"(\w[\w-]*) \(\d+ process", term.shows("qmgr (1 process"))
         term.keys(*["Down"] * options.index("qmgr"), "Enter")
