@@ -24,6 +24,7 @@ TOOL_MODULES = (
     "simmta.tools.eventtools",
     "simmta.tools.ctl",
     "simmta.tools.lab",
+    "simmta.tools.trilogy",
     "simmta.tools.bench",
     "simmta.tui.launch",
     "simmta.web.cli",

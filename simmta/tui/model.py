@@ -510,6 +510,8 @@ class Model:
             self.waiting.pop(text(data["hop"], 40), None)
 
     def _on_lab(self, type_: str, event: dict[str, Any], data: dict[str, Any]) -> None:
+        if type_ != "attempt":  # a compromise's report repeats its attempts, already shown
+            return
         attempt = {k: text(data[k]) for k in ("action", "target", "outcome", "detail")}
         self.lab_attempts.append({"service": text(event["service"], 40), **attempt})
         outcome, ok = plain_outcome(attempt["outcome"], attempt["detail"])

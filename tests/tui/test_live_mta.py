@@ -120,10 +120,11 @@ def tmux(*args: str) -> str:
 class Tmux:
     """``simmta`` typed into a fresh 120x40 tmux session, as a new user would."""
 
-    def __init__(self, cwd: Path, simmta: str = f"PYTHONPATH={REPO} {sys.executable} -m simmta") -> None:
+    def __init__(self, cwd: Path, simmta: str = f"PYTHONPATH={REPO} {sys.executable} -m simmta",
+                 size: tuple[int, int] = (120, 40)) -> None:
         self.session = f"simmta-e2e-{os.getpid()}-{cwd.name}"
         command = f"unset COLUMNS LINES; cd {cwd} && {simmta}; echo SIMMTA-EXIT=$?; sleep 300"
-        tmux("new-session", "-d", "-s", self.session, "-x", "120", "-y", "40", command)
+        tmux("new-session", "-d", "-s", self.session, "-x", str(size[0]), "-y", str(size[1]), command)
 
     def screen(self) -> str:
         return tmux("capture-pane", "-p", "-t", self.session)

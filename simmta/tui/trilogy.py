@@ -1,0 +1,182 @@
+"""The trilogy view: Sendmail-, qmail- and Postfix-style MTAs side by side.
+
+Three live maps (one Diagram per instance, each fed by its own bus), the
+counts that tell the designs apart (processes, distinct uids, root processes,
+chrooted processes, set-uid programs) read from /proc through each master,
+and the blast-radius matrix: the compromise lab's script run in each SMTP
+server, with the kernel's answers. ``s`` sends the same message to all three.
+
+Trust: talks to masters the invoking user started (control and bus sockets);
+every string shown comes from them and is made inert.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Vertical
+from textual.widgets import Footer, Static
+
+from simmta.core import compromise, control, privilege
+from simmta.core.events import safe_text
+from simmta.core.instance import Instance
+from simmta.core.services import ServiceTable, load
+from simmta.tools.lab import outcome_cells
+from simmta.tui import themes
+from simmta.tui.feed import LiveFeed
+from simmta.tui.model import Model
+from simmta.tui.widgets.diagram import Diagram
+
+NARROW = 150  # below this many columns the maps are stacked
+
+
+@dataclass
+class Member:
+    """One of the three: its instance, table, fold and feed."""
+
+    profile: str
+    instance: Instance
+    table: ServiceTable
+    model: Model
+    feed: LiveFeed
+    counts: str = "starting..."
+    report: dict[str, Any] | None = None
+
+
+def counts(table: ServiceTable, processes: list[dict[str, Any]]) -> str:
+    """The design's numbers, from what /proc says of each process (master is scaffolding)."""
+    procs = [p for p in processes if p.get("service") != "master" and p.get("privilege")]
+    uids = {u for p in procs for u in p["privilege"]["uid"]}
+    root = [p for p in procs if p["privilege"]["uid"][0] == 0]
+    jailed = [p for p in procs if p["privilege"]["root"] != "/"]
+    emulated = [s.program for s in table if s.setuid]
+    return (
+        f"processes {len(procs)}  distinct uids {len(uids)}  root {len(root)}  "
+        f"chrooted {len(jailed)}\nset-uid programs: real 0, emulated {len(emulated)}"
+        + (f" ({', '.join(emulated)})" if emulated else "")
+        + "\n(master/zygote: simmta's scaffolding, not counted)"
+    )
+
+
+def matrix(members: list[Member]) -> str:
+    reports = [m.report for m in members]
+    if any(r is None for r in reports):
+        return "blast radius: running the compromise lab in each SMTP server..."
+    done = [r for r in reports if r is not None]
+    cells = [outcome_cells(r) for r in done]
+    lines = [
+        "blast radius of a hole in the SMTP server ("
+        + "; ".join(f"{r['profile']} {r['program']} as {r['account']}, {r['mode']}" for r in done)
+        + ")"
+    ]
+    lines.append(f"{'':<15}" + "".join(f"{r['profile']:<22}" for r in done))
+    for a in compromise.ATTEMPTS:
+        lines.append(f"{a:<15}" + "".join(f"{c.get(a, '-'):<22}" for c in cells))
+    if any(not privilege.uids_enforced(r["mode"]) for r in done):
+        lines.append("(predicted, not enforced: this mode enforces no uid boundary)")
+    return "\n".join(safe_text(x, 400) for x in lines)
+
+
+class TrilogyApp(App[None]):
+    CSS = """
+    #maps { layout: horizontal; height: 1fr; }
+    #maps.narrow { layout: vertical; }
+    .member { width: 1fr; height: 1fr; border: round $primary; }
+    .member Diagram { height: 1fr; }
+    .counts { height: 3; }
+    #matrix { height: auto; max-height: 16; }
+    """
+    BINDINGS = [Binding("s", "send", "Send one message to all three"), Binding("q", "quit", "Quit")]
+
+    def __init__(self, members: list[Member]) -> None:
+        super().__init__()
+        self.members = members
+        self.sent = 0
+        for t in themes.ALL:
+            self.register_theme(t)
+        self.theme = themes.THEMES["dark"]
+
+    def compose(self) -> ComposeResult:
+        with Container(id="maps"):
+            for i, m in enumerate(self.members):
+                with Vertical(classes="member") as box:
+                    box.border_title = f"{m.table.profile.title}: {m.profile}"
+                    yield Diagram(m.model, time.time, id=f"map{i}")
+                    yield Static(m.counts, classes="counts", id=f"counts{i}")
+        yield Static(matrix(self.members), id="matrix")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(0.1, self.pump)
+        self.set_interval(2.0, self.poll)
+        self.run_worker(self.blast_radius, thread=True)
+        self.on_resize()
+
+    def on_resize(self, event: object = None) -> None:
+        self.query_one("#maps").set_class(self.size.width < NARROW, "narrow")
+
+    def pump(self) -> None:
+        for i, m in enumerate(self.members):
+            if m.feed.pump(m.model, time.time()):
+                self.query_one(f"#map{i}", Diagram).tick()
+
+    def poll(self) -> None:
+        self.run_worker(self._poll, thread=True, exclusive=True, group="poll")
+
+    def _poll(self) -> None:
+        for i, m in enumerate(self.members):
+            try:
+                reply = control.request(m.instance.control_socket, "ps")
+                m.counts = counts(m.table, reply["processes"])
+            except Exception as e:
+                m.counts = f"cannot ask master: {e}"
+            self.call_from_thread(self.query_one(f"#counts{i}", Static).update, m.counts)
+
+    def blast_radius(self) -> None:
+        for m in self.members:
+            service = m.table.internet_facing().name
+            try:
+                m.report = control.request(
+                    m.instance.control_socket, "compromise", timeout=30, service=service
+                )
+            except Exception as e:
+                m.report = {
+                    "profile": m.profile,
+                    "program": service,
+                    "account": "?",
+                    "mode": "?",
+                    "results": [{"attempt": a, "outcome": "error"} for a in compromise.ATTEMPTS],
+                    "error": str(e),
+                }
+        self.call_from_thread(self.query_one("#matrix", Static).update, matrix(self.members))
+
+    def action_send(self) -> None:
+        self.sent += 1
+        self.run_worker(self._send, thread=True)
+
+    def _send(self) -> None:
+        n = self.sent
+        for m in self.members:
+            smtp = m.instance.status()["smtp"]
+            with smtplib.SMTP(smtp["host"], int(smtp["port"]), timeout=30) as s:
+                s.sendmail(
+                    "alice@simmta.test",
+                    ["bob@simmta.test"],
+                    f"From: alice@simmta.test\r\nTo: bob@simmta.test\r\nSubject: trilogy {n}\r\n"
+                    f"\r\nthe same message, to all three designs\r\n".encode(),
+                )
+        self.call_from_thread(self.notify, f"message {n} sent to all three")
+
+
+def members(dirs: dict[str, Path]) -> list[Member]:
+    out = []
+    for profile, d in dirs.items():
+        inst = Instance(d)
+        out.append(Member(profile, inst, load(None, profile), Model(), LiveFeed(inst.bus_socket).start()))
+    return out

@@ -1,0 +1,37 @@
+"""``simmta trilogy`` in tmux: three designs, one message delivered by each, the matrix on screen."""
+
+import sys
+from pathlib import Path
+
+import pytest
+from mtakit import REPO, maildir_files, wait_for
+from test_live_mta import Tmux
+
+PROFILES = ("sendmail", "qmail", "postfix")
+
+
+@pytest.mark.slow
+def test_trilogy_delivers_one_message_in_all_three_and_shows_the_matrix(simmta_tmp: Path) -> None:
+    base = simmta_tmp / "trilogy"
+    term = Tmux(
+        simmta_tmp, f"PYTHONPATH={REPO} {sys.executable} -m simmta trilogy --dir {base}", size=(200, 50)
+    )
+    try:
+        screen = term.shows("\nproc-fd ", timeout=90)  # the blast-radius matrix's last row
+        for title in ("Sendmail 8", "qmail 1.03", "Postfix"):
+            assert title in screen
+        row = next(line for line in screen.splitlines() if line.startswith("read-secret"))
+        assert row.split()[1:] == ["ok", "EACCES", "ENOENT"] or "predicted" in row, row
+        term.keys("s")
+        for p in PROFILES:
+            wait_for(
+                lambda p=p: maildir_files(base / p / "instance" / "mail" / "bob" / "Maildir"),
+                30,
+                f"the message delivered by {p}",
+            )
+        term.keys("q")
+        term.shows("SIMMTA-EXIT=0", timeout=60)
+        for p in PROFILES:  # quitting stopped all three
+            assert not (base / p / "instance" / "run" / "status.json").exists(), p
+    finally:
+        term.close()
