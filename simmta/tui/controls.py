@@ -49,6 +49,9 @@ COMMANDS: tuple[tuple[str, str, str, bool, str], ...] = (
 )
 
 
+LAB_TITLE = "Lab attempt (needs an MTA started with --lab: simmta tui --lab)"
+
+
 class ControlActions(App[None]):
     """Action handlers on the app's feed, model, instance and followed message."""
 
@@ -195,7 +198,7 @@ class ControlActions(App[None]):
         services = [s for s in self.model.services if s != names.PEER]
         choices = [(f"{a}:{s}", f"{s}: {a}") for a in control.LAB_ACTIONS for s in services]
         self._choose(
-            "Lab attempt (needs simmta run --lab)",
+            LAB_TITLE,
             choices,
             lambda c: self._control("lab", action=c.split(":")[0], service=c.split(":")[1]),
         )

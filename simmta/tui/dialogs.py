@@ -42,10 +42,12 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("k", "kill a daemon (choose it, then the signal)"),
     ("f · c", "set a peer or queue fault · arm a crash point"),
     ("h r R D", "hold · release · requeue · delete the followed message"),
-    ("a", "lab attempt: a daemon tries what its privilege forbids (run --lab)"),
+    ("a", "lab attempt: a daemon tries what its privilege forbids (simmta tui --lab)"),
     ("enter · ↑↓", "follow the selected message · select on the map"),
-    ("P · .", "pace live → slow → step · step one hop (replay: one event)"),
-    (", · space · + -", "replay: step back · play/pause · speed"),
+    (". · ,", "view: the followed message's next · previous hop (replay: next · previous event)"),
+    ("[ · ] · v", "view: the map's pace (live … 3 s per hop) · the hop list beside the map"),
+    ("space · + -", "replay: play/pause · speed x0.1 … x64 (view controls: mail is never held)"),
+    ("P · G", "MTA (presenter): hold every hand-off until G lets one go · P again lifts the hold"),
     ("n", "replay: jump to the followed message's next event"),
     ("/ · space", "filter (event log, tables) · live: freeze the event log"),
     ("click", "an event in the log goes to its message, session or process"),
@@ -60,8 +62,10 @@ LEGEND: tuple[tuple[str, str], ...] = (
     ("♛ ┏━┓", "root (master; local, which switches to the recipient's uid)"),
     ("⌂ ▛▀▜", "the users' Maildirs"),
     ("╌ ┅ ╍", "dashed border + SIMULATED: a boundary simmta only simulates (not root)"),
-    ("◆QID ⏸ ⟳", "a message on a hop or in a queue · held by pace step · retry countdown"),
-    ("──▶ ══▶ ··▶", "IPC request · writes a queue or store · reads a queue"),
+    ("● ◆ 3", "a message on its hop · the followed one · 3 messages bunched there"),
+    ("──▶", "IPC request (bright) · a queue or store read or written (dim) · ◀──▶ both ways"),
+    ("╫ ╪ ╂ ┿", "an edge crossing a region's frame"),
+    ("⟳", "retry countdown of a deferred message"),
 )
 
 
@@ -77,7 +81,10 @@ def _table(rows: tuple[tuple[str, str], ...]) -> Table:
 class Help(ModalScreen[None]):
     """Keys and the map legend (escape, q or ? closes)."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss(None)", "Close")]
+    BINDINGS = [
+        Binding("escape,q,question_mark", "dismiss(None)", "Close"),
+        Binding("w,f12", "app.snap", "Screenshot"),  # the help itself is worth a screenshot
+    ]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog help"):

@@ -46,7 +46,10 @@ def summary(event: dict[str, Any]) -> str:
     data = event.get("data") or {}
     if event["kind"] == "smtp" and "line" in data:
         arrow = "C:" if event["type"] == "command" else "S:"
-        return f"{arrow} {text(data['line'], 160)}"
+        lines = str(data["line"]).split("\n")  # a multi-line reply is one event: show its lines, not \n
+        return f"{arrow} " + " | ".join(text(line, 160) for line in lines[:8])
+    if isinstance(data.get("next_retry"), int | float):
+        data = {**data, "next_retry": "in " + duration(float(data["next_retry"]) - float(event["ts"]))}
     parts = [
         f"{k}={text(v, 60)}"
         for k, v in list(data.items())[:6]
@@ -76,7 +79,11 @@ def uid_text(proc: Process) -> str:
     uid, gid = proc.privilege.get("uid"), proc.privilege.get("gid")
     if not isinstance(uid, list) or not isinstance(gid, list):
         return "?"
-    out = "/".join(str(x) for x in uid[:2]) + ":" + "/".join(str(x) for x in gid[:2])
+
+    def pair(ids: list[Any]) -> str:  # real/effective, once when they agree
+        return str(ids[0]) if len(ids) < 2 or ids[0] == ids[1] else f"{ids[0]}/{ids[1]}"
+
+    out = pair(uid[:2]) + ":" + pair(gid[:2])
     host = proc.privilege.get("host_uid")
     if isinstance(host, list) and len(host) > 1 and host[1] != uid[1]:
         out += f" host {host[1]}"  # rootless: the uid the host's kernel sees

@@ -42,7 +42,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--replay", metavar="FILE", help="play a recording made by 'simmta record'")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1.0)")
-    p.add_argument("--theme", choices=("dark", "light", "projector"), default="dark")
+    p.add_argument("--theme", choices=("dark", "light", "projector"),
+                   help="dark, light or projector (default: the remembered one, else dark)")
+    p.add_argument("--remember", action="store_true", help="make --theme the default from now on")
     p.add_argument("--screenshots", metavar="DIR", help="folder for screenshots (w / F12)")
     p.add_argument("--lab", action="store_true", help="(no --instance) start the MTA with --lab")
     p.add_argument("--smtp-port", type=int, default=0, metavar="N",
@@ -125,15 +127,20 @@ def run_app(
 
 
 def main(args: argparse.Namespace) -> int:
+    from simmta.tui import settings
     from simmta.tui.feed import LiveFeed, ReplayFeed, load_recording
 
+    if args.theme and args.remember:
+        print(f"simmta: {args.theme} is now the default theme ({settings.remember_theme(args.theme)})",
+              file=sys.stderr)
+    args.theme = args.theme or settings.default_theme()
     if args.replay:
         events, problem = load_recording(Path(args.replay))
         if problem:
             print(f"simmta: {problem}; replaying the {len(events)} events before it", file=sys.stderr)
         run_app(ReplayFeed(events, speed=args.speed, problem=problem), args, None)
         return 0
-    if args.instance:
+    if args.instance or os.environ.get("SIMMTA_INSTANCE"):  # attach: never a new MTA behind one's back
         instance = Instance(args.instance)
         instance.status()  # a clear error if nothing runs there
         run_app(LiveFeed(instance.bus_socket).start(), args, instance.path)

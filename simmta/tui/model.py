@@ -548,7 +548,7 @@ class Model:
         return [self.messages[q] for q in self.queues.get(queue, ()) if q in self.messages]
 
     def retry_in(self, msg: Message, now: float | None = None) -> float | None:
-        if msg.next_retry is None:
+        if msg.next_retry is None or msg.queue == names.HOLD:  # held mail is not retried until released
             return None
         return max(0.0, float(msg.next_retry) - (self.now if now is None else now))
 

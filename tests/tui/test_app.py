@@ -305,7 +305,8 @@ async def test_replay_of_a_real_recording() -> None:
         assert "2 mail" in text and "u61000⛓" in text  # the users' Maildirs; a jailed daemon's uid
         assert "⟳" in text  # the message deferred by the peer fault waits with a countdown
         await pilot.press("p")
-        assert "/queue" in screen_text(app)  # chrooted daemons' root is the queue directory
+        # chrooted daemons' root: "jail" in the table (the path, the queue directory, under the map)
+        assert " jail " in screen_text(app)
         await pilot.press("t")
         table = app.query_one("#session-table")
         hostile = next(s.key for s in app.model.sessions.values() if "boom" in s.helo)

@@ -83,7 +83,7 @@ class ProcessTable(ModelTable):
         "ppid",
         "service",
         "state",
-        "uid:gid (r/e)",
+        "uid:gid",
         "root",
         "mode",
         "uptime",
@@ -120,7 +120,7 @@ class ProcessTable(ModelTable):
                 p.service,
                 p.state,
                 fmt.uid_text(p),
-                p.root,
+                "/" if p.root in ("", "/") else "jail",  # the path is in the map's detail pane
                 p.mode,
                 fmt.duration(now - p.started) if p.started else "",
                 str(p.served),
