@@ -354,3 +354,16 @@ def test_two_users_run_simmta_at_once(student: Student, home: Path, nobody_home:
     finally:
         for t in terms:
             t.close()
+
+
+@pytest.mark.slow
+def test_every_lesson_autoplays_rootless(student: Student, home: Path) -> None:
+    """The whole course as the student, in rootless mode: every step must wait for its action
+    (autoplay fails a step whose goal already holds) and every goal be met."""
+    done = subprocess.run(["setpriv", f"--reuid={student.uid}", f"--regid={student.gid}", "--init-groups",
+                           "env", f"HOME={home}", f"TMPDIR={home}", "SIMMTA_PRIVILEGE=rootless",
+                           sys.executable, "-m", "simmta", "lesson", "check", "all", "--autoplay"],
+                          capture_output=True, text=True, timeout=1500)
+    lessons = len(list((Path(__file__).parents[1] / "lessons").glob("[0-9]*.md")))
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert done.stdout.count("[rootless]") == lessons, done.stdout[-2000:]
