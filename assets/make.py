@@ -6,7 +6,8 @@
 
 The demos are short ``simmta record`` files of a fresh ``simmta run --lab``
 (run as root they show real privilege separation): a normal delivery, a
-bounce, a kill and its recovery, lab attempts. ``simmta tui --replay
+bounce, a kill and its recovery, lab attempts; and the same delivery on
+the qmail and Sendmail profiles (``--profile``), for the trilogy. ``simmta tui --replay
 assets/demos/NAME.jsonl`` plays one offline. Regenerate them whenever the
 event schema changes (tests/test_assets.py checks that the shipped ones
 still replay).
@@ -72,14 +73,16 @@ def wait(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
 class Lab:
     """A fresh ``simmta run --lab`` in a temporary directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, profile: str = "postfix") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="simmta-assets-"))
         self.dir.chmod(0o711)  # run as root, mail_owner must reach the queue directory
         self.instance = self.dir / "instance"
         self.instance.mkdir()
         (self.instance / "main.toml").write_text(CONFIG)
         self.proc = subprocess.Popen(
-            simmta("run", "--lab", "--smtp-port", "0", "--instance", str(self.instance)),
+            simmta(
+                "run", "--lab", "--smtp-port", "0", "--profile", profile, "--instance", str(self.instance)
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -193,22 +196,28 @@ DEMO_STEPS = {
 }
 
 
+# The trilogy: the same delivery on the other architectures (simmta run --profile).
+OTHER_PROFILES = ("qmail", "sendmail")
+
+
 def make_demos(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    lab = Lab()
     made = []
-    try:
-        for name, steps in DEMO_STEPS.items():
-            path = out / f"{name}.jsonl"
-            rec = Recording(lab, path)
-            try:
-                steps(lab, rec)
-            finally:
-                rec.stop()
-            made.append(path)
-            print(f"make.py: {path} ({len(rec.events())} events)")
-    finally:
-        lab.stop()
+    plans = [("postfix", DEMO_STEPS)] + [(p, {f"delivery-{p}": demo_delivery}) for p in OTHER_PROFILES]
+    for profile, demos in plans:
+        lab = Lab(profile)
+        try:
+            for name, steps in demos.items():
+                path = out / f"{name}.jsonl"
+                rec = Recording(lab, path)
+                try:
+                    steps(lab, rec)
+                finally:
+                    rec.stop()
+                made.append(path)
+                print(f"make.py: {path} ({len(rec.events())} events)")
+        finally:
+            lab.stop()
     return made
 
 
@@ -228,6 +237,11 @@ def after(kind: str, type_: str, **data: str) -> Callable[[list[dict[str, Any]]]
     )
 
 
+def mid_flight(events: list[dict[str, Any]]) -> int:
+    """Just before the delivery into bob's Maildir (whatever the architecture calls its hops)."""
+    return position_of(events, lambda e: e["kind"] == "delivery" and e["type"] == "delivered") - 1
+
+
 # name: (demo, view, the moment in the demo, with the lesson panel, size in cells)
 SHOTS: dict[str, tuple[str, str, Callable[[list[dict[str, Any]]], int], bool, tuple[int, int]]] = {
     "map": ("delivery", "map", after("ipc", "request", to="local"), False, (200, 50)),
@@ -235,6 +249,10 @@ SHOTS: dict[str, tuple[str, str, Callable[[list[dict[str, Any]]], int], bool, tu
     "queue": ("bounce", "queue", after("queue", "deferred"), False, SIZE),
     "events": ("lab-attempt", "events", len, False, (180, 24)),
     "lesson": ("delivery", "map", len, True, (200, 50)),
+    **{
+        f"map-{p}": (f"delivery-{p}", "map", lambda ev: mid_flight(ev), False, (200, 50))
+        for p in OTHER_PROFILES
+    },
 }
 
 

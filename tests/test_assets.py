@@ -19,6 +19,8 @@ SHOWS = {
     "bounce": ("delivery", "bounce"),
     "kill-and-recovery": ("process", "replaced"),
     "lab-attempt": ("lab", "attempt"),
+    "delivery-qmail": ("delivery", "delivered"),  # the trilogy: the same delivery, other profiles
+    "delivery-sendmail": ("delivery", "delivered"),
 }
 
 
