@@ -266,3 +266,51 @@ def test_sequences_follow_event_times_not_arrival_order() -> None:
     created["ts"], moved["ts"] = 1000.0, 1000.5
     spec = {"sequence": [{"event": "queue/created"}, {"event": "queue/moved"}], "same": ["qid"]}
     assert met(spec, [moved, created])  # arrived the wrong way round, happened in order
+
+
+PREDICTING = LESSON.replace("\n[[expect]]", """
+[predict]
+question = "Who delivers?"
+
+[[predict.choice]]
+text = "smtpd"
+event = "delivery/delivered"
+where = { service = "smtpd" }
+
+[[predict.choice]]
+text = "local"
+event = "delivery/delivered"
+where = { service = "local" }
+
+[[expect]]""", 1)
+
+
+def test_a_prediction_is_asked_first_and_checked_against_what_happened(tmp_path: Path) -> None:
+    lesson = parse_text(PREDICTING, "p.md")
+    store = ProgressStore(tmp_path / "progress.json")
+    runner = LessonRunner(lesson, Instance(tmp_path / "inst"), store)
+    runner.feed(snapshot())
+    for e in delivered("A1", "bob@simmta.test"):
+        runner.feed(e)
+    assert not runner.check()  # the goal holds, but the student has not answered yet
+    assert runner.view().checklist[0] == ("you made your prediction (E)", False)
+    assert "from 1 to 2" in runner.answer("7") and "a number" in runner.answer("smtpd")
+    assert runner.view().answer is None
+    assert "Prediction recorded: 1. smtpd" in runner.answer("1")
+    assert runner.check()
+    assert runner.view().outcome == ("2. local", False)  # what the MTA did, not what was guessed
+    assert store.get(lesson.key)["answers"] == {"1": "1"}
+    assert "can no longer change" in runner.answer("2")
+
+
+def test_a_count_prediction_reports_the_observed_number(tmp_path: Path) -> None:
+    text = LESSON.replace("\n[[expect]]", '\n[predict]\nquestion = "How many?"\n'
+                          'count = { event = "queue/created" }\ntolerance = 1\n\n[[expect]]', 1)
+    runner = LessonRunner(parse_text(text, "c.md"), Instance(tmp_path / "inst"), None)
+    runner.feed(snapshot())
+    runner.answer("3")
+    for qid in ("A1", "A2"):
+        for e in delivered(qid, "bob@simmta.test"):
+            runner.feed(e)
+    assert runner.check()
+    assert runner.view().outcome == ("2", True)  # 2 observed, 3 predicted, within the tolerance
