@@ -50,6 +50,7 @@ from rich.table import Table
 from simmta.cli import plain
 from simmta.core import config
 from simmta.core.errors import SimmtaError
+from simmta.core.services import PROFILES
 from simmta.tools import bench_postfix, bench_syscalls
 from simmta.tools.bench_backlog import report_backlog, run_backlog
 from simmta.tools.bench_load import LoadSpec, generate_load
@@ -87,6 +88,7 @@ class RunResult:
     client_cpu_ms_per_message: float = math.nan  # the bench's own, for context
     # process name -> CPU ms per message and how many such processes were seen (approximate)
     cpu_by_process: dict[str, dict[str, float]] = field(default_factory=dict)
+    processes_per_message: float = math.nan  # server processes seen during the load / messages
     peak_memory_mb: float = math.nan
     # the server tree sampled during the load: [seconds since start, MiB, open files, processes];
     # growth from early in a long run (-n 50000) to its end is what a leak looks like
@@ -179,6 +181,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--from", dest="sender", default="bench@localhost", metavar="ADDR")
     p.add_argument("--label", help="name of the target in the report (default target, or postfix)")
+    p.add_argument(
+        "--profile",
+        action="append",
+        choices=tuple(PROFILES),
+        help="simmta running this architecture (repeat to compare designs, measured alternately)",
+    )
     p.add_argument(
         "--postfix",
         action="store_true",
@@ -303,19 +311,23 @@ def _loopback_target(text: str) -> tuple[str, int]:
 def configurations(args: argparse.Namespace) -> list[Configuration]:
     """The configurations measured, in the order each round runs them: (label, factory)."""
 
-    def simmta(events: str) -> Callable[[], Target]:
+    def simmta(events: str, profile: str = "postfix", label: str = "") -> Callable[[], Target]:
         return lambda: SimmtaTarget(
             events=events != "off",
             subscriber=events == "subscriber",
             keep=args.keep,
-            label=SIMMTA if events != "off" else SIMMTA_NO_EVENTS,
+            label=label or (SIMMTA if events != "off" else SIMMTA_NO_EVENTS),
             settings=args.set,
+            profile=profile,
         )
 
     def target() -> Callable[[], Target]:
         host, port = args.target
         return lambda: ExternalTarget(host, port, args.maildir, args.to, args.server_pid, args.label)
 
+    if args.profile:  # the designs alternately, round after round (interleaved: the noise is shared)
+        return [(f"simmta --profile {p}", simmta(args.events, p, f"simmta --profile {p}"))
+                for p in args.profile]
     if args.compare:
         configs = [(SIMMTA, simmta("subscriber")), (SIMMTA_NO_EVENTS, simmta("off"))]
         if args.target:
@@ -531,6 +543,7 @@ def _measure_started(
             name: {"ms_per_message": seconds / done * 1000, "processes": count}
             for name, (seconds, count) in sampler.cpu_by_name().items()
         }
+        result.processes_per_message = sum(v["processes"] for v in result.cpu_by_process.values()) / done
     if sampler:
         result.timeline = [
             (round(t - load.started, 2), round(mem / 2**20, 1), fds, procs)
@@ -590,6 +603,8 @@ def _one_line(r: RunResult) -> str:
             f"{early[1]:.0f} / {last[1]:.0f} MiB, "
             f"{early[2]} / {last[2]} open files, {early[3]} / {last[3]} processes"
         )
+    if not math.isnan(r.processes_per_message):
+        parts.append(f"\n  server processes seen per message: {r.processes_per_message:.2f}")
     if r.cpu_by_process:
         parts.append(
             "\n  server CPU ms/msg by process: "

@@ -128,7 +128,9 @@ class SimmtaTarget:
         recipient: str = "bob@simmta.test",
         label: str = "simmta",
         settings: Sequence[str] = (),
+        profile: str = "postfix",
     ):
+        self.profile = profile  # the architecture (services table) the instance runs
         self.events, self.subscriber, self.keep = events, subscriber, keep
         self.recipient, self.label = recipient, label
         self.settings = list(settings)  # extra main.toml lines
@@ -163,6 +165,8 @@ class SimmtaTarget:
             str(self.dir),
             "--smtp-port",
             "0",
+            "--profile",
+            self.profile,
         ]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         log.close()
