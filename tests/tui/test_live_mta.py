@@ -154,12 +154,24 @@ class Tmux:
 
 @pytest.mark.slow
 def test_end_to_end_in_tmux(tmp_path: Path) -> None:
-    term = Tmux(tmp_path)
+    state = tmp_path / "state"  # screenshots go to the user's state directory (no ~/Pictures here)
+    env = f"XDG_STATE_HOME={state} XDG_PICTURES_DIR={tmp_path / 'none'} PYTHONPATH={REPO}"
+    simmta = f"{env} {sys.executable} -m simmta"
+    term = Tmux(tmp_path, simmta)
     try:
         term.shows("JAIL")  # the map is drawn from the services table at once
         first = term.shows("smtp 127.0.0.1:")  # then the MTA's snapshot says where it listens
         assert re.search(r"smtp 127\.0\.0\.1:\d+", first) and "privilege" in first
+        term.keys("[", "[", "[")  # the map's pace: 3 s per hop (the view only)
+        term.shows("map 3 s/hop")
         term.keys("s")
+        # The message's token on its first edge, and its hop told in words.
+        def moving() -> str:
+            screen = term.screen()
+            return screen if "hop 1/" in screen and "◆" in screen else ""
+
+        assert "a client at 127.0.0.1" in wait_for(moving, 30, "the token on its first hop, and its sentence")
+        term.keys("]", "]", "]")  # back to live pace: the rest of the journey plays out
         term.shows("delivered to bob@simmta.test")
         term.keys("k")
         options = re.findall(r"(\w[\w-]*) \(\d+ process", term.shows("qmgr (1 process"))
@@ -170,7 +182,7 @@ def test_end_to_end_in_tmux(tmp_path: Path) -> None:
         term.keys("e")
         term.shows("process/replaced")
         term.keys("w")
-        wait_for(lambda: list(tmp_path.glob("simmta-screenshots/*.svg")), 10, "a screenshot")
+        wait_for(lambda: list(state.glob("simmta/screenshots/*.svg")), 10, "a screenshot")
         master = term.master_pid()
         term.keys("q")
         final = term.shows("SIMMTA-EXIT=0")
