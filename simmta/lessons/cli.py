@@ -3,6 +3,7 @@
     simmta lesson list                      lessons with saved progress and measured minutes
     simmta lesson N [--restart]             take lesson N (id or slug) in the TUI
     simmta lesson track [NAME]              the tracks (class-50: a 50-minute class); select one
+    simmta lesson notes [N]                 the teacher's notes (what to show, what students get wrong)
     simmta lesson check N|all --autoplay    play the stored solutions on fresh MTAs [--record]
     simmta lesson validate FILE...          check lesson files, errors with line numbers
 
@@ -25,6 +26,7 @@ USAGE = """\
 simmta lesson list
 simmta lesson N [--restart]
 simmta lesson track [NAME]
+simmta lesson notes [N]
 simmta lesson check N|all --autoplay [--keep] [--record]
 simmta lesson validate FILE..."""
 TRACK_KEY = "_track"  # where the selected track is saved in the progress file
@@ -32,11 +34,11 @@ TRACK_KEY = "_track"  # where the selected track is saved in the progress file
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("lesson", parents=[parent],
-                       usage="simmta lesson list|N|track|check|validate [options]",
+                       usage="simmta lesson list|N|track|notes|check|validate [options]",
                        help="guided lessons: list, take, check (--autoplay), validate",
                        description=plain(__doc__, slice(0, 2)),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", nargs="+", metavar="list|N|track|check|validate",
+    p.add_argument("what", nargs="+", metavar="list|N|track|notes|check|validate",
                    help="what to do (see above)")
     p.add_argument("--autoplay", action="store_true",
                    help="check: perform each step's stored solution on a fresh MTA")
@@ -53,6 +55,13 @@ def main(args: argparse.Namespace) -> int:
     verb, rest = args.what[0], args.what[1:]
     if verb == "list":
         return _list()
+    if verb == "notes":
+        if len(rest) > 1:
+            raise SimmtaError("usage: simmta lesson notes [N]")
+        lessons = [catalog.find(rest[0])] if rest else catalog.load_all()
+        for lesson in lessons:
+            print(f"lesson {lesson.id}: {lesson.title}\n{lesson.teacher}\n")
+        return 0
     if verb == "track":
         if len(rest) > 1:
             raise SimmtaError("usage: simmta lesson track [NAME]")

@@ -74,3 +74,9 @@ def test_a_closed_home_under_sudo_gets_a_passable_instance_dir(monkeypatch: pyte
                                                / "instances" / lesson.key)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_teacher_notes_are_printed() -> None:
+    done = simmta("lesson", "notes", "4")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("lesson 4: The chroot jail\n") and "ENOENT" in done.stdout
