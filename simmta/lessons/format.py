@@ -44,7 +44,7 @@ from simmta.lessons.goals import Expectation, Goal, GoalError, compile_expectati
 # simmta sub-commands a stored solution or suggested action may use.
 # simmta sub-commands a stored solution may use (the panel shows them, autoplay runs them).
 SOLUTION_COMMANDS = ("send", "sendmail", "queue", "cat", "hold", "release", "requeue",
-                     "delete", "peer", "ctl", "ps", "status", "config", "events", "scan")
+                     "delete", "peer", "ctl", "ps", "status", "config", "events", "scan", "lab")
 SOLUTION_PLACEHOLDERS = ("instance", "last_qid")
 SECTIONS = {"hint": "hints", "explanation": "explanation", "in simulated mode": "simulated"}
 _FRONT_KEYS = {"id", "slug", "title", "summary", "teacher", "prerequisites", "sources", "setup"}
