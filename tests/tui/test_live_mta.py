@@ -239,7 +239,13 @@ def test_closing_the_terminal_stops_the_mta(tmp_path: Path) -> None:
     try:
         term.shows("smtp 127.0.0.1:")
         master = term.master_pid()
-        jail = wait_for(lambda: re.search(r"(/\S+)/instance/queue", term.screen()), 10, "a jail")
+        term.keys("m")  # the jail's path is under the map, for a chrooted daemon's box (pickup runs)
+
+        def jail_path() -> re.Match[str] | None:
+            term.keys("Down")
+            return re.search(r"(/\S+)/instance/queue", term.screen())
+
+        jail = wait_for(jail_path, 10, "a jail")
     finally:
         term.close()
     wait_for(lambda: not _alive(master), 20, "the MTA to stop with its terminal")
