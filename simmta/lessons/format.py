@@ -38,6 +38,7 @@ from typing import Any
 from simmta.core import config as config_mod
 from simmta.core import names
 from simmta.core.errors import ConfigError, SimmtaError
+from simmta.core.services import DEFAULT_PROFILE, PROFILES
 from simmta.lessons import sources as sources_mod
 from simmta.lessons.goals import Expectation, Goal, GoalError, compile_expectation
 
@@ -48,7 +49,7 @@ SOLUTION_COMMANDS = ("send", "sendmail", "queue", "cat", "hold", "release", "req
 SOLUTION_PLACEHOLDERS = ("instance", "last_qid")
 SECTIONS = {"hint": "hints", "explanation": "explanation", "in simulated mode": "simulated"}
 _FRONT_KEYS = {"id", "slug", "title", "summary", "teacher", "prerequisites", "sources", "setup"}
-_SETUP_KEYS = {"config", "peer_fault", "pace", "lab", "timeout"}
+_SETUP_KEYS = {"config", "peer_fault", "pace", "lab", "timeout", "profile"}
 _STEP_KEYS = {"solution", "hints", "sources", "timeout", "expect", "predict"}
 _RUN_KEYS = {"run", "stdin", "background", "may_fail"}
 _PREDICT_KEYS = {"question", "choice", "count", "tolerance"}
@@ -127,6 +128,7 @@ class Setup:
     pace: str = "live"
     lab: bool = False
     timeout: float = DEFAULT_TIMEOUT
+    profile: str = DEFAULT_PROFILE  # the architecture the lesson's MTA runs
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,11 @@ def _setup(raw: Any, block: _Block) -> Setup:
     if not isinstance(lab, bool):
         raise _Problem(block.line_of("lab", start), "setup.lab: expected true or false")
     timeout = _timeout(raw.get("timeout", DEFAULT_TIMEOUT), block.line_of("timeout", start))
-    return Setup(dict(overrides), fault, pace, lab, timeout)
+    profile = raw.get("profile", DEFAULT_PROFILE)
+    if profile not in PROFILES:
+        raise _Problem(block.line_of("profile", start),
+                       "setup.profile: expected one of " + ", ".join(PROFILES))
+    return Setup(dict(overrides), fault, pace, lab, timeout, profile)
 
 
 # ---------------------------------------------------------------- steps

@@ -99,7 +99,8 @@ class LessonMTA:
         path.mkdir(parents=True, exist_ok=True)
         write_main_toml(self.instance.main_cf, self.lesson.setup.config)
         self.instance.log.mkdir(parents=True, exist_ok=True)
-        args = ["run", "--smtp-port", "0"] + (["--lab"] if self.lesson.setup.lab else [])
+        args = ["run", "--smtp-port", "0", "--profile", self.lesson.setup.profile] + (
+            ["--lab"] if self.lesson.setup.lab else [])
         with open(path / "lesson-run.log", "ab") as out:
             self.process = subprocess.Popen(simmta_argv(args, self.instance), env=self.env,
                                             stdout=out, stderr=subprocess.STDOUT,
