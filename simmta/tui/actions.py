@@ -19,6 +19,7 @@ from typing import Any
 
 from simmta.core import control
 from simmta.core.errors import SimmtaError
+from simmta.core.events import safe_text
 from simmta.core.pyexec import python_module
 
 SENDER = "alice@simmta.test"
@@ -70,6 +71,15 @@ def cat(instance: Path, qid: str, timeout: float = 10.0) -> list[str]:
         return [f"(simmta cat failed: {e})"]
     out = done.stdout if done.returncode == 0 else done.stderr
     return out.decode("utf-8", "replace").splitlines()[:200]
+
+
+def compromise(control_socket: Path, service: str) -> str:
+    """The compromise lab on one process of ``service``: a one-line summary (the map shows each)."""
+    r = control.request(control_socket, "compromise", timeout=30, service=service)
+    got = [f"{x['attempt']} {x['outcome']}" for x in r["results"]]
+    label = "predicted, not enforced" if "predicted" in r else f"{r['mode']}: the kernel's answers"
+    return safe_text(f"compromised {r['program']}[{r['pid']}] as {r['account']} ({label}): "
+                     + ", ".join(got), 600)
 
 
 def request(control_socket: Path, op: str, **args: Any) -> str:

@@ -259,6 +259,11 @@ class SimmtaApp(ControlActions):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_views()
 
+    def selected_box(self) -> str | None:
+        with contextlib.suppress(NoMatches):
+            return self.base.query_one(Diagram).selected
+        return None
+
     def on_node_selected(self, event: NodeSelected) -> None:
         self.refresh_views()
 

@@ -39,6 +39,7 @@ COMMANDS: tuple[tuple[str, str, str, bool, str], ...] = (
     ("D", "queue_op('delete')", "Delete", False, "delete the selected message"),
     ("F", "flush", "Flush", False, "deliver deferred mail now, release throttled services (postqueue -f)"),
     ("a", "lab", "Lab attempt", False, "try an attack from a daemon (with --lab)"),
+    ("x", "compromise", "Compromise", False, "the selected box runs the lab's attacker script (with --lab)"),
     ("P", "pace", "Hold MTA", True, "presenter: the MTA holds each hand-off until G (acts on the MTA)"),
     ("G", "release_hop", "Let one go", False, "presenter: let one held hand-off go (acts on the MTA)"),
     ("full_stop", "step", "Step", True, "view: the followed message's next hop (replay: next event)"),
@@ -202,6 +203,19 @@ class ControlActions(App[None]):
             choices,
             lambda c: self._control("lab", action=c.split(":")[0], service=c.split(":")[1]),
         )
+
+    def selected_box(self) -> str | None:
+        """The node selected on the map (the app knows its map)."""
+        return None
+
+    def action_compromise(self) -> None:
+        """The compromise lab on the daemon whose box is selected on the map."""
+        selected = self.selected_box()
+        if selected is None or selected not in self.model.services or selected == names.PEER:
+            self.say("select a daemon's box on the map first (arrows), then x", severity="warning")
+            return
+        if (sock := self._needs_mta()) is not None:
+            self._run("compromise", actions.compromise, sock, selected)
 
     def action_queue_op(self, action: str) -> None:
         if not self.followed:
