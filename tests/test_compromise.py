@@ -118,3 +118,23 @@ def test_predictions_match_the_kernel_where_it_enforces(simmta_tmp: Path) -> Non
         )
         got = {r["attempt"]: r["outcome"] for r in report["results"]}
         assert predicted == got, profile
+
+
+def test_simulated_mode_labels_its_cells_predicted(simmta_tmp: Path) -> None:
+    """As an ordinary user with nothing enforced, the cells are predictions, and say so."""
+    from mtakit import NOBODY, nobody_can_run_python
+
+    needs_root()  # to become the unprivileged test user
+    assert nobody_can_run_python()
+    base = simmta_tmp / "nobody"
+    base.mkdir()
+    os.chown(base, NOBODY, NOBODY)
+    mta = Mta(base / "inst", user=NOBODY, lab=True, profile="qmail", privilege="simulated")
+    try:
+        out = mta.simmta("lab", "compromise", "smtpd").stdout
+        report = json.loads(mta.simmta("lab", "compromise", "smtpd", "--json").stdout)
+    finally:
+        mta.stop()
+    assert report["mode"] == "simulated"
+    assert report["predicted"]["read-secret"] == "EACCES" and report["predicted"]["signal-daemon"] == "EPERM"
+    assert "predicted, not enforced" in out
