@@ -210,12 +210,13 @@ class ControlActions(App[None]):
 
     def action_compromise(self) -> None:
         """The compromise lab on the daemon whose box is selected on the map."""
+        if (sock := self._needs_mta()) is None:
+            return
         selected = self.selected_box()
         if selected is None or selected not in self.model.services or selected == names.PEER:
             self.say("select a daemon's box on the map first (arrows), then x", severity="warning")
             return
-        if (sock := self._needs_mta()) is not None:
-            self._run("compromise", actions.compromise, sock, selected)
+        self._run("compromise", actions.compromise, sock, selected)
 
     def action_queue_op(self, action: str) -> None:
         if not self.followed:
