@@ -13,7 +13,8 @@ event schema changes (tests/test_assets.py checks that the shipped ones
 still replay).
 
 The screenshots are simmta's own TUI (``SimmtaApp``, projector theme)
-replaying those demos at chosen moments, saved as SVG by Textual and turned
+replaying those demos at chosen moments (and the trilogy view, on three live
+MTAs), saved as SVG by Textual and turned
 into PNG by headless Chromium (``apt-get install chromium fonts-symbola``:
 the second draws the few symbols the usual monospace fonts lack).
 
@@ -287,6 +288,40 @@ async def svg_of(demo: Path, view: str, position: int, lesson: bool, size: tuple
         return app.export_screenshot(title="simmta")
 
 
+async def trilogy_svg(size: tuple[int, int]) -> str:
+    """``simmta trilogy``'s view on three live MTAs (one per profile): one message sent to all
+    three, the counts and the blast-radius matrix filled in."""
+    from simmta.tui import themes
+    from simmta.tui.trilogy import TrilogyApp, members
+
+    labs = {profile: Lab(profile) for profile in ("sendmail", "qmail", "postfix")}
+    try:
+        app = TrilogyApp(members({profile: lab.instance for profile, lab in labs.items()}))
+        async with app.run_test(size=size) as pilot:
+            app.theme = themes.THEMES["projector"]
+
+            async def until(done: Callable[[], bool], what: str) -> None:
+                deadline = time.monotonic() + 60
+                while not done():
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"make.py: trilogy: timed out waiting for {what}")
+                    await pilot.pause(0.2)
+
+            await until(lambda: all(m.model.smtp for m in app.members), "three snapshots")
+            await pilot.press("s")
+            await until(lambda: all(m.model.counts.get("delivered") for m in app.members), "three deliveries")
+            await until(lambda: all(m.report for m in app.members) and "starting" not in str(
+                [m.counts for m in app.members]), "the counts and the blast radius")
+            await pilot.pause(2.5)  # one more poll of the counts, the tokens at rest
+            svg = app.export_screenshot(title="simmta trilogy")
+        for m in app.members:
+            m.feed.stop()
+        return svg
+    finally:
+        for lab in labs.values():
+            lab.stop()
+
+
 def png(svg: str, out: Path, chromium: str) -> None:
     """Chromium renders the SVG at its own size and saves it as PNG."""
     width, height = (int(float(v)) for v in re.search(r'viewBox="0 0 ([\d.]+) ([\d.]+)"', svg).groups())  # type: ignore[union-attr]
@@ -323,7 +358,10 @@ def make_screenshots(demos: Path, out: Path) -> list[Path]:
         png(svg, target, chromium)
         made.append(target)
         print(f"make.py: {target}")
-    return made
+    target = out / "trilogy.png"
+    png(asyncio.run(trilogy_svg((200, 50))), target, chromium)
+    print(f"make.py: {target}")
+    return [*made, target]
 
 
 def main() -> int:

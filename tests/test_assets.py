@@ -47,7 +47,8 @@ def test_shipped_demos_replay_on_the_current_schema() -> None:
 
 def test_readme_shows_the_screenshots() -> None:
     shots = re.findall(r"\]\((assets/[\w-]+\.png)\)", (REPO / "README.md").read_text())
-    assert {"assets/map.png", "assets/processes.png", "assets/queue.png", "assets/lesson.png"} <= set(shots)
+    views = ("map", "processes", "queue", "lesson", "trilogy")
+    assert {f"assets/{view}.png" for view in views} <= set(shots)
     for shot in shots:
         assert (REPO / shot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", shot
 
