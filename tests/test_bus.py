@@ -15,6 +15,7 @@ import time
 from types import SimpleNamespace
 
 from simmta.core import events
+from simmta.core.records import ProcessReady, QueueHeld, QueueMoved
 from simmta.master.bus import HOLD, Bus, Subscriber
 
 
@@ -49,7 +50,7 @@ def stream_of(*datagrams: bytes) -> tuple[Bus, list[dict]]:
 
 
 def datagram(**overrides) -> dict:
-    event = events.make("qmgr", "queue", "moved", "Q1", None, **{"from": "incoming", "to": "active"})
+    event = events.make("qmgr", QueueMoved(from_="incoming", to="active"), "Q1")
     return {k: v for k, v in {**event, **overrides}.items() if k not in events.STAMPED}
 
 
@@ -118,7 +119,7 @@ def test_events_made_after_a_fork_carry_the_childs_pid() -> None:
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # the zygote forks every daemon: pid() must follow
-        os.write(write, str(events.make("x", "process", "ready")["pid"]).encode())
+        os.write(write, str(events.make("x", ProcessReady())["pid"]).encode())
         os._exit(0)
     os.close(write)
     assert int(os.read(read, 32)) == child and os.waitpid(child, 0)[1] == 0
@@ -134,18 +135,18 @@ def test_a_child_that_cannot_send_counts_what_it_lost_and_says_so() -> None:
 
 def lost_and_announced(emitter: events.Emitter, mine: socket.socket) -> None:
     sent = 0
-    while emitter.send(events.make("qmgr", "queue", "held", f"Q{sent}"), now=True):
+    while emitter.emit(QueueHeld(via="hold"), f"Q{sent}", now=True):
         sent += 1  # until the channel is full: master is not reading
         assert sent < 100_000
     for _ in range(3):
-        emitter.send(events.make("qmgr", "queue", "held", "LOST"), now=True)
+        emitter.emit(QueueHeld(via="hold"), "LOST", now=True)
     received = []
     mine.setblocking(False)
     with contextlib.suppress(BlockingIOError):
         while True:
             received.append(mine.recv(65536))
     assert len(received) == sent and emitter.dropped == 4
-    assert emitter.send(events.make("qmgr", "queue", "held", "NEXT"), now=True)
+    assert emitter.emit(QueueHeld(via="hold"), "NEXT", now=True)
     bus, got = stream_of(mine.recv(65536))
     notice, event = sorted(got, key=lambda e: e["kind"] != "bus")
     assert notice["data"]["count"] == 4 and event["qid"] == "NEXT" and bus.invalid == 0

@@ -8,7 +8,7 @@ Operations (``op``):
     status                                   master's status (as ``simmta status``)
     kill      service, signal="TERM", pid?   signal one process of a service (or the given pid)
     fault     target="peer"|"queue", value   peer: none|down|tempfail|permfail|slow; queue: none|full
-    crash     service, point                 arm a crash point (one shot), see CRASH_POINTS
+    crash     service, point                 arm a crash point (one shot), see names.CRASH_POINTS
     pace      mode="live"|"slow"|"step", delay_ms=500
     step                                     release one waiting hop (step mode)
     queue     action="hold"|"release"|"requeue"|"delete", qid
@@ -24,13 +24,6 @@ from typing import Any
 
 from simmta.core.errors import SimmtaError
 
-CRASH_POINTS: dict[str, tuple[str, ...]] = {
-    "cleanup": ("half-written", "before-fsync", "startup"),
-    "qmgr": ("after-move", "startup"),
-    "local": ("before-link", "startup"),
-    "smtp": ("after-data", "startup"),
-    "smtpd": ("before-reply", "startup"),
-}
 LAB_ACTIONS = ("read-secret", "write-maildir", "regain-root")
 SIGNALS = ("TERM", "KILL", "HUP", "INT", "SEGV", "STOP", "CONT")
 PACE_MODES = ("live", "slow", "step")

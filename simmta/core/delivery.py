@@ -26,16 +26,25 @@ from typing import Any, ClassVar
 
 from simmta.core import ipc, names
 from simmta.core import queue as qf
+from simmta.core.records import DeliveryBounced, DeliveryDeferred, DeliveryDelivered, Record
 from simmta.core.skeleton import Context, Daemon
 
 
 @dataclass
 class RecipientStatus:
     address: str
-    status: str  # ok / defer / fail
+    status: str  # names.OK / DEFER / FAIL
     dsn: str
     reason: str
     where: str
+
+    def record(self, via: str) -> Record:
+        """The delivery event this outcome is."""
+        if self.status == names.OK:
+            return DeliveryDelivered(rcpt=self.address, via=via, where=self.where, dsn=self.dsn)
+        if self.status == names.DEFER:
+            return DeliveryDeferred(rcpt=self.address, via=via, reason=self.reason, dsn=self.dsn)
+        return DeliveryBounced(rcpt=self.address, via=via, reason=self.reason, dsn=self.dsn)
 
 
 async def read_queue_request(ctx: Context, conn: ipc.Conn, request: str,
@@ -77,8 +86,5 @@ class DeliveryAgent(Daemon):
             if res.status == "ok" and res.address in offsets:  # before qmgr hears of it: a crash
                 qf.mark_done_anywhere(ctx.queue, msg.qid, offsets[res.address])  # now is no duplicate
         for res in results:
-            kind = {"ok": "delivered", "defer": "deferred", "fail": "bounced"}[res.status]
-            extra = {"where": res.where} if res.status == "ok" else {"reason": res.reason}
-            ctx.emit("delivery", kind, msg.qid, msg.sid, rcpt=res.address, via=self.via,
-                     dsn=res.dsn, **extra)
+            ctx.emit(res.record(self.via), msg.qid, msg.sid)
         await conn.reply("ok", recipients=[asdict(r) for r in results])

@@ -1,23 +1,26 @@
-"""The event schema (version 1) and the emitter every process uses.
+"""The event envelope (schema version 2) and the emitter every process uses.
 
 Wire and disk format: JSON Lines, one event per line. Every event has:
 
-    v        schema version (1)
-    seq      sequence number, assigned by master's bus in arrival order
+    v        schema version (2)
+    seq      sequence number, assigned by master's bus in the order it streams them
     ts       wall-clock time (Unix seconds, float)
     mono     CLOCK_MONOTONIC seconds (float) of the emitting process
+    clock    the emitting process's Lamport clock (causal order, see ``clock``)
     pid      emitting process id
     service  emitting service ("master", "smtpd", ... or a tool: "sendmail")
-    kind     one of KINDS below
-    type     the kind's event type
+    kind     the record's kind (``simmta.core.records``)
+    type     the record's type
     qid      the message's queue ID, or null
     sid      the SMTP session id (follows a message before it has a QID), or null
-    data     the kind-specific payload (bounded: strings are cut at 512 chars,
+    data     the record's fields (bounded: strings are cut at 512 chars,
              transcripts are neutralised; message bodies are never included)
 
-``KINDS`` below lists, per kind, each type and the payload keys it requires;
-``validate()`` checks an event against it. The first events a subscriber gets
+What each kind/type carries is declared once, as a typed record, in
+``simmta.core.records``; ``validate()`` checks an event against it (and the
+generated reference is ``docs/events.md``). The first events a subscriber gets
 are a ``snapshot``/``state`` event (the current state) and then the live stream.
+A recording made with another schema version is refused, naming both versions.
 
 Emitting never blocks: daemons write datagrams (one per event-loop turn, a JSON
 line per event) with MSG_DONTWAIT to a socket master gave them before any
@@ -29,7 +32,6 @@ every subscriber validate what they parse, and the UI shows text inert.
 """
 
 import asyncio
-import json
 import os
 import re
 import socket
@@ -38,65 +40,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from simmta.core import records
 from simmta.core.errors import SimmtaError
+from simmta.core.records import MAX_TEXT, Record
 
-SCHEMA_VERSION = 1
-MAX_TEXT = 512
+SCHEMA_VERSION = 2
 MAX_DATAGRAM = 16384
-
-# kind -> type -> required payload keys
-KINDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "process": {
-        "spawned": ("child_pid", "child_service"),
-        "ready": (),
-        "exited": ("child_pid", "child_service", "status", "served"),
-        "replaced": ("old_pid", "child_service"),
-        "throttled": ("child_service", "until", "reason"),
-        "limit": ("child_service", "limit"),
-        "state": ("state",),  # busy / idle / waiting (pace)
-    },
-    "privilege": {
-        "step": ("step", "target", "mode", "outcome"),
-        "observed": ("observed_pid", "observed_service", "uid", "gid", "groups",
-                     "caps", "root", "mode", "mismatch"),
-    },
-    "queue": {
-        "created": ("queue", "size"),
-        "moved": ("from", "to"),
-        "removed": ("queue", "reason"),
-        "corrupt": ("queue", "reason"),
-        "held": (),
-        "released": (),
-        "deferred": ("next_retry", "reason"),
-        "flush": ("deferred", "released"),  # simmta flush (postqueue -f)
-    },
-    "smtp": {
-        "open": ("client",),
-        "close": ("client",),
-        "command": ("line",),
-        "reply": ("line",),  # a multi-line reply's lines joined by LF (reply_text)
-        "limit": ("limit", "code"),
-        "reject": ("code", "text"),
-    },
-    "ipc": {
-        "request": ("to", "what"),
-        "response": ("to", "what", "outcome"),
-    },
-    "delivery": {
-        "delivered": ("rcpt", "via", "where"),
-        "deferred": ("rcpt", "via", "reason"),
-        "bounced": ("rcpt", "via", "reason"),
-        "bounce": ("orig_qid", "sender", "recipients"),
-    },
-    "fault": {"set": ("fault", "value"), "crash": ("point",)},
-    "lab": {"attempt": ("action", "target", "outcome", "detail"),
-            "report": ("results", "mode"),  # the compromise script's outcomes, in order
-            "scan": ("roots", "setid", "checked", "maildrop", "protected_hardlinks")},
-    "pace": {"mode": ("mode", "delay_ms"), "wait": ("hop", "to", "what"), "go": ("hop",)},
-    "bus": {"dropped": ("count", "where"), "subscriber": ("action", "subscriber")},
-    "snapshot": {"state": ("services", "processes", "queues", "config", "privilege_mode")},
-    "master": {"started": ("smtp", "peer", "privilege_mode"), "stopping": ("reason",)},
-}
 
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -116,16 +67,6 @@ def reply_text(lines: list[str]) -> str:
     return "\n".join(map(safe_text, lines))
 
 
-def _bounded(value: Any) -> Any:
-    if isinstance(value, str):
-        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + "…"
-    if isinstance(value, dict):
-        return {str(k)[:64]: _bounded(v) for k, v in list(value.items())[:64]}
-    if isinstance(value, list | tuple):
-        return [_bounded(v) for v in value[:256]]
-    return value
-
-
 _pid = os.getpid()
 
 
@@ -142,48 +83,80 @@ def pid() -> int:
     return _pid
 
 
-def make(service: str, kind: str, type_: str, qid: str | None = None,
-         sid: str | None = None, **data: Any) -> dict[str, Any]:
+def make(
+    service: str, record: Record, qid: str | None = None, sid: str | None = None, clock: int = 0
+) -> dict[str, Any]:
+    """A whole event (as master makes its own), ``data`` as plain JSON types."""
     return {
-        "v": SCHEMA_VERSION, "seq": 0, "ts": time.time(), "mono": time.monotonic(),
-        "pid": _pid, "service": service, "kind": kind, "type": type_,
-        "qid": qid, "sid": sid, "data": _bounded(data),
+        "v": SCHEMA_VERSION,
+        "seq": 0,
+        "ts": time.time(),
+        "mono": time.monotonic(),
+        "clock": clock,
+        "pid": _pid,
+        "service": service,
+        "kind": record.KIND,
+        "type": record.TYPE,
+        "qid": qid,
+        "sid": sid,
+        "data": msgspec.to_builtins(record),
     }
 
 
+class Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """What every event has besides its record (checked by ``validate``)."""
+
+    v: int
+    seq: int
+    ts: float
+    mono: float
+    clock: int
+    pid: int
+    service: str
+    kind: str
+    type: str
+    qid: str | None
+    sid: str | None
+    data: dict[str, Any]
+
+
 def validate(event: Any) -> list[str]:
-    """Problems with an event (empty list: valid)."""
+    """Problems with an event (empty list: valid): its envelope, then its record."""
     if not isinstance(event, dict):
         return ["not a JSON object"]
-    problems = []
-    for key, typ in (("v", int), ("seq", int), ("ts", float | int), ("mono", float | int),
-                     ("pid", int), ("service", str), ("kind", str), ("type", str),
-                     ("data", dict)):
-        if not isinstance(event.get(key), typ):
-            problems.append(f"'{key}' missing or not {getattr(typ, '__name__', typ)}")
-    for key in ("qid", "sid"):
-        if key not in event or not (event[key] is None or isinstance(event[key], str)):
-            problems.append(f"'{key}' missing or not a string/null")
-    if problems:
-        return problems
-    if event["v"] != SCHEMA_VERSION:
-        return [f"schema version {event['v']} (this simmta reads {SCHEMA_VERSION})"]
-    types = KINDS.get(event["kind"])
-    if types is None:
-        return [f"unknown kind {event['kind']!r}"]
-    required = types.get(event["type"])
-    if required is None:
-        return [f"unknown type {event['type']!r} of kind {event['kind']!r}"]
-    missing = [k for k in required if k not in event["data"]]
-    return [f"{event['kind']}/{event['type']}: missing '{k}'" for k in missing]
+    if event.get("v") != SCHEMA_VERSION:
+        return [
+            f"event schema version {event.get('v')!r}: this simmta reads version {SCHEMA_VERSION} "
+            "(record it again with this simmta)"
+        ]
+    try:
+        msgspec.convert(event, Envelope)
+    except msgspec.ValidationError as e:
+        return [str(e)]
+    cls = records.record_class(event["kind"], event["type"])
+    if cls is None:
+        if event["kind"] not in records.RECORDS:
+            return [f"unknown kind {event['kind']!r} (known: {', '.join(records.RECORDS)})"]
+        return [
+            f"unknown type {event['type']!r} of kind {event['kind']!r} "
+            f"(known: {', '.join(records.RECORDS[event['kind']])})"
+        ]
+    try:
+        msgspec.convert(event["data"], cls)
+    except msgspec.ValidationError as e:
+        return [f"{event['kind']}/{event['type']}: {e}"]
+    return []
+
+
+_decode = msgspec.json.Decoder().decode
 
 
 def parse_line(line: str | bytes) -> dict[str, Any]:
     """One JSON line to a valid event, or ValueError saying what is wrong."""
     try:
-        event = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+        event = _decode(line)
+    except msgspec.DecodeError as e:
+        raise ValueError(f"not valid JSON ({e})") from None
     problems = validate(event)
     if problems:
         raise ValueError("; ".join(problems))
@@ -196,6 +169,23 @@ STAMPED = ("seq", "pid", "service")
 
 # Kinds master itself acts on: sent even when nobody watches the stream.
 ESSENTIAL = frozenset({"pace", "fault", "lab", "privilege", "bus"})
+
+
+class _Sent(msgspec.Struct):
+    """An event as a child sends it (the bus adds the STAMPED keys)."""
+
+    v: int
+    ts: float
+    mono: float
+    clock: int
+    kind: str
+    type: str
+    qid: str | None
+    sid: str | None
+    data: Record
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 class Emitter:
@@ -214,6 +204,7 @@ class Emitter:
         self.channel = channel
         self.dropped = 0
         self.muted = muted
+        self.clock = 0
         self.batch: list[bytes] = []  # this turn's events, as the JSON lines they are sent as
         if channel is not None:
             channel.setblocking(False)
@@ -222,21 +213,27 @@ class Emitter:
     def enabled(self) -> bool:
         return self.channel is not None
 
-    def emit(self, kind: str, type_: str, qid: str | None = None, sid: str | None = None,
-             **data: Any) -> None:
-        if self.channel is None or (self.muted and kind not in ESSENTIAL):
-            return
-        self.send({"v": SCHEMA_VERSION, "ts": time.time(), "mono": time.monotonic(), "kind": kind,
-                   "type": type_, "qid": qid, "sid": sid, "data": _bounded(data)})
+    def emit(self, record: Record, qid: str | None = None, sid: str | None = None, now: bool = False) -> bool:
+        """Send ``record`` with this turn's batch (or ``now``).
 
-    def send(self, event: dict[str, Any], now: bool = False) -> bool:
-        """Send an event (the bus's stamps, if any, are left out) with this turn's batch, or ``now``.
-
-        True if it was sent or batched; False (and counted) if it was dropped.
+        True if it was sent or batched; False if muted, disabled, or dropped (and counted).
         """
-        if self.channel is None:
+        if self.channel is None or (self.muted and record.KIND not in ESSENTIAL):
             return False
-        line = _datagram(event)
+        self.clock += 1
+        line = _datagram(
+            _Sent(
+                SCHEMA_VERSION,
+                time.time(),
+                time.monotonic(),
+                self.clock,
+                record.KIND,
+                record.TYPE,
+                qid,
+                sid,
+                record,
+            )
+        )
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -274,18 +271,18 @@ class Emitter:
         return True
 
 
-_compact = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _datagram(event: dict[str, Any]) -> bytes:
-    """An event as a child sends it: without the keys the bus stamps, at most MAX_DATAGRAM."""
-    if any(k in event for k in STAMPED):
-        event = {k: v for k, v in event.items() if k not in STAMPED}
-    sent = event
-    raw = _compact(sent).encode()
+def _datagram(event: _Sent) -> bytes:
+    """An event as one JSON line of at most MAX_DATAGRAM bytes (long text and lists cut further)."""
+    raw = _encode(event)
     if len(raw) > MAX_DATAGRAM:
-        sent = {**sent, "data": {k: "…" for k in sent["data"]}}
-        raw = _compact(sent).encode()
+        rec = event.data
+        cut = {
+            f: (v[:64] if isinstance(v, str) else v[:8])
+            for f in rec.__struct_fields__
+            if isinstance(v := getattr(rec, f), str | list)
+        }
+        event.data = msgspec.structs.replace(rec, **cut)
+        raw = _encode(event)
     return raw
 
 

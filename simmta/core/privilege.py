@@ -32,6 +32,7 @@ from simmta.core import names, userns
 from simmta.core.errors import SimmtaError
 from simmta.core.events import Emitter
 from simmta.core.pyexec import python_module
+from simmta.core.records import PrivilegeStep, Record
 
 REAL = "real"
 ROOTLESS = userns.ROOTLESS
@@ -210,11 +211,11 @@ def drop_privileges(emitter: Emitter, *, chroot_dir: Path | None, uid: int | Non
     def step(name: str, target: Any, action: Any) -> None:
         enforced = chroot_enforced(mode) if name == "chroot" else uids_enforced(mode)
         if not enforced:
-            emitter.emit("privilege", "step", step=name, target=target, mode=mode,
-                         outcome=f"simulated: would {name} {target}")
+            emitter.emit(PrivilegeStep(step=name, target=target, mode=mode,
+                                       outcome=f"simulated: would {name} {target}"))
             return
         action()
-        emitter.emit("privilege", "step", step=name, target=target, mode=mode, outcome="done")
+        emitter.emit(PrivilegeStep(step=name, target=target, mode=mode, outcome="done"))
 
     if chroot_dir is not None:
         def do_chroot() -> None:
@@ -236,24 +237,27 @@ def drop_privileges(emitter: Emitter, *, chroot_dir: Path | None, uid: int | Non
                 outcome = "FAILED: regained uid 0"
             except PermissionError:
                 outcome = "refused by the kernel (EPERM): the drop is irreversible"
-            emitter.emit("privilege", "step", step="regain-root", target=0, mode=mode,
-                         outcome=outcome)
+            emitter.emit(PrivilegeStep(step="regain-root", target=0, mode=mode, outcome=outcome))
 
 
 @contextlib.contextmanager
 def acting_as(uid: int, gid: int, mode: str,
-              emit: Callable[..., None] | None = None) -> Iterator[None]:
+              emit: Callable[[Record], None] | None = None) -> Iterator[None]:
     """Run the body with effective uid/gid of a recipient (real, rootless), then back to root.
 
     Only the effective ids change (seteuid): the real and saved uid stay 0, which
     is how the process gets root back afterwards, and why a hole exploited in the
     body could do the same (setuid(2) to the saved uid needs no privilege).
     """
-    if emit is not None:
-        emit("privilege", "step", step="seteuid", target=uid, mode=mode,
-             outcome="done" if uids_enforced(mode) else f"simulated: would seteuid {uid}")
+    def step(target: int) -> None:  # each change is an event, from here where it happens
+        if emit is not None:
+            emit(PrivilegeStep(step="seteuid", target=target, mode=mode, outcome="done"
+                               if uids_enforced(mode) else f"simulated: would seteuid {target}"))
+
+    step(uid)
     if not uids_enforced(mode):
         yield
+        step(0)
         return
     os.setegid(gid)
     os.seteuid(uid)
@@ -262,6 +266,7 @@ def acting_as(uid: int, gid: int, mode: str,
     finally:
         os.seteuid(0)
         os.setegid(0)
+        step(0)
 
 
 @dataclass

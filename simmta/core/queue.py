@@ -101,7 +101,7 @@ class QueueWriter:
 
     def commit(self) -> None:
         """End record, mark complete, fsync file and directory: now it is queued."""
-        self.write(record(b"E", b""))
+        self.write(record(names.REC_END, b""))
         os.fchmod(self.fd, MODE_COMPLETE | (GROUP_ACCESS if self.group else 0))
         os.fsync(self.fd)
         os.close(self.fd)
@@ -118,10 +118,10 @@ class QueueWriter:
 
 def envelope_records(arrival: float, attrs: dict[str, Any], sender: str,
                      recipients: list[str]) -> list[bytes]:
-    out = [record(b"V", VERSION), record(b"T", repr(arrival).encode()),
-           record(b"A", json.dumps(attrs, separators=(",", ":")).encode()),
-           record(b"S", sender.encode())]
-    out += [record(b"R", r.encode()) for r in recipients]
+    out = [record(names.REC_VERSION, VERSION), record(names.REC_TIME, repr(arrival).encode()),
+           record(names.REC_ATTR, json.dumps(attrs, separators=(",", ":")).encode()),
+           record(names.REC_SENDER, sender.encode())]
+    out += [record(names.REC_RCPT, r.encode()) for r in recipients]
     return out
 
 
@@ -211,25 +211,25 @@ def _parse(path: Path, data: bytes | mmap.mmap, st: os.stat_result, require_comp
         start = pos + _HDR.size
         if start + length > end:
             raise CorruptQueueFile(f"truncated {kind!r} record at offset {pos}")
-        payload = data[start:start + length] if kind != b"M" else b""
+        payload = data[start:start + length] if kind != names.REC_CONTENT else b""
         records.append((kind.decode("latin-1"), pos, length))
         try:
-            if kind == b"V":
+            if kind == names.REC_VERSION:
                 if payload != VERSION:
                     raise CorruptQueueFile("unknown format version")
-            elif kind == b"T":
+            elif kind == names.REC_TIME:
                 arrival = float(payload.decode("ascii"))
-            elif kind == b"A":
+            elif kind == names.REC_ATTR:
                 attrs = json.loads(payload)
                 if not isinstance(attrs, dict):
                     raise CorruptQueueFile("attributes are not an object")
-            elif kind == b"S":
+            elif kind == names.REC_SENDER:
                 sender = _address(payload)
-            elif kind in (b"R", b"D"):
-                recipients.append(Recipient(_address(payload), pos, kind == b"D"))
-            elif kind == b"M":
+            elif kind in (names.REC_RCPT, names.REC_DONE):
+                recipients.append(Recipient(_address(payload), pos, kind == names.REC_DONE))
+            elif kind == names.REC_CONTENT:
                 content = (start, length)
-            elif kind == b"E":
+            elif kind == names.REC_END:
                 complete = True
                 pos = start
                 break
@@ -259,7 +259,7 @@ def mark_done(path: Path, offset: int) -> None:
     """Flip a recipient record from R to D in place (as Postfix's qmgr does)."""
     fd = os.open(path, os.O_WRONLY)
     try:
-        os.pwrite(fd, b"D", offset)
+        os.pwrite(fd, names.REC_DONE, offset)
     finally:
         os.close(fd)
 

@@ -27,11 +27,6 @@ from simmta.core.tomlfile import TomlFile
 if TYPE_CHECKING:
     import networkx as nx
 
-_COMMANDS = {
-    names.SMTPD, names.PICKUP, names.CLEANUP, names.QMGR, names.BOUNCE,
-    names.SMTP, names.LOCAL, names.PEER, names.SENDMAIL,
-}
-_STORES = {"mailboxes", "peer-mailbox"}
 LIFETIMES = ("resident", "reused", "per-connection", "per-message")
 ROOT = "root"
 MAIL_OWNER = "mail_owner"  # the account named by main.toml's mail_owner_uid/gid
@@ -124,8 +119,8 @@ def _service(entry: dict[str, Any], src: TomlFile, line: int) -> Service:
             raise src.error(f"service.{key}", "missing", line)
     if entry["type"] not in ("inet", "unix"):
         raise err("type", "expected 'inet' or 'unix'")
-    if entry["command"] not in _COMMANDS:
-        raise err("command", "no such daemon (known: " + ", ".join(sorted(_COMMANDS)) + ")")
+    if entry["command"] not in names.DAEMONS:
+        raise err("command", "no such daemon (known: " + ", ".join(sorted(names.DAEMONS)) + ")")
     if entry.get("lifetime", "resident") not in LIFETIMES:
         raise err("lifetime", "expected one of " + ", ".join(LIFETIMES))
     for key in ("wakeup", "maxproc"):
@@ -137,7 +132,7 @@ def _service(entry: dict[str, Any], src: TomlFile, line: int) -> Service:
         entry[key] = tuple(entry.get(key, ()))
     for key in ("reads", "writes"):
         for q in entry[key]:
-            if q not in names.ALL_QUEUES and q not in _STORES:
+            if q not in names.ALL_QUEUES and q not in names.STORES:
                 raise err(key, f"unknown queue or store {q!r}")
     return Service(**entry)
 

@@ -41,8 +41,19 @@ import uvloop
 
 from simmta.core import compromise, events, ipc, names, privilege
 from simmta.core.config import Config
-from simmta.core.events import Emitter, make
+from simmta.core.events import Emitter
 from simmta.core.instance import Instance
+from simmta.core.records import (
+    BusSubscriber,
+    FaultCrash,
+    IpcRequest,
+    LabAttempt,
+    LabReport,
+    PaceWait,
+    ProcessReady,
+    ProcessState,
+    Record,
+)
 from simmta.core.services import Service
 
 # asyncio keeps only weak references to tasks: one nobody holds can be garbage
@@ -102,9 +113,8 @@ class Context:
     def socket_path(self, service: str, public: bool = False) -> str:
         return str(self.queue / (names.PUBLIC if public else names.PRIVATE) / service)
 
-    def emit(self, kind: str, type_: str, qid: str | None = None, sid: str | None = None,
-             **data: Any) -> None:
-        self.emitter.emit(kind, type_, qid, sid, **data)
+    def emit(self, record: Record, qid: str | None = None, sid: str | None = None) -> None:
+        self.emitter.emit(record, qid, sid)
 
     # Instrumentation hooks ----------------------------------------------------
     async def hop(self, to: str, what: str, qid: str | None = None, sid: str | None = None) -> None:
@@ -117,16 +127,15 @@ class Context:
             hop_id = os.getpid() * 100000 + self._hop_seq
             fut = asyncio.get_running_loop().create_future()
             self._hops[hop_id] = fut
-            wait = make(self.name, "pace", "wait", qid, sid, hop=hop_id, to=to, what=what)
-            if self.emitter.send(wait, now=True):
+            if self.emitter.emit(PaceWait(hop=hop_id, to=to, what=what), qid, sid, now=True):
                 await fut  # released by master's "go" (or a change of pace)
             self._hops.pop(hop_id, None)
-        self.emit("ipc", "request", qid, sid, to=to, what=what)
+        self.emit(IpcRequest(to=to, what=what), qid, sid)
 
     def crash_point(self, point: str, qid: str | None = None) -> None:
         """Die here, uncleanly, if a presenter armed this point (to show nothing is lost)."""
         if point in self.crash_points:
-            self.emit("fault", "crash", qid, point=point)
+            self.emit(FaultCrash(point=point), qid)
             self.emitter.flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -149,8 +158,7 @@ class Context:
         elif op == "watch":
             self.emitter.muted = not msg.get("on", True)
             if not self.emitter.muted:  # tell master we heard: it waits for this before a snapshot
-                self.emitter.send(make(self.name, "bus", "subscriber", action="watching",
-                                       subscriber=f"{self.name}[{os.getpid()}]"))
+                self.emit(BusSubscriber(action="watching", subscriber=f"{self.name}[{os.getpid()}]"))
         elif op == "observed" and self.observed is not None and not self.observed.done():
             self.observed.set_result(None)
         elif op == "compromise" and self.lab:
@@ -166,9 +174,9 @@ class Context:
         results = compromise.run_script(compromise.Targets(self.instance.path, self.queue, canary, pid,
                                                            daemon))
         for r in results:
-            self.emit("lab", "attempt", action=r["attempt"], target=r["target"], outcome=r["outcome"],
-                      detail=r["detail"], compromise=True)
-        self.emit("lab", "report", results=results, mode=self.mode)
+            self.emit(LabAttempt(action=r["attempt"], target=r["target"], outcome=r["outcome"],
+                                 detail=r["detail"], compromise=True))
+        self.emit(LabReport(results=results, mode=self.mode))
 
     def lab_attempt(self, action: str, target: str) -> None:
         """Try what privilege should forbid; report the kernel's answer."""
@@ -177,7 +185,7 @@ class Context:
         if not privilege.uids_enforced(self.mode) and outcome == "succeeded":
             detail += (" (simulated mode: no kernel boundary was there to stop it)" if self.mode ==
                        privilege.SIMULATED else " (partial mode: no uid boundary, every daemon runs as you)")
-        self.emit("lab", "attempt", action=action, target=target, outcome=outcome, detail=detail)
+        self.emit(LabAttempt(action=action, target=target, outcome=outcome, detail=detail))
 
 
 class Daemon:
@@ -242,7 +250,7 @@ def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
             ctx.queue = Path("/")
         daemon.post_init()
     except Exception as e:  # startup failure: say why, exit non-zero, master throttles
-        ctx.emit("process", "state", state="failed", error=f"{type(e).__name__}: {e}")
+        ctx.emit(ProcessState(state="failed", error=f"{type(e).__name__}: {e}"))
         traceback.print_exc(file=sys.stderr)
         os._exit(1)
     # uvloop: libuv's event loop, a drop-in for asyncio's, loaded before the chroot (see README).
@@ -269,7 +277,7 @@ async def _serve(daemon: Daemon, listen: socket.socket, status_fd: int,
     if ctx.service.max_use == 1:  # thrown away after one use: live until master has read /proc
         ctx.observed = loop.create_future()
     _status(status_fd, STATUS_READY)
-    ctx.emit("process", "ready")
+    ctx.emit(ProcessReady())
     if ctx.observed is not None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
@@ -290,9 +298,9 @@ async def _serve(daemon: Daemon, listen: socket.socket, status_fd: int,
         if daemon.resident:  # triggers are short; serve them concurrently
             run_task(_guarded(daemon, conn))
         else:
-            ctx.emit("process", "state", state="busy")
+            ctx.emit(ProcessState(state="busy"))
             await _guarded(daemon, conn)
-            ctx.emit("process", "state", state="idle", served=served + 1)
+            ctx.emit(ProcessState(state="idle", served=served + 1))
         served += 1
         _status(status_fd, STATUS_AVAIL)
     background.cancel()
@@ -304,7 +312,7 @@ async def _guarded(daemon: Daemon, conn: socket.socket) -> None:
     try:
         await daemon.handle_socket(conn)
     except Exception as e:
-        daemon.ctx.emit("process", "state", state="error", error=f"{type(e).__name__}: {e}"[:300])
+        daemon.ctx.emit(ProcessState(state="error", error=f"{type(e).__name__}: {e}"[:300]))
         traceback.print_exc(file=sys.stderr)
     finally:
         conn.close()

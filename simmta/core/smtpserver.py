@@ -45,6 +45,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from simmta.core.address import printable
 from simmta.core.events import reply_text, safe_text
+from simmta.core.records import SmtpClose, SmtpCommand, SmtpLimit, SmtpOpen, SmtpReject, SmtpReply
 from simmta.core.skeleton import Context
 
 _ENHANCED = re.compile(r"^\d\.\d{1,3}\.\d{1,3}(\s|$)")
@@ -108,6 +109,7 @@ class InstrumentedSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self.ctx = ctx
         self.sid = f"S{os.getpid():X}.{next(_sessions)}"
+        self.qid: str | None = None  # the current message's queue ID, once cleanup assigned it
         self.errors = 0
         self.junk = 0
         self.limits = (soft_errors, hard_errors, error_sleep, junk_limit)
@@ -121,10 +123,10 @@ class InstrumentedSMTP(SMTP):
     # Transcript ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.ctx.emit("smtp", "open", sid=self.sid, client=_peer(self.session))
+        self.ctx.emit(SmtpOpen(client=_peer(self.session)), self.qid, self.sid)
 
     def connection_lost(self, error: Exception | None) -> None:
-        self.ctx.emit("smtp", "close", sid=self.sid, client=_peer(self.session))
+        self.ctx.emit(SmtpClose(client=_peer(self.session)), self.qid, self.sid)
         super().connection_lost(error)
         if not self.closed.done():
             self.closed.set_result(None)
@@ -143,8 +145,8 @@ class InstrumentedSMTP(SMTP):
                 in_data = separator == b"\r\n"
                 if not overlong:  # one event per line, however many chunks it takes
                     overlong.append(True)
-                    self.ctx.emit("smtp", "limit", sid=self.sid, limit="line_length_limit",
-                                  code="554 5.6.0" if in_data else "500 5.5.0")
+                    self.ctx.emit(SmtpLimit(limit="line_length_limit",
+                                            code="554 5.6.0" if in_data else "500 5.5.0"), self.qid, self.sid)
                 if not in_data:  # a command line: aiosmtpd drains it in bounded reads
                     raise
                 await _discard_line(reader, read_line, e.consumed, separator)
@@ -192,19 +194,19 @@ class InstrumentedSMTP(SMTP):
                 return
             if self.errors > soft:
                 await asyncio.sleep(sleep)  # tarpit, as Postfix does past the soft limit
-        self.ctx.emit("smtp", "reply", sid=self.sid, line=reply_text(lines))
+        self.ctx.emit(SmtpReply(line=reply_text(lines)), self.qid, self.sid)
         await super().push("\r\n".join(lines))
 
     async def _disconnect(self, text: str, limit: str) -> None:
-        self.ctx.emit("smtp", "limit", sid=self.sid, limit=limit, code=text[:9])
-        self.ctx.emit("smtp", "reply", sid=self.sid, line=text)
+        self.ctx.emit(SmtpLimit(limit=limit, code=text[:9]), self.qid, self.sid)
+        self.ctx.emit(SmtpReply(line=text), self.qid, self.sid)
         if self.transport is not None:
             self._write_now(text)
             self.transport.close()
 
     def _timeout_cb(self) -> None:
         text = f"421 4.4.2 {self.hostname} Error: timeout exceeded"
-        self.ctx.emit("smtp", "limit", sid=self.sid, limit="smtpd_timeout", code="421 4.4.2")
+        self.ctx.emit(SmtpLimit(limit="smtpd_timeout", code="421 4.4.2"), self.qid, self.sid)
         if self.transport is not None:
             self._write_now(text)
         super()._timeout_cb()
@@ -238,14 +240,14 @@ class InstrumentedSMTP(SMTP):
 
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, BareNewline):
-            self.ctx.emit("smtp", "reject", sid=self.sid, code="550 5.5.2", text="bare <LF> received")
+            self.ctx.emit(SmtpReject(code="550 5.5.2", text="bare <LF> received"), self.qid, self.sid)
             return "550 5.5.2 Error: bare <LF> received"
         if isinstance(error, asyncio.IncompleteReadError):  # EOF: all the client sent is served
             if self.transport is not None:
                 self.transport.close()
             raise asyncio.CancelledError  # ends aiosmtpd's loop (it pushes None: ignored)
-        self.ctx.emit("smtp", "reject", sid=self.sid, code="451 4.3.0",
-                      text=f"internal error ({type(error).__name__})")
+        self.ctx.emit(SmtpReject(code="451 4.3.0", text=f"internal error ({type(error).__name__})"),
+                      self.qid, self.sid)
         return "451 4.3.0 Error: internal error, try again later"
 
 
@@ -255,7 +257,9 @@ def _command(name: str):  # one wrapper per SMTP verb: transcript + junk limit
     async def wrapper(self: InstrumentedSMTP, arg: str) -> None:
         line = f"{name} {arg}" if arg else name
         self.verb = name
-        self.ctx.emit("smtp", "command", sid=self.sid, line=safe_text(line))
+        if name in _NEW_TRANSACTION:
+            self.qid = None  # the next message has no queue ID yet
+        self.ctx.emit(SmtpCommand(line=safe_text(line)), self.qid, self.sid)
         if self.strict_envelopes and (status := _bracketless(name, arg)):
             await self.push(status)  # strict_rfc821_envelopes: Postfix's replies
             self.verb = ""
@@ -277,6 +281,7 @@ def _command(name: str):  # one wrapper per SMTP verb: transcript + junk limit
     return wrapper
 
 
+_NEW_TRANSACTION = frozenset({"MAIL", "RSET", "HELO", "EHLO"})
 for _verb in ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "VRFY",
               "HELP", "EXPN", "STARTTLS", "AUTH"):
     if hasattr(SMTP, f"smtp_{_verb}"):

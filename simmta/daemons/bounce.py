@@ -23,6 +23,7 @@ from typing import Any
 from simmta.core import ipc, names
 from simmta.core import queue as qf
 from simmta.core.delivery import read_queue_request
+from simmta.core.records import DeliveryBounce, IpcResponse
 from simmta.core.skeleton import Daemon, main
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
@@ -112,13 +113,13 @@ class Bounce(Daemon):
             reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, dsn)
         except (OSError, TimeoutError, ipc.ProtocolError) as e:
             reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit("ipc", "response", qid, sid, to=names.CLEANUP, what="queue a DSN",
-                 outcome=str(reply.get("status")))
+        ctx.emit(IpcResponse(to=names.CLEANUP, what="queue a DSN", outcome=str(reply.get("status"))),
+                 qid, sid)
         if reply.get("status") != "ok":
             await conn.reply("defer", error="cleanup could not queue the DSN")
             return
-        ctx.emit("delivery", "bounce", qid, sid, orig_qid=qid, sender=msg.sender,
-                 recipients=[f["address"] for f in failed], dsn_qid=reply.get("qid"))
+        ctx.emit(DeliveryBounce(orig_qid=qid, sender=msg.sender, recipients=[f["address"] for f in failed],
+                                 dsn_qid=reply.get("qid")), qid, sid)
         await conn.reply("ok", dsn_qid=reply.get("qid"))
 
 

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from simmta.core import address, config, ipc, names
 from simmta.core import queue as qf
 from simmta.core.events import safe_text
+from simmta.core.records import IpcResponse, QueueCreated, QueueRemoved, SmtpLimit
 from simmta.core.skeleton import Daemon, main
 
 _HEADER = re.compile(rb"^[!-9;-~]+:")
@@ -92,7 +93,7 @@ class Cleanup(Daemon):
                 raise ipc.ProtocolError("bad envelope")
             content = await conn.read_content(cfg.message_size_limit + 65536)
         except ipc.ProtocolError as e:
-            ctx.emit("ipc", "response", to=names.CLEANUP, what="queue", outcome=f"protocol error: {e}")
+            ctx.emit(IpcResponse(to=names.CLEANUP, what="queue", outcome=f"protocol error: {e}"))
             await conn.reply("defer", code="451 4.3.0", text="Error: internal protocol error")
             return
         status, fields = self.accept(sender, rcpts, attrs, content)
@@ -109,7 +110,7 @@ class Cleanup(Daemon):
         if strip := config.characters(cfg.message_strip_characters):
             content = content.translate(None, strip)
         if any(content.find(c) >= 0 for c in _each(config.characters(cfg.message_reject_characters))):
-            ctx.emit("smtp", "limit", sid=sid, limit="message_reject_characters", code="550 5.6.0")
+            ctx.emit(SmtpLimit(limit="message_reject_characters", code="550 5.6.0"), sid=sid)
             return "fail", {"code": "550 5.6.0", "text": "Error: message content contains illegal characters"}
         # LF line ends; a stray CR left over becomes a space (cleanup_replace_stray_cr_lf):
         # a mail reader or a next hop could take it for a line end and see a header
@@ -119,18 +120,16 @@ class Cleanup(Daemon):
             content = content.replace(b"\r", b" ")
         headers, body, hops, cut = _split_headers(content, cfg.header_size_limit)
         if hops >= cfg.hopcount_limit:  # as Postfix: the limit-th Received: is a loop
-            ctx.emit("smtp", "limit", sid=sid, limit="hopcount_limit", code="554 5.4.0", hops=hops)
+            ctx.emit(SmtpLimit(limit="hopcount_limit", code="554 5.4.0", hops=hops), sid=sid)
             return "fail", {"code": "554 5.4.0", "text": "Error: too many hops"}
         announced: list[str] = []
 
         def announce(qid: str, size: int) -> None:
             """Before the file is marked complete, when qmgr may see it: cause before effect."""
             if cut:
-                ctx.emit("smtp", "limit", qid, sid, limit="header_size_limit", code="-",
-                         kept=cfg.header_size_limit)
-            ctx.emit("queue", "created", qid, sid, queue=names.INCOMING, size=size,
-                     sender=sender, recipients=rcpts[:20], origin=attrs.get("origin", "?"),
-                     subject=_subject(headers))
+                ctx.emit(SmtpLimit(limit="header_size_limit", code="-", kept=cfg.header_size_limit), qid, sid)
+            ctx.emit(QueueCreated(queue=names.INCOMING, size=size, sender=sender, recipients=rcpts[:20],
+                                  origin=str(attrs.get("origin", "?")), subject=_subject(headers)), qid, sid)
             ctx.emitter.flush()
             announced.append(qid)
 
@@ -138,8 +137,9 @@ class Cleanup(Daemon):
             qid = self.enqueue(sender, rcpts, attrs, headers, body, announce)
         except OSError as e:
             reason = errno.errorcode.get(e.errno or 0, "error")
-            ctx.emit("queue", "removed", announced[0] if announced else None, sid, queue=names.INCOMING,
-                     reason=f"write failed ({reason}: {e.strerror}); nothing queued")
+            ctx.emit(QueueRemoved(queue=names.INCOMING,
+                                  reason=f"write failed ({reason}: {e.strerror}); nothing queued"),
+                     announced[0] if announced else None, sid)
             return "defer", {"code": "451 4.3.0", "text": "Error: queue file write error"}
         return "ok", {"qid": qid}
 
@@ -174,7 +174,7 @@ class Cleanup(Daemon):
             all_headers = b"".join([added[0], *headers, *added[1:]])
             w.write(*qf.envelope_records(now, attrs, sender, rcpts))
             ctx.crash_point("half-written", w.qid)
-            w.write(*qf.record_parts(b"M", all_headers, b"\n", body))
+            w.write(*qf.record_parts(names.REC_CONTENT, all_headers, b"\n", body))
             ctx.crash_point("before-fsync", w.qid)
             announce(w.qid, len(all_headers) + 1 + len(body))
             w.commit()

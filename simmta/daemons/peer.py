@@ -17,6 +17,7 @@ import asyncio
 import socket
 
 from simmta.core import maildir
+from simmta.core.records import SmtpReject
 from simmta.core.skeleton import Daemon, main
 from simmta.core.smtpserver import Envelope, Handler, InstrumentedSMTP, Session, serve_session
 
@@ -60,7 +61,7 @@ class Peer(Daemon):
 
     async def handle_socket(self, conn: socket.socket) -> None:
         if self.ctx.faults.get("peer") == "down":
-            self.ctx.emit("smtp", "reject", code="-", text="peer is down: connection closed at once")
+            self.ctx.emit(SmtpReject(code="-", text="peer is down: connection closed at once"))
             return
         cfg = self.ctx.config
         handler = PeerHandler(self)

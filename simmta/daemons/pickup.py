@@ -22,6 +22,7 @@ import stat
 
 from simmta.core import address, ipc, names
 from simmta.core import queue as qf
+from simmta.core.records import IpcResponse, QueueRemoved
 from simmta.core.skeleton import Daemon, main
 
 MAILDROP_READY = stat.S_IROTH  # sendmail sets 0644 when the file is complete
@@ -77,8 +78,8 @@ class Pickup(Daemon):
             reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, msg.content())
         except (OSError, TimeoutError, ipc.ProtocolError) as e:
             reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit("ipc", "response", reply.get("qid"), to=names.CLEANUP, what="queue",
-                 outcome=str(reply.get("status")))
+        ctx.emit(IpcResponse(to=names.CLEANUP, what="queue", outcome=str(reply.get("status"))),
+                 reply.get("qid"))
         if reply.get("status") == "ok":
             self.discard(path, f"picked up as {reply.get('qid')} (submitted by uid {st.st_uid})")
         elif reply.get("status") == "fail":
@@ -89,7 +90,7 @@ class Pickup(Daemon):
             os.unlink(path)
         except OSError:
             return
-        self.ctx.emit("queue", "removed", queue=names.MAILDROP, reason=reason)
+        self.ctx.emit(QueueRemoved(queue=names.MAILDROP, reason=reason))
 
 
 DAEMON = Pickup

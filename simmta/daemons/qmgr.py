@@ -29,6 +29,15 @@ from typing import Any
 
 from simmta.core import address, config, ipc, names
 from simmta.core import queue as qf
+from simmta.core.records import (
+    DeliveryBounced,
+    IpcResponse,
+    ProcessState,
+    QueueCorrupt,
+    QueueDeferred,
+    QueueMoved,
+    QueueRemoved,
+)
 from simmta.core.skeleton import Daemon, main, run_task
 
 _VALID_STATUS = {"ok", "defer", "fail"}
@@ -72,8 +81,9 @@ class Qmgr(Daemon):
                     qf.move(ctx.queue, entry.name, names.ACTIVE, names.INCOMING)
                 except OSError:
                     continue
-                ctx.emit("queue", "moved", entry.name, **{"from": names.ACTIVE, "to": names.INCOMING},
-                         reason="qmgr restart: recovering active/")
+                ctx.emit(QueueMoved(from_=names.ACTIVE, to=names.INCOMING,
+                                    reason="qmgr restart: recovering active/"),
+                         entry.name)
 
     async def incoming_loop(self) -> None:
         stale_after = self.ctx.config.smtpd_timeout + 60
@@ -122,7 +132,7 @@ class Qmgr(Daemon):
             self.slots.release()
             return
         self.in_flight.add(qid)
-        self.ctx.emit("queue", "moved", qid, **{"from": src, "to": names.ACTIVE})
+        self.ctx.emit(QueueMoved(from_=src, to=names.ACTIVE), qid)
         run_task(self.process(qid))
 
     async def process(self, qid: str) -> None:
@@ -130,7 +140,7 @@ class Qmgr(Daemon):
             self.ctx.crash_point("after-move", qid)
             await self._process(qid)
         except Exception as e:  # never lose a message to a qmgr bug: leave it deferred
-            self.ctx.emit("process", "state", qid, state="error", error=f"{type(e).__name__}: {e}"[:300])
+            self.ctx.emit(ProcessState(state="error", error=f"{type(e).__name__}: {e}"[:300]), qid)
             self.defer_file(qid, f"internal error in qmgr ({type(e).__name__})", time.time())
         finally:
             self.in_flight.discard(qid)
@@ -146,7 +156,7 @@ class Qmgr(Daemon):
                 qf.move(ctx.queue, qid, names.ACTIVE, names.CORRUPT)
             except OSError:
                 return
-            ctx.emit("queue", "corrupt", qid, queue=names.CORRUPT, reason=str(e))
+            ctx.emit(QueueCorrupt(queue=names.CORRUPT, reason=str(e)), qid)
             return
         sid = msg.sid
         batches: dict[tuple[str, str], list[qf.Recipient]] = {}
@@ -187,8 +197,7 @@ class Qmgr(Daemon):
                 what = "crashed" if crashed else f"failed ({type(e).__name__})"
                 retry = config.duration(self.backoff(msg.arrival))
                 reply = {"status": "defer", "error": f"{transport} agent {what}: deferred, retry in {retry}"}
-        ctx.emit("ipc", "response", msg.qid, sid, to=transport, what="deliver",
-                 outcome=str(reply.get("status")))
+        ctx.emit(IpcResponse(to=transport, what="deliver", outcome=str(reply.get("status"))), msg.qid, sid)
         out: list[dict[str, Any]] = []
         answered = reply.get("recipients") if reply.get("status") == "ok" else None
         if isinstance(answered, list):
@@ -221,8 +230,7 @@ class Qmgr(Daemon):
             for r in deferred:
                 r.update(status="fail", dsn="4.4.7",
                          reason=f"message expired after {int(now - msg.arrival)}s: {r['reason']}")
-                ctx.emit("delivery", "bounced", msg.qid, sid, rcpt=r["address"], via="qmgr",
-                         reason=r["reason"])
+                ctx.emit(DeliveryBounced(rcpt=r["address"], via="qmgr", reason=r["reason"]), msg.qid, sid)
             failed, deferred = failed + deferred, []
         stamp = {"time": now}
         if deferred:
@@ -243,8 +251,9 @@ class Qmgr(Daemon):
         """Have bounce send a DSN; a bounce itself is never bounced."""
         ctx = self.ctx
         if msg.sender == "":
-            ctx.emit("delivery", "bounced", msg.qid, sid, rcpt=failed[0]["address"], via="qmgr",
-                     reason="undeliverable bounce (null sender): discarded, never bounced")
+            ctx.emit(DeliveryBounced(rcpt=failed[0]["address"], via="qmgr",
+                                     reason="undeliverable bounce (null sender): discarded, never bounced"),
+                     msg.qid, sid)
             return True
         req = {"request": "bounce", "queue": names.ACTIVE, "qid": msg.qid,
                "failed": [{k: r[k] for k in ("address", "dsn", "reason", "via")} for r in failed]}
@@ -253,8 +262,7 @@ class Qmgr(Daemon):
             reply = await ipc.call(ctx.socket_path(names.BOUNCE), req, timeout=AGENT_TIMEOUT)
         except (OSError, TimeoutError, ipc.ProtocolError) as e:
             reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit("ipc", "response", msg.qid, sid, to=names.BOUNCE, what="bounce",
-                 outcome=str(reply.get("status")))
+        ctx.emit(IpcResponse(to=names.BOUNCE, what="bounce", outcome=str(reply.get("status"))), msg.qid, sid)
         return reply.get("status") == "ok"
 
     def mark_done(self, msg: qf.QueueFile, offset: int) -> None:
@@ -272,7 +280,7 @@ class Qmgr(Daemon):
             os.utime(target, (now, now + backoff))
         except OSError:
             return
-        self.ctx.emit("queue", "deferred", qid, sid, next_retry=now + backoff, reason=reason[:300])
+        self.ctx.emit(QueueDeferred(next_retry=now + backoff, reason=reason[:300]), qid, sid)
 
     def remove(self, qid: str, queue: str, reason: str, sid: str | None = None) -> None:
         try:
@@ -282,7 +290,7 @@ class Qmgr(Daemon):
         for log in names.STATUS_LOGS:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.ctx.queue_path(log, qid))
-        self.ctx.emit("queue", "removed", qid, sid, queue=queue, reason=reason)
+        self.ctx.emit(QueueRemoved(queue=queue, reason=reason), qid, sid)
 
 
 class Destinations:

@@ -16,6 +16,7 @@ SECURITY
 
 from typing import Any
 
+from simmta.core.records import IpcRequest, IpcResponse
 from simmta.core.skeleton import Context, main
 from simmta.core.smtpserver import InstrumentedSMTP
 from simmta.daemons.cleanup import Cleanup
@@ -33,13 +34,11 @@ class QueueWritingHandler(SmtpdHandler):
 
     async def _to_cleanup(self, request: dict[str, Any], content: bytes) -> dict[str, Any]:
         sid = self.session_id()
-        self.ctx.emit("ipc", "request", sid=sid, to="(this process)", what="write the queue file")
+        self.ctx.emit(IpcRequest(to="(this process)", what="write the queue file"), sid=sid)
         status, fields = self.writer.accept(
             request["sender"], request["recipients"], request["attrs"], content
         )
-        self.ctx.emit(
-            "ipc", "response", fields.get("qid"), sid, to="(this process)", what="queue", outcome=status
-        )
+        self.ctx.emit(IpcResponse(to="(this process)", what="queue", outcome=status), fields.get("qid"), sid)
         if status == "ok":
             await self.writer.wake_qmgr(fields["qid"], request["attrs"])
         return {"status": status, **fields}

@@ -25,6 +25,7 @@ from simmta.core import queue as qf
 from simmta.core.config import check_nexthop
 from simmta.core.delivery import DeliveryAgent, RecipientStatus
 from simmta.core.events import reply_text, safe_text
+from simmta.core.records import SmtpCommand, SmtpReply
 from simmta.core.skeleton import main
 
 MAX_REPLY_LINES = 100
@@ -91,7 +92,7 @@ class Conversation:
         except (OSError, ValueError) as e:  # ValueError: a line past the stream limit
             raise SmtpError("defer", f"lost connection with the next hop ({type(e).__name__})") from None
         text = " ".join(line[4:] for line in lines)
-        self.agent.ctx.emit("smtp", "reply", self.qid, self.sid, line=reply_text(lines), peer=True)
+        self.agent.ctx.emit(SmtpReply(line=reply_text(lines), peer=True), self.qid, self.sid)
         code = lines[-1][:3]
         if not code.isdigit() or code[0] not in "2345":
             raise SmtpError("defer", f"malformed reply from the next hop: {safe_text(lines[-1], 80)}")
@@ -99,7 +100,7 @@ class Conversation:
 
     async def command(self, line: str, timeout: float) -> tuple[int, str]:
         assert self.writer is not None
-        self.agent.ctx.emit("smtp", "command", self.qid, self.sid, line=safe_text(line), peer=True)
+        self.agent.ctx.emit(SmtpCommand(line=safe_text(line), peer=True), self.qid, self.sid)
         self.agent.ctx.emitter.flush()  # before the peer can tell of it
         try:
             self.writer.write(line.encode("utf-8", "replace") + b"\r\n")
@@ -172,7 +173,7 @@ class Smtp(DeliveryAgent):
                 if code != 354:
                     raise SmtpError(_status(code) if code >= 400 else "defer",
                                     f"host {where} said: {code} {text} (in reply to DATA)")
-                self.ctx.emit("smtp", "command", msg.qid, sid, line="<message content> .", peer=True)
+                self.ctx.emit(SmtpCommand(line="<message content> .", peer=True), msg.qid, sid)
                 self.ctx.emitter.flush()
                 conv.writer.write(wire_format(msg.content()))  # type: ignore[union-attr]
                 self.ctx.crash_point("after-data", msg.qid)

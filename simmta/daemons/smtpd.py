@@ -27,6 +27,7 @@ import socket
 from typing import Any
 
 from simmta.core import address, anvil, ipc, names
+from simmta.core.records import IpcResponse, SmtpLimit, SmtpReject
 from simmta.core.skeleton import Context, Daemon, main
 from simmta.core.smtpserver import Envelope, Handler, InstrumentedSMTP, Session, serve_session
 
@@ -71,7 +72,7 @@ class SmtpdHandler(Handler):
         return self.proto[0].sid if self.proto else "-"
 
     def _reject(self, status: str) -> str:
-        self.ctx.emit("smtp", "reject", sid=self.session_id(), code=status[:9], text=status[10:])
+        self.ctx.emit(SmtpReject(code=status[:9], text=status[10:]), sid=self.session_id())
         return status
 
     async def handle_MAIL(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
@@ -88,8 +89,7 @@ class SmtpdHandler(Handler):
         # Every accepted RCPT counts, repeats included, as Postfix counts them.
         count = envelope.__dict__.get("simmta_rcpt_count", 0)
         if count >= self.cfg.smtpd_recipient_limit:
-            self.ctx.emit("smtp", "limit", sid=self.session_id(), limit="smtpd_recipient_limit",
-                          code="452 4.5.3")
+            self.ctx.emit(SmtpLimit(limit="smtpd_recipient_limit", code="452 4.5.3"), sid=self.session_id())
             return "452 4.5.3 Error: too many recipients"
         if addr.lower() == "postmaster":  # RFC 5321 4.5.1: <Postmaster> with no domain, any case
             addr = f"{addr}@{self.cfg.mydomain}"
@@ -151,6 +151,7 @@ class SmtpdHandler(Handler):
         self.ctx.crash_point("before-reply", reply.get("qid"))
         status = reply.get("status")
         if status == "ok" and isinstance(reply.get("qid"), str):
+            server.qid = reply["qid"]  # from now on the session's events carry it
             return f"250 2.0.0 Ok: queued as {reply['qid']}"
         if status == "fail":
             return self._reject(f"{reply.get('code', '554 5.0.0')} {reply.get('text', 'Error')}")
@@ -163,8 +164,8 @@ class SmtpdHandler(Handler):
             reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, content)
         except (OSError, TimeoutError, ipc.ProtocolError) as e:
             reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit("ipc", "response", reply.get("qid"), self.session_id(), to=names.CLEANUP,
-                 what="queue", outcome=str(reply.get("status")))
+        ctx.emit(IpcResponse(to=names.CLEANUP, what="queue", outcome=str(reply.get("status"))),
+                 reply.get("qid"), self.session_id())
         return reply
 
 
@@ -187,7 +188,7 @@ class Smtpd(Daemon):
     async def handle_socket(self, conn: socket.socket) -> None:
         ctx, cfg = self.ctx, self.ctx.config
         if talks_first(conn):  # Postfix's smtpd_forbid_unauth_pipelining: a spambot's hallmark
-            ctx.emit("smtp", "limit", limit="smtpd_forbid_unauth_pipelining", code="554 5.5.0")
+            ctx.emit(SmtpLimit(limit="smtpd_forbid_unauth_pipelining", code="554 5.5.0"))
             with contextlib.suppress(OSError):
                 await asyncio.get_running_loop().sock_sendall(conn, PREGREET_REPLY)
             return
@@ -200,8 +201,8 @@ class Smtpd(Daemon):
         if limit and not _listed(cfg, cfg.smtpd_client_event_limit_exceptions, peer):
             slot = anvil.take(ctx.queue_path(names.ANVIL), peer[0], limit)
             if slot is None:
-                ctx.emit("smtp", "limit", limit="smtpd_client_connection_count_limit", code="421 4.7.0",
-                         client=f"{peer[0]}:{peer[1]}")
+                ctx.emit(SmtpLimit(limit="smtpd_client_connection_count_limit", code="421 4.7.0",
+                                   client=f"{peer[0]}:{peer[1]}"))
                 with contextlib.suppress(OSError):
                     await asyncio.get_running_loop().sock_sendall(
                         conn, f"421 4.7.0 {cfg.myhostname} Error: too many connections from {peer[0]}\r\n"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,8 +26,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, RichLog
 
+from simmta.core.busclient import Subscription
 from simmta.core.errors import SimmtaError
-from simmta.lessons.bus import BusSubscription
 from simmta.lessons.format import Lesson
 from simmta.lessons.panel import LESSON_KEYS, LessonPanel, mount_lesson_panel
 from simmta.lessons.progress import ProgressStore
@@ -65,14 +66,18 @@ class LessonController:
         self.runner = LessonRunner(lesson, self.mta.instance, ProgressStore(), resume=not restart)
         if restart:
             self.runner.reset()
-        self.bus: BusSubscription | None = None
+        self.bus: Subscription | None = None
+        # called with each new subscription before it starts (the lesson TUI's feed shares it)
+        self.attach: Callable[[Subscription], None] | None = None
 
     def start(self) -> None:
         self.mta.start(fresh=True)
         self.runner.forget_mta()
         self.runner.restart_step()
-        self.bus = BusSubscription(self.mta.instance.bus_socket, self.runner.feed,
-                                   self.runner.disconnected).start()
+        self.bus = self.runner.subscription()
+        if self.attach is not None:
+            self.attach(self.bus)
+        self.bus.start()
 
     def stop(self) -> None:
         if self.bus is not None:
@@ -181,28 +186,27 @@ def lesson_tui(controller: LessonController) -> App[Any]:
         def action_lesson(self, name: str) -> None:
             self.base.query_one(LessonPanel).action_lesson(name)
 
-        def _fresh_mta(self) -> None:  # in the panel's worker thread
-            controller.restart()
-            self.call_from_thread(self._reattach)
+        def _fresh_mta(self) -> None:  # in the panel's worker thread: the new MTA's
+            controller.restart()  # subscription feeds a new feed (its snapshot resets the model)
 
-        def _reattach(self) -> None:
-            self.feed.stop()
-            self.feed = LiveFeed(instance.bus_socket).start()
-            self.model.reset()
+        def share_subscription(self, sub: Subscription) -> None:
+            self.feed = LiveFeed(instance.bus_socket, subscription=sub)
 
-    return LessonTUI(LiveFeed(instance.bus_socket).start(), instance=instance.path)
+    app = LessonTUI(LiveFeed(instance.bus_socket), instance=instance.path)
+    controller.attach = app.share_subscription
+    return app
 
 
 def run_lesson(lesson: Lesson, instance_dir: Path | None, restart: bool) -> int:
     controller = LessonController(lesson, instance_dir or lesson_instance_dir(lesson), restart)
+    try:
+        app: App[Any] = lesson_tui(controller)  # (before the MTA: its feed shares the subscription)
+    except ImportError:  # the full TUI is not available: the minimal host will do
+        app = LessonApp(controller.runner, controller)
     print(f"starting a fresh MTA for lesson {lesson.id} in {controller.mta.instance.path} …")
     controller.start()
     print(controller.where())
     try:
-        try:
-            app: App[Any] = lesson_tui(controller)
-        except ImportError:  # the full TUI is not available: the minimal host will do
-            app = LessonApp(controller.runner, controller)
         app.run()
     finally:
         controller.stop()

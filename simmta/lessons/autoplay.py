@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simmta.core import privilege
+from simmta.core.busclient import Subscription
 from simmta.core.errors import SimmtaError
-from simmta.lessons.bus import BusSubscription
 from simmta.lessons.format import Lesson
 from simmta.lessons.runner import LessonRunner
 from simmta.lessons.session import ActionResult, LessonMTA
@@ -67,14 +67,14 @@ def check_lesson(lesson: Lesson, workdir: Path | None = None, keep: bool = False
     base.chmod(0o711)  # as root, mail_owner must be able to pass through to the queue
     mta = LessonMTA(lesson, base / "instance", say)
     runner = LessonRunner(lesson, mta.instance, store=None, resume=False)
-    bus: BusSubscription | None = None
+    bus: Subscription | None = None
     try:
         try:
             mta.start()
         except SimmtaError as e:
             result.reason = str(e)
             return result
-        bus = BusSubscription(mta.instance.bus_socket, runner.feed, runner.disconnected).start()
+        bus = runner.subscription().start()
         if not _wait(runner, SNAPSHOT_TIMEOUT, lambda: runner.view().connected):
             result.reason = "no snapshot from the event bus" + (
                 f" ({bus.problem})" if bus.problem else "")

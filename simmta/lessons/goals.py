@@ -40,43 +40,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from simmta.core import privilege
-from simmta.core.events import KINDS
+import msgspec
+
+from simmta.core import privilege, records
+from simmta.core.events import Envelope
+from simmta.core.records import RECORDS
 
 # Envelope fields every event has (see simmta.core.events).
-EVENT_FIELDS = ("v", "seq", "ts", "mono", "pid", "service", "kind", "type", "qid", "sid", "data")
-
-# Payload keys emitted beyond the required ones in KINDS (kept in step with the
-# core's emitters; a lesson may test these too).
-OPTIONAL_DATA: dict[str, tuple[str, ...]] = {
-    "process/exited": ("signal", "code"),
-    "process/spawned": ("reason",),
-    "process/state": ("served", "error"),
-    "process/replaced": ("new_pid",),
-    "privilege/step": ("pid", "service", "detail"),
-    "privilege/observed": ("ppid", "cap_eff", "no_new_privs", "expected"),
-    "queue/created": ("sender", "recipients", "origin"),
-    "queue/moved": ("reason", "via"),
-    "queue/held": ("via",),
-    "queue/released": ("via",),
-    "smtp/open": ("server",),
-    "smtp/command": ("peer",),
-    "smtp/reply": ("peer",),
-    "smtp/limit": ("hops", "kept"),
-    "ipc/request": ("from",),
-    "ipc/response": ("from", "detail", "ms"),
-    "delivery/delivered": ("sender", "uid", "relay", "dsn"),
-    "delivery/deferred": ("sender", "dsn", "next_retry"),
-    "delivery/bounced": ("sender", "dsn"),
-    "delivery/bounce": ("bounce_qid",),
-    "lab/attempt": ("errno", "service", "mode"),
-    "fault/set": ("target",),
-}
-
-# Payload fields that hold tables or lists (a dotted path may go below them).
-STRUCTURED_DATA = frozenset({"uid", "gid", "groups", "caps", "recipients", "smtp", "peer",
-                             "services", "processes", "queues", "config", "privilege", "faults",
-                             "lab", "target", "detail"})
+EVENT_FIELDS = tuple(f.name for f in msgspec.structs.fields(Envelope))
 
 # Fields of the live state's records (see simmta.lessons.state).
 _PRIV_FIELDS = ("uid", "gid", "groups", "caps", "root", "mode", "mismatch",
@@ -254,14 +225,15 @@ def _event_field_checker(kind: str, type_: str | None) -> Callable[[str], str | 
         head, _, rest = path.partition(".")
         if head not in EVENT_FIELDS:
             return f"unknown event field {head!r} (known: " + ", ".join(EVENT_FIELDS) + ")"
-        if head != "data" or not rest or type_ is None:
+        if head != "data" or not rest:
             return None
         key, _, deeper = rest.partition(".")
-        allowed = (*KINDS[kind][type_], *OPTIONAL_DATA.get(f"{kind}/{type_}", ()))
+        classes = [RECORDS[kind][type_]] if type_ is not None else list(RECORDS[kind].values())
+        allowed = tuple(dict.fromkeys(f for c in classes for f in records.field_names(c)))
         if key not in allowed:
-            return (f"{kind}/{type_} events have no data field {key!r} "
+            return (f"{kind}/{type_ or '*'} events have no data field {key!r} "
                     "(known: " + ", ".join(allowed) + ")")
-        if deeper and key not in STRUCTURED_DATA and not deeper.isdigit():
+        if deeper and not any(key in records.structured(c) for c in classes) and not deeper.isdigit():
             return (f"data.{key} is a single value, so {deeper!r} is neither a field nor an "
                     "operator (operators: " + ", ".join(_OPERATORS) + ")")
         return None
@@ -302,13 +274,13 @@ def _event_pattern(spec: Mapping[str, Any]) -> EventPattern:
     if not isinstance(name, str):
         raise GoalError("event: expected \"kind/type\"", "event")
     kind, _, type_ = name.partition("/")
-    if kind not in KINDS:
-        raise GoalError(f"event: unknown kind {kind!r} (known: " + ", ".join(KINDS) + ")", "event")
+    if kind not in RECORDS:
+        raise GoalError(f"event: unknown kind {kind!r} (known: " + ", ".join(RECORDS) + ")", "event")
     if type_ in ("", "*"):
         type_name: str | None = None
-    elif type_ not in KINDS[kind]:
+    elif type_ not in RECORDS[kind]:
         raise GoalError(f"event: {kind!r} has no type {type_!r} (known: "
-                        + ", ".join(KINDS[kind]) + ")", "event")
+                        + ", ".join(RECORDS[kind]) + ")", "event")
     else:
         type_name = type_
     tests = compile_where(spec.get("where", {}), _event_field_checker(kind, type_name))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simmta.core import config as config_mod
+from simmta.core.busclient import Subscription
 from simmta.core.instance import Instance
 from simmta.lessons.format import Lesson, Prediction, Step
 from simmta.lessons.goals import Evaluation
@@ -33,6 +34,7 @@ from simmta.lessons.progress import ProgressStore
 from simmta.lessons.state import LiveState
 
 MAX_EVENTS = 200_000  # events kept per lesson run (older ones are forgotten)
+CONNECT_TIMEOUT = 15.0  # seconds to wait for the bus socket of a starting MTA
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,11 @@ class LessonRunner:
             self.step_start = 0
             self.connected = False
             self.bus_dropped = 0
+
+    def subscription(self) -> Subscription:
+        """A bus subscription (not started) that feeds this runner; others may listen to it too."""
+        sub = Subscription(self.instance.bus_socket, wait=CONNECT_TIMEOUT)
+        return sub.listen(self.feed, self.disconnected)
 
     def disconnected(self) -> None:
         with self._lock:

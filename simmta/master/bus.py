@@ -22,9 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from simmta.core import events
+import msgspec
+
+from simmta.core import events, names
+from simmta.core.records import BusDropped
 from simmta.master.history import History
 
+_decode = msgspec.json.Decoder().decode
 MAX_BUFFER = 1 << 20  # bytes queued per subscriber before events are dropped
 
 
@@ -92,7 +96,7 @@ class Bus:
             self.seq, event["pid"], json.dumps(event["service"]).encode(), raw[1:])
 
     def _drop_notice(self, count: int, where: str) -> bytes:
-        return self._line(events.make("master", "bus", "dropped", count=count, where=where))
+        return self._line(events.make(names.MASTER, BusDropped(count=count, where=where)))
 
     def publish(self, event: dict[str, Any], raw: bytes | None = None) -> None:
         """Act on an event at once (master's listeners), and stream it in order.
@@ -144,23 +148,23 @@ class Bus:
             self._from_child(raw, pid, service)
 
     def _from_child(self, raw: bytes, pid: int, service: str) -> None:
-        """One event from a child: parse, check, stamp with who really sent it."""
+        """One event from a child: parse, check against its record, stamp with who really sent it."""
         try:
-            event = json.loads(raw)
-        except ValueError:
+            event = _decode(raw)
+        except msgspec.DecodeError:
             self.invalid += 1
             return
         if not isinstance(event, dict) or any(k in event for k in events.STAMPED):
             self.invalid += 1
             return
+        lost = event.pop("dropped_before", None)  # the child lost events before this one
         event["seq"], event["pid"], event["service"] = 0, pid, service
         if events.validate(event):
             self.invalid += 1
             return
-        lost = event.pop("dropped_before", None)  # the child lost events before this one
         if isinstance(lost, int) and lost > 0:
-            self.publish(events.make("master", "bus", "dropped", count=lost,
-                                     where=f"{service}[{pid}] event channel"))
+            self.publish(events.make(names.MASTER, BusDropped(count=lost,
+                                                              where=f"{service}[{pid}] event channel")))
         spliceable = lost is None and raw[:1] == b"{" and b"\r" not in raw
         self.publish(event, raw if spliceable else None)
 

@@ -16,10 +16,21 @@ from typing import Any
 
 from simmta.core import compromise, ipc, names, privilege, setid
 from simmta.core import queue as qf
-from simmta.core.control import CRASH_POINTS, LAB_ACTIONS, PACE_MODES, SIGNALS
+from simmta.core.control import LAB_ACTIONS, PACE_MODES, SIGNALS
 from simmta.core.errors import SimmtaError
 from simmta.core.events import safe_text
-from simmta.core.names import PEER_FAULTS
+from simmta.core.names import CRASH_POINTS, PEER_FAULTS
+from simmta.core.records import (
+    FaultSet,
+    LabScan,
+    PaceMode,
+    QueueFlush,
+    QueueHeld,
+    QueueMoved,
+    QueueReleased,
+    QueueRemoved,
+    Record,
+)
 from simmta.master.supervisor import Child, Supervisor
 
 QUEUE_ACTIONS = ("hold", "release", "requeue", "delete")
@@ -67,8 +78,8 @@ class Controller:
             raise SimmtaError(f"no {name} process is running right now "
                               "(services start on demand: send mail first)")
         os.kill(pids[0], getattr(signal, f"SIG{sig}"))
-        self.sup.emit("fault", "set", fault="kill", value=f"SIG{sig} to {name}[{pids[0]}]",
-                      child_service=name, child_pid=pids[0])
+        self.sup.emit(FaultSet(fault="kill", value=f"SIG{sig} to {name}[{pids[0]}]", child_service=name,
+                               child_pid=pids[0]))
         return {"pid": pids[0], "signal": f"SIG{sig}"}
 
     async def op_fault(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +90,7 @@ class Controller:
                               "or queue (none|full)")
         self.sup.faults[target] = value
         self.sup.broadcast({"op": "fault", "faults": self.sup.faults})
-        self.sup.emit("fault", "set", fault=target, value=value)
+        self.sup.emit(FaultSet(fault=target, value=value))
         if target == "peer" and value == "none":  # retry what waited for the peer
             await self._trigger_qmgr(names.TRIGGER_FLUSH)
         return {"faults": self.sup.faults}
@@ -96,7 +107,7 @@ class Controller:
         else:
             points.add(point)
         self.sup.broadcast({"op": "crash", "points": sorted(points)}, name)
-        self.sup.emit("fault", "set", fault=f"crash {name}", value=str(point))
+        self.sup.emit(FaultSet(fault=f"crash {name}", value=str(point)))
         return {"armed": sorted(points)}
 
     async def op_pace(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +119,7 @@ class Controller:
         self.sup.broadcast({"op": "pace", **self.sup.pace})
         if mode != "step":
             self.sup.release_hops(all_=True)
-        self.sup.emit("pace", "mode", mode=mode, delay_ms=delay)
+        self.sup.emit(PaceMode(mode=mode, delay_ms=delay))
         return {"pace": self.sup.pace}
 
     async def op_step(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -146,16 +157,16 @@ class Controller:
             os.unlink(path)
             for log in names.STATUS_LOGS:
                 (root / log / qid).unlink(missing_ok=True)
-            self.sup.emit("queue", "removed", qid, queue=src, reason="deleted by the administrator")
+            self.sup.emit(QueueRemoved(queue=src, reason="deleted by the administrator"), qid)
             return {"qid": qid, "deleted_from": src}
         dst = {"hold": names.HOLD, "release": names.DEFERRED, "requeue": names.DEFERRED}[action]
         qf.move(root, qid, src, dst)
         if dst == names.DEFERRED:
             now = time.time()
             os.utime(root / dst / qid, (now, now))
-        kind = {"hold": "held", "release": "released"}.get(action, "moved")
-        extra = {} if kind != "moved" else {"from": src, "to": dst}
-        self.sup.emit("queue", kind, qid, **extra, via=action)
+        record: Record = (QueueHeld(via=action) if action == "hold" else QueueReleased(via=action)
+                          if action == "release" else QueueMoved(from_=src, to=dst, via=action))
+        self.sup.emit(record, qid)
         if dst == names.DEFERRED:
             await self._trigger_qmgr(names.TRIGGER_DEFERRED)
         return {"qid": qid, "from": src, "to": dst}
@@ -165,7 +176,7 @@ class Controller:
         message is due now and incoming/ is scanned."""
         released = self.sup.unthrottle_all()
         deferred = len([n for n in os.listdir(self.sup.inst.queue / names.DEFERRED) if qf.is_qid(n)])
-        self.sup.emit("queue", "flush", deferred=deferred, released=released)
+        self.sup.emit(QueueFlush(deferred=deferred, released=released))
         await self._trigger_qmgr(names.TRIGGER_FLUSH + names.TRIGGER_INCOMING)
         return {"deferred": deferred, "released": released}
 
@@ -242,7 +253,7 @@ class Controller:
         result = await asyncio.get_running_loop().run_in_executor(None, setid.scan, roots)
         result["maildrop"] = setid.mode_of(inst.queue / names.MAILDROP)
         result["protected_hardlinks"] = setid.protected_hardlinks()
-        self.sup.emit("lab", "scan", **result)
+        self.sup.emit(LabScan(**result))
         return result
 
     async def op_history(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from simmta.core import queue as qf
 from simmta.core.config import Config
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
+from simmta.core.records import BusSubscriber, MasterStarted, MasterStopping, SnapshotState
 from simmta.core.services import ServiceTable
 from simmta.master import access, layout, uids
 from simmta.master.bus import Subscriber
@@ -118,14 +119,13 @@ class Master:
 
     def snapshot(self) -> dict[str, Any]:
         queues, counts = queue_snapshot(self.inst)
-        return events.make("master", "snapshot", "state", services=self.table.as_list(),
-                           processes=self.sup.processes(), queues=queues, queue_counts=counts,
-                           config=dict(self.cfg), privilege_mode=self.mode,
-                           privilege=self.setup.as_dict(),
-                           smtp=self.status()["smtp"], peer=self.addresses.get(names.PEER),
-                           pace=self.sup.pace, faults=self.sup.faults, lab=self.lab,
-                           instance=str(self.inst.path), queue_dir=str(self.inst.queue),
-                           profile=self.table.profile.as_dict(), ids=self.ids)
+        return events.make(names.MASTER, SnapshotState(
+            services=self.table.as_list(), processes=self.sup.processes(), queues=queues,
+            queue_counts=counts, config=dict(self.cfg), privilege_mode=self.mode,
+            privilege=self.setup.as_dict(), smtp=self.status()["smtp"],
+            peer=self.addresses.get(names.PEER), pace=self.sup.pace, faults=self.sup.faults,
+            lab=self.lab, instance=str(self.inst.path), queue_dir=str(self.inst.queue),
+            profile=self.table.profile.as_dict(), ids=self.ids))
 
     async def run(self) -> None:
         if self.mode == privilege.REAL:  # uids nobody else has, held for as long as we run
@@ -168,12 +168,12 @@ class Master:
             loop.add_signal_handler(sig, self.done.set)
         await self.sup.start()
         smtp, peer = self.addresses.get(names.SMTPD), self.addresses.get(names.PEER)
-        self.sup.emit("master", "started", smtp=smtp, peer=peer, privilege_mode=self.mode,
-                      privilege=privilege.describe(self.setup.as_dict()))
+        self.sup.emit(MasterStarted(smtp=smtp, peer=peer, privilege_mode=self.mode,
+                                    privilege=privilege.describe(self.setup.as_dict())))
         self._write_status()
         self._banner(smtp, peer)
         await self.done.wait()
-        self.sup.emit("master", "stopping", reason="signal")
+        self.sup.emit(MasterStopping(reason="signal"))
         bus_srv.close()
         ctl_srv.close()
         await self._hang_up_subscribers()
@@ -224,7 +224,7 @@ class Master:
         self.sup.read_channels()
         self.sup.bus.flush(everything=True)  # what happened before the snapshot is in the snapshot
         self.sup.bus.add(sub, self.snapshot())
-        self.sup.emit("bus", "subscriber", action="joined", subscriber=sub.name)
+        self.sup.emit(BusSubscriber(action="joined", subscriber=sub.name))
         try:
             while await reader.read(4096):  # anything a subscriber sends is ignored
                 pass

@@ -33,6 +33,17 @@ from simmta.core import events, ipc, names, privilege, userns
 from simmta.core.config import Config
 from simmta.core.instance import Instance
 from simmta.core.pyexec import python_module
+from simmta.core.records import (
+    PaceGo,
+    PrivilegeObserved,
+    ProcessExited,
+    ProcessLimit,
+    ProcessReplaced,
+    ProcessSpawned,
+    ProcessThrottled,
+    Record,
+    SmtpLimit,
+)
 from simmta.core.services import Service, ServiceTable
 from simmta.core.skeleton import STATUS, STATUS_AVAIL, STATUS_BUSY, STATUS_READY, run_task
 from simmta.master import zygote
@@ -173,8 +184,8 @@ class Supervisor:
         if len(st.children) >= st.limit:
             if not st.at_limit:
                 st.at_limit = True
-                self.emit("process", "limit", child_service=svc.name, limit=st.limit,
-                          warning="new clients may experience noticeable delays")
+                self.emit(ProcessLimit(child_service=svc.name, limit=st.limit,
+                                       warning="new clients may experience noticeable delays"))
             return None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         for s in (mine, theirs):
@@ -200,8 +211,8 @@ class Supervisor:
         except (OSError, ValueError, KeyError, TypeError) as e:
             theirs.close()
             mine.close()
-            self.emit("process", "throttled", child_service=svc.name, until=time.time() + 1,
-                      reason=f"cannot start: {e}")
+            self.emit(ProcessThrottled(child_service=svc.name, until=time.time() + 1,
+                                       reason=f"cannot start: {e}"))
             return None
         finally:
             theirs.close()
@@ -211,8 +222,7 @@ class Supervisor:
         assert self.loop is not None
         if self.channel_timer is None:
             self.loop.add_reader(mine, self._read_channel, child)
-        self.emit("process", "spawned", child_pid=child.pid, child_service=svc.name,
-                  total=len(st.children))
+        self.emit(ProcessSpawned(child_pid=child.pid, child_service=svc.name, total=len(st.children)))
         self._update_listen(st)
         return child
 
@@ -252,7 +262,7 @@ class Supervisor:
             conn.setblocking(False)
             with contextlib.suppress(OSError):
                 conn.send(BUSY_REPLY)
-        self.emit("smtp", "limit", limit=f"{st.service.name} process limit", code=BUSY_REPLY[:9].decode())
+        self.emit(SmtpLimit(limit=f"{st.service.name} process limit", code=BUSY_REPLY[:9].decode()))
 
     # Children reporting -------------------------------------------------------
     def _read_status(self, st: ServiceState) -> None:
@@ -371,8 +381,8 @@ class Supervisor:
             status = os.waitstatus_to_exitcode(wstatus)
             if pid == self.spawner_pid and not self.stopping:
                 self.spawner.close()
-                self.emit("process", "exited", child_pid=pid, child_service="spawner",
-                          status=f"exit {status}", served=0)
+                self.emit(ProcessExited(child_pid=pid, child_service="spawner", status=f"exit {status}",
+                                        served=0))
                 self.start_spawner()
                 continue
             for st in self.services.values():
@@ -391,23 +401,21 @@ class Supervisor:
         how = f"signal {signal.Signals(-status).name}" if status < 0 else f"exit {status}"
         if status != 0 and not self.stopping:
             st.restarts += 1
-        self.emit("process", "exited", child_pid=child.pid, child_service=st.service.name,
-                  status=how, served=child.served, restarts=st.restarts)
+        self.emit(ProcessExited(child_pid=child.pid, child_service=st.service.name, status=how,
+                                served=child.served, restarts=st.restarts))
         self.waiting_hops = [(p, h) for p, h in self.waiting_hops if p != child.pid]
         if self.stopping:
             return
         abnormal = status != 0
         if abnormal and not child.ready:
             st.throttled_until = time.time() + self.cfg.service_throttle_time
-            self.emit("process", "throttled", child_service=st.service.name,
-                      until=st.throttled_until,
-                      reason="bad command startup -- throttling")
+            self.emit(ProcessThrottled(child_service=st.service.name, until=st.throttled_until,
+                                       reason="bad command startup -- throttling"))
             self.loop.call_later(self.cfg.service_throttle_time + 0.01, self._unthrottle, st)
         elif st.service.resident:
             new = self.spawn(st)
             if new:
-                self.emit("process", "replaced", old_pid=child.pid, new_pid=new.pid,
-                          child_service=st.service.name)
+                self.emit(ProcessReplaced(old_pid=child.pid, new_pid=new.pid, child_service=st.service.name))
         self._update_listen(st)
 
     def unthrottle_all(self) -> list[str]:
@@ -440,15 +448,16 @@ class Supervisor:
         child.observed = {**obs.as_dict(), "mode": self.mode, "mismatch": child.mismatch,
                           "simulated": privilege.simulated_steps(svc, self.cfg, self.inst.queue, self.mode,
                                                                  self.ids)}
-        self.emit("privilege", "observed", observed_pid=child.pid, observed_service=child.service,
-                  uid=obs.uid, gid=obs.gid, groups=obs.groups, caps=obs.caps, root=obs.root,
-                  host_uid=obs.host_uid, host_gid=obs.host_gid,
-                  no_new_privs=obs.no_new_privs, mode=self.mode, mismatch=child.mismatch,
-                  expected=want, simulated=child.observed["simulated"])
+        self.emit(PrivilegeObserved(observed_pid=child.pid, observed_service=child.service, uid=obs.uid,
+                                    gid=obs.gid, groups=obs.groups, caps=obs.caps, root=obs.root,
+                                    host_uid=obs.host_uid, host_gid=obs.host_gid,
+                                    no_new_privs=obs.no_new_privs, mode=self.mode,
+                                    mismatch=child.mismatch, expected=want,
+                                    simulated=child.observed["simulated"]))
 
     # Control hooks --------------------------------------------------------------
-    def emit(self, kind: str, type_: str, qid: str | None = None, **data: Any) -> None:
-        self.bus.publish(events.make("master", kind, type_, qid, None, **data))
+    def emit(self, record: Record, qid: str | None = None) -> None:
+        self.bus.publish(events.make(names.MASTER, record, qid))
 
     def broadcast(self, msg: dict[str, Any], service: str | None = None) -> None:
         raw = json.dumps(msg).encode()
@@ -483,7 +492,7 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 child.channel.send(json.dumps({"op": "go", "hop": hop}).encode())
             child.state = "busy"
-            self.emit("pace", "go", hop=hop, pid=pid)
+            self.emit(PaceGo(hop=hop, pid=pid))
             released += 1
         return released
 

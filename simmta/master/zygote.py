@@ -28,9 +28,8 @@ import socket
 import sys
 from typing import Any
 
-from simmta.core import skeleton
+from simmta.core import names, skeleton
 
-COMMANDS = ("smtpd", "cleanup", "qmgr", "local", "smtp", "bounce", "pickup", "peer", "sendmail")
 TITLE_ROOM = 120  # master starts us with this much argv space for process titles
 _PR_SET_NAME = 15
 
@@ -81,7 +80,7 @@ def serve(sock: socket.socket) -> None:
             os._exit(0)  # master has gone
         try:
             req = json.loads(msg)
-            if req.get("command") not in COMMANDS or len(fds) != 4:
+            if req.get("command") not in names.DAEMONS or len(fds) != 4:
                 raise ValueError("bad spawn request")
         except ValueError as e:
             for fd in fds:
@@ -112,7 +111,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for command in COMMANDS:  # everything a daemon needs, loaded once, shared copy-on-write
+    for command in names.DAEMONS:  # everything a daemon needs, loaded once, shared copy-on-write
         importlib.import_module(f"simmta.daemons.{command}")
     gc.freeze()  # out of the collector's sight: a daemon's collections do not copy these pages
     sock = socket.socket(fileno=int(sys.argv[1]))

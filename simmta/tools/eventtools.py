@@ -18,17 +18,19 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from simmta.core import busclient, control, events
+from simmta.core import busclient, control, events, names
 from simmta.core.config import _time as parse_time
 from simmta.core.errors import SimmtaError
 from simmta.core.events import read_recording
 from simmta.core.instance import Instance
+from simmta.core.records import KIND_TYPES, RECORDS
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("events", parents=[parent], help="follow the event stream")
     p.add_argument("--json", action="store_true", help="raw JSON lines")
-    p.add_argument("--kind", action="append", help="only these kinds (repeatable)")
+    p.add_argument("--kind", action="append", type=_kind, metavar="KIND[/TYPE]",
+                   help="only these kinds, or kind/type as printed (repeatable): " + ", ".join(RECORDS))
     p.add_argument("--service", action="append", help="only these services (repeatable)")
     p.add_argument("--qid", help="only this queue ID (or SMTP session id)")
     p.add_argument("--count", type=int, help="stop after this many events")
@@ -60,8 +62,29 @@ def follow(inst: Instance) -> Iterator[tuple[bytes, dict[str, Any]]]:
     raise SimmtaError("the bus closed the connection (master stopped, or refused us)")
 
 
+def _kind(text: str) -> str:
+    """A --kind value: a kind, or kind/type (the label the output prints)."""
+    kind, _, type_ = text.partition("/")
+    if kind in RECORDS and (not type_ or type_ in RECORDS[kind]):
+        return text
+    if kind in RECORDS:
+        raise argparse.ArgumentTypeError(f"{kind!r} has no type {type_!r} (known: {kind}/"
+                                         + f", {kind}/".join(RECORDS[kind]) + ")")
+    raise argparse.ArgumentTypeError(f"unknown kind {text!r} (known: {', '.join(RECORDS)}; "
+                                     f"or one of: {', '.join(KIND_TYPES)})")
+
+
+def check_services(args: argparse.Namespace, inst: Instance) -> None:
+    """Refuse a --service that no process of this instance can be."""
+    known = (names.MASTER, *(s.name for s in inst.services()))
+    for name in args.service or ():
+        if name not in known:
+            raise SimmtaError(f"--service: unknown service {name!r} (known: {', '.join(known)})")
+
+
 def matches(e: dict[str, Any], args: argparse.Namespace) -> bool:
-    if args.kind and e["kind"] not in args.kind and e["kind"] != "snapshot":
+    if args.kind and e["kind"] != "snapshot" and e["kind"] not in args.kind \
+            and f"{e['kind']}/{e['type']}" not in args.kind:
         return False
     if args.service and e["service"] not in args.service:
         return False
@@ -102,6 +125,7 @@ def history(inst: Instance, since: float | None) -> Iterator[tuple[bytes, dict[s
 
 def cmd_events(args: argparse.Namespace) -> int:
     inst = Instance(args.instance)
+    check_services(args, inst)
     console = Console(highlight=False)
     seen, last_seq = 0, 0
 

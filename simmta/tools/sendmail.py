@@ -57,7 +57,7 @@ def submit(inst: Instance, sender: str, recipients: list[str], content: bytes) -
     try:
         content = content.replace(b"\r\n", b"\n")
         data = b"".join([*qf.envelope_records(time.time(), {"origin": "sendmail"}, sender, recipients),
-                         qf.record(b"M", content), qf.record(b"E", b"")])
+                         qf.record(names.REC_CONTENT, content), qf.record(names.REC_END, b"")])
         os.write(fd, data)
         os.fsync(fd)
         os.fchmod(fd, 0o644)  # complete: pickup may take it now

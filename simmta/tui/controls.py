@@ -188,7 +188,7 @@ class ControlActions(App[None]):
         )
 
     def action_crash(self) -> None:
-        choices = [(f"{s}:{p}", f"{s}: crash {p}") for s, pts in control.CRASH_POINTS.items() for p in pts]
+        choices = [(f"{s}:{p}", f"{s}: crash {p}") for s, pts in names.CRASH_POINTS.items() for p in pts]
         self._choose(
             "Arm a crash point (one shot)",
             choices,

@@ -5,8 +5,8 @@ feed applies whatever is due to the model in one batch and returns how many
 events it applied. Nothing here imports Textual, so tests (and lessons) drive
 feeds directly with a scripted clock.
 
-- ``LiveFeed``: a reader thread connects to master's bus socket and appends
-  parsed events to a bounded inbox; ``pump`` drains it. When the viewer falls
+- ``LiveFeed``: a bus subscription (``busclient.Subscription``, its reader
+  thread) appends validated events to a bounded inbox; ``pump`` drains it. When the viewer falls
   behind the inbox drops the oldest events and counts them (``overflow``)
   so the UI can say it cannot keep up instead of freezing.
 - ``ReplayFeed``: a recording (JSON lines, first line a snapshot) played on a
@@ -19,7 +19,6 @@ recordings), never applied.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 from collections import deque
@@ -39,8 +38,12 @@ SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 16.0, 64.0)
 
 class Feed(Protocol):
     live: bool
-    problem: str
-    fatal: str  # why the MTA this feed waited for never started ("" otherwise)
+
+    @property
+    def problem(self) -> str: ...
+
+    @property
+    def fatal(self) -> str: ...  # why the MTA this feed waited for never started ("" otherwise)
 
     def pump(self, model: Model, now: float) -> int: ...
     def status(self) -> str: ...
@@ -48,7 +51,7 @@ class Feed(Protocol):
 
 
 class LiveFeed:
-    """Subscribes to a running master's event bus in a reader thread."""
+    """Takes a running master's events from a bus subscription (``busclient.Subscription``)."""
 
     live = True
 
@@ -59,58 +62,48 @@ class LiveFeed:
         wait: float = 0.0,
         starting: Callable[[], str] | None = None,
         sock: socket.socket | None = None,
+        subscription: busclient.Subscription | None = None,
     ) -> None:
-        """``wait``: seconds to keep trying while the MTA is still starting; ``starting``
-        says why to give up early (the MTA process died: its last words), or "".
-        ``sock``: a stream already connected (``simmta serve`` hands each session one)."""
+        """``wait``, ``starting``, ``sock``: as for ``busclient.Subscription``. ``subscription``:
+        share one that someone else starts (a lesson's runner reads the same stream)."""
         self.bus_socket = bus_socket
-        self.wait, self.starting = wait, starting
         self.inbox: deque[dict[str, Any]] = deque()
         self.inbox_size = inbox_size
         self.overflow = 0
-        self.bad_lines = 0
-        self.problem = ""
-        self.fatal = ""
-        self.connected = False
         self.backlog = 0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._sock: socket.socket | None = sock
-        self._thread = threading.Thread(target=self._read, name="simmta-bus-reader", daemon=True)
+        self.owned = subscription is None
+        self.sub = subscription or busclient.Subscription(bus_socket, wait, starting, sock)
+        self.sub.listen(self._take)
 
     def start(self) -> LiveFeed:
-        self._thread.start()
+        if self.owned:
+            self.sub.start()
         return self
 
-    def _read(self) -> None:
-        try:
-            if self._sock is None:
-                self._sock = busclient.connect(self.bus_socket, self.wait, self._stop, self.starting)
-            self.connected = True
-            with self._sock.makefile("rb") as stream:
-                for raw in stream:
-                    if self._stop.is_set():
-                        return
-                    self.offer(raw)
-            self.problem = "the MTA closed the event stream (stopped?)"
-        except OSError as e:
-            if not self._stop.is_set():
-                self.problem = f"event bus {self.bus_socket}: {e}"
-                if not self.connected and self.starting is not None and self.starting():
-                    self.fatal = str(e)  # the MTA we started died before its bus opened
-        finally:
-            self.connected = False
-            if self._sock is not None:
-                self._sock.close()
+    @property
+    def problem(self) -> str:
+        return self.sub.problem
+
+    @property
+    def fatal(self) -> str:
+        return self.sub.fatal
+
+    @property
+    def bad_lines(self) -> int:
+        return self.sub.bad_lines
 
     def offer(self, raw: bytes | str) -> None:
         """One line from the bus (also the seam tests use)."""
         try:
             event = parse_line(raw)
         except ValueError as e:
-            self.bad_lines += 1
-            self.problem = f"bad event from the bus: {e}"
+            self.sub.bad_lines += 1
+            self.sub.problem = f"bad event from the bus: {e}"
             return
+        self._take(event)
+
+    def _take(self, event: dict[str, Any]) -> None:
         with self._lock:
             self.inbox.append(event)
             if len(self.inbox) > self.inbox_size:
@@ -130,13 +123,11 @@ class LiveFeed:
             return self.problem
         if self.overflow or self.backlog:
             return f"falling behind: {self.backlog} waiting, {self.overflow} skipped"
-        return "live" if self.connected else "starting the MTA…"
+        return "live" if self.sub.connected else "starting the MTA…"
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
+        if self.owned:
+            self.sub.stop(timeout=0)
 
 
 def load_recording(path: Path) -> tuple[list[dict[str, Any]], str]:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from simmta.core import events
+from simmta.core.records import BusDropped
 from simmta.master.bus import Subscriber
 
 RING = 20_000  # recent lines kept for sessions that join while the stream moves
@@ -95,7 +96,7 @@ class Fanout:
 
     @staticmethod
     def _drop_notice(count: int, where: str) -> bytes:
-        notice = events.make("serve", "bus", "dropped", count=count, where=where)
+        notice = events.make("serve", BusDropped(count=count, where=where))
         return json.dumps(notice, separators=(",", ":")).encode() + b"\n"
 
     async def join(self, name: str) -> tuple[socket.socket, Subscriber]:

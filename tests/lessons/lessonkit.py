@@ -7,14 +7,31 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
+from simmta.core import records
 from simmta.core.events import make
 
 QUEUE_DIR = "/srv/inst/queue"
 
 
+# Required fields these hand-made streams do not care about, filled in as the MTA would.
+FILLER: dict[str, dict[str, Any]] = {
+    "queue/created": {"sender": "alice@simmta.test", "recipients": [], "origin": "smtpd", "subject": ""},
+    "delivery/delivered": {"dsn": "2.0.0"},
+    "delivery/deferred": {"dsn": "4.0.0"},
+    "process/spawned": {"total": 1},
+    "snapshot/state": {"queue_counts": {}, "privilege": {}, "smtp": None, "peer": None, "pace": {},
+                       "faults": {}, "lab": False, "profile": {}, "ids": {}, "instance": "/srv/inst",
+                       "queue_dir": QUEUE_DIR},
+}
+
+
 def ev(service: str, kind: str, type_: str, qid: str | None = None, pid: int = 100,
        **data: Any) -> dict[str, Any]:
-    event = make(service, kind, type_, qid, None, **data)
+    """An event as the MTA would emit it (its data checked against the declared record)."""
+    event = make(service, msgspec.convert({**FILLER.get(f"{kind}/{type_}", {}), **data},
+                                         records.RECORDS[kind][type_]), qid)
     event["pid"] = pid
     return event
 

@@ -50,6 +50,9 @@ def test_code_fences_in_prose_are_not_steps() -> None:
      "unknown kind 'deliver'"),
     ('where = { data.rcpt = "bob@simmta.test" }', 'where = { data.recipient = "bob" }',
      "data.recipient", "no data field 'recipient'"),
+    # once accepted, but nothing emits it: the records say what delivery/delivered carries
+    ('where = { data.rcpt = "bob@simmta.test" }', 'where = { data.sender = "alice" }',
+     "data.sender", "no data field 'sender' (known: rcpt, via, where, dsn)"),
     ('where = { data.rcpt = "bob@simmta.test" }', 'where = { sender = "alice" }',
      "sender = ", "unknown event field 'sender'"),
     ('where = { data.rcpt = "bob@simmta.test" }', 'where = { data.rcpt = { like = "bob" } }',

@@ -9,7 +9,7 @@ import pytest
 from textual.widgets import TabbedContent
 from tuihelp import REAL, STORY, FakeMaster, SinkSMTP, replay_app, screen_text, sync, until
 
-from simmta.core import control
+from simmta.core import names
 from simmta.tui.app import VIEWS, SimmtaApp
 from simmta.tui.dialogs import Choose, Help
 from simmta.tui.widgets.diagram import Diagram as ArchitectureMap
@@ -228,8 +228,8 @@ async def test_live_send_goes_over_smtp(
             ("c", "enter"),
             {
                 "op": "crash",
-                "service": next(iter(control.CRASH_POINTS)),
-                "point": next(iter(control.CRASH_POINTS.values()))[0],
+                "service": next(iter(names.CRASH_POINTS)),
+                "point": next(iter(names.CRASH_POINTS.values()))[0],
             },
         ),
         (("a", "enter"), {"op": "lab", "action": "read-secret", "service": "smtpd"}),
@@ -302,7 +302,9 @@ async def test_replay_of_a_real_recording() -> None:
         await pilot.pause()
         text = screen_text(app)
         assert "privilege REAL" in text and "SIMULATED" not in text
-        assert "2 mail" in text and "u61000⛓" in text  # the users' Maildirs; a jailed daemon's uid
+        jailed = next(e["data"]["uid"][1] for e in app.feed.events if e["kind"] == "privilege"
+                      and e["type"] == "observed" and e["data"]["observed_service"] == "smtpd")
+        assert "2 mail" in text and f"u{jailed}⛓" in text  # the users' Maildirs; a jailed daemon's uid
         assert "⟳" in text  # the message deferred by the peer fault waits with a countdown
         await pilot.press("p")
         # chrooted daemons' root: "jail" in the table (the path, the queue directory, under the map)

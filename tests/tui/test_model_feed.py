@@ -13,6 +13,7 @@ from tuihelp import STORY, story
 from simmta.core import events as ev
 from simmta.core import services
 from simmta.core.errors import SimmtaError
+from simmta.core.records import SmtpReply
 from simmta.tui import regions
 from simmta.tui.feed import BATCH_LIMIT, LiveFeed, ReplayFeed, load_recording
 from simmta.tui.model import LOG_SIZE, Model
@@ -36,7 +37,7 @@ def test_model_from_story() -> None:
     assert m.delivered_to("mailboxes") == 1
     assert m.privilege_mode == "simulated" and m.faults["peer"] == "tempfail"
     assert m.restarts["smtpd"] == 1 and 1003 not in m.processes and 1008 in m.processes
-    assert m.waiting == {"qmgr->local": ("8G9H0I", "qmgr", "local")}
+    assert m.waiting == {"100201": ("8G9H0I", "qmgr", "local")}
     assert "⏸8G9H0I" in m.on_edge("qmgr", "local")
 
 
@@ -51,7 +52,7 @@ def test_model_keeps_hostile_text_inert() -> None:
 def test_multi_line_reply_is_one_event_and_several_transcript_lines() -> None:
     m = Model()
     reply = ev.reply_text(["250-mx.simmta.test", "250-SIZE 10240000", "250 HELP\x1b[2J"])
-    m.apply(ev.make("smtpd", "smtp", "reply", sid="S9", line=reply))
+    m.apply(ev.make("smtpd", SmtpReply(line=reply), sid="S9"))
     assert list(m.sessions["smtpd/S9"].transcript) == [
         ("<", "250-mx.simmta.test"), ("<", "250-SIZE 10240000"), ("<", "250 HELP\\x1b[2J")]
 
