@@ -151,3 +151,22 @@ def test_an_unknown_account_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown account 'qmailx'") as e:
         services.load(p)
     assert "services.toml" in str(e.value) and "service.user" in str(e.value)
+
+
+def test_a_restarted_instance_keeps_its_uid_block(simmta_tmp: Path) -> None:
+    """Its queue files and mailboxes belong to its uids: a restart must not move them
+    (it did when the block it had moved off had become free meanwhile)."""
+    needs_root()
+    first = Mta(simmta_tmp / "a")
+    try:
+        second = Mta(simmta_tmp / "b")  # moved off first's block
+        block = second.mail_owner
+        assert block != first.mail_owner
+        second.stop()
+    finally:
+        first.stop()
+    again = Mta(simmta_tmp / "b")  # first's block is free now: it must still take its own
+    try:
+        assert again.mail_owner == block
+    finally:
+        again.stop()

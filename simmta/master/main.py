@@ -129,7 +129,7 @@ class Master:
 
     async def run(self) -> None:
         if self.mode == privilege.REAL:  # uids nobody else has, held for as long as we run
-            self.cfg, self.uid_claims = uids.allocate(self.table, self.cfg)
+            self.cfg, self.uid_claims = uids.allocate_for(self.inst, self.table, self.cfg)
             self.ids = self.table.profile.ids(self.cfg)
         inst, cfg = self.inst, self.cfg
         layout.prepare(inst, cfg, self.mode, self.table.profile)

@@ -24,6 +24,7 @@ from typing import Any
 from simmta.core import config
 from simmta.core.config import Config
 from simmta.core.errors import SimmtaError
+from simmta.core.instance import Instance
 from simmta.core.services import ROOT, UID_BLOCK, ServiceTable
 
 MAX_MOVES = 256
@@ -86,20 +87,45 @@ def _claim(ids: dict[int, str]) -> tuple[list[socket.socket], str]:
     return held, ""
 
 
-def allocate(table: ServiceTable, cfg: Config) -> tuple[Config, list[socket.socket]]:
-    """A configuration whose uids are free, and the claims that keep them so (real mode)."""
-    tried = cfg
+def allocate(table: ServiceTable, cfg: Config, moved: int | None = None
+             ) -> tuple[Config, list[socket.socket], int]:
+    """A configuration whose uids are free, the claims that keep them so (real mode), and
+    how far the block was moved. ``moved``: where this instance's block was last time;
+    its queue files and mailboxes belong to those uids, so it is taken again or refused."""
+    if moved is not None:
+        tried = shifted(cfg, moved)
+        ids = wanted(table, tried)
+        clash = next((c for uid, what in sorted(ids.items()) if (c := _host_clash(uid, what))), "")
+        held, clash = ([], clash) if clash else _claim(ids)
+        if not held:
+            raise SimmtaError(f"cannot start: {clash}; this instance's files belong to those uids "
+                              f"(its block was moved by {moved}): stop the other instance first")
+        return tried, held, moved
+    tried, by = cfg, 0
     for _ in range(MAX_MOVES if cfg.uid_allocation == "auto" else 1):
         ids = wanted(table, tried)
         clash = next((c for uid, what in sorted(ids.items()) if (c := _host_clash(uid, what))), "")
         if not clash:
             held, clash = _claim(ids)
             if held:
-                return tried, held
+                return tried, held, by
         if cfg.uid_allocation == "fixed":
             raise SimmtaError(
                 f"cannot start: {clash} (choose another mail_owner_uid in main.toml, "
                 'or uid_allocation = "auto")'
             )
-        tried = shifted(tried, UID_BLOCK)
+        tried, by = shifted(tried, UID_BLOCK), by + UID_BLOCK
     raise SimmtaError(f"cannot start: no free uid block after {MAX_MOVES} tries (last: {clash})")
+
+
+def allocate_for(inst: Instance, table: ServiceTable, cfg: Config) -> tuple[Config, list[socket.socket]]:
+    """``allocate`` for an instance, remembering the block in ``DIR/uid-block`` so that a
+    restart finds its queue files and mailboxes owned by the uids it runs as."""
+    record = inst.path / "uid-block"
+    try:
+        moved: int | None = int(record.read_text())
+    except (OSError, ValueError):
+        moved = None
+    cfg, held, by = allocate(table, cfg, moved)
+    record.write_text(f"{by}\n")
+    return cfg, held
