@@ -8,6 +8,7 @@ Trust: runs as the invoking user; starts and stops only its own masters.
 """
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
@@ -52,7 +53,9 @@ def cmd_trilogy(args: argparse.Namespace) -> int:
 
     def hang_up(signum: int, frame: Any) -> None:  # the terminal went away: the MTAs go too
         stop_all()
-        sys.exit(128 + signum)
+        # No terminal to restore, and Textual's writer can hang on the dead tty (see
+        # simmta.tui.launch): leave at once rather than raise into the running app.
+        os._exit(128 + signum)
 
     previous = {s: signal.signal(s, hang_up) for s in (signal.SIGHUP, signal.SIGTERM)}
     try:

@@ -35,3 +35,29 @@ def test_trilogy_delivers_one_message_in_all_three_and_shows_the_matrix(simmta_t
             assert not (base / p / "instance" / "run" / "status.json").exists(), p
     finally:
         term.close()
+
+
+@pytest.mark.slow
+def test_a_hang_up_stops_the_three_mtas_and_the_view(simmta_tmp: Path) -> None:
+    """tmux kill-session (SIGHUP): nothing of the trilogy may stay behind (the view once
+    kept spinning on the dead terminal)."""
+    base = simmta_tmp / "trilogy"
+    term = Tmux(
+        simmta_tmp, f"PYTHONPATH={REPO} {sys.executable} -m simmta trilogy --dir {base}", size=(200, 50)
+    )
+    try:
+        term.shows("\nproc-fd ", timeout=90)
+    finally:
+        term.close()
+
+    def ours() -> list[str]:
+        return [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _mentions(p, str(base))]
+
+    wait_for(lambda: not ours(), 30, "every process of the trilogy to be gone")
+
+
+def _mentions(proc: Path, text: str) -> bool:
+    try:
+        return text in (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
