@@ -27,14 +27,28 @@ line per event) with MSG_DONTWAIT to a socket master gave them before any
 privilege drop; when the buffer is full the events are dropped and counted,
 and the next event that gets through carries the count (``bus``/``dropped``). Mail never waits for the viewer.
 
+Causal order by construction: each datagram is numbered (a ``#N`` first line)
+and, once sent, the daemon writes an order token (its pid and N) to one pipe
+that every daemon shares (a write of a few bytes to a pipe is atomic and the
+pipe is FIFO across writers). A daemon sends what it emitted before any
+hand-off that carries the effect (``ipc`` flushes before every send; cleanup
+before a queue file becomes visible), so a cause's token is always in the
+pipe before its effect's: master streams datagrams in token order, holding
+nothing back for any time (``Supervisor.read_order``). The payload still
+comes over the daemon's own channel, whose sender the kernel vouches for: a
+lying token can only reorder, never forge. ``clock`` is the process's
+Lamport clock, carried on every IPC request and reply (``ipc``).
+
 Trust: events are gossip from processes that may be compromised; master and
 every subscriber validate what they parse, and the UI shows text inert.
 """
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +62,37 @@ from simmta.core.records import MAX_TEXT, Record
 
 SCHEMA_VERSION = 2
 MAX_DATAGRAM = 16384
+TOKEN = struct.Struct("=iQ")  # an order token: pid, datagram number
+
+
+class LamportClock:
+    """This process's logical clock: ticks per event and per message sent, and jumps
+    past every clock it hears of (IPC requests and replies, master's spec)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def tick(self) -> int:
+        self.value += 1
+        return self.value
+
+    def heard(self, other: object) -> None:
+        if isinstance(other, int) and not isinstance(other, bool) and other > self.value:
+            self.value = other
+
+
+CLOCK = LamportClock()
+
+
+def test_delay(service: str) -> float:
+    """The test hook SIMMTA_EVENT_DELAY="cleanup=0.2,...": seconds each of the service's
+    event sends waits, as if its channel were slow (tests prove order does not depend on timing)."""
+    for item in os.environ.get("SIMMTA_EVENT_DELAY", "").split(","):
+        name, _, seconds = item.partition("=")
+        if name == service:
+            with contextlib.suppress(ValueError):
+                return max(0.0, min(float(seconds), 5.0))
+    return 0.0
 
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -84,15 +129,15 @@ def pid() -> int:
 
 
 def make(
-    service: str, record: Record, qid: str | None = None, sid: str | None = None, clock: int = 0
+    service: str, record: Record, qid: str | None = None, sid: str | None = None, clock: int | None = None
 ) -> dict[str, Any]:
-    """A whole event (as master makes its own), ``data`` as plain JSON types."""
+    """A whole event (as master makes its own: stamped with this process's clock)."""
     return {
         "v": SCHEMA_VERSION,
         "seq": 0,
         "ts": time.time(),
         "mono": time.monotonic(),
-        "clock": clock,
+        "clock": CLOCK.tick() if clock is None else clock,
         "pid": _pid,
         "service": service,
         "kind": record.KIND,
@@ -199,12 +244,22 @@ class Emitter:
     kinds go.
     """
 
-    def __init__(self, service: str, channel: socket.socket | None, muted: bool = False):
+    def __init__(
+        self,
+        service: str,
+        channel: socket.socket | None,
+        muted: bool = False,
+        order: int | None = None,
+        delay: float = 0.0,
+    ):
         self.service = service
         self.channel = channel
         self.dropped = 0
         self.muted = muted
-        self.clock = 0
+        self.order = order  # the shared order pipe (write end), if any
+        self.delay = delay  # test hook: seconds each send waits (a slow channel)
+        self.sent = 0  # datagrams sent: the number of the last one
+        self.owed = False  # the last datagram's order token could not be written yet
         self.batch: list[bytes] = []  # this turn's events, as the JSON lines they are sent as
         if channel is not None:
             channel.setblocking(False)
@@ -220,13 +275,12 @@ class Emitter:
         """
         if self.channel is None or (self.muted and record.KIND not in ESSENTIAL):
             return False
-        self.clock += 1
         line = _datagram(
             _Sent(
                 SCHEMA_VERSION,
                 time.time(),
                 time.monotonic(),
-                self.clock,
+                CLOCK.tick(),
                 record.KIND,
                 record.TYPE,
                 qid,
@@ -262,13 +316,36 @@ class Emitter:
         assert self.channel is not None
         if self.dropped:  # the first event that gets through says how many did not
             lines = [b'{"dropped_before":%d,%s' % (self.dropped, lines[0][1:]), *lines[1:]]
+        if self.delay:
+            time.sleep(self.delay)  # (the test hook: the channel takes this long)
         try:
-            self.channel.send(b"\n".join(lines), socket.MSG_DONTWAIT)
+            self.channel.send(b"#%d\n" % (self.sent + 1) + b"\n".join(lines), socket.MSG_DONTWAIT)
         except OSError:  # BlockingIOError: master is behind; anything else: master is gone
             self.dropped += len(lines)
             return False
+        self.sent += 1
         self.dropped = 0
+        self._token()
         return True
+
+    def _token(self) -> None:
+        """Tell master, through the order pipe, that datagram ``sent`` is in the channel."""
+        if self.order is None:
+            return
+        try:
+            os.write(self.order, TOKEN.pack(_pid, self.sent))
+            self.owed = False
+        except BlockingIOError:  # master is behind: the next token covers this datagram too
+            if not self.owed:
+                with contextlib.suppress(RuntimeError):
+                    asyncio.get_running_loop().call_later(0.05, self._retry_token)
+            self.owed = True
+        except OSError:
+            pass
+
+    def _retry_token(self) -> None:
+        if self.owed:
+            self._token()
 
 
 def _datagram(event: _Sent) -> bytes:

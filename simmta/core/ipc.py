@@ -25,6 +25,8 @@ from typing import Any
 
 import msgspec
 
+from simmta.core.events import CLOCK
+
 MAX_JSON = 64 * 1024
 MAX_CHUNK = 256 * 1024
 _HDR = struct.Struct("!cI")
@@ -52,7 +54,8 @@ def _frame(kind: bytes, payload: bytes) -> bytes:
 
 
 def encode_json(obj: dict[str, Any]) -> bytes:
-    return _frame(b"J", _encode(obj))
+    """A J frame; it carries this process's Lamport clock (``clock``)."""
+    return _frame(b"J", _encode({**obj, "clock": CLOCK.tick()}))
 
 
 def encode_content(data: bytes | memoryview) -> list[bytes | memoryview]:
@@ -123,6 +126,7 @@ class Conn:
             raise ProtocolError("bad JSON") from None
         if not isinstance(obj, dict):
             raise ProtocolError("JSON frame is not an object")
+        CLOCK.heard(obj.pop("clock", None))
         return obj
 
     async def read_content(self, limit: int) -> bytes:

@@ -452,6 +452,7 @@ class BusDropped(_Bus):
     TYPE = "dropped"
     count: int
     where: str
+    qids: list[str] = msgspec.field(default_factory=list)  # messages whose events were lost (if known)
 
 
 class BusSubscriber(_Bus):

@@ -228,8 +228,11 @@ def main(daemon_cls: type[Daemon]) -> None:
 
 def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
     fds = spec["fds"]
+    events.CLOCK.heard(spec.get("clock"))
     channel = socket.socket(fileno=fds["channel"])
-    emitter = Emitter(spec["service"]["name"], channel, muted=not spec.get("watched", True))
+    name = spec["service"]["name"]
+    emitter = Emitter(name, channel, muted=not spec.get("watched", True), order=fds.get("order"),
+                      delay=events.test_delay(name))
     ipc.flush_events = emitter.flush
     ctx = Context(spec, emitter)
     listen = socket.socket(fileno=fds["listen"])
@@ -353,4 +356,5 @@ def _read_control(ctx: Context, channel: socket.socket) -> None:
         except ValueError:
             continue
         if isinstance(msg, dict):
+            events.CLOCK.heard(msg.get("clock"))
             ctx.on_control(msg)

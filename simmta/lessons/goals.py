@@ -341,10 +341,9 @@ class Expectation:
         if self.form == "any":
             return any(a.met(ev) for a in self.alternatives)
         if self.form == "sequence":
-            # order by the events' own times: events from different processes can
-            # reach the bus out of order (cleanup's "created" after qmgr's "moved")
-            ordered = sorted(ev.select(self.since, self.sequence), key=_event_time)
-            return _sequence_met(self.sequence, self.same, ordered, ev.context)
+            # the stream's order is causal (simmta.core.events): no re-sorting
+            return _sequence_met(self.sequence, self.same, ev.select(self.since, self.sequence),
+                                 ev.context)
         n = self.count(ev)
         return n >= self.min and (self.max is None or n <= self.max)
 
@@ -376,11 +375,6 @@ def goal_mode(privilege_mode: str | None) -> str | None:
     if privilege_mode is None:
         return None
     return "real" if privilege.uids_enforced(privilege_mode) else "simulated"
-
-
-def _event_time(event: Mapping[str, Any]) -> float:
-    ts = event.get("ts")
-    return float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else 0.0
 
 
 def _sequence_met(patterns: Sequence[EventPattern], same: Sequence[str],

@@ -1,11 +1,12 @@
 """The event bus master hosts: children's datagrams in, JSON lines out.
 
-Every datagram from a child is checked against the schema, stamped with the
+Every datagram from a child is checked against its record, stamped with the
 sender's real pid and service (a compromised daemon cannot speak for another)
-and a sequence number. Subscribers get the events in the order they were made
-(by the one monotonic clock all processes share), each held HOLD seconds in
-case one made earlier is still on its way; master itself acts on them (pace,
-faults) as they arrive. Writes never wait: a
+and a sequence number. Subscribers get the events in causal order, by
+construction: master publishes a child's datagram when its order token comes
+through the shared order pipe (see simmta.core.events), and its own events as
+it makes them; nothing is held back for a time. Master acts on each event
+(pace, faults) as it publishes it. Writes never wait: a
 subscriber whose socket buffer is full loses events, counted per subscriber,
 and when it drains it first gets a ``bus``/``dropped`` event saying how many.
 With no subscriber the bus does almost nothing.
@@ -15,10 +16,8 @@ by ``access.allowed`` and anything they send is ignored.
 """
 
 import asyncio
-import heapq
-import itertools
+import contextlib
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from simmta.master.history import History
 
 _decode = msgspec.json.Decoder().decode
 MAX_BUFFER = 1 << 20  # bytes queued per subscriber before events are dropped
+MAX_LOST = 256  # queue IDs a drop notice names at most
 
 
 class Subscriber:
@@ -40,35 +40,37 @@ class Subscriber:
         self.dropped_total = 0
         self.sent = 0
         self.joined_at = 0  # bus.published when it joined
+        self.lost: dict[str, None] = {}  # queue IDs of the messages whose events it lost
 
     def stats(self) -> dict[str, int | str]:
         return {"name": self.name, "sent": self.sent, "dropped": self.dropped_total,
                 "joined_at": self.joined_at}
 
-    def offer(self, lines: list[bytes], drop_notice: Callable[[int, str], bytes]) -> None:
+    def offer(self, lines: list[bytes], drop_notice: Callable[[int, str, list[str]], bytes],
+              qids: list[str | None] | None = None) -> None:
+        """Write ``lines`` (events about the messages ``qids``, if known), or count them lost."""
         transport = self.writer.transport
         if transport.is_closing():
             return
         if transport.get_write_buffer_size() > MAX_BUFFER:
             self.dropped += len(lines)
             self.dropped_total += len(lines)
+            for qid in qids or ():
+                if qid and len(self.lost) < MAX_LOST:
+                    self.lost.setdefault(qid, None)
             return
         self.sent += len(lines)  # events offered and written (the drop notice is not one)
         if self.dropped:
-            lines = [drop_notice(self.dropped, self.name), *lines]
+            lines = [drop_notice(self.dropped, self.name, list(self.lost)), *lines]
             self.dropped = 0
+            self.lost = {}
         transport.write(b"".join(lines))
-
-
-HOLD = 0.05  # seconds an event waits at the bus for others emitted before it
 
 
 class Bus:
     def __init__(self) -> None:
-        # (order key, arrival, event, child's JSON), a heap: the reorder buffer
-        self.pending: list[tuple[float, int, dict[str, Any], bytes | None]] = []
-        self.arrivals = itertools.count()
-        self.timer: asyncio.TimerHandle | None = None
+        self.out: list[tuple[dict[str, Any], bytes | None]] = []  # published, not yet written
+        self.flushing: asyncio.Handle | None = None
         self.seq = 0
         self.published = 0  # events offered to subscribers (drop notices not counted)
         self.subscribers: list[Subscriber] = []
@@ -95,52 +97,38 @@ class Bus:
         return b'{"seq":%d,"pid":%d,"service":%s,%s\n' % (
             self.seq, event["pid"], json.dumps(event["service"]).encode(), raw[1:])
 
-    def _drop_notice(self, count: int, where: str) -> bytes:
-        return self._line(events.make(names.MASTER, BusDropped(count=count, where=where)))
+    def _drop_notice(self, count: int, where: str, qids: list[str]) -> bytes:
+        return self._line(events.make(names.MASTER, BusDropped(count=count, where=where, qids=qids)))
 
     def publish(self, event: dict[str, Any], raw: bytes | None = None) -> None:
-        """Act on an event at once (master's listeners), and stream it in order.
+        """Act on an event at once (master's listeners), and stream it, in this order.
 
-        Each daemon has its own channel, and a daemon can be kept off the CPU
-        between making an event and sending it, so events reach master in an
-        order that need not be the order things happened (qmgr's "moved" can
-        arrive before cleanup's "created"). CLOCK_MONOTONIC is one clock for
-        all processes: subscribers get events sorted by it, each held HOLD
-        seconds for the ones made before it that are still on their way.
-        A time in the future (a lying child) counts as the time it arrived.
+        The order of ``publish`` calls is the order of the stream: master calls
+        it for a child's datagram when the datagram's order token comes
+        (``Supervisor.read_order``), and for its own events as it makes them.
         """
         for listener in self.listeners:
             listener(event)
         if not self.subscribers:
             return
-        now = time.monotonic()
-        mono = event.get("mono")
-        key = min(mono, now) if isinstance(mono, float | int) else now
-        heapq.heappush(self.pending, (key, next(self.arrivals), event, raw))
-        if self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(HOLD, self.flush)
+        self.out.append((event, raw))
+        if self.flushing is None:
+            with contextlib.suppress(RuntimeError):  # (no loop: the caller flushes)
+                self.flushing = asyncio.get_running_loop().call_soon(self.flush)
 
-    def flush(self, everything: bool = False) -> None:
-        """Stream the events that have waited HOLD (``everything``: all of them)."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        now = time.monotonic()
-        limit = float("inf") if everything else now - HOLD
-        batch = []
-        while self.pending and self.pending[0][0] <= limit:
-            _, _, event, raw = heapq.heappop(self.pending)
-            batch.append((event, raw))
-        if self.pending:
-            self.timer = asyncio.get_running_loop().call_later(
-                max(0.0, self.pending[0][0] + HOLD - now), self.flush)
+    def flush(self) -> None:
+        """Write what was published since the last flush: one write per subscriber."""
+        if self.flushing is not None:
+            self.flushing.cancel()
+            self.flushing = None
+        batch, self.out = self.out, []
         if not batch or not self.subscribers:
             return
         self.published += len(batch)
         lines = [self._line(event, raw) for event, raw in batch]
         self.history.record(lines)
-        for sub in self.subscribers:  # one write per subscriber per flush
-            sub.offer(lines, self._drop_notice)
+        for sub in self.subscribers:
+            sub.offer(lines, self._drop_notice, [event.get("qid") for event, _ in batch])
 
     def from_child(self, datagram: bytes, pid: int, service: str) -> None:
         """A child's datagram: one JSON line per event."""
@@ -159,6 +147,7 @@ class Bus:
             return
         lost = event.pop("dropped_before", None)  # the child lost events before this one
         event["seq"], event["pid"], event["service"] = 0, pid, service
+        events.CLOCK.heard(event.get("clock"))
         if events.validate(event):
             self.invalid += 1
             return

@@ -262,7 +262,7 @@ class Controller:
         if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)
                                   or since <= 0):
             raise SimmtaError("history: since must be a number of seconds > 0")
-        self.sup.bus.flush(everything=True)
+        self.sup.read_order()  # everything sent so far, in order
         return self.sup.bus.history.since(since)
 
     async def _trigger_qmgr(self, what: bytes) -> None:

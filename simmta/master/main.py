@@ -221,8 +221,7 @@ class Master:
         sub = Subscriber(writer, f"subscriber {self.subscriber_count} (uid {access.peer_uid(sock)})")
         if not self.sup.bus.subscribers:
             await self.sup.set_watched(True)
-        self.sup.read_channels()
-        self.sup.bus.flush(everything=True)  # what happened before the snapshot is in the snapshot
+        self.sup.read_order()  # what happened before the snapshot is in the snapshot
         self.sup.bus.add(sub, self.snapshot())
         self.sup.emit(BusSubscriber(action="joined", subscriber=sub.name))
         try:

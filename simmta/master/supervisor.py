@@ -20,12 +20,14 @@ status records and (checked) event datagrams.
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import signal
 import socket
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +52,9 @@ from simmta.master import zygote
 from simmta.master.bus import Bus
 
 _PR_SET_CHILD_SUBREAPER = 36
-BUS_TICK = 0.01  # seconds between reads of the event channels while someone watches
+BUS_TICK = 0.01  # seconds between reads of the order pipe while someone watches
+F_SETPIPE_SZ = 1031
+MAX_UNORDERED = 4096  # datagrams kept per child waiting for their order token
 
 
 @dataclass
@@ -63,6 +67,8 @@ class Child:
     avail: bool = True
     state: str = "starting"
     served: int = 0
+    # datagrams read from the channel, not streamed yet (their order token is still to come)
+    unordered: deque[tuple[int, bytes]] = field(default_factory=deque)
     observed: dict[str, Any] | None = None
     mismatch: list[str] = field(default_factory=list)
 
@@ -119,6 +125,11 @@ class Supervisor:
         self.watch_pending: set[int] = set()
         self.watch_heard = asyncio.Event()
         self.channel_timer: asyncio.TimerHandle | None = None  # set while someone watches
+        # The order pipe every daemon writes its tokens to (see simmta.core.events)
+        self.order_r, self.order_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self.order_w, F_SETPIPE_SZ, 1 << 20)
+        self.tokens = b""
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # Start and stop -------------------------------------------------------------
@@ -128,6 +139,7 @@ class Supervisor:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         self.start_spawner()
         self.loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        self.loop.add_reader(self.order_r, self.read_order)
         for st in self.services.values():
             self.loop.add_reader(st.status_r, self._read_status, st)
             st.listen.setblocking(False)
@@ -198,11 +210,11 @@ class Supervisor:
             "crash_points": sorted(self.crash_points.get(svc.name, ())),
             "watched": self.bus.watched and self.cfg.events_enabled,
             "peer": self.addresses.get(names.PEER), "ids": self.ids,
-            "group_queue": self.table.profile.group_shared_queue,
+            "group_queue": self.table.profile.group_shared_queue, "clock": events.CLOCK.tick(),
         }
         # The channel also carries control (pace, faults, crash points, lab): a
         # daemon always gets one; events_enabled = false only keeps it quiet.
-        fds = [st.listen.fileno(), st.status_w, self.log.fileno(), theirs.fileno()]
+        fds = [st.listen.fileno(), st.status_w, self.log.fileno(), theirs.fileno(), self.order_w]
         try:
             socket.send_fds(self.spawner, [json.dumps({"command": svc.command, "spec": spec}).encode()],
                             fds)
@@ -219,9 +231,6 @@ class Supervisor:
         child = Child(pid, svc.name, mine)
         st.children[child.pid] = child
         st.avail += 1  # counted available until it says busy (Postfix does the same)
-        assert self.loop is not None
-        if self.channel_timer is None:
-            self.loop.add_reader(mine, self._read_channel, child)
         self.emit(ProcessSpawned(child_pid=child.pid, child_service=svc.name, total=len(st.children)))
         self._update_listen(st)
         return child
@@ -291,31 +300,56 @@ class Supervisor:
         self._update_listen(st)
 
     def _poll_channels(self, on: bool) -> None:
-        """While someone watches, read the children's event channels every BUS_TICK
-        instead of waking up for each datagram (a busy MTA sends thousands a
-        second, and each wake-up costs both sides CPU). Unwatched, only the few
-        essential events come, and each is read as it arrives."""
+        """While someone watches, read the order pipe every BUS_TICK instead of
+        waking up for each token (a busy MTA sends thousands a second, and each
+        wake-up costs both sides CPU). Unwatched, only the few essential events
+        come, and each is read as it arrives."""
         assert self.loop is not None
         if on == (self.channel_timer is not None):
             return
-        for child in self._children():
-            if on:
-                self.loop.remove_reader(child.channel)
-            else:
-                self.loop.add_reader(child.channel, self._read_channel, child)
+        if on:
+            self.loop.remove_reader(self.order_r)
+        else:
+            self.loop.add_reader(self.order_r, self.read_order)
         if self.channel_timer is not None:
             self.channel_timer.cancel()
         self.channel_timer = self.loop.call_later(BUS_TICK, self._tick) if on else None
 
     def _tick(self) -> None:
-        self.read_channels()
+        self.read_order()
         assert self.loop is not None
         self.channel_timer = self.loop.call_later(BUS_TICK, self._tick)
 
-    def read_channels(self) -> None:
-        """Everything the children have sent so far."""
-        for child in self._children():
-            self._read_channel(child)
+    def read_order(self) -> None:
+        """Stream the children's datagrams in the order their tokens reached the pipe.
+
+        A token (pid, N) says datagram N of that child is in its channel: it and
+        the child's earlier ones are streamed now. Causes were sent, and their
+        tokens written, before any hand-off that carries their effects, so this
+        order is causal; nothing waits for a clock (see simmta.core.events).
+        """
+        for _ in range(64):
+            try:
+                chunk = os.read(self.order_r, 1 << 16)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not chunk:
+                break
+            self.tokens += chunk
+            usable = len(self.tokens) - len(self.tokens) % events.TOKEN.size
+            for pid, number in events.TOKEN.iter_unpack(self.tokens[:usable]):
+                child = self._child(pid)
+                if child is not None:
+                    self._stream(child, number)
+            self.tokens = self.tokens[usable:]
+        self.bus.flush()
+
+    def _stream(self, child: Child, upto: int | None = None) -> None:
+        """Stream ``child``'s datagrams numbered up to ``upto`` (None: all it has sent)."""
+        self._read_channel(child)
+        while child.unordered and (upto is None or child.unordered[0][0] <= upto):
+            _, raw = child.unordered.popleft()
+            self.bus.from_child(raw, child.pid, child.service)
 
     def _children(self) -> list[Child]:
         return [c for st in self.services.values() for c in st.children.values()]
@@ -330,7 +364,11 @@ class Supervisor:
                 break
             if not raw:
                 break
-            self.bus.from_child(raw, child.pid, child.service)
+            header, _, rest = raw.partition(b"\n")
+            if header[:1] == b"#" and header[1:].isdigit() and len(child.unordered) < MAX_UNORDERED:
+                child.unordered.append((int(header[1:]), rest))
+            else:
+                self.bus.invalid += 1
         else:
             return
         assert self.loop is not None
@@ -395,8 +433,9 @@ class Supervisor:
         if child.avail:
             st.avail -= 1
         assert self.loop is not None
-        self._read_channel(child)  # its last words
-        self.loop.remove_reader(child.channel)
+        self.read_order()  # what others sent before it died (a cause of its last words) ...
+        self._stream(child)  # ... then its last words, token or not
+        self.bus.flush()
         child.channel.close()
         how = f"signal {signal.Signals(-status).name}" if status < 0 else f"exit {status}"
         if status != 0 and not self.stopping:
@@ -460,7 +499,7 @@ class Supervisor:
         self.bus.publish(events.make(names.MASTER, record, qid))
 
     def broadcast(self, msg: dict[str, Any], service: str | None = None) -> None:
-        raw = json.dumps(msg).encode()
+        raw = json.dumps({**msg, "clock": events.CLOCK.tick()}).encode()
         for st in self.services.values():
             if service and st.service.name != service:
                 continue

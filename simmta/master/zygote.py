@@ -61,7 +61,7 @@ def become_daemon(req: dict[str, Any], fds: list[int]) -> None:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        spec["fds"] = {"listen": listen, "status": status, "channel": fds[3]}
+        spec["fds"] = {"listen": listen, "status": status, "channel": fds[3], "order": fds[4]}
         command = req["command"]
         set_title(f"simmta.daemons.{command} {spec['service']['name']} (forked for master)")
         module = importlib.import_module(f"simmta.daemons.{command}")
@@ -80,7 +80,7 @@ def serve(sock: socket.socket) -> None:
             os._exit(0)  # master has gone
         try:
             req = json.loads(msg)
-            if req.get("command") not in names.DAEMONS or len(fds) != 4:
+            if req.get("command") not in names.DAEMONS or len(fds) != 5:
                 raise ValueError("bad spawn request")
         except ValueError as e:
             for fd in fds:

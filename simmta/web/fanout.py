@@ -95,8 +95,8 @@ class Fanout:
                 session.offer([raw], self._drop_notice)
 
     @staticmethod
-    def _drop_notice(count: int, where: str) -> bytes:
-        notice = events.make("serve", BusDropped(count=count, where=where))
+    def _drop_notice(count: int, where: str, qids: list[str]) -> bytes:
+        notice = events.make("serve", BusDropped(count=count, where=where, qids=qids))
         return json.dumps(notice, separators=(",", ":")).encode() + b"\n"
 
     async def join(self, name: str) -> tuple[socket.socket, Subscriber]:
