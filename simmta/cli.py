@@ -27,6 +27,7 @@ TOOL_MODULES = (
     "simmta.tools.trilogy",
     "simmta.tools.bench",
     "simmta.tui.launch",
+    "simmta.tui.bench",
     "simmta.web.cli",
     "simmta.lessons.cli",
 )

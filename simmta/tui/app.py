@@ -347,7 +347,7 @@ class SimmtaApp(ControlActions):
         hops = self.model.journeys.of(diagram.followed)
         index, _ = diagram.followed_hop()
         how = "chosen hop" if diagram.pinned is not None else f"map pace {playback.PACES[self.pace_index][0]}"
-        self.base.query_one(Narration).show(diagram.followed, hops, index, how)
+        self.base.query_one(Narration).show(diagram.followed, hops, index, how, self.model.who)
 
     def view_step(self, delta: int) -> None:
         """Live: show the followed message's next or previous hop (the MTA is not touched)."""

@@ -5,8 +5,9 @@ A message is one identity from its SMTP session on: events carry the session ID
 links them and the hops made under the session ID stay with the message.
 ``Journeys.apply(event, who)`` turns the events that move a message (a client
 connects, an IPC request, a queue file written or moved, a delivery) into a
-``Hop`` from one map node to another; ``who(service)`` says how that service runs
-right now ("uid 61000 in the jail") for the sentence.
+``Hop`` from one map node to another; ``Hop.told(who)`` says it in one
+sentence when it is shown, ``who(service)`` telling how that service runs
+("uid 61000 in the jail").
 
 Pure Python, bounded (MAX_JOURNEYS messages, MAX_HOPS hops each).
 Trust: event values are untrusted; every string kept went through ``text``.
@@ -41,7 +42,11 @@ class Hop:
     seq: int
     src: str
     dst: str
-    sentence: str
+    event: dict[str, Any]  # told in words only when shown: a burst must not pay for sentences
+
+    def told(self, who: Callable[[str], str]) -> str:
+        step = sentence(self.event, who)
+        return step[2] if step else f"{self.src} → {self.dst}"
 
 
 def retry_phrase(next_retry: Any, now: float) -> str:
@@ -51,6 +56,22 @@ def retry_phrase(next_retry: Any, now: float) -> str:
     return (
         f", next try in {seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f", next try in {seconds}s"
     )
+
+
+ROUTED = {
+    ("smtp", "open"),
+    ("ipc", "request"),
+    ("queue", "created"),
+    ("queue", "moved"),
+    ("queue", "deferred"),
+    ("delivery", "delivered"),
+    ("delivery", "deferred"),
+    ("delivery", "bounced"),
+}
+
+
+def nobody(service: str) -> str:
+    return ""
 
 
 def sentence(event: dict[str, Any], who: Callable[[str], str]) -> tuple[str, str, str] | None:
@@ -118,14 +139,16 @@ class Journeys:
             return qid
         return self.alias.get(sid, sid) or None
 
-    def apply(self, event: dict[str, Any], who: Callable[[str], str]) -> Hop | None:
+    def apply(self, event: dict[str, Any]) -> Hop | None:
         ident = self.ident(event)
         if ident is None or event["kind"] in ("snapshot", "privilege", "process"):
             return None
-        step = sentence(event, who)
+        if (event["kind"], event["type"]) not in ROUTED:
+            return None
+        step = sentence(event, nobody)
         if step is None:
             return None
-        hop = Hop(float(event.get("ts", 0.0)), int(event.get("seq") or 0), *step)
+        hop = Hop(float(event.get("ts", 0.0)), int(event.get("seq") or 0), step[0], step[1], event)
         hops = self.hops.setdefault(ident, [])
         hops.append(hop)
         del hops[:-MAX_HOPS]

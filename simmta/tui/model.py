@@ -124,7 +124,7 @@ class Model:
             if view is not None:
                 view(self, type_, event, event["data"])
             self.series["queued"][-1] = self.queued
-        self.journeys.apply(event, self.who)
+        self.journeys.apply(event)
 
     def who(self, service: str) -> str:
         """How a service runs as far as /proc says: "uid 61000 in the jail", "root", or ""."""

@@ -44,7 +44,7 @@ async def test_hop_list_row_follows_its_message_and_shows_that_hop() -> None:
         diagram = app.query_one(Diagram)
         await until(pilot, lambda: diagram.pinned == 1, what="the chosen hop")
         assert diagram.followed == app.followed == "5D6E7F"
-        sentence = app.model.journeys.of("5D6E7F")[1].sentence
+        sentence = app.model.journeys.of("5D6E7F")[1].told(app.model.who)
         await until(pilot, lambda: "5D6E7F hop 2/" in screen_text(app), what="the narration")
         assert sentence.split(" (")[0] in screen_text(app)
 
@@ -65,7 +65,7 @@ async def test_step_back_and_forward_over_the_followed_message_live(live_app: Si
         await until(pilot, lambda: f"hop {diagram.pinned + 1}/{len(hops)}" in screen_text(live_app))
         await pilot.press("full_stop")
         assert diagram.pinned == max(0, first - 2) + 1
-        assert hops[diagram.pinned].sentence.split(" (")[0] in screen_text(live_app)
+        assert hops[diagram.pinned].told(live_app.model.who).split(" (")[0] in screen_text(live_app)
 
 
 @sync
@@ -119,7 +119,7 @@ async def test_notices_replace_each_other() -> None:
 
 def test_playback_plays_hops_one_after_another() -> None:
     """A journey the MTA made in 5 ms is shown hop by hop at the map's pace, then arrives."""
-    hops = [Hop(100.0 + i * 0.001, i, f"n{i}", f"n{i + 1}", f"hop {i}") for i in range(5)]
+    hops = [Hop(100.0 + i * 0.001, i, f"n{i}", f"n{i + 1}", {}) for i in range(5)]
     pace = PACES[0][1]
     assert shown_hop(hops, pace, 100.0)[0] == 0
     assert shown_hop(hops, pace, 100.0 + pace * 2.5)[0] == 2

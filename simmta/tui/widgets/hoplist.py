@@ -11,6 +11,7 @@ Trust: rows and sentences come from Journeys (already inert), shown as Text.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.widgets import OptionList
@@ -74,7 +75,9 @@ class HopList(OptionList):
 class Narration(QuietStatic):
     """One sentence for the followed message's hop now on the map."""
 
-    def show(self, ident: str | None, hops: list[Hop], index: int, how: str) -> None:
+    def show(
+        self, ident: str | None, hops: list[Hop], index: int, how: str, who: Callable[[str], str]
+    ) -> None:
         if not ident or not hops or index < 0:
             self.show_lines(
                 [Text("s sends a message; its hops are told here, one sentence each", style="dim")]
@@ -82,6 +85,6 @@ class Narration(QuietStatic):
             return
         hop = hops[min(index, len(hops) - 1)]
         line = Text(f"{ident} hop {index + 1}/{len(hops)} ", style="bold reverse")
-        line.append(f" {hop.sentence}")
+        line.append(f" {hop.told(who)}")
         line.append(f"  ({how})", style="dim")
         self.show_lines([line])
