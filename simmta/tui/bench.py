@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from simmta.core import services
+from simmta.core.events import SCHEMA_VERSION
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -44,9 +45,10 @@ def _event(
 ) -> bytes:
     return json.dumps(
         {
-            "v": 1,
+            "v": SCHEMA_VERSION,
             "seq": seq,
             "ts": time.time(),
+            "clock": seq,
             "mono": time.monotonic(),
             "pid": 1000,
             "service": service,
@@ -71,6 +73,12 @@ def snapshot() -> bytes:
         services=table,
         processes=[],
         queues={},
+        queue_counts={},
+        privilege={"mode": "simulated"},
+        instance="bench",
+        queue_dir="bench/queue",
+        profile={"name": "postfix"},
+        ids={},
         config={},
         privilege_mode="simulated",
         smtp={"host": "127.0.0.1", "port": 25},
@@ -92,7 +100,14 @@ def journey(n: int, seq: int) -> list[bytes]:
             "queue",
             "created",
             qid,
-            {"queue": "incoming", "size": 300, "sender": "a@b", "recipients": ["bob@simmta.test"]},
+            {
+                "queue": "incoming",
+                "size": 300,
+                "sender": "a@b",
+                "recipients": ["bob@simmta.test"],
+                "origin": "smtpd",
+                "subject": "bench",
+            },
         ),
         ("cleanup", "ipc", "request", qid, {"to": "qmgr", "what": "I"}),
         ("qmgr", "queue", "moved", qid, {"from": "incoming", "to": "active"}),
@@ -102,7 +117,7 @@ def journey(n: int, seq: int) -> list[bytes]:
             "delivery",
             "delivered",
             qid,
-            {"rcpt": "bob@simmta.test", "via": "local", "where": "bob/Maildir/new/x"},
+            {"rcpt": "bob@simmta.test", "via": "local", "dsn": "2.0.0", "where": "bob/Maildir/new/x"},
         ),
         ("qmgr", "queue", "removed", qid, {"queue": "active", "reason": "done"}),
     ]
@@ -128,7 +143,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
     app = SimmtaApp(feed)
     out: dict[str, float] = {}
     async with app.run_test(size=(200, 50)) as pilot:
-        while not app.model.started:
+        while not app.model.services:
             await pilot.pause(0.05)
         diagram = app.query_one(Diagram)
         for _ in range(3):
