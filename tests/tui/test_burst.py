@@ -3,8 +3,10 @@
 A stand-in for master's bus, in its own process (fixtures/burst_bus.py), pours
 a realistic mix of events (a message's whole life: SMTP dialogue, queue moves,
 IPC, delivery) at a fixed rate while the test keeps switching views and times
-how long each key takes to take effect. The figures are printed (``pytest -s``);
-the bounds are generous: this measures, it is not a benchmark gate.
+how long each key takes to take effect. What is asserted is behaviour: every
+event applied, every key obeyed during the burst, memory and rings bounded. The
+key lags are printed (``pytest -s``), never asserted: ``simmta bench-tui``
+measures latency.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from simmta.tui.feed import LiveFeed
 from simmta.tui.model import LOG_SIZE, MAX_MESSAGES
 
 VIEWS = (("events", "e"), ("map", "m"), ("figures", "g"), ("procs", "p"), ("queue", "u"))
+# Keys pressed at least, even when the producer ends first (a loaded machine starts the app late).
+MIN_PRESSES = len(VIEWS)
 
 
 def rss_mb() -> float:
@@ -50,13 +54,15 @@ async def run_burst(tmp_path: Path, rate: int, seconds: float) -> dict[str, floa
         async with app.run_test(size=(160, 48)) as pilot:
             await until(pilot, lambda: app.model.started, what="the snapshot")
             rss_before, lags = rss_mb(), []
-            while producer.poll() is None:
+            while len(lags) < MIN_PRESSES or producer.poll() is None:
                 view, key = VIEWS[len(lags) % len(VIEWS)]
                 # Post the key as the terminal driver would; Pilot.press also waits for an
                 # idle CPU, which a burst never gives, so it would measure Pilot, not the UI.
                 pressed = time.perf_counter()
                 app.post_message(events.Key(key, key))
                 while app.query_one(TabbedContent).active != view:
+                    if time.perf_counter() - pressed > 60:
+                        raise AssertionError(f"key {key!r} not obeyed within 60 s of the burst")
                     await asyncio.sleep(0.002)
                 lags.append(time.perf_counter() - pressed)
                 await asyncio.sleep(0.1)
@@ -87,7 +93,7 @@ async def run_burst(tmp_path: Path, rate: int, seconds: float) -> dict[str, floa
 
 def check(figures: dict[str, float]) -> None:
     assert figures["events_applied"] >= figures["events_sent"]
-    assert figures["key_lag_ms_max"] < 3000  # generous; the goal is ~200 ms
+    assert figures["key_presses"] >= MIN_PRESSES
     assert figures["log_kept"] <= LOG_SIZE and figures["messages_kept"] <= MAX_MESSAGES
     assert figures["rss_growth_mb"] < 300
 
