@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import networkx as nx
 
 from simmta.core import names
+from simmta.tui import regions
 from simmta.tui.journey import Journeys
 
 
@@ -98,7 +99,7 @@ def _service_facts(source: MapSource, graph: nx.DiGraph, node: str) -> Facts:
     uids = sorted({p.euid for p in procs if p.euid is not None})
     jailed = any(p.root not in ("", "/") for p in procs)
     if not procs:
-        root = not get("unpriv", True)
+        root = regions.runs_as_root(table)
         jailed = bool(get("chroot", False))
         who = ("root" if root else "unprivileged") + " (table)"
     else:
@@ -120,12 +121,13 @@ def _service_facts(source: MapSource, graph: nx.DiGraph, node: str) -> Facts:
         line2 += " THROTTLED"
         short2 += " THR"
     chip_bits = [str(len(procs)) if procs else "·", "⛓" if jailed else ""]
+    title = display_name(graph, node)
     return Facts(
-        name=node,
+        name=title,
         marker=marker,
         lines=[line1, line2],
         short=[short1 + ("⛓" if jailed else ""), short2],
-        chip=f"{marker}{node} {''.join(chip_bits)}".strip(),
+        chip=f"{marker}{title} {''.join(chip_bits)}".strip(),
         root=root,
         internet=internet,
         busy=busy > 0,
@@ -179,6 +181,13 @@ def facts(source: MapSource, graph: nx.DiGraph, node: str, now: float) -> Facts:
     return f
 
 
+def display_name(graph: nx.DiGraph, node: str) -> str:
+    """A box's title: the program's name in the profile's design (qmail-smtpd), else the node's."""
+    table = graph.nodes[node].get("service") if node in graph else None
+    label = (table.get("label") if isinstance(table, dict) else getattr(table, "label", "")) or ""
+    return label.split(" (")[0] or node
+
+
 def label_widths(graph: nx.DiGraph, size_class: str) -> dict[str, int]:
     """How wide each box would like to be: its chip on a small screen, else its usual lines."""
     out = {}
@@ -186,5 +195,6 @@ def label_widths(graph: nx.DiGraph, size_class: str) -> dict[str, int]:
     for node in [*graph.nodes, names.MASTER]:
         kind = graph.nodes[node].get("kind") if node in graph else "service"
         wide = {"service": 17, "queue": 13, "store": 17, "internet": 14}.get(kind or "", 17) + extra
-        out[node] = len(node) + 5 if size_class == "compact" else max(wide, len(node) + 4)
+        name = display_name(graph, node)
+        out[node] = len(name) + 5 if size_class == "compact" else max(wide, len(name) + 4)
     return out

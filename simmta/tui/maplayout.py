@@ -143,7 +143,8 @@ def place(graph: nx.DiGraph, cls: str) -> tuple[dict[str, Cell], dict[str, tuple
     """Node -> cell, region -> span: the designed slots, plus free cells for unknown nodes."""
     spans = dict(SPANS[cls])
     members = regions.members(graph)
-    slots = {n: c for n, c in SLOTS[cls].items() if n in graph}
+    region = {n: k for k, ns in members.items() for n in ns}
+    slots = {n: c for n, c in SLOTS[cls].items() if n in graph and _inside(spans[region[n]], c)}
     for key in (r.key for r in regions.REGIONS):
         for node in members[key]:
             if node in slots:
@@ -152,6 +153,11 @@ def place(graph: nx.DiGraph, cls: str) -> tuple[dict[str, Cell], dict[str, tuple
                 spans = _grow(spans, key)
             slots[node] = cell
     return slots, spans
+
+
+def _inside(span: tuple[int, int, int, int], cell: Cell) -> bool:
+    c0, c1, r0, r1 = span
+    return c0 <= cell[0] <= c1 and r0 <= cell[1] <= r1
 
 
 def _free_cell(span: tuple[int, int, int, int], slots: dict[str, Cell]) -> Cell | None:

@@ -100,13 +100,19 @@ def _field(service: Any, key: str, default: Any = None) -> Any:
     return getattr(service, key, default)
 
 
+def runs_as_root(service: Any) -> bool:
+    """What the table says: an explicit account (profiles name one), else Postfix's unpriv column."""
+    user = _field(service, "user", "")
+    return user == "root" if user else not _field(service, "unpriv", True)
+
+
 def region_of(g: nx.DiGraph, node: str) -> str:
     """Which security region a node of the graph belongs to."""
     kind = g.nodes[node].get("kind")
     if kind == "internet":
         return "internet"
     if kind == "queue":
-        return "jail"
+        return _queue_region(g)
     if kind == "store":
         writers = [s for s in g.predecessors(node) if g.nodes[s].get("kind") == "service"]
         internet_only = writers and all(_field(g.nodes[s]["service"], "role") == "internet" for s in writers)
@@ -114,9 +120,19 @@ def region_of(g: nx.DiGraph, node: str) -> str:
     service = g.nodes[node].get("service")
     if _field(service, "role") == "internet":
         return "internet"
-    if not _field(service, "unpriv", True):
+    if runs_as_root(service):
         return "root"
     return "jail" if _field(service, "chroot", False) else "unpriv"
+
+
+def _queue_region(g: nx.DiGraph) -> str:
+    """The queue directory is the jail where a daemon is chrooted to it (Postfix); in a design
+    with no chroot (qmail, Sendmail) it lies with the least privileged service that uses it."""
+    services = [d.get("service") for _, d in g.nodes(data=True) if d.get("kind") == "service"]
+    if any(_field(s, "chroot", False) for s in services):
+        return "jail"
+    return "unpriv" if any(not runs_as_root(s) and _field(s, "role") != "internet"
+                           for s in services) else "root"
 
 
 def members(g: nx.DiGraph) -> dict[str, list[str]]:

@@ -10,8 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tuihelp import STORY, replay_app, screen_text, sync, until
 
+from simmta.core import services
+from simmta.tui import mapfacts, maplayout, regions
 from simmta.tui.app import SimmtaApp
 from simmta.tui.journey import Hop
 from simmta.tui.playback import PACES, shown_hop
@@ -127,3 +130,25 @@ def test_playback_plays_hops_one_after_another() -> None:
     assert index == 4 and progress >= 1.0
     slow = PACES[-1][1]
     assert slow == 3.0 and shown_hop(hops, slow, 100.0 + pace * 2.5)[0] == 0
+
+
+@pytest.mark.parametrize("profile", ["sendmail", "qmail"])
+def test_a_design_without_chroot_draws_no_jail(profile: str) -> None:
+    """The map draws what the profile's table says: no jail where nothing is chrooted, the SMTP
+    server in the root region where it runs as root, boxes titled with the design's programs."""
+    table = services.load(profile=profile)
+    graph = regions.graph_from_services(table.as_list())
+    lay = maplayout.layout(graph, 160, 48)
+    assert "jail" not in lay.frames
+    smtpd = table["smtpd"]
+    assert lay.region["smtpd"] == ("root" if smtpd.account == "root" else "unpriv")
+    for node, box in lay.boxes.items():
+        frame = lay.frames[lay.region[node]]
+        assert frame.x <= box.x and box.x + box.w <= frame.x + frame.w, (node, lay.region[node])
+    assert mapfacts.display_name(graph, "smtpd") == smtpd.program.split(" (")[0]
+
+
+def test_postfix_keeps_its_jail() -> None:
+    table = services.load(profile="postfix")
+    lay = maplayout.layout(regions.graph_from_services(table.as_list()), 160, 48)
+    assert lay.region["smtpd"] == "jail" and lay.region["incoming"] == "jail"
