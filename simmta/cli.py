@@ -36,8 +36,11 @@ TOOL_MODULES = (
 def instance_parent() -> argparse.ArgumentParser:
     """The ``--instance DIR`` option every command shares."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--instance", metavar="DIR",
-                   help="instance directory (default: $SIMMTA_INSTANCE or ~/.local/state/simmta/default)")
+    p.add_argument(
+        "--instance",
+        metavar="DIR",
+        help="instance directory (default: $SIMMTA_INSTANCE or ~/.local/state/simmta/default)",
+    )
     return p
 
 
@@ -45,8 +48,12 @@ def add_profile_option(p: argparse.ArgumentParser) -> None:
     """``--profile``: which architecture (services table) a new MTA runs."""
     from simmta.core.services import DEFAULT_PROFILE, PROFILES
 
-    p.add_argument("--profile", choices=tuple(PROFILES), default=DEFAULT_PROFILE,
-                   help="the architecture to run: postfix (default), qmail or sendmail")
+    p.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default=DEFAULT_PROFILE,
+        help="the architecture to run: postfix (default), qmail or sendmail",
+    )
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -79,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "in_namespace", False):  # reads the queue: rootless files are the range's
             from simmta.core import privilege
             from simmta.core.instance import Instance
+
             privilege.enter_instance(Instance(args.instance))
         return int(args.func(args) or 0)
     except SimmtaError as e:

@@ -48,8 +48,7 @@ def nobody_mta(simmta_tmp: Path) -> Iterator[Mta]:
     for: on a machine with user namespaces uid 65534 would get the partial mode)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to the unprivileged test user")
-    assert nobody_can_run_python(), (
-        "uid 65534 cannot run this Python (see tests/reachable.py)")
+    assert nobody_can_run_python(), "uid 65534 cannot run this Python (see tests/reachable.py)"
     base = simmta_tmp / "nobody"
     base.mkdir()
     os.chown(base, NOBODY, NOBODY)

@@ -79,6 +79,7 @@ class EventLog:
                 if have != v:
                     return False
             return True
+
         return [e for e in list(self.events) if ok(e)]
 
     def close(self) -> None:
@@ -90,9 +91,16 @@ class EventLog:
 class Mta:
     """One running simmta instance (master as a subprocess we started)."""
 
-    def __init__(self, instance: Path, user: int | None = None, config: str = FAST_CONFIG,
-                 lab: bool = False, privilege: str = "auto", groups: str = "",
-                 profile: str = "postfix"):
+    def __init__(
+        self,
+        instance: Path,
+        user: int | None = None,
+        config: str = FAST_CONFIG,
+        lab: bool = False,
+        privilege: str = "auto",
+        groups: str = "",
+        profile: str = "postfix",
+    ):
         self.instance = instance
         self.profile = profile
         self.user = user
@@ -104,9 +112,11 @@ class Mta:
             for p in (instance, instance / "main.toml"):
                 os.chown(p, user, user)
         args = ["run", "--smtp-port", "0", "--privilege", privilege, "--profile", profile] + (
-            ["--lab"] if lab else [])
-        self.proc = subprocess.Popen(self.command(*args), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, cwd=instance)
+            ["--lab"] if lab else []
+        )
+        self.proc = subprocess.Popen(
+            self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=instance
+        )
         try:
             self.status = wait_for(self._status, 30, "master to write status.json")
         except BaseException:
@@ -134,8 +144,7 @@ class Mta:
         if self.user is None:
             return base
         groups = f"--groups={self.groups}" if self.groups else "--clear-groups"
-        return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", groups,
-                "env", "HOME=/tmp", *base]
+        return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", groups, "env", "HOME=/tmp", *base]
 
     def _status(self) -> dict[str, Any] | None:
         if self.proc.poll() is not None:
@@ -146,8 +155,9 @@ class Mta:
         except (OSError, ValueError):
             return None
 
-    def simmta(self, *args: str, input: bytes | None = None, check: bool = True,
-               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def simmta(
+        self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(self.command(*args), input=input, capture_output=True, timeout=timeout)
         res = subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(), r.stderr.decode())
         if check and r.returncode != 0:
@@ -157,8 +167,14 @@ class Mta:
     def smtp(self, source: str = "127.0.0.1") -> smtplib.SMTP:
         return smtplib.SMTP(self.host, self.port, source_address=(source, 0), timeout=30)
 
-    def send(self, to: str | list[str] = "bob@simmta.test", sender: str = "alice@simmta.test",
-             subject: str = "test", body: str = "hello\r\n", extra_headers: str = "") -> str:
+    def send(
+        self,
+        to: str | list[str] = "bob@simmta.test",
+        sender: str = "alice@simmta.test",
+        subject: str = "test",
+        body: str = "hello\r\n",
+        extra_headers: str = "",
+    ) -> str:
         """Send one message; returns the queue ID from the 250 reply."""
         rcpts = [to] if isinstance(to, str) else to
         msg = f"From: <{sender}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n{extra_headers}\r\n{body}"
@@ -180,8 +196,9 @@ class Mta:
 
     def queue_files(self, queue: str) -> list[str]:
         with contextlib.suppress(FileNotFoundError):
-            return sorted(p.name for p in (self.instance / "queue" / queue).iterdir()
-                          if not p.name.startswith("tmp."))
+            return sorted(
+                p.name for p in (self.instance / "queue" / queue).iterdir() if not p.name.startswith("tmp.")
+            )
         return []
 
     def live_status(self) -> dict[str, Any]:
@@ -241,10 +258,17 @@ def start_every_service(mta: Mta) -> None:
     """Make master start every on-demand service: local, relayed and bounced mail."""
     mta.send(to="bob@simmta.test")
     mta.send(to="someone@example.net")
-    mta.simmta("sendmail", "-f", "carol@simmta.test", "nobody-here@simmta.test",  # smtpd would refuse
-               input=b"Subject: to nobody\n\nx\n")
-    wait_for(lambda: maildir_files(mta.maildir("carol")) and maildir_files(mta.peer_maildir),
-             what="local, relayed and bounced mail")
+    mta.simmta(
+        "sendmail",
+        "-f",
+        "carol@simmta.test",
+        "nobody-here@simmta.test",  # smtpd would refuse
+        input=b"Subject: to nobody\n\nx\n",
+    )
+    wait_for(
+        lambda: maildir_files(mta.maildir("carol")) and maildir_files(mta.peer_maildir),
+        what="local, relayed and bounced mail",
+    )
 
 
 def _descendants(pid: int) -> list[int]:
@@ -281,8 +305,9 @@ def require_tool(command: str, package: str | None = None) -> str:
         if not _APT_UPDATED:
             subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
             _APT_UPDATED = True
-        subprocess.run(["apt-get", "install", "-y", "-q", package or command], capture_output=True,
-                       env=env, timeout=600)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", package or command], capture_output=True, env=env, timeout=600
+        )
         path = shutil.which(command)
     assert path, f"{command} is needed: apt-get install {package or command}"
     return path
@@ -290,8 +315,18 @@ def require_tool(command: str, package: str | None = None) -> str:
 
 def nobody_can_run_python() -> bool:
     """(The session fixture has made the interpreter reachable: tests/reachable.py.)"""
-    r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                        sys.executable, "-c", "import simmta"], capture_output=True)
+    r = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            "import simmta",
+        ],
+        capture_output=True,
+    )
     return r.returncode == 0
 
 

@@ -25,8 +25,12 @@ def in_the_way() -> set[Path]:
     """The directories above this interpreter and the simmta package being tested."""
     import simmta
 
-    starts = {Path(sys.executable), Path(sys.executable).resolve(), Path(sys.base_prefix) / "x",
-              Path(simmta.__file__).resolve()}
+    starts = {
+        Path(sys.executable),
+        Path(sys.executable).resolve(),
+        Path(sys.base_prefix) / "x",
+        Path(simmta.__file__).resolve(),
+    }
     return {p for start in starts for p in start.parents}
 
 

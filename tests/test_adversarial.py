@@ -50,8 +50,7 @@ def strict() -> Iterator[Mta]:
 def swaks() -> str:
     path = shutil.which("swaks")
     if path is None:  # CI's .ci/run installs it; a bare machine gets it here
-        subprocess.run(["apt-get", "install", "-y", "-q", "swaks"], capture_output=True,
-                       timeout=300)
+        subprocess.run(["apt-get", "install", "-y", "-q", "swaks"], capture_output=True, timeout=300)
         path = shutil.which("swaks")
     assert path, "swaks is needed (apt-get install swaks)"
     return path
@@ -72,8 +71,10 @@ def session_closed(log: EventLog, s: Raw) -> str:
     """Wait until smtpd has seen this client go; returns the session id."""
     host, port = s.sock.getsockname()[:2]
     client = f"{host}:{port}"
-    opened = wait_for(lambda: log.find(kind="smtp", type="open", data_client=client),
-                      what=f"smtpd to log the session of {client}")
+    opened = wait_for(
+        lambda: log.find(kind="smtp", type="open", data_client=client),
+        what=f"smtpd to log the session of {client}",
+    )
     sid = opened[0]["sid"]
     return sid
 
@@ -85,12 +86,28 @@ def wait_closed(log: EventLog, sid: str) -> None:
 # Hostile syntax -------------------------------------------------------------
 
 HOSTILE = [
-    "<@", "<a@", '<"', "<a@[", "<", "<<>>", "<a@b>>", '<"a@b>', "<a@[1.2.3.4", "<@@@>",
-    "<a\x00b@simmta.test>", "<alice@simmta.test\x00>", "\x00",
+    "<@",
+    "<a@",
+    '<"',
+    "<a@[",
+    "<",
+    "<<>>",
+    "<a@b>>",
+    '<"a@b>',
+    "<a@[1.2.3.4",
+    "<@@@>",
+    "<a\x00b@simmta.test>",
+    "<alice@simmta.test\x00>",
+    "\x00",
     "<" + "x" * 65 + "@simmta.test>",
     "<" + "y" * 60 + "@" + ".".join(["d" * 60] * 4) + ".test>",  # path > 256
-    "<a\x01b@simmta.test>", "<a\x7fb@simmta.test>", "<a\rb@simmta.test>",
-    "<a@simmta.test\x1b[31m>", "<a b@simmta.test>", "<a@-bad-.test>", "<a@b..test>",
+    "<a\x01b@simmta.test>",
+    "<a\x7fb@simmta.test>",
+    "<a\rb@simmta.test>",
+    "<a@simmta.test\x1b[31m>",
+    "<a b@simmta.test>",
+    "<a@-bad-.test>",
+    "<a@b..test>",
     "<a@" + "z" * 64 + ".test>",
 ]
 
@@ -126,13 +143,26 @@ def test_hostile_helo_cannot_inject_headers(mta: Mta) -> None:
 
 
 def test_garbage_commands_never_leak_and_the_server_goes_on(mta: Mta) -> None:
-    garbage = [b"\x00\x00\x00\r\n", b"\xff\xfe EHLO\r\n", b"MAIL FROM:<\xc3\xa4@simmta.test>\r\n",
-               b"\r\n", b"   \r\n", b"EHLO\r\n", b"HELO\r\n", b"MAIL\r\n", b"RCPT\r\n",
-               b"MAIL FROM:<alice@simmta.test> SIZE=abc\r\n",
-               b"MAIL FROM:<alice@simmta.test> SIZE=\r\n",
-               b"MAIL FROM:<alice@simmta.test> BODY=EVIL\r\n", b"AUTH PLAIN AAAA\r\n",
-               b"STARTTLS\r\n", b"BDAT 10 LAST\r\n", b"VRFY <\x1b[2J\x00\r>\r\n",
-               b"\x1b]0;pwned\x07\r\n", b"HELP \x1b[31m\r\n"]
+    garbage = [
+        b"\x00\x00\x00\r\n",
+        b"\xff\xfe EHLO\r\n",
+        b"MAIL FROM:<\xc3\xa4@simmta.test>\r\n",
+        b"\r\n",
+        b"   \r\n",
+        b"EHLO\r\n",
+        b"HELO\r\n",
+        b"MAIL\r\n",
+        b"RCPT\r\n",
+        b"MAIL FROM:<alice@simmta.test> SIZE=abc\r\n",
+        b"MAIL FROM:<alice@simmta.test> SIZE=\r\n",
+        b"MAIL FROM:<alice@simmta.test> BODY=EVIL\r\n",
+        b"AUTH PLAIN AAAA\r\n",
+        b"STARTTLS\r\n",
+        b"BDAT 10 LAST\r\n",
+        b"VRFY <\x1b[2J\x00\r>\r\n",
+        b"\x1b]0;pwned\x07\r\n",
+        b"HELP \x1b[31m\r\n",
+    ]
     with Raw(mta) as s:
         s.cmd("EHLO client.example")
         for line in garbage:
@@ -146,14 +176,32 @@ def test_garbage_commands_never_leak_and_the_server_goes_on(mta: Mta) -> None:
 
 
 def test_every_reply_after_ehlo_has_an_enhanced_status_code(mta: Mta) -> None:
-    script = ["NOOP", "HELP", "HELP MAIL", "HELP BOGUS", "VRFY bob", "VRFY", "VRFY <@",
-              "EXPN staff", "RSET", "RSET now", "FOO", "MAIL", "MAIL TO:<a@b.test>",
-              "RCPT TO:<bob@simmta.test>", "DATA", "MAIL FROM:<alice@simmta.test> SMTPUTF8",
-              "MAIL FROM:<alice@simmta.test> FOO=bar",
-              "MAIL FROM:<alice@simmta.test> BODY=8BITMIME",
-              "MAIL FROM:<bob@simmta.test>", "RCPT TO:<bob@simmta.test> NOTIFY=NEVER",
-              "RCPT TO:<nobody@example.net>", "RCPT TO:<bob@simmta.test>", "DATA now",
-              "NOOP " + "n" * 600]
+    script = [
+        "NOOP",
+        "HELP",
+        "HELP MAIL",
+        "HELP BOGUS",
+        "VRFY bob",
+        "VRFY",
+        "VRFY <@",
+        "EXPN staff",
+        "RSET",
+        "RSET now",
+        "FOO",
+        "MAIL",
+        "MAIL TO:<a@b.test>",
+        "RCPT TO:<bob@simmta.test>",
+        "DATA",
+        "MAIL FROM:<alice@simmta.test> SMTPUTF8",
+        "MAIL FROM:<alice@simmta.test> FOO=bar",
+        "MAIL FROM:<alice@simmta.test> BODY=8BITMIME",
+        "MAIL FROM:<bob@simmta.test>",
+        "RCPT TO:<bob@simmta.test> NOTIFY=NEVER",
+        "RCPT TO:<nobody@example.net>",
+        "RCPT TO:<bob@simmta.test>",
+        "DATA now",
+        "NOOP " + "n" * 600,
+    ]
     with Raw(mta) as s:
         s.send(b"EHLO client.example\r\n")
         code, lines = s.reply()
@@ -172,12 +220,16 @@ def test_every_reply_after_ehlo_has_an_enhanced_status_code(mta: Mta) -> None:
 
 # Line ends, smuggling --------------------------------------------------------
 
+
 def test_commands_ended_by_bare_lf_still_work(mta: Mta) -> None:
     with Raw(mta) as s:
         s.send(b"EHLO lf.example\n")
         assert s.reply()[0] == 250
-        for line, want in ((b"MAIL FROM:<alice@simmta.test>\n", 250),
-                           (b"RCPT TO:<carol@simmta.test>\n", 250), (b"DATA\n", 354)):
+        for line, want in (
+            (b"MAIL FROM:<alice@simmta.test>\n", 250),
+            (b"RCPT TO:<carol@simmta.test>\n", 250),
+            (b"DATA\n", 354),
+        ):
             code, text = s.cmd(line)
             assert code == want, (line, code, text)
         assert s.cmd(b"Subject: lf commands\r\n\r\nx\r\n.\r\n")[0] == 250
@@ -187,16 +239,20 @@ def test_commands_ended_by_bare_lf_still_work(mta: Mta) -> None:
 def test_a_client_that_half_closes_is_still_served(mta: Mta) -> None:
     """``nc -N`` style: the whole session sent, write side shut, replies still read."""
     with Raw(mta) as s:
-        s.send(b"EHLO batch.example\r\nMAIL FROM:<alice@simmta.test>\r\n"
-               b"RCPT TO:<carol@simmta.test>\r\nDATA\r\nSubject: half close\r\n\r\nx\r\n.\r\n"
-               b"QUIT\r\n")
+        s.send(
+            b"EHLO batch.example\r\nMAIL FROM:<alice@simmta.test>\r\n"
+            b"RCPT TO:<carol@simmta.test>\r\nDATA\r\nSubject: half close\r\n\r\nx\r\n.\r\n"
+            b"QUIT\r\n"
+        )
         s.sock.shutdown(socket.SHUT_WR)
         codes = [s.reply()[0] for _ in range(6)]
         assert codes == [250, 250, 250, 354, 250, 221]
         assert s.eof()
     with Raw(mta) as s:  # half-closed in mid-DATA: nothing queued, session ends
-        s.send(b"EHLO batch.example\r\nMAIL FROM:<alice@simmta.test>\r\n"
-               b"RCPT TO:<carol@simmta.test>\r\nDATA\r\nSubject: half close cut\r\n\r\nx\r\n")
+        s.send(
+            b"EHLO batch.example\r\nMAIL FROM:<alice@simmta.test>\r\n"
+            b"RCPT TO:<carol@simmta.test>\r\nDATA\r\nSubject: half close cut\r\n\r\nx\r\n"
+        )
         s.sock.shutdown(socket.SHUT_WR)
         assert [s.reply()[0] for _ in range(4)] == [250, 250, 250, 354]
         assert s.eof() and s.buf == b""
@@ -244,12 +300,15 @@ def test_commands_ended_by_bare_lf_rejected_when_configured(strict: Mta) -> None
         assert s.cmd("MAIL FROM:<alice@simmta.test>")[0] == 250
 
 
-SMUGGLE_TAIL = (b"MAIL FROM:<evil@example.org>\r\nRCPT TO:<carol@simmta.test>\r\nDATA\r\n"
-                b"Subject: smuggled\r\n\r\nI am a second message\r\n.\r\n")
+SMUGGLE_TAIL = (
+    b"MAIL FROM:<evil@example.org>\r\nRCPT TO:<carol@simmta.test>\r\nDATA\r\n"
+    b"Subject: smuggled\r\n\r\nI am a second message\r\n.\r\n"
+)
 
 
-@pytest.mark.parametrize("dot", [b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\n.\n"],
-                         ids=["LF.CRLF", "CRLF.LF", "CR.CRLF", "LF.LF"])
+@pytest.mark.parametrize(
+    "dot", [b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\n.\n"], ids=["LF.CRLF", "CRLF.LF", "CR.CRLF", "LF.LF"]
+)
 def test_smuggling_never_yields_two_messages(mta: Mta, dot: bytes) -> None:
     subject = f"smuggle {dot!r}"
     with Raw(mta) as s:
@@ -283,6 +342,7 @@ def test_a_lone_dot_line_in_the_body_is_dot_stuffed_on_relay(mta: Mta) -> None:
 
 
 # Timing and vanishing clients ------------------------------------------------
+
 
 def test_talking_before_the_greeting_is_refused(mta: Mta) -> None:
     """Pre-greeting traffic (a spambot's hallmark): 554 5.5.0 and close."""
@@ -349,8 +409,10 @@ def test_no_timeout_while_the_message_is_being_committed(strict: Mta) -> None:
                 s.cmd("RCPT TO:<bob@simmta.test>")
                 assert s.cmd("DATA")[0] == 354
                 s.send(b"Subject: slow commit\r\n\r\nbody\r\n.\r\n")
-                wait_for(lambda: log.find(kind="pace", type="wait", sid=sid),
-                         what="smtpd's hand-off to cleanup to wait")
+                wait_for(
+                    lambda: log.find(kind="pace", type="wait", sid=sid),
+                    what="smtpd's hand-off to cleanup to wait",
+                )
                 s.sock.settimeout(3.5)  # a bounded read: the server must stay silent
                 with pytest.raises(TimeoutError):
                     data = s.sock.recv(4096)
@@ -400,17 +462,22 @@ def test_client_vanishing_right_after_the_dot_is_delivered_exactly_once(mta: Mta
                 s.cmd("RCPT TO:<bob@simmta.test>")
                 assert s.cmd("DATA")[0] == 354
                 s.send(b"Subject: vanished after dot\r\n\r\nbody\r\n.\r\n")
-                wait_for(lambda: log.find(kind="pace", type="wait", sid=sid),
-                         what="smtpd's hand-off to cleanup to wait")
+                wait_for(
+                    lambda: log.find(kind="pace", type="wait", sid=sid),
+                    what="smtpd's hand-off to cleanup to wait",
+                )
                 vanish(s)
             wait_closed(log, sid)
             incoming = mta.instance / "queue" / "incoming"
-            assert [p for p in incoming.iterdir() if p.stat().st_mode & 0o777 != 0o700] == [], \
+            assert [p for p in incoming.iterdir() if p.stat().st_mode & 0o777 != 0o700] == [], (
                 "no incomplete queue file while the hand-off waits"
+            )
         finally:
             mta.simmta("ctl", "pace", "live")  # releases every waiting hop
-        created = wait_for(lambda: log.find(kind="queue", type="created", sid=sid),
-                           what="the shielded commit to queue the message")
+        created = wait_for(
+            lambda: log.find(kind="queue", type="created", sid=sid),
+            what="the shielded commit to queue the message",
+        )
         assert len(created) == 1
         wait_subject(mta.maildir("bob"), "vanished after dot")
         healthy(mta, "after post-dot vanish")
@@ -421,12 +488,16 @@ def test_client_vanishing_right_after_the_dot_is_delivered_exactly_once(mta: Mta
 
 
 def test_vanishing_at_every_stage_leaves_no_partial_queue_file(mta: Mta) -> None:
-    stages = [b"", b"EHLO x\r\n", b"EHLO x\r\nMAIL FROM:<alice@simmta.test>\r\n",
-              b"EHLO x\r\nMAIL FROM:<alice@simmta.test>\r\nRCPT TO:<bob@simmta.test>\r\nDATA\r\n",
-              b"EHLO x\r\nMAIL FROM:<alice@simmta.test>\r\nRCPT TO:<bob@simmta.test>\r\nDATA\r\n"
-              b"Subject: stage\r\n\r\nx\r\n.",
-              b"EHLO x\r\nMAIL FROM:<alice@simmta.test>\r\nRCPT TO:<bob@simmta.test>\r\nDATA\r\n"
-              b"Subject: stage\r\n\r\nx\r\n.\r"]
+    stages = [
+        b"",
+        b"EHLO x\r\n",
+        b"EHLO x\r\nMAIL FROM:<alice@simmta.test>\r\n",
+        b"EHLO x\r\nMAIL FROM:<alice@simmta.test>\r\nRCPT TO:<bob@simmta.test>\r\nDATA\r\n",
+        b"EHLO x\r\nMAIL FROM:<alice@simmta.test>\r\nRCPT TO:<bob@simmta.test>\r\nDATA\r\n"
+        b"Subject: stage\r\n\r\nx\r\n.",
+        b"EHLO x\r\nMAIL FROM:<alice@simmta.test>\r\nRCPT TO:<bob@simmta.test>\r\nDATA\r\n"
+        b"Subject: stage\r\n\r\nx\r\n.\r",
+    ]
     for data in stages:
         with Raw(mta) as s:
             s.send(data)
@@ -439,12 +510,32 @@ def test_vanishing_at_every_stage_leaves_no_partial_queue_file(mta: Mta) -> None
 
 # Real tools -------------------------------------------------------------------
 
+
 def test_swaks_delivers(mta: Mta, swaks: str) -> None:
-    r = subprocess.run([swaks, "--server", mta.host, "--port", str(mta.port),
-                        "--from", "alice@simmta.test", "--to", "bob@simmta.test",
-                        "--helo", "swaks.example", "--header", "Subject: via swaks",
-                        "--body", "sent by swaks", "--timeout", "20"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            swaks,
+            "--server",
+            mta.host,
+            "--port",
+            str(mta.port),
+            "--from",
+            "alice@simmta.test",
+            "--to",
+            "bob@simmta.test",
+            "--helo",
+            "swaks.example",
+            "--header",
+            "Subject: via swaks",
+            "--body",
+            "sent by swaks",
+            "--timeout",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"<-\s+250 2\.0\.0 Ok: queued as [0-9A-F]+", r.stdout), r.stdout
     msg = wait_subject(mta.maildir("bob"), "via swaks")
@@ -452,10 +543,26 @@ def test_swaks_delivers(mta: Mta, swaks: str) -> None:
 
 
 def test_swaks_relay_refused_from_outside(mta: Mta, swaks: str) -> None:
-    r = subprocess.run([swaks, "--server", mta.host, "--port", str(mta.port),
-                        "--local-interface", "127.0.0.2", "--from", "x@example.org",
-                        "--to", "victim@example.net", "--timeout", "20"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            swaks,
+            "--server",
+            mta.host,
+            "--port",
+            str(mta.port),
+            "--local-interface",
+            "127.0.0.2",
+            "--from",
+            "x@example.org",
+            "--to",
+            "victim@example.net",
+            "--timeout",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode != 0
     assert "554 5.7.1" in r.stdout and "Relay access denied" in r.stdout, r.stdout
 

@@ -279,8 +279,19 @@ def test_bench_against_a_stand_in_server(sink: tuple[int, Path], tmp_path: Path)
 def test_bench_counts_the_servers_syscalls(sink: tuple[int, Path], tmp_path: Path) -> None:
     port, maildir = sink
     out = tmp_path / "bench.json"
-    done = _bench("--target", f"127.0.0.1:{port}", "--maildir", str(maildir), "-n", "20", "-c", "2",
-                  "--syscalls", "--json", str(out))
+    done = _bench(
+        "--target",
+        f"127.0.0.1:{port}",
+        "--maildir",
+        str(maildir),
+        "-n",
+        "20",
+        "-c",
+        "2",
+        "--syscalls",
+        "--json",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     [run] = json.loads(out.read_text())["runs"]
     # The sink writes each message to tmp/, fsyncs it and renames it into new/.

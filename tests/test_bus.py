@@ -56,8 +56,10 @@ def datagram(**overrides) -> dict:
 def test_a_childs_event_is_its_own_json_stamped_by_the_bus() -> None:
     sent = datagram()
     bus, got = stream_of(json.dumps(sent).encode(), json.dumps(sent, indent=None).encode())
-    assert got == [{**sent, "seq": 2, "pid": 4242, "service": "qmgr"},  # 1: the snapshot
-                   {**sent, "seq": 3, "pid": 4242, "service": "qmgr"}]
+    assert got == [
+        {**sent, "seq": 2, "pid": 4242, "service": "qmgr"},  # 1: the snapshot
+        {**sent, "seq": 3, "pid": 4242, "service": "qmgr"},
+    ]
     assert bus.invalid == 0
 
 

@@ -16,16 +16,20 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("text,line,key,what", [
-    ('myhostname = "mx.example"\nmessage_sise_limit = 5\n', 2, "message_sise_limit", "unknown parameter"),
-    ('\n\nmessage_size_limit = "big"\n', 3, "message_size_limit", "expected a whole number"),
-    ('queue_run_delay = "5 fortnights"\n', 1, "queue_run_delay", "expected a time"),
-    ('inet_interfaces = "10.0.0.1"\n', 1, "inet_interfaces", "loopback only"),
-    ('mynetworks = ["127.0.0.1/33"]\n', 1, "mynetworks", "127.0.0.1/33"),
-    ('smtpd_forbid_bare_newline = "maybe"\n', 1, "smtpd_forbid_bare_newline", "expected one of"),
-])
-def test_main_toml_errors_name_file_line_and_key(tmp_path: Path, text: str, line: int, key: str,
-                                                 what: str) -> None:
+@pytest.mark.parametrize(
+    "text,line,key,what",
+    [
+        ('myhostname = "mx.example"\nmessage_sise_limit = 5\n', 2, "message_sise_limit", "unknown parameter"),
+        ('\n\nmessage_size_limit = "big"\n', 3, "message_size_limit", "expected a whole number"),
+        ('queue_run_delay = "5 fortnights"\n', 1, "queue_run_delay", "expected a time"),
+        ('inet_interfaces = "10.0.0.1"\n', 1, "inet_interfaces", "loopback only"),
+        ('mynetworks = ["127.0.0.1/33"]\n', 1, "mynetworks", "127.0.0.1/33"),
+        ('smtpd_forbid_bare_newline = "maybe"\n', 1, "smtpd_forbid_bare_newline", "expected one of"),
+    ],
+)
+def test_main_toml_errors_name_file_line_and_key(
+    tmp_path: Path, text: str, line: int, key: str, what: str
+) -> None:
     p = write(tmp_path, "main.toml", text)
     with pytest.raises(ConfigError) as e:
         config.load(p)
@@ -49,8 +53,11 @@ def test_services_table_errors(tmp_path: Path) -> None:
     good = services.load().services
     assert {s.name for s in good if s.chroot} == {"smtpd", "pickup", "cleanup", "bounce", "smtp"}
     assert {s.name for s in good if not s.unpriv} == {"local"}
-    p = write(tmp_path, "services.toml", '[[service]]\nname = "smtpd"\ntype = "inet"\n'
-                                         'command = "smtpd"\nchroot = "yes"\n')
+    p = write(
+        tmp_path,
+        "services.toml",
+        '[[service]]\nname = "smtpd"\ntype = "inet"\ncommand = "smtpd"\nchroot = "yes"\n',
+    )
     with pytest.raises(ConfigError) as e:
         services.load(p)
     assert e.value.line == 5 and e.value.key == "service.chroot" and "expected bool" in str(e.value)
@@ -67,11 +74,26 @@ def test_graph_is_built_from_the_table() -> None:
 
 def test_simmta_config_prints_effective_values_and_refuses_bad_files(tmp_path: Path) -> None:
     write(tmp_path, "main.toml", "message_size_limit = 2048\n")
-    r = subprocess.run([sys.executable, "-m", "simmta", "config", "--instance", str(tmp_path),
-                        "message_size_limit", "queue_run_delay"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simmta",
+            "config",
+            "--instance",
+            str(tmp_path),
+            "message_size_limit",
+            "queue_run_delay",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.stdout == "message_size_limit = 2048\nqueue_run_delay = 300s\n"
     write(tmp_path, "main.toml", "message_size_limit = -1\n")
-    r = subprocess.run([sys.executable, "-m", "simmta", "config", "--instance", str(tmp_path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "simmta", "config", "--instance", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "line 1, key 'message_size_limit': must be at least" in r.stderr
     assert "Traceback" not in r.stderr

@@ -45,17 +45,32 @@ def test_one_message_tells_the_whole_story_in_order(mta: Mta) -> None:
     sid = next(e["sid"] for e in log.find(kind="queue", type="created", qid=qid))
     story = chain(log, qid, sid)
     # The hand-offs, in causal order ...
-    assert_in_order(story, [
-        ("smtpd", "smtp/open", ""), ("smtpd", "smtp/command", "EHLO"), ("smtpd", "smtp/reply", "250-"),
-        ("smtpd", "smtp/command", "MAIL"), ("smtpd", "smtp/command", "DATA"),
-        ("smtpd", "ipc/request", "cleanup"), ("cleanup", "queue/created", "incoming"),
-        ("cleanup", "ipc/request", "qmgr"), ("qmgr", "queue/moved", "incoming->active"),
-        ("qmgr", "ipc/request", "local"), ("local", "delivery/delivered", "local"),
-        ("qmgr", "queue/removed", "active"),
-    ])
+    assert_in_order(
+        story,
+        [
+            ("smtpd", "smtp/open", ""),
+            ("smtpd", "smtp/command", "EHLO"),
+            ("smtpd", "smtp/reply", "250-"),
+            ("smtpd", "smtp/command", "MAIL"),
+            ("smtpd", "smtp/command", "DATA"),
+            ("smtpd", "ipc/request", "cleanup"),
+            ("cleanup", "queue/created", "incoming"),
+            ("cleanup", "ipc/request", "qmgr"),
+            ("qmgr", "queue/moved", "incoming->active"),
+            ("qmgr", "ipc/request", "local"),
+            ("local", "delivery/delivered", "local"),
+            ("qmgr", "queue/removed", "active"),
+        ],
+    )
     # ... and the 250 only once the queue file exists (qmgr may already be at work by then).
-    assert_in_order(story, [("cleanup", "queue/created", "incoming"), ("smtpd", "ipc/response", "cleanup"),
-                            ("smtpd", "smtp/reply", "250 ")])
+    assert_in_order(
+        story,
+        [
+            ("cleanup", "queue/created", "incoming"),
+            ("smtpd", "ipc/response", "cleanup"),
+            ("smtpd", "smtp/reply", "250 "),
+        ],
+    )
     for e in log.events:
         assert events.validate(e) == [], e
     seqs = [e["seq"] for e in log.events]
@@ -79,8 +94,10 @@ def test_local_gets_one_request_per_recipient_and_at_most_two_per_mailbox(mta: M
     qid = mta.send(["alice@simmta.test", "bob@simmta.test", "carol@simmta.test"])
     with ThreadPoolExecutor(8) as pool:  # a burst to one mailbox
         qids = {qid, *pool.map(lambda _: mta.send("bob@simmta.test"), range(24))}
-    wait_for(lambda: all(log.find(kind="queue", type="removed", qid=q) for q in qids),
-             what="every message delivered")
+    wait_for(
+        lambda: all(log.find(kind="queue", type="removed", qid=q) for q in qids),
+        what="every message delivered",
+    )
     asked = [e["data"]["what"] for e in log.find(service="qmgr", kind="ipc", type="request", qid=qid)]
     assert asked == ["deliver to 1 recipient(s)"] * 3  # local_destination_recipient_limit = 1
     assert in_flight_peak(log, "local", qids - {qid}) <= 2  # local_destination_concurrency_limit
@@ -93,8 +110,10 @@ def test_under_load_every_message_is_created_before_qmgr_touches_it(mta: Mta) ->
     log = mta.subscribe()
     with ThreadPoolExecutor(8) as pool:
         qids = set(pool.map(lambda _: mta.send("bob@simmta.test"), range(80)))
-    wait_for(lambda: all(log.find(kind="queue", type="removed", qid=q) for q in qids),
-             what="every message delivered")
+    wait_for(
+        lambda: all(log.find(kind="queue", type="removed", qid=q) for q in qids),
+        what="every message delivered",
+    )
     order: dict[str, list[str]] = {q: [] for q in qids}
     for e in sorted(log.events, key=lambda e: e["seq"]):
         if e["kind"] == "queue" and e["qid"] in order:
@@ -110,32 +129,47 @@ def test_relay_defer_retry_and_bounce_chains(mta: Mta) -> None:
     wait_for(lambda: log.find(kind="queue", type="deferred", qid=qid), what="deferral")
     mta.simmta("peer", "fault", "none")
     wait_for(lambda: log.find(kind="queue", type="removed", qid=qid), what="delivery on retry")
-    assert_in_order(chain(log, qid), [
-        ("qmgr", "ipc/request", "smtp"), ("smtp", "delivery/deferred", "smtp"),
-        ("qmgr", "queue/deferred", ""), ("qmgr", "queue/moved", "deferred->active"),
-        ("smtp", "delivery/delivered", "smtp"), ("qmgr", "queue/removed", "active")])
+    assert_in_order(
+        chain(log, qid),
+        [
+            ("qmgr", "ipc/request", "smtp"),
+            ("smtp", "delivery/deferred", "smtp"),
+            ("qmgr", "queue/deferred", ""),
+            ("qmgr", "queue/moved", "deferred->active"),
+            ("smtp", "delivery/delivered", "smtp"),
+            ("qmgr", "queue/removed", "active"),
+        ],
+    )
     assert log.find(kind="fault", type="set", data_value="tempfail")
     mta.simmta("peer", "fault", "permfail")
     qid2 = mta.send("other@example.net")
     wait_for(lambda: log.find(kind="queue", type="removed", qid=qid2), what="the bounce")
-    assert_in_order(chain(log, qid2), [
-        ("smtp", "delivery/bounced", "smtp"), ("qmgr", "ipc/request", "bounce"),
-        ("bounce", "ipc/request", "cleanup"), ("bounce", "delivery/bounce", ""),
-        ("qmgr", "queue/removed", "active")])
+    assert_in_order(
+        chain(log, qid2),
+        [
+            ("smtp", "delivery/bounced", "smtp"),
+            ("qmgr", "ipc/request", "bounce"),
+            ("bounce", "ipc/request", "cleanup"),
+            ("bounce", "delivery/bounce", ""),
+            ("qmgr", "queue/removed", "active"),
+        ],
+    )
     log.close()
 
 
 def test_sendmail_chain_through_maildrop_and_pickup(mta: Mta) -> None:
     log = mta.subscribe()
     mta.simmta("sendmail", "bob@simmta.test", input=b"Subject: s\n\nx\n")
-    created = wait_for(lambda: log.find(kind="queue", type="created", service="cleanup"),
-                       what="cleanup to queue it")
+    created = wait_for(
+        lambda: log.find(kind="queue", type="created", service="cleanup"), what="cleanup to queue it"
+    )
     qid = created[0]["qid"]
     wait_for(lambda: log.find(kind="queue", type="removed", qid=qid), what="delivery")
     assert log.find(kind="queue", type="removed", service="pickup", data_queue="maildrop")
     assert log.find(kind="ipc", type="request", service="pickup", data_to="cleanup")
-    assert_in_order(chain(log, qid), [("cleanup", "queue/created", "incoming"),
-                                      ("local", "delivery/delivered", "local")])
+    assert_in_order(
+        chain(log, qid), [("cleanup", "queue/created", "incoming"), ("local", "delivery/delivered", "local")]
+    )
     log.close()
 
 
@@ -150,8 +184,9 @@ def _burst(mta: Mta, n: int) -> float:
     start = time.monotonic()
     with ThreadPoolExecutor(10) as pool:
         list(pool.map(lambda i: mta.send("bob@simmta.test"), range(n)))
-    wait_for(lambda: len(maildir_files(mta.maildir("bob"))) >= burst_total[0] + n, 120,
-             what=f"{n} deliveries")
+    wait_for(
+        lambda: len(maildir_files(mta.maildir("bob"))) >= burst_total[0] + n, 120, what=f"{n} deliveries"
+    )
     burst_total[0] += n
     return time.monotonic() - start
 
@@ -175,9 +210,11 @@ def test_a_stuck_subscriber_loses_events_not_mail(mta: Mta) -> None:
     assert sub["dropped"] > 0, "the stuck subscriber must have lost events"
     assert sub["sent"] + sub["dropped"] == offered, "every event is either sent or counted dropped"
     ratio = with_stuck / (baseline * 1000 / 300)
-    print(f"\nstuck subscriber: {with_stuck:.2f}s for 1000 vs {baseline:.2f}s for 300 without "
-          f"(time per message ratio {ratio:.2f}); dropped {sub['dropped']}; "
-          f"master RSS {rss_before} -> {rss_after} kB")
+    print(
+        f"\nstuck subscriber: {with_stuck:.2f}s for 1000 vs {baseline:.2f}s for 300 without "
+        f"(time per message ratio {ratio:.2f}); dropped {sub['dropped']}; "
+        f"master RSS {rss_before} -> {rss_after} kB"
+    )
     assert ratio < 2.5, "a stuck viewer must not slow mail down much"
     assert rss_after - rss_before < 20_000, "master's memory stays bounded"
     # When it reads again, it first gets its backlog, then a notice of how many it lost.
@@ -188,8 +225,7 @@ def test_a_stuck_subscriber_loses_events_not_mail(mta: Mta) -> None:
     deadline = time.monotonic() + 20
     while b'"kind":"bus","type":"dropped"' not in buf and time.monotonic() < deadline:
         buf += stuck.recv(1 << 20)
-    notice = next(json.loads(line) for line in buf.split(b"\n")
-                  if b'"kind":"bus","type":"dropped"' in line)
+    notice = next(json.loads(line) for line in buf.split(b"\n") if b'"kind":"bus","type":"dropped"' in line)
     [after] = mta.live_status()["events"]["subscribers"]
     assert notice["data"]["count"] == after["dropped"] >= sub["dropped"]
     stuck.close()
@@ -197,8 +233,10 @@ def test_a_stuck_subscriber_loses_events_not_mail(mta: Mta) -> None:
 
 def test_recording_replays_the_same_sequence(mta: Mta, tmp_path: Path) -> None:
     out = tmp_path / "rec.jsonl"
-    rec = subprocess.Popen([sys.executable, "-m", "simmta", "record", "--instance",
-                            str(mta.instance), "-o", str(out)], stderr=subprocess.PIPE)
+    rec = subprocess.Popen(
+        [sys.executable, "-m", "simmta", "record", "--instance", str(mta.instance), "-o", str(out)],
+        stderr=subprocess.PIPE,
+    )
     log = mta.subscribe()
     wait_for(lambda: len(mta.live_status()["events"]["subscribers"]) == 2, what="both subscribers")
     qid = mta.send()
@@ -212,8 +250,7 @@ def test_recording_replays_the_same_sequence(mta: Mta, tmp_path: Path) -> None:
     body = replayed[1:]
     # Both subscribers saw the same stream: same sequence numbers, same events, same order.
     live = {e["seq"]: (e["seq"], e["kind"], e["type"], e["qid"]) for e in log.events}
-    window = [live[n] for n in sorted(live) if body[0][0] <= n <= body[-1][0]
-              and live[n][1] != "snapshot"]
+    window = [live[n] for n in sorted(live) if body[0][0] <= n <= body[-1][0] and live[n][1] != "snapshot"]
     assert body == window and len(body) > 10
     log.close()
     # A damaged recording is refused with the line number.
@@ -247,20 +284,46 @@ def test_snapshot_on_connect_is_complete(mta: Mta) -> None:
 def test_another_uid_cannot_subscribe_or_control(mta: Mta) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to act as another uid")
-    probe = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
-             "try:\n s.connect(sys.argv[1]); s.settimeout(5); print('data:', s.recv(100))\n"
-             "except OSError as e: print('refused:', e.__class__.__name__)\n")
+    probe = (
+        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+        "try:\n s.connect(sys.argv[1]); s.settimeout(5); print('data:', s.recv(100))\n"
+        "except OSError as e: print('refused:', e.__class__.__name__)\n"
+    )
     run = mta.instance / "run"
     for name in ("bus.sock", "control.sock"):
-        r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                            sys.executable, "-c", probe, str(run / name)], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={NOBODY}",
+                f"--regid={NOBODY}",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                probe,
+                str(run / name),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert "refused: PermissionError" in r.stdout, r
     # Second wall: even with the directory and socket opened up, SO_PEERCRED says no.
     os.chmod(run, 0o755)
     for name in ("bus.sock", "control.sock"):
         os.chmod(run / name, 0o666)
-        r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                            sys.executable, "-c", probe, str(run / name)], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={NOBODY}",
+                f"--regid={NOBODY}",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                probe,
+                str(run / name),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert "data: b''" in r.stdout, r
     os.chmod(run, 0o700)
 
@@ -273,15 +336,21 @@ def test_step_pacing_advances_one_hop_per_step(mta: Mta) -> None:
         hops = []
         for expected_to in ("cleanup", "qmgr", "local"):
             n = len(hops)
-            wait_for(lambda n=n: len(log.find(kind="pace", type="wait")) == n + 1,
-                     what=f"a hop to {expected_to} waiting")
+            wait_for(
+                lambda n=n: len(log.find(kind="pace", type="wait")) == n + 1,
+                what=f"a hop to {expected_to} waiting",
+            )
             before = len(log.find(kind="ipc", type="request"))
-            waiting = [p for p in json.loads(mta.simmta("ps", "--json").stdout)["processes"]
-                       if p["state"] == "waiting"]
+            waiting = [
+                p
+                for p in json.loads(mta.simmta("ps", "--json").stdout)["processes"]
+                if p["state"] == "waiting"
+            ]
             assert len(waiting) == 1, "simmta ps shows the process that waits"
             assert json.loads(mta.simmta("ctl", "step", "--json").stdout)["released"] == 1
-            wait_for(lambda b=before: len(log.find(kind="ipc", type="request")) == b + 1,
-                     what="exactly one hop")
+            wait_for(
+                lambda b=before: len(log.find(kind="ipc", type="request")) == b + 1, what="exactly one hop"
+            )
             hops.append(log.find(kind="ipc", type="request")[-1]["data"]["to"])
             if expected_to == "cleanup":
                 fut.result(timeout=20)
@@ -295,4 +364,3 @@ def test_no_events_flow_without_subscribers_but_mail_does(mta: Mta) -> None:
     mta.send()
     wait_for(lambda: maildir_files(mta.maildir("bob")), what="delivery")
     assert mta.live_status()["events"]["published"] == 0
-

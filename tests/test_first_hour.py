@@ -31,14 +31,22 @@ def test_children_import_the_installed_simmta_from_any_directory(simmta_tmp: Pat
     cwd = decoy_cwd(simmta_tmp / "parent")
     instance = simmta_tmp / "inst"
     # -P stands for the console script, which never puts the current directory on sys.path.
-    run = subprocess.Popen([sys.executable, "-P", "-m", "simmta", "run", "--smtp-port", "0",
-                            "--instance", str(instance)], cwd=cwd, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT)
+    run = subprocess.Popen(
+        [sys.executable, "-P", "-m", "simmta", "run", "--smtp-port", "0", "--instance", str(instance)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         status = wait_for(lambda: _status(instance) or run.poll() is not None, 30, "master")
         assert run.poll() is None and isinstance(status, dict)
-        done = subprocess.run([sys.executable, "-P", "-m", "simmta", "send", "--instance", str(instance)],
-                              cwd=cwd, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-P", "-m", "simmta", "send", "--instance", str(instance)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         wait_for(lambda: maildir_files(instance / "mail" / "bob" / "Maildir"), 30, "delivery by local")
     finally:
@@ -55,8 +63,9 @@ def _status(instance: Path) -> dict[str, object] | None:
 
 
 def test_stop_while_events_attached_leaves_no_traceback(mta: Mta) -> None:
-    events = subprocess.Popen(mta.command("events"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    events = subprocess.Popen(
+        mta.command("events"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert events.stdout is not None
         assert "snapshot" in events.stdout.readline()
@@ -91,8 +100,13 @@ def test_a_closed_pipe_is_not_a_traceback(mta: Mta) -> None:
 
 def test_sendmail_records_the_login_name(mta: Mta) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("USER", "LOGNAME")}  # root's shells lack them
-    subprocess.run([*mta.command("sendmail"), "bob@simmta.test"], input=b"Subject: hi\n\nhello\n",
-                   env=env, check=True, timeout=60)
+    subprocess.run(
+        [*mta.command("sendmail"), "bob@simmta.test"],
+        input=b"Subject: hi\n\nhello\n",
+        env=env,
+        check=True,
+        timeout=60,
+    )
     mail = wait_for(lambda: maildir_files(mta.maildir("bob")), 30, "the local submission")
     login = pwd.getpwuid(os.getuid()).pw_name
     assert f"Return-Path: <{login}@simmta.test>" in mail[0].read_text()

@@ -34,8 +34,12 @@ from simmta.core import queue as qf
 from simmta.tools.bench_stats import ProcTree
 
 LONG = os.environ.get("SIMMTA_FUZZ") == "long"
-SETTINGS = settings(max_examples=3000 if LONG else 40, deadline=None, derandomize=not LONG,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=3000 if LONG else 40,
+    deadline=None,
+    derandomize=not LONG,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 REPLY = re.compile(rb"^\d{3}[ -]")
 LEAK = re.compile(rb"Traceback|File \"|\((\w*(Error|Exception)|\w+Warning)\)")
 QUEUED = re.compile(rb"^250 2\.0\.0 Ok: queued as ([0-9A-F]+)$")
@@ -43,13 +47,44 @@ RECEIVED_ID = re.compile(rb"\n\tby [^\n]* \(simmta\) with E?SMTP id ([0-9A-F]+)"
 MIB = 1 << 20
 MEMORY_BOUND = 64 * MIB  # over the tree's size before the fuzzing
 
-ADDRESSES = st.sampled_from([
-    "<bob@simmta.test>", "<carol@simmta.test>", "<>", "<Postmaster>", "<nobody@simmta.test>",
-    "<victim@example.net>", "<a%b@simmta.test>", '<"a@b"@simmta.test>', "<../x@simmta.test>",
-    "bob@simmta.test", "<@", "<a@[", '<"', "<a\x00b@simmta.test>", "<" + "x" * 300 + "@simmta.test>",
-])
-VERBS = st.sampled_from(["EHLO", "HELO", "MAIL FROM:", "RCPT TO:", "DATA", "RSET", "NOOP", "VRFY",
-                         "HELP", "EXPN", "STARTTLS", "AUTH PLAIN", "BDAT", "XCLIENT", "QUIT"])
+ADDRESSES = st.sampled_from(
+    [
+        "<bob@simmta.test>",
+        "<carol@simmta.test>",
+        "<>",
+        "<Postmaster>",
+        "<nobody@simmta.test>",
+        "<victim@example.net>",
+        "<a%b@simmta.test>",
+        '<"a@b"@simmta.test>',
+        "<../x@simmta.test>",
+        "bob@simmta.test",
+        "<@",
+        "<a@[",
+        '<"',
+        "<a\x00b@simmta.test>",
+        "<" + "x" * 300 + "@simmta.test>",
+    ]
+)
+VERBS = st.sampled_from(
+    [
+        "EHLO",
+        "HELO",
+        "MAIL FROM:",
+        "RCPT TO:",
+        "DATA",
+        "RSET",
+        "NOOP",
+        "VRFY",
+        "HELP",
+        "EXPN",
+        "STARTTLS",
+        "AUTH PLAIN",
+        "BDAT",
+        "XCLIENT",
+        "QUIT",
+    ]
+)
 ENDS = st.sampled_from([b"\r\n", b"\r\n", b"\r\n", b"\n", b"\r", b"\r\r\n", b"\x00\r\n"])
 
 
@@ -59,25 +94,41 @@ def command(draw: st.DrawFn) -> bytes:
     if kind == 0:
         return draw(st.binary(max_size=80)) + draw(ENDS)
     if kind == 1:  # a message: headers, body, hostile bits, the final dot
-        body = draw(st.lists(st.one_of(st.binary(max_size=60), st.sampled_from(
-            [b".", b"..", b"\x00", b"Subject: fuzz", b"a\nb", b"a\rb", b"x" * 3000])), max_size=8))
+        body = draw(
+            st.lists(
+                st.one_of(
+                    st.binary(max_size=60),
+                    st.sampled_from([b".", b"..", b"\x00", b"Subject: fuzz", b"a\nb", b"a\rb", b"x" * 3000]),
+                ),
+                max_size=8,
+            )
+        )
         return b"DATA\r\n" + b"\r\n".join(body) + b"\r\n.\r\n"
     verb = draw(VERBS)
-    arg = draw(ADDRESSES) if verb in ("MAIL FROM:", "RCPT TO:") else draw(
-        st.text(alphabet=st.characters(max_codepoint=0x3000), max_size=30))
+    arg = (
+        draw(ADDRESSES)
+        if verb in ("MAIL FROM:", "RCPT TO:")
+        else draw(st.text(alphabet=st.characters(max_codepoint=0x3000), max_size=30))
+    )
     line = f"{verb}{arg}" if verb.endswith(":") else f"{verb} {arg}".rstrip()
     return line.encode("utf-8", "surrogatepass") + draw(ENDS)
 
 
 SESSION = st.lists(command(), min_size=1, max_size=12).map(
-    lambda cmds: [b"EHLO fuzz.example\r\n", b"MAIL FROM:<fuzz@example.org>\r\n",
-                  b"RCPT TO:<bob@simmta.test>\r\n", *cmds])
+    lambda cmds: [
+        b"EHLO fuzz.example\r\n",
+        b"MAIL FROM:<fuzz@example.org>\r\n",
+        b"RCPT TO:<bob@simmta.test>\r\n",
+        *cmds,
+    ]
+)
 
 
 @pytest.fixture(scope="module")
 def mta() -> Iterator[Mta]:
-    config = FAST_CONFIG + "smtpd_timeout = 10\nsmtpd_hard_error_limit = 1000\n" \
-        "smtpd_soft_error_limit = 1000\n"
+    config = (
+        FAST_CONFIG + "smtpd_timeout = 10\nsmtpd_hard_error_limit = 1000\nsmtpd_soft_error_limit = 1000\n"
+    )
     with running("fuzz", config) as m:
         yield m
 
@@ -135,9 +186,15 @@ def test_fuzzed_smtp_sessions(mta: Mta) -> None:
 
 
 def valid_file() -> bytes:
-    return b"".join([*qf.envelope_records(1.7e9, {"origin": "sendmail"}, "alice@simmta.test",
-                                          ["bob@simmta.test", "carol@simmta.test"]),
-                     qf.record(b"M", b"Subject: x\n\nbody\n"), qf.record(b"E", b"")])
+    return b"".join(
+        [
+            *qf.envelope_records(
+                1.7e9, {"origin": "sendmail"}, "alice@simmta.test", ["bob@simmta.test", "carol@simmta.test"]
+            ),
+            qf.record(b"M", b"Subject: x\n\nbody\n"),
+            qf.record(b"E", b""),
+        ]
+    )
 
 
 @st.composite
@@ -153,8 +210,11 @@ def mutated(draw: st.DrawFn) -> bytes:
         elif op == 2:
             data[at:at] = draw(st.binary(max_size=16))
         else:
-            data[at:at + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00",
-                                                    b"\x7f\xff\xff\xff", b"R\x00\x00\x00"]))
+            data[at : at + 4] = draw(
+                st.sampled_from(
+                    [b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b"R\x00\x00\x00"]
+                )
+            )
     return bytes(data)
 
 

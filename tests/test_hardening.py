@@ -21,8 +21,9 @@ UNKNOWN = "Recipient address rejected: User unknown in local recipient table"
 
 @pytest.fixture(scope="module")
 def mta() -> Iterator[Mta]:
-    with running("hardening", FAST_CONFIG + "smtpd_hard_error_limit = 100\n"
-                 "smtpd_soft_error_limit = 100\n") as m:
+    with running(
+        "hardening", FAST_CONFIG + "smtpd_hard_error_limit = 100\nsmtpd_soft_error_limit = 100\n"
+    ) as m:
         yield m
 
 
@@ -43,10 +44,19 @@ def test_unknown_local_user_refused_at_rcpt_550_5_1_1(mta: Mta) -> None:
     assert not mta.queue_files("deferred")
 
 
-@pytest.mark.parametrize("rcpt", [
-    "someone%elsewhere.example@simmta.test", '"someone@elsewhere.example"@simmta.test',
-    "elsewhere.example!someone@simmta.test", "../x@simmta.test", "a/b@simmta.test",
-    '"/x"@simmta.test', "alice/../bob@simmta.test", "postmaster/x@simmta.test"])
+@pytest.mark.parametrize(
+    "rcpt",
+    [
+        "someone%elsewhere.example@simmta.test",
+        '"someone@elsewhere.example"@simmta.test',
+        "elsewhere.example!someone@simmta.test",
+        "../x@simmta.test",
+        "a/b@simmta.test",
+        '"/x"@simmta.test',
+        "alice/../bob@simmta.test",
+        "postmaster/x@simmta.test",
+    ],
+)
 @pytest.mark.parametrize("source", [OUTSIDE, "127.0.0.1"])
 def test_hostile_local_parts_refused_at_rcpt(mta: Mta, rcpt: str, source: str) -> None:
     with session(mta, source) as s:
@@ -68,8 +78,9 @@ def test_postmaster_without_domain_any_case_is_delivered_to_the_alias(mta: Mta, 
     assert msg["Delivered-To"].lower() == "postmaster@simmta.test"
 
 
-def test_postmaster_and_mailer_daemon_exempt_even_when_not_listed(tmp_path_factory: pytest.TempPathFactory,
-                                                                 ) -> None:
+def test_postmaster_and_mailer_daemon_exempt_even_when_not_listed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     config = FAST_CONFIG + 'local_recipient_maps = ["local_users"]\n'
     with running("maps", config) as m, session(m) as s:
         assert s.cmd("RCPT TO:<root@simmta.test>")[0] == 550, "root is only in alias_maps"
@@ -157,12 +168,15 @@ def test_envelopes_without_angle_brackets_get_postfix_strict_replies(mta: Mta) -
         assert s.cmd("RCPT TO:<bob@simmta.test>")[0] == 250
 
 
-def test_a_killed_agent_defers_visibly_and_flush_delivers_it_now(tmp_path_factory: pytest.TempPathFactory,
-                                                                 ) -> None:
+def test_a_killed_agent_defers_visibly_and_flush_delivers_it_now(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     """Postfix's backoff after an agent crash, said where people look; `simmta flush` ends the wait."""
-    config = FAST_CONFIG.replace('minimal_backoff_time = "1s"', 'minimal_backoff_time = "5m"').replace(
-        'maximal_backoff_time = "2s"', 'maximal_backoff_time = "10m"').replace(
-        'queue_run_delay = "1s"', 'queue_run_delay = "10m"')
+    config = (
+        FAST_CONFIG.replace('minimal_backoff_time = "1s"', 'minimal_backoff_time = "5m"')
+        .replace('maximal_backoff_time = "2s"', 'maximal_backoff_time = "10m"')
+        .replace('queue_run_delay = "1s"', 'queue_run_delay = "10m"')
+    )
     with running("flush", config) as m:
         log = m.subscribe()
         m.simmta("ctl", "crash", "local", "before-link")
@@ -185,8 +199,13 @@ def test_stray_cr_never_reaches_the_next_hop() -> None:
     client replaces it before relaying; with it on (the default) local mail has none either."""
     payload = b"a\rMAIL FROM:<evil@example.org>\rRCPT TO:<victim@example.net>\r.\rb"
     with running("straycr", FAST_CONFIG + "cleanup_replace_stray_cr_lf = false\n") as m:
-        m.simmta("sendmail", "-f", "alice@simmta.test", "friend@example.net",
-                 input=b"Subject: stray cr\n\n" + payload + b"\n")
+        m.simmta(
+            "sendmail",
+            "-f",
+            "alice@simmta.test",
+            "friend@example.net",
+            input=b"Subject: stray cr\n\n" + payload + b"\n",
+        )
         wait_subject(m.peer_maildir, "stray cr")
         [relayed] = [p.read_bytes() for p in (m.peer_maildir / "new").iterdir()]
         assert b"\r" not in relayed.replace(b"\r\n", b"")
@@ -237,6 +256,7 @@ def test_one_client_cannot_take_every_smtpd() -> None:
             def admitted() -> bool:
                 with Raw(m, source=OUTSIDE) as again:
                     return again.greeting[0] == 220
+
             wait_for(admitted, what="the closed session's slot to be free again")
         finally:
             for s in held:

@@ -52,9 +52,22 @@ def test_events_since_shows_what_already_happened(mta: Mta) -> None:
 
 
 def test_send_raw_reports_the_dialogue_and_a_bare_lf_is_refused_from_outside(mta: Mta) -> None:
-    done = mta.simmta("send", "--source", "127.0.0.2", "--raw", "EHLO x", "MAIL FROM:<alice@simmta.test>",
-                      "RCPT TO:<bob@simmta.test>", "DATA", "Subject: s", "", r"a\n.\nb", ".", "QUIT",
-                      check=False)
+    done = mta.simmta(
+        "send",
+        "--source",
+        "127.0.0.2",
+        "--raw",
+        "EHLO x",
+        "MAIL FROM:<alice@simmta.test>",
+        "RCPT TO:<bob@simmta.test>",
+        "DATA",
+        "Subject: s",
+        "",
+        r"a\n.\nb",
+        ".",
+        "QUIT",
+        check=False,
+    )
     assert "S: 550 5.5.2" in done.stdout, done.stdout
     assert r"C: a\n.\nb" in done.stdout  # the bare LFs are shown, not sent as line ends
     long = mta.simmta("send", "--raw", "EHLO x", "NOOP {x*5000}", "NOOP", "QUIT", check=False)

@@ -33,10 +33,10 @@ MAX_REPLY = 64 * 1024  # no reply of ours is longer; a bound for every read
 class Raw:
     """A raw SMTP client: bytes on a socket, every read bounded by a deadline."""
 
-    def __init__(self, mta: Mta, source: str = "127.0.0.1", timeout: float = 30.0,
-                 greet: bool = True):
-        self.sock = socket.create_connection((mta.host, mta.port), timeout=timeout,
-                                             source_address=(source, 0))
+    def __init__(self, mta: Mta, source: str = "127.0.0.1", timeout: float = 30.0, greet: bool = True):
+        self.sock = socket.create_connection(
+            (mta.host, mta.port), timeout=timeout, source_address=(source, 0)
+        )
         self.timeout = timeout
         self.buf = b""
         self.replies: list[str] = []  # every reply line received, for the transcript
@@ -139,8 +139,9 @@ def with_subject(maildir: Path, subject: str) -> list[Message]:
 
 
 def wait_subject(maildir: Path, subject: str, timeout: float = 30) -> Message:
-    found = wait_for(lambda: with_subject(maildir, subject), timeout,
-                     f"a message with Subject {subject!r} in {maildir}")
+    found = wait_for(
+        lambda: with_subject(maildir, subject), timeout, f"a message with Subject {subject!r} in {maildir}"
+    )
     return found[0]
 
 
@@ -160,7 +161,9 @@ def healthy(mta: Mta, subject: str) -> None:
     wait_subject(mta.maildir("carol"), subject)
 
 
-LIMITS_CONFIG = FAST_CONFIG + """
+LIMITS_CONFIG = (
+    FAST_CONFIG
+    + """
 message_size_limit = 20000
 header_size_limit = 1024
 smtpd_recipient_limit = 3
@@ -168,6 +171,7 @@ smtpd_soft_error_limit = 3
 smtpd_hard_error_limit = 6
 smtpd_junk_command_limit = 5
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +194,9 @@ def test_the_limits_here_are_enforced_inside_the_jail(mta: Mta) -> None:
         s.cmd("EHLO client.example")
         status = mta.live_status()
         assert status["privilege_mode"] == "real"
-        pids = [p for svc in status["services"] if svc["name"] in ("smtpd", "cleanup")
-                for p in svc["pids"]]  # cleanup only if one runs now
+        pids = [
+            p for svc in status["services"] if svc["name"] in ("smtpd", "cleanup") for p in svc["pids"]
+        ]  # cleanup only if one runs now
         assert pids, "an smtpd serves this session"
         for pid in pids:
             assert Path(os.readlink(f"/proc/{pid}/root")) == queue, pid
@@ -244,16 +249,22 @@ def test_actual_data_over_the_limit_is_552_5_3_4_and_nothing_queued(mta: Mta) ->
     with smtplib.SMTP(mta.host, mta.port, timeout=30) as c:
         c.ehlo("client.example")
         with pytest.raises(smtplib.SMTPSenderRefused) as refused:
-            c.sendmail("alice@simmta.test", ["alice@simmta.test"],
-                       b"Subject: too big via smtplib\r\n\r\n" + body)
+            c.sendmail(
+                "alice@simmta.test", ["alice@simmta.test"], b"Subject: too big via smtplib\r\n\r\n" + body
+            )
         assert refused.value.smtp_code == 552  # smtplib sends SIZE= from the EHLO
     healthy(mta, "after too big")
     assert not with_subject(mta.maildir("alice"), "too big")
 
 
 def test_too_many_recipients_452_4_5_3_and_earlier_ones_kept(mta: Mta) -> None:
-    rcpts = ["alice@simmta.test", "bob@simmta.test", "carol@simmta.test",
-             "postmaster@simmta.test", "root@simmta.test"]
+    rcpts = [
+        "alice@simmta.test",
+        "bob@simmta.test",
+        "carol@simmta.test",
+        "postmaster@simmta.test",
+        "root@simmta.test",
+    ]
     with Raw(mta) as s:
         s.cmd("EHLO client.example")
         assert s.cmd("MAIL FROM:<bob@simmta.test>")[0] == 250
@@ -266,8 +277,9 @@ def test_too_many_recipients_452_4_5_3_and_earlier_ones_kept(mta: Mta) -> None:
         msg = wait_subject(mta.maildir(user), "three of five")
         assert msg["Delivered-To"] == f"{user}@simmta.test"
     wait_for(lambda: queue_empty(mta), what="the queue to empty")
-    assert len(with_subject(mta.maildir("alice"), "three of five")) == 1, \
+    assert len(with_subject(mta.maildir("alice"), "three of five")) == 1, (
         "postmaster/root (over the limit) were not delivered to alice"
+    )
 
 
 def test_duplicate_recipients_get_one_copy(mta: Mta) -> None:
@@ -303,10 +315,17 @@ def test_relay_denied_outside_mynetworks_but_local_mail_accepted(mta: Mta) -> No
     assert not [m for m in with_subject(mta.peer_maildir, "from outside")]
 
 
-RELAY_TRICKS = ["<victim@example.net>", "<@simmta.test:victim@example.net>",
-                "<victim%example.net@simmta.test>", "<victim@example.net@simmta.test>",
-                '<"victim@example.net"@simmta.test>', "<victim@example.net.>",
-                "<victim@[127.0.0.1]>", "<victim@EXAMPLE.NET>", "<victim@simmta.test.example.net>"]
+RELAY_TRICKS = [
+    "<victim@example.net>",
+    "<@simmta.test:victim@example.net>",
+    "<victim%example.net@simmta.test>",
+    "<victim@example.net@simmta.test>",
+    '<"victim@example.net"@simmta.test>',
+    "<victim@example.net.>",
+    "<victim@[127.0.0.1]>",
+    "<victim@EXAMPLE.NET>",
+    "<victim@simmta.test.example.net>",
+]
 
 
 def test_no_relay_trick_gets_mail_out_from_outside(mta: Mta) -> None:
@@ -330,8 +349,10 @@ def test_no_relay_trick_gets_mail_out_from_outside(mta: Mta) -> None:
 
 
 def test_mail_loop_554_5_4_0_and_nothing_queued(mta: Mta) -> None:
-    hops = "".join(f"Received: from hop{i}.example by hop{i + 1}.example; "
-                   f"Mon, 1 Jan 2024 00:00:{i % 60:02d} +0000\r\n" for i in range(51))
+    hops = "".join(
+        f"Received: from hop{i}.example by hop{i + 1}.example; Mon, 1 Jan 2024 00:00:{i % 60:02d} +0000\r\n"
+        for i in range(51)
+    )
     incoming_before = mta.queue_files("incoming")
     with Raw(mta) as s:
         s.cmd("EHLO looper.example")
@@ -347,8 +368,7 @@ def test_mail_loop_554_5_4_0_and_nothing_queued(mta: Mta) -> None:
 
 def test_header_size_limit_excess_discarded_body_kept(mta: Mta) -> None:
     pads = "".join(f"X-Pad-{i:02d}: {'p' * 60}\r\n" for i in range(40))  # ~2.8 KB > 1024
-    mta.send(to="alice@simmta.test", subject="big headers", extra_headers=pads,
-             body="the body survives\r\n")
+    mta.send(to="alice@simmta.test", subject="big headers", extra_headers=pads, body="the body survives\r\n")
     msg = wait_subject(mta.maildir("alice"), "big headers")
     assert msg["X-Pad-00"] and not msg["X-Pad-39"], "late header text is discarded"
     kept = sum(len(k) + len(v) + 4 for k, v in msg.items() if k.startswith("X-Pad"))
@@ -384,8 +404,10 @@ def test_421_is_the_last_thing_said_even_when_commands_were_pipelined(mta: Mta) 
     """Commands queued behind the one that hit the limit are never executed."""
     with Raw(mta) as s:
         s.cmd("EHLO client.example")
-        s.send(b"NOOP\r\n" * 6 + b"MAIL FROM:<alice@simmta.test>\r\nRCPT TO:<bob@simmta.test>\r\n"
-               b"DATA\r\nSubject: pipelined past 421\r\n\r\nx\r\n.\r\nQUIT\r\n")
+        s.send(
+            b"NOOP\r\n" * 6 + b"MAIL FROM:<alice@simmta.test>\r\nRCPT TO:<bob@simmta.test>\r\n"
+            b"DATA\r\nSubject: pipelined past 421\r\n\r\nx\r\n.\r\nQUIT\r\n"
+        )
         codes = [s.reply()[0] for _ in range(6)]
         assert codes == [250] * 5 + [421]
         assert s.eof()

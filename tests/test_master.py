@@ -56,8 +56,10 @@ def test_a_crash_looping_service_is_throttled(mta: Mta) -> None:
     # Knock on cleanup's socket so master starts one; it dies before it is ready.
     knock = socket.socket(socket.AF_UNIX)
     knock.connect(str(mta.instance / "queue" / "public" / "cleanup"))
-    throttled = wait_for(lambda: log.find(kind="process", type="throttled", data_child_service="cleanup"),
-                         what="cleanup to be throttled")
+    throttled = wait_for(
+        lambda: log.find(kind="process", type="throttled", data_child_service="cleanup"),
+        what="cleanup to be throttled",
+    )
     assert "bad command startup -- throttling" in throttled[0]["data"]["reason"]
     spawned = len(log.find(kind="process", type="spawned", data_child_service="cleanup"))
     assert spawned == 1, "no new cleanup while throttled"
@@ -70,10 +72,10 @@ def test_a_crash_looping_service_is_throttled(mta: Mta) -> None:
     log.close()
 
 
-@pytest.mark.parametrize("service,point", [("cleanup", "half-written"), ("cleanup", "before-fsync"),
-                                           ("smtpd", "before-reply")])
-def test_crash_before_250_means_not_queued_or_delivered_once(mta: Mta, service: str,
-                                                             point: str) -> None:
+@pytest.mark.parametrize(
+    "service,point", [("cleanup", "half-written"), ("cleanup", "before-fsync"), ("smtpd", "before-reply")]
+)
+def test_crash_before_250_means_not_queued_or_delivered_once(mta: Mta, service: str, point: str) -> None:
     log = mta.subscribe()
     mta.simmta("ctl", "crash", service, point)
     with mta.smtp() as s:
@@ -99,16 +101,24 @@ def test_crash_before_250_means_not_queued_or_delivered_once(mta: Mta, service: 
     log.close()
 
 
-@pytest.mark.parametrize("service,point", [("local", "before-link"), ("qmgr", "after-move"),
-                                           ("smtp", "after-data")])
+@pytest.mark.parametrize(
+    "service,point", [("local", "before-link"), ("qmgr", "after-move"), ("smtp", "after-data")]
+)
 def test_crash_after_250_loses_nothing(mta: Mta, service: str, point: str) -> None:
     mta.simmta("ctl", "crash", service, point)
     to = "someone@example.net" if service == "smtp" else "bob@simmta.test"
     box = mta.peer_maildir if service == "smtp" else mta.maildir("bob")
     mta.send(to)
     wait_for(lambda: maildir_files(box), 30, f"delivery despite {service} dying at {point}")
-    wait_for(lambda: not mta.queue_files("active") and not mta.queue_files("deferred")
-             and not mta.queue_files("incoming"), 30, "the queue to empty")
+    wait_for(
+        lambda: (
+            not mta.queue_files("active")
+            and not mta.queue_files("deferred")
+            and not mta.queue_files("incoming")
+        ),
+        30,
+        "the queue to empty",
+    )
     assert len(maildir_files(box)) in (1, 2), "delivered (at most twice, never lost)"
 
 
@@ -141,8 +151,10 @@ def test_hold_release_requeue_delete(mta: Mta) -> None:
     assert b not in mta.queue_files("deferred")
     mta.simmta("peer", "fault", "none")
     c = mta.send("three@example.net")  # proves the queue runs while a stays held
-    wait_for(lambda: c not in mta.queue_files("deferred") and maildir_files(mta.peer_maildir),
-             what="a later message delivered")
+    wait_for(
+        lambda: c not in mta.queue_files("deferred") and maildir_files(mta.peer_maildir),
+        what="a later message delivered",
+    )
     assert a in mta.queue_files("hold")
     mta.simmta("release", a)
     wait_for(lambda: len(maildir_files(mta.peer_maildir)) == 2, what="the released message delivered")
@@ -154,7 +166,7 @@ def test_hold_release_requeue_delete(mta: Mta) -> None:
 @pytest.mark.slow
 def test_kill_9_storm_during_500_messages_loses_nothing(instance_dir: Path) -> None:
     """Every message that got 250 is delivered; duplicates are counted, loss fails."""
-    mta = Mta(instance_dir, config=FAST_CONFIG + 'max_use = 50\n')
+    mta = Mta(instance_dir, config=FAST_CONFIG + "max_use = 50\n")
     rng = random.Random(1234)
     accepted: set[str] = set()
     stop = time.monotonic() + 240
@@ -189,6 +201,7 @@ def test_kill_9_storm_during_500_messages_loses_nothing(instance_dir: Path) -> N
                 deadline = time.monotonic() + rng.uniform(0.02, 0.15)
                 while time.monotonic() < deadline and not all(f.done() for f in futures):
                     futures[0].done()
+
         def delivered() -> dict[str, int]:
             got: dict[str, int] = {}
             for box in (mta.maildir("bob"), mta.peer_maildir):
@@ -198,14 +211,17 @@ def test_kill_9_storm_during_500_messages_loses_nothing(instance_dir: Path) -> N
                             got[line[11:]] = got.get(line[11:], 0) + 1
                             break
             return got
+
         wait_for(lambda: accepted <= set(delivered()), 180, "every accepted message delivered")
         got = delivered()
         dups = sum(n - 1 for n in got.values() if n > 1)
         # A duplicate needs a delivery agent or qmgr killed between a delivery and its record.
         after_delivery = kills["local"] + kills["qmgr"] + kills["smtp"]
-        print(f"\nkill -9 storm: {kills.total()} kills ({dict(kills)}), {len(accepted)} accepted (250), "
-              f"{len(got)} delivered, {dups} duplicates "
-              f"({dups / max(after_delivery, 1):.2f} per kill of local, qmgr or smtp), 0 lost")
+        print(
+            f"\nkill -9 storm: {kills.total()} kills ({dict(kills)}), {len(accepted)} accepted (250), "
+            f"{len(got)} delivered, {dups} duplicates "
+            f"({dups / max(after_delivery, 1):.2f} per kill of local, qmgr or smtp), 0 lost"
+        )
         assert len(accepted) > 250 and kills.total() >= 10
         assert dups <= after_delivery, "at most one duplicate per kill of local, qmgr or smtp"
     finally:
@@ -217,6 +233,7 @@ def test_stop_stops_everything(instance_dir: Path) -> None:
     mta.send()
     wait_for(lambda: maildir_files(mta.maildir("bob")), what="delivery")
     from mtakit import _descendants
+
     children = _descendants(mta.pid)
     assert len(children) >= 4
     r = subprocess.run(mta.command("stop"), capture_output=True, text=True, timeout=30)

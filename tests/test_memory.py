@@ -121,8 +121,13 @@ def test_200_idle_clients_from_200_addresses() -> None:
 
         def connect_all() -> None:
             for i in range(IDLE_CLIENTS):
-                c = stack.enter_context(socket.create_connection(
-                    (m.host, m.port), timeout=60, source_address=(f"127.0.{1 + i // 250}.{2 + i % 250}", 0)))
+                c = stack.enter_context(
+                    socket.create_connection(
+                        (m.host, m.port),
+                        timeout=60,
+                        source_address=(f"127.0.{1 + i // 250}.{2 + i % 250}", 0),
+                    )
+                )
                 greetings.append(c.recv(512))
             # every smtpd that got a client is busy with it; hold them while memory is sampled
             wait_for(lambda: len(m.children_of("smtpd")) >= PROCESS_LIMIT, 60, "smtpd at its limit")

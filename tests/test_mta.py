@@ -18,8 +18,11 @@ every_profile = pytest.mark.parametrize("mta", list(PROFILES), indirect=True)
 
 
 def read_one(maildir: Path, n: int = 1, timeout: float = 20) -> list[email.message.Message]:
-    files = wait_for(lambda: len(maildir_files(maildir)) >= n and maildir_files(maildir),
-                     timeout, f"{n} message(s) in {maildir}")
+    files = wait_for(
+        lambda: len(maildir_files(maildir)) >= n and maildir_files(maildir),
+        timeout,
+        f"{n} message(s) in {maildir}",
+    )
     return [email.message_from_bytes(p.read_bytes()) for p in files]
 
 
@@ -47,8 +50,13 @@ def test_postmaster_alias_goes_to_alice(mta: Mta) -> None:
 
 
 def test_sendmail_goes_through_maildrop_and_pickup(mta: Mta) -> None:
-    mta.simmta("sendmail", "-f", "carol@simmta.test", "bob@simmta.test",
-               input=b"Subject: local submission\n\nvia maildrop\n")
+    mta.simmta(
+        "sendmail",
+        "-f",
+        "carol@simmta.test",
+        "bob@simmta.test",
+        input=b"Subject: local submission\n\nvia maildrop\n",
+    )
     [msg] = read_one(mta.maildir("bob"))
     assert msg["Subject"] == "local submission"
     assert "with local id" in msg["Received"]
@@ -58,9 +66,11 @@ def test_sendmail_goes_through_maildrop_and_pickup(mta: Mta) -> None:
 def test_maildrop_works_while_the_mta_is_down(tmp_path: Path, instance_dir: Path) -> None:
     first = Mta(instance_dir)
     first.stop()
-    r = subprocess.run([sys.executable, "-m", "simmta", "sendmail", "--instance", str(instance_dir),
-                        "bob@simmta.test"], input=b"Subject: while down\n\nqueued offline\n",
-                       capture_output=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "simmta", "sendmail", "--instance", str(instance_dir), "bob@simmta.test"],
+        input=b"Subject: while down\n\nqueued offline\n",
+        capture_output=True,
+    )
     assert r.returncode == 0, r.stderr
     assert len(list((instance_dir / "queue" / "maildrop").iterdir())) == 1
     second = Mta(instance_dir)
@@ -116,8 +126,9 @@ def test_peer_permfail_bounces_a_dsn_to_the_sender(mta: Mta) -> None:
 @every_profile
 def test_unknown_local_user_bounces(mta: Mta) -> None:
     """smtpd refuses unknown users at RCPT (test_hardening); local submission reaches local."""
-    mta.simmta("sendmail", "-f", "bob@simmta.test", "nosuchuser@simmta.test",
-               input=b"Subject: to nobody\n\nx\n")
+    mta.simmta(
+        "sendmail", "-f", "bob@simmta.test", "nosuchuser@simmta.test", input=b"Subject: to nobody\n\nx\n"
+    )
     [dsn] = read_one(mta.maildir("bob"))
     _, status = _dsn(dsn)
     assert "nosuchuser@simmta.test" in status and "Status: 5.1.1" in status
@@ -127,8 +138,10 @@ def test_unknown_local_user_bounces(mta: Mta) -> None:
 def test_a_bounce_is_never_bounced(mta: Mta) -> None:
     log = mta.subscribe()
     mta.simmta("sendmail", "-f", "", "nosuchuser@simmta.test", input=b"Subject: I am a bounce\n\nx\n")
-    wait_for(lambda: log.find(kind="delivery", type="bounced", service="qmgr"),
-             what="the undeliverable bounce to be discarded")
+    wait_for(
+        lambda: log.find(kind="delivery", type="bounced", service="qmgr"),
+        what="the undeliverable bounce to be discarded",
+    )
     wait_for(lambda: queue_empty(mta), what="the queue to empty")
     assert not log.find(kind="delivery", type="bounce")
     assert all(maildir_files(mta.maildir(u)) == [] for u in ("alice", "bob", "carol"))
@@ -154,11 +167,14 @@ def test_messages_accepted_survive_kill_9_of_the_whole_tree(instance_dir: Path) 
     try:
         mta.simmta("ctl", "pace", "step")
         from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(1) as pool:
             fut = pool.submit(mta.send, "bob@simmta.test")
             # one step: smtpd -> cleanup; cleanup's hop to qmgr then waits
-            wait_for(lambda: mta.simmta("ctl", "step", "--json").stdout.count('"released": 1'),
-                     what="smtpd's hand-off to cleanup to be released")
+            wait_for(
+                lambda: mta.simmta("ctl", "step", "--json").stdout.count('"released": 1'),
+                what="smtpd's hand-off to cleanup to be released",
+            )
             qid = fut.result(timeout=30)
         assert qid in mta.queue_files("incoming")
         victims = [mta.pid, *_tree(mta.pid)]
@@ -178,14 +194,19 @@ def test_messages_accepted_survive_kill_9_of_the_whole_tree(instance_dir: Path) 
 
 def _tree(pid: int) -> list[int]:
     from mtakit import _descendants
+
     return _descendants(pid)
 
 
 def test_config_error_names_file_line_and_key(instance_dir: Path) -> None:
     instance_dir.mkdir(parents=True)
     (instance_dir / "main.toml").write_text(FAST_CONFIG + 'message_size_limit = "big"\n')
-    r = subprocess.run([sys.executable, "-m", "simmta", "run", "--instance", str(instance_dir)],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "simmta", "run", "--instance", str(instance_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2
     line = FAST_CONFIG.count("\n") + 1
     assert f"main.toml, line {line}, key 'message_size_limit': expected a whole number" in r.stderr
@@ -226,8 +247,9 @@ def test_simmta_send_burst(mta: Mta) -> None:
 
 def test_cleanup_defends_itself_whoever_feeds_it(mta: Mta) -> None:
     """pickup does not go through smtpd: cleanup dedupes recipients and replaces stray CRs."""
-    mta.simmta("sendmail", "bob@simmta.test", "bob@simmta.test",
-               input=b"Subject: a\rX-Evil: smuggled\n\nbody\n")
+    mta.simmta(
+        "sendmail", "bob@simmta.test", "bob@simmta.test", input=b"Subject: a\rX-Evil: smuggled\n\nbody\n"
+    )
     [msg] = read_one(mta.maildir("bob"))
     wait_for(lambda: queue_empty(mta), what="the queue to empty")
     assert len(maildir_files(mta.maildir("bob"))) == 1, "one copy per recipient"

@@ -86,8 +86,12 @@ def check_messages(events: list[dict[str, Any]], accepted: dict[str, str], lost:
             sid_of.setdefault(qid, sid)
         if kt == "queue/removed":
             last_removed[qid] = seq
-        if kt == "smtp/reply" and e["service"] == "smtpd" and e["data"]["line"].startswith("250 ") \
-                and qid in e["data"]["line"]:
+        if (
+            kt == "smtp/reply"
+            and e["service"] == "smtpd"
+            and e["data"]["line"].startswith("250 ")
+            and qid in e["data"]["line"]
+        ):
             replied.setdefault(qid, seq)
     problems = []
     for qid in accepted:
@@ -96,16 +100,20 @@ def check_messages(events: list[dict[str, Any]], accepted: dict[str, str], lost:
         created, moved = first.get((qid, "queue/created")), first.get((qid, "queue/moved"))
         delivered, removed = first.get((qid, "delivery/delivered")), last_removed.get(qid)
         sid = sid_of.get(qid)
-        chain = [("connect", opened.get(sid) if sid else None), ("created", created),
-                 ("250", replied.get(qid))]
+        chain = [
+            ("connect", opened.get(sid) if sid else None),
+            ("created", created),
+            ("250", replied.get(qid)),
+        ]
         order = [("created", created), ("moved", moved), ("delivered", delivered), ("removed", removed)]
         for steps in (chain, order):
             # A SIGKILL can take the event of an effect already done with it (local killed
             # between the mailbox and its event; smtpd between the 250 and its event; qmgr
             # between the unlink and its event):
             # missing, but never out of order. Causes are sent before their effects.
-            missing = [name for name, seq in steps
-                       if seq is None and name not in ("delivered", "250", "removed")]
+            missing = [
+                name for name, seq in steps if seq is None and name not in ("delivered", "250", "removed")
+            ]
             if missing:
                 problems.append(f"{qid}: no {', '.join(missing)} in the stream")
                 continue
@@ -134,7 +142,7 @@ def check_processes(events: list[dict[str, Any]]) -> list[str]:
             problems.append(f"pid {pid}: {evs[0][1]} before master's spawned")
         kinds = [kt for _, kt in evs]
         if "process/ready" in kinds:  # (local's per-delivery steps come later, as they happen)
-            before = kinds[:kinds.index("process/ready")]
+            before = kinds[: kinds.index("process/ready")]
             if any(kt != "privilege/step" for kt in before):
                 problems.append(f"pid {pid}: service events before its privilege drop and ready: {before}")
         elif any(kt != "privilege/step" for kt in kinds):
@@ -143,10 +151,11 @@ def check_processes(events: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_stream_is_causal_under_kills_and_a_slow_event_channel(simmta_tmp: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_stream_is_causal_under_kills_and_a_slow_event_channel(
+    simmta_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SIMMTA_EVENT_DELAY", "cleanup=0.2")  # each of cleanup's sends 200 ms late
-    mta = Mta(simmta_tmp / "inst", config=FAST_CONFIG + "smtpd_timeout = \"60s\"\n")
+    mta = Mta(simmta_tmp / "inst", config=FAST_CONFIG + 'smtpd_timeout = "60s"\n')
     stop = threading.Event()
     killed: list[tuple[str, int]] = []
     try:
@@ -159,20 +168,24 @@ def test_the_stream_is_causal_under_kills_and_a_slow_event_channel(simmta_tmp: P
         stop.set()
         killer.join()
         accepted = dict(r for r in results if r is not None)
+
         def queued() -> set[str]:  # (a killed cleanup's incomplete file is never one of them)
             return {f for q in names.MESSAGE_QUEUES for f in mta.queue_files(q)} & set(accepted)
 
         wait_for(lambda: not queued(), timeout=240, what="every accepted message delivered")
         mta.simmta("flush")  # its event comes after everything streamed before it
         wait_for(lambda: log.find(kind="queue", type="flush"), what="the stream to catch up")
-        print(f"\n{len(accepted)}/{MESSAGES} accepted in {time.monotonic() - began:.0f} s, "
-              f"{len(killed)} kills: {sorted({s for s, _ in killed})}")
+        print(
+            f"\n{len(accepted)}/{MESSAGES} accepted in {time.monotonic() - began:.0f} s, "
+            f"{len(killed)} kills: {sorted({s for s, _ in killed})}"
+        )
         events = sorted(log.events, key=lambda e: e["seq"])
     finally:
         stop.set()
         mta.stop()
-    lost = {q for e in events if e["kind"] == "bus" and e["type"] == "dropped"
-            for q in e["data"].get("qids", ())}
+    lost = {
+        q for e in events if e["kind"] == "bus" and e["type"] == "dropped" for q in e["data"].get("qids", ())
+    }
     assert len(accepted) > MESSAGES // 2 and {s for s, _ in killed} == set(KILLED)
     assert len(lost) < len(accepted) // 10, f"the subscriber lost events of {len(lost)} messages"
     problems = check_messages(events, accepted, lost) + check_processes(events)

@@ -127,21 +127,48 @@ def test_no_setuid_or_setgid_file_in_the_instance(root_mta: Mta) -> None:
 
 
 def test_sendmail_as_an_ordinary_user_is_delivered_by_daemons_master_started(
-        root_mta: Mta, tmp_path: Path) -> None:
+    root_mta: Mta, tmp_path: Path
+) -> None:
     """No set-uid help and no delivery as a child of the user's process."""
     import subprocess
     import sys
-    r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                        sys.executable, "-m", "simmta", "sendmail", "--instance",
-                        str(root_mta.instance), "-f", "nobody@simmta.test", "alice@simmta.test"],
-                       input=b"Subject: from uid 65534\n\nhello\n", capture_output=True, timeout=30)
+
+    r = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "simmta",
+            "sendmail",
+            "--instance",
+            str(root_mta.instance),
+            "-f",
+            "nobody@simmta.test",
+            "alice@simmta.test",
+        ],
+        input=b"Subject: from uid 65534\n\nhello\n",
+        capture_output=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     [f] = wait_for(lambda: maildir_files(root_mta.maildir("alice")), what="delivery to alice")
     assert f.stat().st_uid == root_mta.users["alice"]
     assert "uid 65534" in f.read_text(), "the submitter is the file's owner, as the kernel says"
     # An ordinary user cannot read or list the queue, nor the drop directory.
-    r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                        "ls", str(root_mta.instance / "queue" / "maildrop")], capture_output=True)
+    r = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "ls",
+            str(root_mta.instance / "queue" / "maildrop"),
+        ],
+        capture_output=True,
+    )
     assert r.returncode != 0
 
 
@@ -152,8 +179,14 @@ def test_simulated_mode_delivers_and_says_simulated_everywhere(nobody_mta: Mta) 
     m.send(to="alice@simmta.test")
     m.send(to="someone@example.net")
     m.simmta("sendmail", "bob@simmta.test", input=b"Subject: local\n\nx\n")
-    wait_for(lambda: maildir_files(m.maildir("alice")) and maildir_files(m.maildir("bob"))
-             and maildir_files(m.peer_maildir), what="deliveries in simulated mode")
+    wait_for(
+        lambda: (
+            maildir_files(m.maildir("alice"))
+            and maildir_files(m.maildir("bob"))
+            and maildir_files(m.peer_maildir)
+        ),
+        what="deliveries in simulated mode",
+    )
     ps = json.loads(m.simmta("ps", "--json").stdout)
     assert ps["privilege_mode"] == "simulated"
     assert all(r["boundary"] == "simulated" for r in ps["processes"])
@@ -162,8 +195,10 @@ def test_simulated_mode_delivers_and_says_simulated_everywhere(nobody_mta: Mta) 
     assert "SIMULATED" in m.simmta("ps").stdout
     assert "SIMULATED" in m.simmta("status").stdout
     steps = log.find(kind="privilege", type="step")
-    assert steps and all(e["data"]["mode"] == "simulated" and
-                         e["data"]["outcome"].startswith("simulated: would") for e in steps)
+    assert steps and all(
+        e["data"]["mode"] == "simulated" and e["data"]["outcome"].startswith("simulated: would")
+        for e in steps
+    )
     observed = log.find(kind="privilege", type="observed")
     assert observed and all(e["data"]["mode"] == "simulated" for e in observed)
     log.close()

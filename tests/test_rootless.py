@@ -71,17 +71,31 @@ def student() -> Iterator[Student]:
     assert nobody_can_run_python()
     before = {p: _lines(p) for p in ACCOUNT_FILES}
     name = f"{PREFIX}{secrets.token_hex(4)}"
-    subprocess.run(["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
-                    "/usr/sbin/nologin", "--user-group", name], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "useradd",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--user-group",
+            name,
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         import pwd
+
         pw = pwd.getpwnam(name)
         uids = userns.subordinate(userns.SUBUID, name, pw.pw_uid)
         if uids is None or userns.subordinate(userns.SUBGID, name, pw.pw_uid) is None:
             start = userns._free_range()
             rng = f"{start}-{start + userns.DEFAULT_COUNT - 1}"
-            subprocess.run(["usermod", "--add-subuids", rng, "--add-subgids", rng, name], check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["usermod", "--add-subuids", rng, "--add-subgids", rng, name], check=True, capture_output=True
+            )
             uids = userns.subordinate(userns.SUBUID, name, pw.pw_uid)
         assert uids is not None and uids.count > PEER
         yield Student(name, pw.pw_uid, pw.pw_gid, uids)
@@ -96,8 +110,12 @@ def student() -> Iterator[Student]:
 def leftovers(top: Path, s: Student) -> list[str]:
     """Files below ``top`` owned by a uid of the student's range (find -uid)."""
     lo, hi = s.uids.start, s.uids.start + s.uids.count - 1
-    r = subprocess.run(["find", str(top), "(", "-uid", f"+{lo - 1}", "-uid", f"-{hi + 1}", ")", "-print"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["find", str(top), "(", "-uid", f"+{lo - 1}", "-uid", f"-{hi + 1}", ")", "-print"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return r.stdout.split()
 
 
@@ -117,9 +135,23 @@ def home(student: Student) -> Iterator[Path]:
 
 
 def as_student(s: Student, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["setpriv", f"--reuid={s.uid}", f"--regid={s.gid}", "--init-groups",
-                           "env", "HOME=/nonexistent", sys.executable, "-m", "simmta", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={s.uid}",
+            f"--regid={s.gid}",
+            "--init-groups",
+            "env",
+            "HOME=/nonexistent",
+            sys.executable,
+            "-m",
+            "simmta",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def clean(s: Student, instance: Path) -> None:
@@ -205,8 +237,17 @@ def test_every_cli_tool_works_on_a_rootless_instance(patient_mta: Mta, student: 
     qid = patient_mta.send(to="someone@example.net", subject="rootless queue")
     wait_for(lambda: qid in patient_mta.queue_files("deferred"), what="a deferred message")
     # The queue belongs to a mapped uid: the student cannot read it from the host ...
-    r = subprocess.run(["setpriv", f"--reuid={student.uid}", f"--regid={student.gid}", "--clear-groups",
-                        "ls", str(patient_mta.instance / "queue" / "deferred")], capture_output=True)
+    r = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={student.uid}",
+            f"--regid={student.gid}",
+            "--clear-groups",
+            "ls",
+            str(patient_mta.instance / "queue" / "deferred"),
+        ],
+        capture_output=True,
+    )
     assert r.returncode != 0
     # ... but the tools enter the namespace first.
     listing = [json.loads(x) for x in patient_mta.simmta("queue", "--json").stdout.splitlines()]
@@ -235,8 +276,18 @@ def test_clean_works_after_master_died(student: Student, home: Path) -> None:
     finally:
         m.stop()
     assert leftovers(m.instance, student), "the MTA left files of the range (else this proves nothing)"
-    r = subprocess.run(["setpriv", f"--reuid={student.uid}", f"--regid={student.gid}", "--clear-groups",
-                        "rm", "-rf", str(m.instance)], capture_output=True)
+    r = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={student.uid}",
+            f"--regid={student.gid}",
+            "--clear-groups",
+            "rm",
+            "-rf",
+            str(m.instance),
+        ],
+        capture_output=True,
+    )
     assert r.returncode != 0, "a plain rm cannot remove them: that is why 'simmta clean' exists"
     clean(student, m.instance)
 
@@ -289,10 +340,22 @@ def test_partial_mode_without_a_range_chroots_for_real_and_says_uids_are_simulat
 def test_simulated_mode_names_what_is_missing_and_raises_no_false_alarm(nobody_home: Path) -> None:
     """Without uidmap on PATH, nobody gets partial with the one command that fixes it;
     asked for simulated, the user's own groups are expected, not a MISMATCH."""
-    r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                        "env", "PATH=/nonexistent", sys.executable, "-c",
-                        "from simmta.core import userns; import json; print(json.dumps(userns.probe(61100)"
-                        ".as_dict()))"], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "env",
+            "PATH=/nonexistent",
+            sys.executable,
+            "-c",
+            "from simmta.core import userns; import json; print(json.dumps(userns.probe(61100).as_dict()))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     probe = json.loads(r.stdout)
     assert probe["mode"] == "partial" and probe["fix"] == "sudo apt-get install uidmap", probe
     m = Mta(nobody_home / "inst", user=NOBODY, privilege="simulated", groups="100")
@@ -313,30 +376,37 @@ class Terminal:
     def __init__(self, name: str, uid: int, gid: int, home: Path) -> None:
         self.session = f"simmta-users-{os.getpid()}-{name}"
         self.server = self.session
-        command = (f"unset COLUMNS LINES; setpriv --reuid={uid} --regid={gid} --clear-groups env "
-                   f"HOME={home} TMPDIR={home} PYTHONPATH={REPO} {sys.executable} -m simmta; "
-                   "echo SIMMTA-EXIT=$?; sleep 300")
+        command = (
+            f"unset COLUMNS LINES; setpriv --reuid={uid} --regid={gid} --clear-groups env "
+            f"HOME={home} TMPDIR={home} PYTHONPATH={REPO} {sys.executable} -m simmta; "
+            "echo SIMMTA-EXIT=$?; sleep 300"
+        )
         self.tmux("new-session", "-d", "-s", self.session, "-x", "120", "-y", "40", command)
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run([require_tool("tmux"), "-L", self.server, *args], capture_output=True,
-                              text=True, check=True).stdout
+        return subprocess.run(
+            [require_tool("tmux"), "-L", self.server, *args], capture_output=True, text=True, check=True
+        ).stdout
 
     def shows(self, pattern: str, timeout: float = 40.0) -> re.Match[str]:
         def seen() -> re.Match[str] | None:
             return re.search(pattern, self.tmux("capture-pane", "-p", "-t", self.session))
+
         return wait_for(seen, timeout, pattern)
 
     def close(self) -> None:
-        subprocess.run([require_tool("tmux"), "-L", self.server, "kill-server"], check=False,
-                       capture_output=True)
+        subprocess.run(
+            [require_tool("tmux"), "-L", self.server, "kill-server"], check=False, capture_output=True
+        )
 
 
 @pytest.mark.slow
 def test_two_users_run_simmta_at_once(student: Student, home: Path, nobody_home: Path) -> None:
     """Each interactive simmta picks free ports: no 'Address already in use'."""
-    terms = [Terminal("student", student.uid, student.gid, home),
-             Terminal("nobody", NOBODY, NOBODY, nobody_home)]
+    terms = [
+        Terminal("student", student.uid, student.gid, home),
+        Terminal("nobody", NOBODY, NOBODY, nobody_home),
+    ]
     try:
         found = [t.shows(r"smtp 127\.0\.0\.1:(\d+)\s+peer :\d+\s+privilege (\w+)") for t in terms]
         ports = [int(m.group(1)) for m in found]
@@ -360,10 +430,28 @@ def test_two_users_run_simmta_at_once(student: Student, home: Path, nobody_home:
 def test_every_lesson_autoplays_rootless(student: Student, home: Path) -> None:
     """The whole course as the student, in rootless mode: every step must wait for its action
     (autoplay fails a step whose goal already holds) and every goal be met."""
-    done = subprocess.run(["setpriv", f"--reuid={student.uid}", f"--regid={student.gid}", "--init-groups",
-                           "env", f"HOME={home}", f"TMPDIR={home}", "SIMMTA_PRIVILEGE=rootless",
-                           sys.executable, "-m", "simmta", "lesson", "check", "all", "--autoplay"],
-                          capture_output=True, text=True, timeout=1500)
+    done = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={student.uid}",
+            f"--regid={student.gid}",
+            "--init-groups",
+            "env",
+            f"HOME={home}",
+            f"TMPDIR={home}",
+            "SIMMTA_PRIVILEGE=rootless",
+            sys.executable,
+            "-m",
+            "simmta",
+            "lesson",
+            "check",
+            "all",
+            "--autoplay",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     lessons = len(list((Path(__file__).parents[1] / "lessons").glob("[0-9]*.md")))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert done.stdout.count("[rootless]") == lessons, done.stdout[-2000:]

@@ -14,9 +14,17 @@ DOC = Path(__file__).parent.parent / "docs" / "events.md"
 # Record types the scenario below does not provoke (each is emitted elsewhere:
 # the test proves they stay unprovoked here, so this list cannot go stale).
 NOT_PROVOKED = {
-    "process/throttled", "process/limit", "queue/corrupt", "smtp/limit",
-    "lab/report", "lab/scan",  # simmta lab compromise, simmta ctl scan (their own tests)
-    "pace/wait", "pace/go", "bus/dropped", "master/started", "master/stopping",  # (before and after
+    "process/throttled",
+    "process/limit",
+    "queue/corrupt",
+    "smtp/limit",
+    "lab/report",
+    "lab/scan",  # simmta lab compromise, simmta ctl scan (their own tests)
+    "pace/wait",
+    "pace/go",
+    "bus/dropped",
+    "master/started",
+    "master/stopping",  # (before and after
 }  # a subscriber can be there)
 # Optional fields the scenario cannot fill (why, per field).
 NOT_FILLED = {
@@ -26,8 +34,9 @@ NOT_FILLED = {
 
 
 def test_the_schema_reference_is_up_to_date() -> None:
-    assert DOC.read_text() == records.reference(events.SCHEMA_VERSION), \
+    assert DOC.read_text() == records.reference(events.SCHEMA_VERSION), (
         "docs/events.md is stale: python -m simmta.core.records > docs/events.md"
+    )
 
 
 def test_a_recording_of_another_schema_version_is_refused_naming_it(tmp_path: Path) -> None:

@@ -236,8 +236,11 @@ def test_fanout_late_joiner_gets_snapshot_then_exactly_the_rest(mta: Mta) -> Non
         readers.append(asyncio.create_task(read("late", late_sock)))
         second = await asyncio.to_thread(mta.send)
         await wait_async(lambda: delivered(received["late"], second) and delivered(received["early"], second))
-        subscribers = await asyncio.to_thread(lambda: wait_for(
-            lambda: len(mta.live_status()["events"]["subscribers"]) == 1, 20, "one subscriber"))
+        subscribers = await asyncio.to_thread(
+            lambda: wait_for(
+                lambda: len(mta.live_status()["events"]["subscribers"]) == 1, 20, "one subscriber"
+            )
+        )
         fan.stop()  # the sessions get what was forwarded so far, then EOF; nothing more is
         shared = [seq for seq, _ in fan.ring]
         relay.cancel()

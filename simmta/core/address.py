@@ -17,8 +17,10 @@ from simmta.core.config import Config
 LOCAL_PART_MAX = 64
 DOMAIN_MAX = 255
 PATH_MAX = 256
-_DOMAIN = re.compile(r"^(\[[0-9.:a-fA-F]+\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$")  # labels <= 63
+_DOMAIN = re.compile(
+    r"^(\[[0-9.:a-fA-F]+\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$"
+)  # labels <= 63
 
 
 def printable(text: str) -> str:
@@ -80,8 +82,7 @@ def routing_syntax(local_part: str) -> bool:
 
 def unsafe_local_part(local_part: str) -> bool:
     """A local part that looks like a path or carries control characters."""
-    return "/" in local_part or ".." in local_part or any(ord(c) < 32 or ord(c) == 127
-                                                          for c in local_part)
+    return "/" in local_part or ".." in local_part or any(ord(c) < 32 or ord(c) == 127 for c in local_part)
 
 
 def _base(local_part: str) -> str:
@@ -99,8 +100,12 @@ def listed_recipient(local_part: str, cfg: Config) -> bool:
     if routing_syntax(local_part) or unsafe_local_part(local_part):
         return False
     maps, name = cfg.local_recipient_maps, _base(local_part)
-    return (not maps or always_listed(local_part) or ("local_users" in maps and name in cfg.local_users)
-            or ("alias_maps" in maps and name in cfg.alias_maps))
+    return (
+        not maps
+        or always_listed(local_part)
+        or ("local_users" in maps and name in cfg.local_users)
+        or ("alias_maps" in maps and name in cfg.alias_maps)
+    )
 
 
 def local_user(local_part: str, cfg: Config) -> str | None:

@@ -16,8 +16,12 @@ from typing import Any
 from simmta.core.events import parse_line
 
 
-def connect(path: Path, wait: float = 0.0, stop: threading.Event | None = None,
-            give_up: Callable[[], str] | None = None) -> socket.socket:
+def connect(
+    path: Path,
+    wait: float = 0.0,
+    stop: threading.Event | None = None,
+    give_up: Callable[[], str] | None = None,
+) -> socket.socket:
     """Connect to the bus, retrying for ``wait`` seconds while the MTA is starting.
 
     ``give_up`` may say why to stop early (e.g. the MTA process died). Raises
@@ -63,8 +67,13 @@ class Subscription:
     once when the stream ends (or never began); ``problem`` says why.
     """
 
-    def __init__(self, bus_socket: Path, wait: float = 0.0, starting: Callable[[], str] | None = None,
-                 sock: socket.socket | None = None):
+    def __init__(
+        self,
+        bus_socket: Path,
+        wait: float = 0.0,
+        starting: Callable[[], str] | None = None,
+        sock: socket.socket | None = None,
+    ):
         """``wait``: seconds to keep trying while the MTA is still starting; ``starting`` says
         why to give up early (the MTA process died), or "". ``sock``: a stream already connected."""
         self.bus_socket = bus_socket
@@ -79,8 +88,9 @@ class Subscription:
         self._sock = sock
         self._thread = threading.Thread(target=self._run, name="simmta-bus", daemon=True)
 
-    def listen(self, listener: Callable[[dict[str, Any]], None],
-               on_close: Callable[[], None] | None = None) -> "Subscription":
+    def listen(
+        self, listener: Callable[[dict[str, Any]], None], on_close: Callable[[], None] | None = None
+    ) -> "Subscription":
         self.listeners.append(listener)
         if on_close is not None:
             self.closers.append(on_close)

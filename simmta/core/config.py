@@ -65,8 +65,7 @@ def _str(v: Any) -> str:
 
 def _hostname(v: Any) -> str:
     v = _str(v).strip().lower()
-    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*",
-                        v):
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*", v):
         raise ValueError("not a valid host or domain name")
     return v
 
@@ -99,6 +98,7 @@ _ESCAPE = re.compile(r"\\([0-7]{1,3}|[abfnrtv\\])")
 
 def characters(spec: str) -> bytes:
     """The bytes a character-set parameter names, with Postfix's escapes (``\\0``, ``\\r``)."""
+
     def one(m: re.Match[str]) -> str:
         e = m.group(1)
         return chr(int(e, 8)) if e[0].isdigit() else _ESCAPES[e]
@@ -211,30 +211,49 @@ class Param:
 PARAMS: tuple[Param, ...] = (
     Param("myhostname", "mx.simmta.test", _hostname, "this mail system's host name (greeting, Received:)"),
     Param("mydomain", "simmta.test", _hostname, "the local domain"),
-    Param("mydestination", ["simmta.test", "mx.simmta.test", "localhost"],
-          _domains,
-          "domains delivered locally; everything else is remote"),
-    Param("mynetworks", ["127.0.0.1/32", "::1/128"], _networks,
-          "clients allowed to relay to remote domains"),
+    Param(
+        "mydestination",
+        ["simmta.test", "mx.simmta.test", "localhost"],
+        _domains,
+        "domains delivered locally; everything else is remote",
+    ),
+    Param("mynetworks", ["127.0.0.1/32", "::1/128"], _networks, "clients allowed to relay to remote domains"),
     Param("inet_interfaces", "127.0.0.1", _loopback, "address smtpd listens on (loopback only)"),
     Param("smtp_port", 2525, _port, "smtpd's TCP port (0: any free port)"),
     Param("peer_port", 0, _port, "the peer's TCP port (0: any free port)"),
-    Param("relayhost", "", check_nexthop,
-          "next hop for remote mail: '' or 'peer' (the simulated Internet) or host:port"),
-    Param("transport_maps", {}, _transport_maps,
-          "per-domain next hop: domain = 'peer' | 'host:port' | 'error'"),
-    Param("local_users", {"alice": 61001, "bob": 61002, "carol": 61003}, _users,
-          "local users and the uid each owns its Maildir with (no accounts are created)"),
-    Param("alias_maps", {"postmaster": "alice", "root": "alice", "mailer-daemon": "alice"}, _aliases,
-          "local aliases: alias = user"),
+    Param(
+        "relayhost",
+        "",
+        check_nexthop,
+        "next hop for remote mail: '' or 'peer' (the simulated Internet) or host:port",
+    ),
+    Param(
+        "transport_maps", {}, _transport_maps, "per-domain next hop: domain = 'peer' | 'host:port' | 'error'"
+    ),
+    Param(
+        "local_users",
+        {"alice": 61001, "bob": 61002, "carol": 61003},
+        _users,
+        "local users and the uid each owns its Maildir with (no accounts are created)",
+    ),
+    Param(
+        "alias_maps",
+        {"postmaster": "alice", "root": "alice", "mailer-daemon": "alice"},
+        _aliases,
+        "local aliases: alias = user",
+    ),
     Param("mail_owner_uid", 61000, _int(1), "uid unprivileged daemons switch to (shared with nothing else)"),
     Param("mail_owner_gid", 61000, _int(1), "gid unprivileged daemons switch to"),
-    Param("peer_uid", 61100, _int(1), "uid of the peer, \"the Internet\" (shared with nothing else)"),
+    Param("peer_uid", 61100, _int(1), 'uid of the peer, "the Internet" (shared with nothing else)'),
     Param("peer_gid", 61100, _int(1), "gid of the peer"),
-    Param("uid_allocation", "auto", _choice("auto", "fixed"),
-          "as root: 'auto' moves the whole uid block (mail_owner, the profile's accounts, the "
-          "peer, local_users) by 16 until no uid is a host account's or another running "
-          "instance's; 'fixed' refuses to start on a clash"),
+    Param(
+        "uid_allocation",
+        "auto",
+        _choice("auto", "fixed"),
+        "as root: 'auto' moves the whole uid block (mail_owner, the profile's accounts, the "
+        "peer, local_users) by 16 until no uid is a host account's or another running "
+        "instance's; 'fixed' refuses to start on a clash",
+    ),
     Param("message_size_limit", 10240000, _int(1024), "largest message accepted, in bytes (552 5.3.4)"),
     Param("line_length_limit", 2048, _int(1001), "longest line accepted in SMTP (including CRLF)"),
     Param("header_size_limit", 102400, _int(1024), "header text kept per message; excess is discarded"),
@@ -245,26 +264,62 @@ PARAMS: tuple[Param, ...] = (
     Param("smtpd_hard_error_limit", 20, _int(1), "errors before smtpd disconnects (421)"),
     Param("smtpd_error_sleep_time", 1.0, _time, "delay per reply past the soft error limit"),
     Param("smtpd_junk_command_limit", 100, _int(1), "NOOP/RSET/VRFY/HELP commands per session"),
-    Param("smtpd_client_connection_count_limit", 50, _int(0),
-          "sessions at once from one client outside the exceptions (421 4.7.0 past it; 0: no limit)"),
-    Param("smtpd_client_event_limit_exceptions", ["$mynetworks"], _networks_or_mynetworks,
-          "clients exempt from smtpd_client_connection_count_limit"),
-    Param("smtpd_forbid_bare_newline", "reject", _choice("no", "normalize", "yes", "reject"),
-          "a line ended by a bare LF, in commands and DATA: reject (550 5.5.2; simmta's default), "
-          "normalize or yes (taken as CRLF; Postfix 3.9's default), no (the same here: Postfix 3.7's)"),
-    Param("smtpd_forbid_bare_newline_exclusions", ["$mynetworks"], _networks_or_mynetworks,
-          "clients exempt from smtpd_forbid_bare_newline (their bare LFs are normalized)"),
-    Param("strict_rfc821_envelopes", True, _bool,
-          "MAIL FROM/RCPT TO need <angle brackets> (501; Postfix's default is no)"),
-    Param("local_recipient_maps", ["local_users", "alias_maps"], _recipient_maps,
-          "tables listing the valid local recipients (empty: every local part is accepted at RCPT)"),
-    Param("smtpd_reject_unlisted_recipient", True, _bool,
-          "refuse at RCPT a local recipient not in local_recipient_maps (550 5.1.1)"),
-    Param("message_reject_characters", "\\0", _chars,
-          "characters refused in message content (550 5.6.0; Postfix's default is none)"),
+    Param(
+        "smtpd_client_connection_count_limit",
+        50,
+        _int(0),
+        "sessions at once from one client outside the exceptions (421 4.7.0 past it; 0: no limit)",
+    ),
+    Param(
+        "smtpd_client_event_limit_exceptions",
+        ["$mynetworks"],
+        _networks_or_mynetworks,
+        "clients exempt from smtpd_client_connection_count_limit",
+    ),
+    Param(
+        "smtpd_forbid_bare_newline",
+        "reject",
+        _choice("no", "normalize", "yes", "reject"),
+        "a line ended by a bare LF, in commands and DATA: reject (550 5.5.2; simmta's default), "
+        "normalize or yes (taken as CRLF; Postfix 3.9's default), no (the same here: Postfix 3.7's)",
+    ),
+    Param(
+        "smtpd_forbid_bare_newline_exclusions",
+        ["$mynetworks"],
+        _networks_or_mynetworks,
+        "clients exempt from smtpd_forbid_bare_newline (their bare LFs are normalized)",
+    ),
+    Param(
+        "strict_rfc821_envelopes",
+        True,
+        _bool,
+        "MAIL FROM/RCPT TO need <angle brackets> (501; Postfix's default is no)",
+    ),
+    Param(
+        "local_recipient_maps",
+        ["local_users", "alias_maps"],
+        _recipient_maps,
+        "tables listing the valid local recipients (empty: every local part is accepted at RCPT)",
+    ),
+    Param(
+        "smtpd_reject_unlisted_recipient",
+        True,
+        _bool,
+        "refuse at RCPT a local recipient not in local_recipient_maps (550 5.1.1)",
+    ),
+    Param(
+        "message_reject_characters",
+        "\\0",
+        _chars,
+        "characters refused in message content (550 5.6.0; Postfix's default is none)",
+    ),
     Param("message_strip_characters", "", _chars, "characters removed from message content"),
-    Param("cleanup_replace_stray_cr_lf", True, _bool,
-          "cleanup replaces a CR not followed by LF with a space (the smtp client always does)"),
+    Param(
+        "cleanup_replace_stray_cr_lf",
+        True,
+        _bool,
+        "cleanup replaces a CR not followed by LF with a space (the smtp client always does)",
+    ),
     Param("smtp_connect_timeout", 30.0, _time, "smtp client: time to connect to the next hop"),
     Param("smtp_helo_timeout", 300.0, _time, "smtp client: time for the greeting and each reply"),
     Param("smtp_data_done_timeout", 600.0, _time, "smtp client: time for the reply after the final dot"),
@@ -272,10 +327,18 @@ PARAMS: tuple[Param, ...] = (
     Param("minimal_backoff_time", 300.0, _time, "first retry delay of a deferred message"),
     Param("maximal_backoff_time", 4000.0, _time, "retry delays double up to this"),
     Param("maximal_queue_lifetime", 432000.0, _time, "age at which a deferred message is bounced"),
-    Param("default_destination_concurrency_limit", 20, _int(1),
-          "deliveries in parallel to one destination (a next hop)"),
-    Param("local_destination_concurrency_limit", 2, _int(1),
-          "local deliveries in parallel to one recipient (one Maildir)"),
+    Param(
+        "default_destination_concurrency_limit",
+        20,
+        _int(1),
+        "deliveries in parallel to one destination (a next hop)",
+    ),
+    Param(
+        "local_destination_concurrency_limit",
+        2,
+        _int(1),
+        "local deliveries in parallel to one recipient (one Maildir)",
+    ),
     Param("default_process_limit", 100, _int(1), "process limit of a service whose maxproc is 0"),
     Param("max_use", 100, _int(1), "requests a daemon serves before it exits"),
     Param("max_idle", 100.0, _time, "idle time before a non-resident daemon exits"),
@@ -310,23 +373,37 @@ def apply(cfg: Config, values: dict[str, Any], source: TomlFile | None = None) -
         try:
             out[key] = param.check(value)
         except ValueError as e:
-            raise (source.error(key, str(e)) if source
-                   else ConfigError(None, None, key, str(e))) from None
+            raise (source.error(key, str(e)) if source else ConfigError(None, None, key, str(e))) from None
     if out.smtpd_soft_error_limit > out.smtpd_hard_error_limit:
-        raise ConfigError(source.path if source else None, None, "smtpd_soft_error_limit",
-                          "must not exceed smtpd_hard_error_limit")
+        raise ConfigError(
+            source.path if source else None,
+            None,
+            "smtpd_soft_error_limit",
+            "must not exceed smtpd_hard_error_limit",
+        )
     if out.minimal_backoff_time > out.maximal_backoff_time:
-        raise ConfigError(source.path if source else None, None, "minimal_backoff_time",
-                          "must not exceed maximal_backoff_time")
+        raise ConfigError(
+            source.path if source else None,
+            None,
+            "minimal_backoff_time",
+            "must not exceed maximal_backoff_time",
+        )
     for alias, user in out.alias_maps.items():
         if user not in out.local_users:
-            raise ConfigError(source.path if source else None,
-                              source.line_of(alias) if source else None,
-                              f"alias_maps.{alias}", f"{user!r} is not in local_users")
+            raise ConfigError(
+                source.path if source else None,
+                source.line_of(alias) if source else None,
+                f"alias_maps.{alias}",
+                f"{user!r} is not in local_users",
+            )
     ids = [*out.local_users.values(), out.mail_owner_uid, out.peer_uid]
     if len(set(ids)) != len(ids):
-        raise ConfigError(source.path if source else None, None, "local_users",
-                          "each user, mail_owner_uid and peer_uid need a uid of their own")
+        raise ConfigError(
+            source.path if source else None,
+            None,
+            "local_users",
+            "each user, mail_owner_uid and peer_uid need a uid of their own",
+        )
     return out
 
 

@@ -53,8 +53,9 @@ def request(path: Path, op: str, timeout: float = 10.0, **args: Any) -> dict[str
         reply = json.loads(buf)
         assert isinstance(reply, dict)
     except (ValueError, AssertionError):
-        raise SimmtaError("master closed the control connection without an answer "
-                          "(refused, or it is shutting down)") from None
+        raise SimmtaError(
+            "master closed the control connection without an answer (refused, or it is shutting down)"
+        ) from None
     if not reply.get("ok"):
         raise SimmtaError(str(reply.get("error", "refused")))
     return reply

@@ -47,8 +47,9 @@ class RecipientStatus:
         return DeliveryBounced(rcpt=self.address, via=via, reason=self.reason, dsn=self.dsn)
 
 
-async def read_queue_request(ctx: Context, conn: ipc.Conn, request: str,
-                             items: str) -> tuple[dict[str, Any], list[Any], qf.QueueFile]:
+async def read_queue_request(
+    ctx: Context, conn: ipc.Conn, request: str, items: str
+) -> tuple[dict[str, Any], list[Any], qf.QueueFile]:
     """A request from qmgr about a message in active/: (request, its list, the queue file).
 
     Shared by the delivery agents and bounce; raises ProtocolError or CorruptQueueFile.
@@ -56,8 +57,7 @@ async def read_queue_request(ctx: Context, conn: ipc.Conn, request: str,
     req = await conn.read_json()
     qid = ipc.field(req, "qid", str)
     listed = ipc.field(req, items, list)
-    if req.get("request") != request or req.get("queue") != names.ACTIVE or not qf.is_qid(qid) \
-            or not listed:
+    if req.get("request") != request or req.get("queue") != names.ACTIVE or not qf.is_qid(qid) or not listed:
         raise ipc.ProtocolError(f"bad {request} request")
     return req, listed, qf.read(ctx.queue_path(names.ACTIVE, qid))
 
@@ -65,8 +65,9 @@ async def read_queue_request(ctx: Context, conn: ipc.Conn, request: str,
 class DeliveryAgent(Daemon):
     via: ClassVar[str] = ""
 
-    async def deliver(self, msg: qf.QueueFile, rcpts: list[dict[str, Any]],
-                      req: dict[str, Any]) -> list[RecipientStatus]:
+    async def deliver(
+        self, msg: qf.QueueFile, rcpts: list[dict[str, Any]], req: dict[str, Any]
+    ) -> list[RecipientStatus]:
         raise NotImplementedError
 
     async def handle(self, conn: ipc.Conn) -> None:

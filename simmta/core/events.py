@@ -94,6 +94,7 @@ def test_delay(service: str) -> float:
                 return max(0.0, min(float(seconds), 5.0))
     return 0.0
 
+
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 

@@ -125,7 +125,8 @@ class Session:
     closed: float | None = None
     qids: list[str] = field(default_factory=list)
     transcript: deque[tuple[str, str]] = field(
-        default_factory=lambda: deque(maxlen=TRANSCRIPT_SIZE))  # (">"|"<"|"!", line)
+        default_factory=lambda: deque(maxlen=TRANSCRIPT_SIZE)
+    )  # (">"|"<"|"!", line)
 
     @property
     def key(self) -> str:
@@ -146,7 +147,8 @@ class State:
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     processes: dict[int, Process] = field(default_factory=dict)
     queues: dict[str, OrderedDict[str, None]] = field(
-        default_factory=lambda: {q: OrderedDict() for q in names.ALL_QUEUES})
+        default_factory=lambda: {q: OrderedDict() for q in names.ALL_QUEUES}
+    )
     messages: OrderedDict[str, Message] = field(default_factory=OrderedDict)
     sessions: OrderedDict[str, Session] = field(default_factory=OrderedDict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -186,8 +188,9 @@ class State:
         if msg is None:
             msg = self.messages[qid] = Message(qid)
             while len(self.messages) > MAX_MESSAGES:
-                victim = next((q for q, m in self.messages.items() if m.done), None) \
-                    or next(iter(self.messages))
+                victim = next((q for q, m in self.messages.items() if m.done), None) or next(
+                    iter(self.messages)
+                )
                 gone = self.messages.pop(victim)
                 if gone.queue:
                     self.queues.get(gone.queue, OrderedDict()).pop(victim, None)
@@ -216,6 +219,7 @@ def _on(*kind_types: str) -> Callable[[Handler], Handler]:
             assert kt in KIND_TYPES, kt  # only what the records declare
             _HANDLERS[kt] = fn
         return fn
+
     return register
 
 
@@ -277,10 +281,15 @@ def _snapshot(state: State, event: dict[str, Any], data: dict[str, Any]) -> None
     for p in data["processes"]:
         if isinstance(p, dict) and isinstance(p.get("pid"), int):
             state.processes[p["pid"]] = Process(
-                pid=p["pid"], service=text(p.get("service"), 40), ppid=int(p.get("ppid") or 0),
-                state=text(p.get("state", "idle"), 20), started=float(p.get("started") or 0),
-                served=int(p.get("served") or 0), restarts=int(p.get("restarts") or 0),
-                privilege=dict(p.get("privilege") or {}))
+                pid=p["pid"],
+                service=text(p.get("service"), 40),
+                ppid=int(p.get("ppid") or 0),
+                state=text(p.get("state", "idle"), 20),
+                started=float(p.get("started") or 0),
+                served=int(p.get("served") or 0),
+                restarts=int(p.get("restarts") or 0),
+                privilege=dict(p.get("privilege") or {}),
+            )
     for queue, entries in data["queues"].items():
         for e in entries if isinstance(entries, list) else []:
             if isinstance(e, dict) and e.get("qid"):
@@ -318,8 +327,12 @@ def _master_stopping(state: State, event: dict[str, Any], data: dict[str, Any]) 
 def _spawned(state: State, event: dict[str, Any], data: dict[str, Any]) -> None:
     service = text(data["child_service"], 40)
     state.processes[data["child_pid"]] = Process(
-        pid=data["child_pid"], service=service, ppid=event["pid"], started=float(event["ts"]),
-        restarts=state.restarts[service])
+        pid=data["child_pid"],
+        service=service,
+        ppid=event["pid"],
+        started=float(event["ts"]),
+        restarts=state.restarts[service],
+    )
 
 
 @_on("process/exited")
@@ -341,7 +354,8 @@ def _own_process(state: State, event: dict[str, Any]) -> Process:
     proc = state.processes.get(event["pid"])
     if proc is None:  # its spawn is older than the snapshot, or was lost
         proc = state.processes[event["pid"]] = Process(
-            event["pid"], text(event["service"], 40), started=float(event["ts"]))
+            event["pid"], text(event["service"], 40), started=float(event["ts"])
+        )
     return proc
 
 
@@ -354,8 +368,12 @@ def _process_state(state: State, event: dict[str, Any], data: dict[str, Any]) ->
 
 
 # A step that changes an id: which id list, and which of its slots (real, effective, saved, fs).
-_STEP_IDS = {"setuid": ("uid", (0, 1, 2, 3)), "setgid": ("gid", (0, 1, 2, 3)),
-             "seteuid": ("uid", (1, 3)), "setegid": ("gid", (1, 3))}
+_STEP_IDS = {
+    "setuid": ("uid", (0, 1, 2, 3)),
+    "setgid": ("gid", (0, 1, 2, 3)),
+    "seteuid": ("uid", (1, 3)),
+    "setegid": ("gid", (1, 3)),
+}
 
 
 @_on("privilege/step")
@@ -378,10 +396,25 @@ def _observed(state: State, event: dict[str, Any], data: dict[str, Any]) -> None
     pid = data["observed_pid"]
     proc = state.processes.get(pid)
     if proc is None:
-        proc = state.processes[pid] = Process(pid, text(data["observed_service"], 40),
-                                              started=float(event["ts"]))
-    proc.privilege = {k: data[k] for k in ("uid", "gid", "groups", "caps", "root", "mode", "mismatch",
-                                           "host_uid", "host_gid", "no_new_privs", "simulated")}
+        proc = state.processes[pid] = Process(
+            pid, text(data["observed_service"], 40), started=float(event["ts"])
+        )
+    proc.privilege = {
+        k: data[k]
+        for k in (
+            "uid",
+            "gid",
+            "groups",
+            "caps",
+            "root",
+            "mode",
+            "mismatch",
+            "host_uid",
+            "host_gid",
+            "no_new_privs",
+            "simulated",
+        )
+    }
 
 
 @_on("queue/created")
@@ -494,8 +527,9 @@ def _smtp(state: State, event: dict[str, Any], data: dict[str, Any]) -> None:
     elif type_ == "reply":  # a multi-line reply is one event, its lines joined by LF
         sess.transcript.extend(("<", text(line, 512)) for line in str(data["line"]).split("\n"))
     else:
-        sess.transcript.append(("!", f"{type_}: {text(data.get('code'))} "
-                                     f"{text(data.get('text') or data.get('limit'))}"))
+        sess.transcript.append(
+            ("!", f"{type_}: {text(data.get('code'))} {text(data.get('text') or data.get('limit'))}")
+        )
 
 
 @_on("fault/set")

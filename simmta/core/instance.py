@@ -117,8 +117,9 @@ class Instance:
             pid = int(status["master_pid"])
             os.kill(pid, 0)
         except (OSError, ValueError, KeyError, TypeError):
-            raise SimmtaError(f"no simmta running for instance {self.path} "
-                              "(start one with 'simmta run')") from None
+            raise SimmtaError(
+                f"no simmta running for instance {self.path} (start one with 'simmta run')"
+            ) from None
         return status
 
 

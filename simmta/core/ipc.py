@@ -63,7 +63,7 @@ def encode_content(data: bytes | memoryview) -> list[bytes | memoryview]:
     view = memoryview(data)
     out: list[bytes | memoryview] = []
     for i in range(0, len(view), MAX_CHUNK):
-        part = view[i:i + MAX_CHUNK]
+        part = view[i : i + MAX_CHUNK]
         out += [_HDR.pack(b"D", len(part)), part]
     out.append(_frame(b"E", b""))
     return out
@@ -174,8 +174,9 @@ async def connect(path: str) -> Conn:
     return Conn(sock)
 
 
-async def call(path: str, request: dict[str, Any], content: bytes | None = None,
-               timeout: float = 60.0) -> dict[str, Any]:
+async def call(
+    path: str, request: dict[str, Any], content: bytes | None = None, timeout: float = 60.0
+) -> dict[str, Any]:
     """Send one request (and content) to the service at ``path``; return its reply."""
     async with asyncio.timeout(timeout):
         conn = await connect(path)

@@ -32,8 +32,7 @@ def create(path: Path, mode: int = 0o700) -> None:
         (path / sub).mkdir(parents=True, exist_ok=True, mode=mode)
 
 
-def deliver(maildir: Path, parts: list[bytes],
-            before_link: Callable[[], None] | None = None) -> Path:
+def deliver(maildir: Path, parts: list[bytes], before_link: Callable[[], None] | None = None) -> Path:
     """Write ``parts`` as one new message; return its path in new/."""
     name = unique_name()
     tmp = maildir / "tmp" / name
@@ -44,7 +43,7 @@ def deliver(maildir: Path, parts: list[bytes],
         if n < total:
             rest = memoryview(b"".join(parts))[n:]
             while rest:
-                rest = rest[os.write(fd, rest):]
+                rest = rest[os.write(fd, rest) :]
         os.fsync(fd)
     except BaseException:
         os.close(fd)

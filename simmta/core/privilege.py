@@ -42,11 +42,15 @@ MODES = (REAL, ROOTLESS, PARTIAL, SIMULATED)
 # What each mode stands for, in one line (status, ps, banner, TUI).
 MEANING = {
     REAL: "root: uid/gid drops and chroot are enforced by the kernel",
-    ROOTLESS: ("enforced by the kernel inside a user namespace: each daemon's uid is one of your "
-               "subordinate uids and chroot is real; the host's root is untouched, and your own uid "
-               "owns the namespace (you, not the daemons, can still reach everything)"),
-    PARTIAL: ("a user namespace with only your own uid: chroot is real, but every daemon runs as "
-              "you, so the uid separation is simulated"),
+    ROOTLESS: (
+        "enforced by the kernel inside a user namespace: each daemon's uid is one of your "
+        "subordinate uids and chroot is real; the host's root is untouched, and your own uid "
+        "owns the namespace (you, not the daemons, can still reach everything)"
+    ),
+    PARTIAL: (
+        "a user namespace with only your own uid: chroot is real, but every daemon runs as "
+        "you, so the uid separation is simulated"
+    ),
     SIMULATED: "not root and no user namespace: uid/gid drops and chroot are NOT enforced (simulated)",
 }
 
@@ -60,8 +64,9 @@ def chroot_enforced(mode: str) -> bool:
     return mode in (REAL, ROOTLESS, PARTIAL)
 
 
-def service_ids(svc: Any, cfg: Any, accounts: dict[str, tuple[int, int]] | None = None
-                ) -> tuple[int, int] | None:
+def service_ids(
+    svc: Any, cfg: Any, accounts: dict[str, tuple[int, int]] | None = None
+) -> tuple[int, int] | None:
     """The (uid, gid) a service switches to, or None if it keeps root.
 
     The peer ("the Internet") has ids of its own; every other service runs as
@@ -87,8 +92,7 @@ def service_euid(svc: Any, accounts: dict[str, tuple[int, int]] | None) -> int |
 
 def table_uids(cfg: Any) -> list[int]:
     """Every uid the configuration gives a process or a mailbox (the range must map them)."""
-    return [cfg.mail_owner_uid, cfg.mail_owner_gid, cfg.peer_uid, cfg.peer_gid,
-            *cfg.local_users.values()]
+    return [cfg.mail_owner_uid, cfg.mail_owner_gid, cfg.peer_uid, cfg.peer_gid, *cfg.local_users.values()]
 
 
 ASKABLE = ("auto", ROOTLESS, PARTIAL, SIMULATED)  # what ``simmta run --privilege`` accepts
@@ -104,14 +108,25 @@ def establish(cfg: Any, want: str = "auto") -> userns.Setup:
     if os.geteuid() == 0:
         return userns.Setup(REAL, user="root", uid=0, gid=0)
     if want == SIMULATED:
-        return userns.Setup(SIMULATED, missing="asked for with --privilege simulated",
-                            fix="simmta run (without --privilege)", uid=os.getuid(), gid=os.getgid())
+        return userns.Setup(
+            SIMULATED,
+            missing="asked for with --privilege simulated",
+            fix="simmta run (without --privilege)",
+            uid=os.getuid(),
+            gid=os.getgid(),
+        )
     s = userns.probe(max(table_uids(cfg)))
     if want == ROOTLESS and s.mode != ROOTLESS:
         raise SimmtaError(f"rootless mode is not available: {s.missing} (fix: {s.fix})")
     if want == PARTIAL and s.mode == ROOTLESS:
-        s = userns.Setup(PARTIAL, "asked for with --privilege partial", "simmta run (without --privilege)",
-                         s.user, s.uid, s.gid)
+        s = userns.Setup(
+            PARTIAL,
+            "asked for with --privilege partial",
+            "simmta run (without --privilege)",
+            s.user,
+            s.uid,
+            s.gid,
+        )
     if s.mode in (ROOTLESS, PARTIAL):
         userns.enter(s)
     return s
@@ -148,8 +163,12 @@ def remove_instance(path: Path) -> None:
     if not path.exists():
         return
     if os.geteuid() != 0 and _has_foreign_files(path):
-        subprocess.run(python_module("simmta", "clean", "--instance", str(path)), capture_output=True,
-                       timeout=120, check=False)
+        subprocess.run(
+            python_module("simmta", "clean", "--instance", str(path)),
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -172,8 +191,10 @@ def enter_instance(inst: Any) -> str:
         return ""
     s = userns.probe(max(table_uids(inst.config())))
     if s.mode != ROOTLESS:
-        raise SimmtaError(f"{inst.queue} belongs to uids of a subordinate range, and rootless mode "
-                          f"is not available now to reach them: {s.missing} (fix: {s.fix})")
+        raise SimmtaError(
+            f"{inst.queue} belongs to uids of a subordinate range, and rootless mode "
+            f"is not available now to reach them: {s.missing} (fix: {s.fix})"
+        )
     userns.enter(s)
     return "entered a new user namespace with the same map"
 
@@ -184,10 +205,12 @@ def describe(setup: dict[str, Any]) -> list[str]:
     lines = [f"privilege {mode.upper()}: {MEANING.get(mode, '?')}"]
     uids, gids = setup.get("uids"), setup.get("gids")
     if mode == ROOTLESS and uids and gids:
-        lines.append(f"uid U in the namespace is host uid {uids['start']} + U - 1 (your subordinate "
-                     f"range {uids['start']}-{uids['start'] + uids['count'] - 1}); uid 0 is you "
-                     f"({setup.get('uid')}). newuidmap and newgidmap, set-uid root helpers from the "
-                     f"uidmap package, were run once to write these maps")
+        lines.append(
+            f"uid U in the namespace is host uid {uids['start']} + U - 1 (your subordinate "
+            f"range {uids['start']}-{uids['start'] + uids['count'] - 1}); uid 0 is you "
+            f"({setup.get('uid')}). newuidmap and newgidmap, set-uid root helpers from the "
+            f"uidmap package, were run once to write these maps"
+        )
     if setup.get("missing"):
         lines.append(f"why not more: {setup['missing']}")
     if setup.get("fix"):
@@ -195,9 +218,17 @@ def describe(setup: dict[str, Any]) -> list[str]:
     return lines
 
 
-def drop_privileges(emitter: Emitter, *, chroot_dir: Path | None, uid: int | None,
-                    gid: int | None, mode: str, euid: int | None = None, account: str = "",
-                    setuid_account: str = "") -> None:
+def drop_privileges(
+    emitter: Emitter,
+    *,
+    chroot_dir: Path | None,
+    uid: int | None,
+    gid: int | None,
+    mode: str,
+    euid: int | None = None,
+    account: str = "",
+    setuid_account: str = "",
+) -> None:
     """Change root (if asked), then clear groups and switch gid and uid (if asked).
 
     With ``euid``, the process is left as the kernel leaves a set-uid program
@@ -208,19 +239,25 @@ def drop_privileges(emitter: Emitter, *, chroot_dir: Path | None, uid: int | Non
     Irreversible in real mode: afterwards an attempt to regain uid 0 fails, and
     that failure is reported too.
     """
+
     def step(name: str, target: Any, action: Any) -> None:
         enforced = chroot_enforced(mode) if name == "chroot" else uids_enforced(mode)
         if not enforced:
-            emitter.emit(PrivilegeStep(step=name, target=target, mode=mode,
-                                       outcome=f"simulated: would {name} {target}"))
+            emitter.emit(
+                PrivilegeStep(
+                    step=name, target=target, mode=mode, outcome=f"simulated: would {name} {target}"
+                )
+            )
             return
         action()
         emitter.emit(PrivilegeStep(step=name, target=target, mode=mode, outcome="done"))
 
     if chroot_dir is not None:
+
         def do_chroot() -> None:
             os.chroot(chroot_dir)
             os.chdir("/")
+
         step("chroot", str(chroot_dir), do_chroot)
     if uid is not None and gid is not None:
         step("setgroups", [], lambda: os.setgroups([]))
@@ -228,9 +265,12 @@ def drop_privileges(emitter: Emitter, *, chroot_dir: Path | None, uid: int | Non
         if euid is None:
             step("setuid", uid, lambda: os.setresuid(uid, uid, uid))
         else:
-            step("setuid-emulated", f"real {uid} ({account}), effective/saved {euid} "
-                 f"({setuid_account}): EMULATED set-uid program",
-                 lambda: os.setresuid(uid, euid, euid))
+            step(
+                "setuid-emulated",
+                f"real {uid} ({account}), effective/saved {euid} "
+                f"({setuid_account}): EMULATED set-uid program",
+                lambda: os.setresuid(uid, euid, euid),
+            )
         if uids_enforced(mode):
             try:
                 os.setuid(0)
@@ -241,18 +281,24 @@ def drop_privileges(emitter: Emitter, *, chroot_dir: Path | None, uid: int | Non
 
 
 @contextlib.contextmanager
-def acting_as(uid: int, gid: int, mode: str,
-              emit: Callable[[Record], None] | None = None) -> Iterator[None]:
+def acting_as(uid: int, gid: int, mode: str, emit: Callable[[Record], None] | None = None) -> Iterator[None]:
     """Run the body with effective uid/gid of a recipient (real, rootless), then back to root.
 
     Only the effective ids change (seteuid): the real and saved uid stay 0, which
     is how the process gets root back afterwards, and why a hole exploited in the
     body could do the same (setuid(2) to the saved uid needs no privilege).
     """
+
     def step(target: int) -> None:  # each change is an event, from here where it happens
         if emit is not None:
-            emit(PrivilegeStep(step="seteuid", target=target, mode=mode, outcome="done"
-                               if uids_enforced(mode) else f"simulated: would seteuid {target}"))
+            emit(
+                PrivilegeStep(
+                    step="seteuid",
+                    target=target,
+                    mode=mode,
+                    outcome="done" if uids_enforced(mode) else f"simulated: would seteuid {target}",
+                )
+            )
 
     step(uid)
     if not uids_enforced(mode):
@@ -312,14 +358,26 @@ def observe(pid: int, ns: "userns.NsView | None" = None) -> Observation | None:
     inside_uid, host_uid = ns.split(uid, "uid") if ns else (uid, uid)
     inside_gid, host_gid = ns.split(gid, "gid") if ns else (gid, gid)
     return Observation(
-        pid=pid, uid=inside_uid, gid=inside_gid, groups=_ids(fields.get("Groups", "")),
-        caps=caps, cap_eff=cap_eff, no_new_privs=fields.get("NoNewPrivs", "0") == "1", root=root,
-        host_uid=host_uid, host_gid=host_gid,
+        pid=pid,
+        uid=inside_uid,
+        gid=inside_gid,
+        groups=_ids(fields.get("Groups", "")),
+        caps=caps,
+        cap_eff=cap_eff,
+        no_new_privs=fields.get("NoNewPrivs", "0") == "1",
+        root=root,
+        host_uid=host_uid,
+        host_gid=host_gid,
     )
 
 
-def expected(svc: Any, cfg: Any, queue_dir: Path, setup: "userns.Setup",
-             accounts: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+def expected(
+    svc: Any,
+    cfg: Any,
+    queue_dir: Path,
+    setup: "userns.Setup",
+    accounts: dict[str, tuple[int, int]] | None = None,
+) -> dict[str, Any]:
     """What the services table says a process of ``svc`` (None: master) should look like.
 
     ``setup``: the mode and who started master (root in a namespace). ``uid``
@@ -336,7 +394,8 @@ def expected(svc: Any, cfg: Any, queue_dir: Path, setup: "userns.Setup",
     else:
         uid, gid = 0, 0
     want: dict[str, Any] = {
-        "uid": uid, "gid": gid,
+        "uid": uid,
+        "gid": gid,
         "root": str(queue_dir) if svc is not None and svc.chroot and chroot_enforced(mode) else "/",
         "groups_cleared": uids_enforced(mode) and uid != 0,
         "host_uid": setup.host_uid(uid) if mode in (ROOTLESS, PARTIAL) else uid,
@@ -346,13 +405,16 @@ def expected(svc: Any, cfg: Any, queue_dir: Path, setup: "userns.Setup",
     euid = service_euid(svc, accounts) if svc is not None and uids_enforced(mode) else None
     if euid is not None:
         want["uid"] = [uid, euid, euid, euid]
-        want["host_uid"] = [want["host_uid"], *[setup.host_uid(euid) if mode in (ROOTLESS, PARTIAL)
-                                                else euid] * 3]
+        want["host_uid"] = [
+            want["host_uid"],
+            *[setup.host_uid(euid) if mode in (ROOTLESS, PARTIAL) else euid] * 3,
+        ]
     return want
 
 
-def simulated_steps(svc: Any, cfg: Any, queue_dir: Path, mode: str,
-                    accounts: dict[str, tuple[int, int]] | None = None) -> str:
+def simulated_steps(
+    svc: Any, cfg: Any, queue_dir: Path, mode: str, accounts: dict[str, tuple[int, int]] | None = None
+) -> str:
     """What the table asks of ``svc`` (None: master) that this mode only reports, in
     plain words ('' when the kernel enforces all of it). Expected, not an error:
     e.g. the invoking user's supplementary groups stay, since nothing can clear them."""
@@ -414,8 +476,10 @@ def lab_attempt(action: str, path: Path) -> tuple[str, str]:
             return "succeeded", f"uid is now 0 (real, effective, saved: {ruid}, {euid}, {suid})"
     except OSError as e:
         name = errno.errorcode.get(e.errno or 0, "error")
-        why = {"ENOENT": "not there: outside the chroot jail (or missing)",
-               "EACCES": "permission denied by the file's owner and mode",
-               "EPERM": "operation not permitted for this uid"}.get(name, e.strerror or "")
+        why = {
+            "ENOENT": "not there: outside the chroot jail (or missing)",
+            "EACCES": "permission denied by the file's owner and mode",
+            "EPERM": "operation not permitted for this uid",
+        }.get(name, e.strerror or "")
         return f"refused ({name})", why
     return "unknown action", action

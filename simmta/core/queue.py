@@ -96,7 +96,7 @@ class QueueWriter:
         if n < total:  # short write (rare on a regular file): finish by hand
             rest = memoryview(b"".join(buffers))[n:]
             while rest:
-                rest = rest[os.write(self.fd, rest):]
+                rest = rest[os.write(self.fd, rest) :]
         self.size += total
 
     def commit(self) -> None:
@@ -116,11 +116,15 @@ class QueueWriter:
             os.unlink(self.path)
 
 
-def envelope_records(arrival: float, attrs: dict[str, Any], sender: str,
-                     recipients: list[str]) -> list[bytes]:
-    out = [record(names.REC_VERSION, VERSION), record(names.REC_TIME, repr(arrival).encode()),
-           record(names.REC_ATTR, json.dumps(attrs, separators=(",", ":")).encode()),
-           record(names.REC_SENDER, sender.encode())]
+def envelope_records(
+    arrival: float, attrs: dict[str, Any], sender: str, recipients: list[str]
+) -> list[bytes]:
+    out = [
+        record(names.REC_VERSION, VERSION),
+        record(names.REC_TIME, repr(arrival).encode()),
+        record(names.REC_ATTR, json.dumps(attrs, separators=(",", ":")).encode()),
+        record(names.REC_SENDER, sender.encode()),
+    ]
     out += [record(names.REC_RCPT, r.encode()) for r in recipients]
     return out
 
@@ -159,15 +163,20 @@ class QueueFile:
 
     def content(self) -> bytes:
         if self.data is not None:
-            return self.data[self.content_offset:self.content_offset + self.content_length]
+            return self.data[self.content_offset : self.content_offset + self.content_length]
         with open(self.path, "rb") as f:
             f.seek(self.content_offset)
             return f.read(self.content_length)
 
     def summary(self) -> dict[str, Any]:
-        return {"qid": self.qid, "size": self.content_length, "sender": self.sender,
-                "recipients": [r.address for r in self.pending], "arrival": self.arrival,
-                "next_retry": self.mtime}
+        return {
+            "qid": self.qid,
+            "size": self.content_length,
+            "sender": self.sender,
+            "recipients": [r.address for r in self.pending],
+            "arrival": self.arrival,
+            "next_retry": self.mtime,
+        }
 
 
 def read(path: Path, require_complete: bool = True) -> QueueFile:
@@ -211,7 +220,7 @@ def _parse(path: Path, data: bytes | mmap.mmap, st: os.stat_result, require_comp
         start = pos + _HDR.size
         if start + length > end:
             raise CorruptQueueFile(f"truncated {kind!r} record at offset {pos}")
-        payload = data[start:start + length] if kind != names.REC_CONTENT else b""
+        payload = data[start : start + length] if kind != names.REC_CONTENT else b""
         records.append((kind.decode("latin-1"), pos, length))
         try:
             if kind == names.REC_VERSION:
@@ -244,8 +253,19 @@ def _parse(path: Path, data: bytes | mmap.mmap, st: os.stat_result, require_comp
         raise CorruptQueueFile("data after the end record")
     if arrival is None or sender is None or not recipients or (content == (0, 0) and complete):
         raise CorruptQueueFile("missing arrival time, sender, recipients or content")
-    return QueueFile(path.name, path, arrival, attrs, sender, recipients, content[0], content[1],
-                     st.st_size, st.st_mtime, records)
+    return QueueFile(
+        path.name,
+        path,
+        arrival,
+        attrs,
+        sender,
+        recipients,
+        content[0],
+        content[1],
+        st.st_size,
+        st.st_mtime,
+        records,
+    )
 
 
 def _address(payload: bytes) -> str:

@@ -97,10 +97,26 @@ class Service:
 
 
 _TYPES: dict[str, type | tuple[type, ...]] = {
-    "name": str, "type": str, "command": str, "private": bool, "unpriv": bool,
-    "chroot": bool, "wakeup": int, "maxproc": int, "talks_to": list, "reads": list,
-    "writes": list, "faces": str, "role": str, "summary": str, "label": str, "user": str,
-    "setuid": str, "parent": str, "lifetime": str, "embeds": list,
+    "name": str,
+    "type": str,
+    "command": str,
+    "private": bool,
+    "unpriv": bool,
+    "chroot": bool,
+    "wakeup": int,
+    "maxproc": int,
+    "talks_to": list,
+    "reads": list,
+    "writes": list,
+    "faces": str,
+    "role": str,
+    "summary": str,
+    "label": str,
+    "user": str,
+    "setuid": str,
+    "parent": str,
+    "lifetime": str,
+    "embeds": list,
 }
 
 
@@ -164,8 +180,11 @@ class Profile:
     def ids(self, cfg: Any) -> dict[str, tuple[int, int]]:
         """uid and gid of every account the profile names, root, mail_owner and the peer's included."""
         mail_owner_uid, mail_owner_gid = cfg.mail_owner_uid, cfg.mail_owner_gid
-        out = {ROOT: (0, 0), MAIL_OWNER: (mail_owner_uid, mail_owner_gid),
-               names.PEER: (cfg.peer_uid, cfg.peer_gid)}
+        out = {
+            ROOT: (0, 0),
+            MAIL_OWNER: (mail_owner_uid, mail_owner_gid),
+            names.PEER: (cfg.peer_uid, cfg.peer_gid),
+        }
         for name, (offset, group) in self.accounts.items():
             gid = mail_owner_gid + self.groups[group] if group in self.groups else mail_owner_gid
             out[name] = (mail_owner_uid + offset, gid)
@@ -175,10 +194,16 @@ class Profile:
         return mail_owner_gid + self.groups[group] if group in self.groups else mail_owner_gid
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "summary": self.summary,
-                "notes": list(self.notes), "queue_owner": self.queue_owner,
-                "queue_group": self.queue_group,
-                "accounts": {k: list(v) for k, v in self.accounts.items()}, "groups": self.groups}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "summary": self.summary,
+            "notes": list(self.notes),
+            "queue_owner": self.queue_owner,
+            "queue_group": self.queue_group,
+            "accounts": {k: list(v) for k, v in self.accounts.items()},
+            "groups": self.groups,
+        }
 
 
 def _profile(src: TomlFile) -> Profile:
@@ -187,26 +212,34 @@ def _profile(src: TomlFile) -> Profile:
     if not isinstance(raw, dict) or set(raw) - known:
         raise src.error("profile", "expected a table with " + ", ".join(sorted(known)))
     if not all(isinstance(v, str) for k, v in raw.items() if k != "notes") or not all(
-            isinstance(n, str) for n in raw.get("notes", [])):
+        isinstance(n, str) for n in raw.get("notes", [])
+    ):
         raise src.error("profile", "expected text values (notes: a list of strings)")
     groups: dict[str, int] = {}
     for g in src.data.get("group", []):
-        if not (isinstance(g, dict) and isinstance(g.get("name"), str)
-                and isinstance(g.get("offset"), int) and 0 < g["offset"] < UID_BLOCK):
+        if not (
+            isinstance(g, dict)
+            and isinstance(g.get("name"), str)
+            and isinstance(g.get("offset"), int)
+            and 0 < g["offset"] < UID_BLOCK
+        ):
             raise src.error("group", f"expected name and an offset 1..{UID_BLOCK - 1}")
         groups[g["name"]] = g["offset"]
     accounts: dict[str, tuple[int, str]] = {}
     for a in src.data.get("account", []):
-        if not (isinstance(a, dict) and isinstance(a.get("name"), str)
-                and isinstance(a.get("offset"), int) and 0 < a["offset"] < UID_BLOCK
-                and a.get("group", MAIL_OWNER) in (*groups, MAIL_OWNER)):
+        if not (
+            isinstance(a, dict)
+            and isinstance(a.get("name"), str)
+            and isinstance(a.get("offset"), int)
+            and 0 < a["offset"] < UID_BLOCK
+            and a.get("group", MAIL_OWNER) in (*groups, MAIL_OWNER)
+        ):
             raise src.error("account", f"expected name, an offset 1..{UID_BLOCK - 1} and a known group")
         accounts[a["name"]] = (a["offset"], a.get("group", MAIL_OWNER))
     offsets = [o for o, _ in accounts.values()]
     if len(set(offsets)) != len(offsets) or len(set(groups.values())) != len(groups):
         raise src.error("account", "each account and group needs an offset of its own")
-    prof = Profile(**{**raw, "notes": tuple(raw.get("notes", ())), "accounts": accounts,
-                      "groups": groups})
+    prof = Profile(**{**raw, "notes": tuple(raw.get("notes", ())), "accounts": accounts, "groups": groups})
     if prof.queue_owner not in (*accounts, MAIL_OWNER, ROOT):
         raise src.error("profile.queue_owner", f"unknown account {prof.queue_owner!r}")
     if prof.queue_group not in (*groups, MAIL_OWNER, ROOT):
@@ -217,8 +250,7 @@ def _profile(src: TomlFile) -> Profile:
 class ServiceTable:
     """The ordered services, looked up by name, and the profile they belong to."""
 
-    def __init__(self, services: list[Service], source: Path | None = None,
-                 profile: Profile | None = None):
+    def __init__(self, services: list[Service], source: Path | None = None, profile: Profile | None = None):
         self.services = services
         self.source = source
         self.profile = profile or Profile()
@@ -270,8 +302,7 @@ class ServiceTable:
         return g
 
 
-PROFILES = {"postfix": "services.toml", "qmail": "profiles/qmail.toml",
-            "sendmail": "profiles/sendmail.toml"}
+PROFILES = {"postfix": "services.toml", "qmail": "profiles/qmail.toml", "sendmail": "profiles/sendmail.toml"}
 DEFAULT_PROFILE = "postfix"
 
 
@@ -281,8 +312,9 @@ def load(path: Path | None = None, profile: str = DEFAULT_PROFILE) -> ServiceTab
         src = TomlFile(path)
     else:
         if profile not in PROFILES:
-            raise ConfigError(None, None, "profile", f"unknown profile {profile!r} (known: "
-                              + ", ".join(PROFILES) + ")")
+            raise ConfigError(
+                None, None, "profile", f"unknown profile {profile!r} (known: " + ", ".join(PROFILES) + ")"
+            )
         rel = f"data/{PROFILES[profile]}"
         text = resources.files("simmta").joinpath(rel).read_text("utf-8")
         src = TomlFile(Path(f"<simmta>/{rel}"), text)
@@ -290,14 +322,15 @@ def load(path: Path | None = None, profile: str = DEFAULT_PROFILE) -> ServiceTab
     entries = src.data.get("service")
     extra = set(src.data) - {"service", "profile", "account", "group"}
     if extra:
-        raise src.error(sorted(extra)[0], "unknown top-level key (expected [profile], [[account]], "
-                        "[[group]] and [[service]] tables)")
+        raise src.error(
+            sorted(extra)[0],
+            "unknown top-level key (expected [profile], [[account]], [[group]] and [[service]] tables)",
+        )
     prof = _profile(src)
     if not isinstance(entries, list) or not entries:
         raise src.error("service", "no [[service]] entries")
     lines = src.table_lines("service")
-    services = [_service(dict(e), src, lines[i] if i < len(lines) else 1)
-                for i, e in enumerate(entries)]
+    services = [_service(dict(e), src, lines[i] if i < len(lines) else 1) for i, e in enumerate(entries)]
     seen: set[str] = set()
     for i, s in enumerate(services):
         if s.name in seen:

@@ -84,8 +84,11 @@ class Context:
 
     def __init__(self, spec: dict[str, Any], emitter: Emitter):
         self.spec = spec
-        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in spec["service"].items() if k in _SERVICE_FIELDS}
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in spec["service"].items()
+            if k in _SERVICE_FIELDS
+        }
         self.service = Service(**fields)
         # uid/gid of each account the profile names, as master resolved them
         self.ids: dict[str, tuple[int, int]] = {k: (v[0], v[1]) for k, v in spec.get("ids", {}).items()}
@@ -171,11 +174,19 @@ class Context:
         canary, pid, daemon = msg.get("canary"), msg.get("daemon_pid"), msg.get("daemon")
         if not (isinstance(canary, str) and isinstance(pid, int) and isinstance(daemon, str)):
             return
-        results = compromise.run_script(compromise.Targets(self.instance.path, self.queue, canary, pid,
-                                                           daemon))
+        results = compromise.run_script(
+            compromise.Targets(self.instance.path, self.queue, canary, pid, daemon)
+        )
         for r in results:
-            self.emit(LabAttempt(action=r["attempt"], target=r["target"], outcome=r["outcome"],
-                                 detail=r["detail"], compromise=True))
+            self.emit(
+                LabAttempt(
+                    action=r["attempt"],
+                    target=r["target"],
+                    outcome=r["outcome"],
+                    detail=r["detail"],
+                    compromise=True,
+                )
+            )
         self.emit(LabReport(results=results, mode=self.mode))
 
     def lab_attempt(self, action: str, target: str) -> None:
@@ -183,8 +194,11 @@ class Context:
         with self.lab_identity():
             outcome, detail = privilege.lab_attempt(action, Path(target))
         if not privilege.uids_enforced(self.mode) and outcome == "succeeded":
-            detail += (" (simulated mode: no kernel boundary was there to stop it)" if self.mode ==
-                       privilege.SIMULATED else " (partial mode: no uid boundary, every daemon runs as you)")
+            detail += (
+                " (simulated mode: no kernel boundary was there to stop it)"
+                if self.mode == privilege.SIMULATED
+                else " (partial mode: no uid boundary, every daemon runs as you)"
+            )
         self.emit(LabAttempt(action=action, target=target, outcome=outcome, detail=detail))
 
 
@@ -231,8 +245,13 @@ def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
     events.CLOCK.heard(spec.get("clock"))
     channel = socket.socket(fileno=fds["channel"])
     name = spec["service"]["name"]
-    emitter = Emitter(name, channel, muted=not spec.get("watched", True), order=fds.get("order"),
-                      delay=events.test_delay(name))
+    emitter = Emitter(
+        name,
+        channel,
+        muted=not spec.get("watched", True),
+        order=fds.get("order"),
+        delay=events.test_delay(name),
+    )
     ipc.flush_events = emitter.flush
     ctx = Context(spec, emitter)
     listen = socket.socket(fileno=fds["listen"])
@@ -246,9 +265,16 @@ def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
         svc = ctx.service
         jail = ctx.instance.queue if svc.chroot else None
         uid, gid = privilege.service_ids(svc, ctx.config, ctx.ids) or (None, None)
-        privilege.drop_privileges(emitter, chroot_dir=jail, uid=uid, gid=gid, mode=ctx.mode,
-                                  euid=privilege.service_euid(svc, ctx.ids), account=svc.account,
-                                  setuid_account=svc.setuid)
+        privilege.drop_privileges(
+            emitter,
+            chroot_dir=jail,
+            uid=uid,
+            gid=gid,
+            mode=ctx.mode,
+            euid=privilege.service_euid(svc, ctx.ids),
+            account=svc.account,
+            setuid_account=svc.setuid,
+        )
         if jail is not None and privilege.chroot_enforced(ctx.mode):
             ctx.queue = Path("/")
         daemon.post_init()
@@ -268,8 +294,9 @@ def _flush_and_exit(ctx: Context) -> None:
     os._exit(0)
 
 
-async def _serve(daemon: Daemon, listen: socket.socket, status_fd: int,
-                 channel: socket.socket | None) -> None:
+async def _serve(
+    daemon: Daemon, listen: socket.socket, status_fd: int, channel: socket.socket | None
+) -> None:
     ctx = daemon.ctx
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: _flush_and_exit(ctx))

@@ -54,8 +54,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JUNK = {"NOOP", "RSET", "VRFY", "HELP", "EXPN"}
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 # <dot-atom@domain> and optional parameters: what nearly every client sends.
-_PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
-                         r"(?:[ \t]+([^ \t(].*))?\Z", re.S)
+_PLAIN_PATH = re.compile(
+    rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+    r"(?:[ \t]+([^ \t(].*))?\Z",
+    re.S,
+)
 _sessions = itertools.count(1)
 
 
@@ -100,9 +103,20 @@ class BareNewline(Exception):
 class InstrumentedSMTP(SMTP):
     """aiosmtpd's SMTP protocol with simmta's limits and transcript events."""
 
-    def __init__(self, handler: Any, ctx: Context, *, line_length_limit: int,
-                 soft_errors: int, hard_errors: int, error_sleep: float, junk_limit: int,
-                 forbid_bare_lf: bool = False, strict_envelopes: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        handler: Any,
+        ctx: Context,
+        *,
+        line_length_limit: int,
+        soft_errors: int,
+        hard_errors: int,
+        error_sleep: float,
+        junk_limit: int,
+        forbid_bare_lf: bool = False,
+        strict_envelopes: bool = False,
+        **kwargs: Any,
+    ):
         self.line_length_limit = line_length_limit  # read by SMTP.__init__ for its stream
         self.forbid_bare_lf = forbid_bare_lf
         self.strict_envelopes = strict_envelopes
@@ -131,8 +145,7 @@ class InstrumentedSMTP(SMTP):
         if not self.closed.done():
             self.closed.set_result(None)
 
-    def _cb_client_connected(self, reader: asyncio.StreamReader,
-                             writer: asyncio.StreamWriter) -> None:
+    def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super()._cb_client_connected(reader, writer)
         read_line = reader.readuntil
         too_long = b"x" * (self.line_length_limit + 1) + b"\r\n"  # see the module docstring
@@ -145,8 +158,11 @@ class InstrumentedSMTP(SMTP):
                 in_data = separator == b"\r\n"
                 if not overlong:  # one event per line, however many chunks it takes
                     overlong.append(True)
-                    self.ctx.emit(SmtpLimit(limit="line_length_limit",
-                                            code="554 5.6.0" if in_data else "500 5.5.0"), self.qid, self.sid)
+                    self.ctx.emit(
+                        SmtpLimit(limit="line_length_limit", code="554 5.6.0" if in_data else "500 5.5.0"),
+                        self.qid,
+                        self.sid,
+                    )
                 if not in_data:  # a command line: aiosmtpd drains it in bounded reads
                     raise
                 await _discard_line(reader, read_line, e.consumed, separator)
@@ -155,8 +171,12 @@ class InstrumentedSMTP(SMTP):
             # The end of an overlong line may have lost its CR to the chunk before: not judged.
             tail_of_overlong = bool(overlong)
             overlong.clear()
-            if self.forbid_bare_lf and separator == b"\n" and not line.endswith(b"\r\n") \
-                    and not tail_of_overlong:
+            if (
+                self.forbid_bare_lf
+                and separator == b"\n"
+                and not line.endswith(b"\r\n")
+                and not tail_of_overlong
+            ):
                 raise BareNewline  # smtpd_forbid_bare_newline = "reject": commands too
             return line
 
@@ -189,8 +209,9 @@ class InstrumentedSMTP(SMTP):
         if code[:1] in ("4", "5") and code != "421":
             self.errors += 1
             if self.errors >= hard:
-                await self._disconnect(f"421 4.7.0 {self.hostname} Error: too many errors",
-                                       "smtpd_hard_error_limit")
+                await self._disconnect(
+                    f"421 4.7.0 {self.hostname} Error: too many errors", "smtpd_hard_error_limit"
+                )
                 return
             if self.errors > soft:
                 await asyncio.sleep(sleep)  # tarpit, as Postfix does past the soft limit
@@ -246,8 +267,9 @@ class InstrumentedSMTP(SMTP):
             if self.transport is not None:
                 self.transport.close()
             raise asyncio.CancelledError  # ends aiosmtpd's loop (it pushes None: ignored)
-        self.ctx.emit(SmtpReject(code="451 4.3.0", text=f"internal error ({type(error).__name__})"),
-                      self.qid, self.sid)
+        self.ctx.emit(
+            SmtpReject(code="451 4.3.0", text=f"internal error ({type(error).__name__})"), self.qid, self.sid
+        )
         return "451 4.3.0 Error: internal error, try again later"
 
 
@@ -267,8 +289,9 @@ def _command(name: str):  # one wrapper per SMTP verb: transcript + junk limit
         if name in _JUNK:
             self.junk += 1
             if self.junk > self.limits[3]:
-                await self._disconnect(f"421 4.7.0 {self.hostname} Error: too many junk commands",
-                                       "smtpd_junk_command_limit")
+                await self._disconnect(
+                    f"421 4.7.0 {self.hostname} Error: too many junk commands", "smtpd_junk_command_limit"
+                )
                 return
         try:
             await base(self, arg)
@@ -282,15 +305,29 @@ def _command(name: str):  # one wrapper per SMTP verb: transcript + junk limit
 
 
 _NEW_TRANSACTION = frozenset({"MAIL", "RSET", "HELO", "EHLO"})
-for _verb in ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "VRFY",
-              "HELP", "EXPN", "STARTTLS", "AUTH"):
+for _verb in (
+    "HELO",
+    "EHLO",
+    "MAIL",
+    "RCPT",
+    "DATA",
+    "RSET",
+    "NOOP",
+    "QUIT",
+    "VRFY",
+    "HELP",
+    "EXPN",
+    "STARTTLS",
+    "AUTH",
+):
     if hasattr(SMTP, f"smtp_{_verb}"):
         setattr(InstrumentedSMTP, f"smtp_{_verb}", _command(_verb))
 _HOOKS = hook_names(InstrumentedSMTP, "smtp_", "auth_")
 
 
-async def _discard_line(reader: asyncio.StreamReader, read_line: Any, consumed: int,
-                        separator: bytes) -> None:
+async def _discard_line(
+    reader: asyncio.StreamReader, read_line: Any, consumed: int, separator: bytes
+) -> None:
     """Consume the rest of an overlong line in chunks of at most the reader's limit, keeping none."""
     while True:
         await reader.read(consumed)
@@ -303,11 +340,13 @@ async def _discard_line(reader: asyncio.StreamReader, read_line: Any, consumed: 
 
 def _bracketless(verb: str, arg: str) -> str | None:
     """The 501 for ``MAIL FROM:addr`` / ``RCPT TO:addr`` without angle brackets."""
-    keyword, why = {"MAIL": ("FROM:", "501 5.1.7 Bad sender address syntax"),
-                    "RCPT": ("TO:", "501 5.1.3 Bad recipient address syntax")}.get(verb, ("", ""))
-    if not keyword or arg[:len(keyword)].upper() != keyword:
+    keyword, why = {
+        "MAIL": ("FROM:", "501 5.1.7 Bad sender address syntax"),
+        "RCPT": ("TO:", "501 5.1.3 Bad recipient address syntax"),
+    }.get(verb, ("", ""))
+    if not keyword or arg[: len(keyword)].upper() != keyword:
         return None
-    path = arg[len(keyword):].lstrip()
+    path = arg[len(keyword) :].lstrip()
     return None if path.startswith("<") else why
 
 

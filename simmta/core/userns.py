@@ -262,8 +262,7 @@ def probe(max_uid: int) -> Setup:
         user = str(uid)
     base = Setup(SIMULATED, user=user, uid=uid, gid=gid)
     if fix := _userns_disabled():
-        return Setup(**{**base.as_dict(), "missing": "unprivileged user namespaces are disabled",
-                        "fix": fix})
+        return Setup(**{**base.as_dict(), "missing": "unprivileged user namespaces are disabled", "fix": fix})
     uids, gids = subordinate(SUBUID, user, uid), subordinate(SUBGID, user, uid)
     why_not_rootless, fix = "", ""
     if not (shutil.which("newuidmap") and shutil.which("newgidmap")):
@@ -272,11 +271,15 @@ def probe(max_uid: int) -> Setup:
         which = " and ".join(str(p) for p, r in ((SUBUID, uids), (SUBGID, gids)) if r is None)
         start = _free_range()
         why_not_rootless = f"no subordinate range for {user} in {which}"
-        fix = (f"sudo usermod --add-subuids {start}-{start + DEFAULT_COUNT - 1} "
-               f"--add-subgids {start}-{start + DEFAULT_COUNT - 1} {user}")
+        fix = (
+            f"sudo usermod --add-subuids {start}-{start + DEFAULT_COUNT - 1} "
+            f"--add-subgids {start}-{start + DEFAULT_COUNT - 1} {user}"
+        )
     elif min(uids.count, gids.count) < max_uid:
-        why_not_rootless = (f"the subordinate range of {user} has {min(uids.count, gids.count)} ids; "
-                            f"the services table needs uid {max_uid}")
+        why_not_rootless = (
+            f"the subordinate range of {user} has {min(uids.count, gids.count)} ids; "
+            f"the services table needs uid {max_uid}"
+        )
         fix = f"give {user} a range of {DEFAULT_COUNT} in {SUBUID} and {SUBGID} (sudo usermod ...)"
     else:
         full = Setup(ROOTLESS, user=user, uid=uid, gid=gid, uids=uids, gids=gids)
@@ -289,8 +292,14 @@ def probe(max_uid: int) -> Setup:
     failed = _try_in_child(partial)
     if not failed:
         return partial
-    return Setup(SIMULATED, f"{why_not_rootless}; and a user namespace of one uid failed: {failed}",
-                 apparmor_fix() or fix, user, uid, gid)
+    return Setup(
+        SIMULATED,
+        f"{why_not_rootless}; and a user namespace of one uid failed: {failed}",
+        apparmor_fix() or fix,
+        user,
+        uid,
+        gid,
+    )
 
 
 def apparmor_fix() -> str:

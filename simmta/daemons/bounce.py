@@ -46,7 +46,9 @@ def build_dsn(myhostname: str, qid: str, msg: qf.QueueFile, failed: list[dict[st
     per_rcpt = "\n".join(
         f"Final-Recipient: rfc822; {one_line(f['address'])}\nAction: failed\n"
         f"Status: {one_line(f.get('dsn') or '5.0.0', 16)}\n"
-        f"Diagnostic-Code: X-Simmta; {one_line(f['reason'])}\n" for f in failed)
+        f"Diagnostic-Code: X-Simmta; {one_line(f['reason'])}\n"
+        for f in failed
+    )
     text = f"""From: MAILER-DAEMON@{myhostname} (Mail Delivery System)
 To: <{msg.sender}>
 Subject: Undelivered Mail Returned to Sender
@@ -105,21 +107,39 @@ class Bounce(Daemon):
         qid = msg.qid
         sid = msg.sid
         dsn = build_dsn(ctx.config.myhostname, qid, msg, failed)
-        request = {"request": "queue", "sender": "", "recipients": [msg.sender],
-                   "attrs": {"origin": "bounce", "protocol": "local", "client": "bounce",
-                             "helo": ctx.config.myhostname, "orig_qid": qid}}
+        request = {
+            "request": "queue",
+            "sender": "",
+            "recipients": [msg.sender],
+            "attrs": {
+                "origin": "bounce",
+                "protocol": "local",
+                "client": "bounce",
+                "helo": ctx.config.myhostname,
+                "orig_qid": qid,
+            },
+        }
         await ctx.hop(names.CLEANUP, "queue a DSN", qid, sid)
         try:
             reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, dsn)
         except (OSError, TimeoutError, ipc.ProtocolError) as e:
             reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit(IpcResponse(to=names.CLEANUP, what="queue a DSN", outcome=str(reply.get("status"))),
-                 qid, sid)
+        ctx.emit(
+            IpcResponse(to=names.CLEANUP, what="queue a DSN", outcome=str(reply.get("status"))), qid, sid
+        )
         if reply.get("status") != "ok":
             await conn.reply("defer", error="cleanup could not queue the DSN")
             return
-        ctx.emit(DeliveryBounce(orig_qid=qid, sender=msg.sender, recipients=[f["address"] for f in failed],
-                                 dsn_qid=reply.get("qid")), qid, sid)
+        ctx.emit(
+            DeliveryBounce(
+                orig_qid=qid,
+                sender=msg.sender,
+                recipients=[f["address"] for f in failed],
+                dsn_qid=reply.get("qid"),
+            ),
+            qid,
+            sid,
+        )
         await conn.reply("ok", dsn_qid=reply.get("qid"))
 
 

@@ -61,7 +61,7 @@ def _split_headers(content: bytes, limit: int) -> tuple[list[bytes], bytes, int,
 
 
 def _each(chars: bytes) -> list[bytes]:
-    return [chars[i:i + 1] for i in range(len(chars))]
+    return [chars[i : i + 1] for i in range(len(chars))]
 
 
 def _subject(headers: list[bytes]) -> str:
@@ -74,7 +74,7 @@ def _subject(headers: list[bytes]) -> str:
 
 def _has(headers: list[bytes], name: bytes) -> bool:
     prefix = name.lower() + b":"
-    return any(h[:len(prefix)].lower() == prefix for h in headers)
+    return any(h[: len(prefix)].lower() == prefix for h in headers)
 
 
 class Cleanup(Daemon):
@@ -88,8 +88,12 @@ class Cleanup(Daemon):
             sender = ipc.field(req, "sender", str)
             rcpts = ipc.field(req, "recipients", list)
             attrs = ipc.field(req, "attrs", dict)
-            if not rcpts or len(rcpts) > cfg.smtpd_recipient_limit or not all(
-                    isinstance(r, str) and 0 < len(r) <= 256 for r in rcpts) or len(sender) > 256:
+            if (
+                not rcpts
+                or len(rcpts) > cfg.smtpd_recipient_limit
+                or not all(isinstance(r, str) and 0 < len(r) <= 256 for r in rcpts)
+                or len(sender) > 256
+            ):
                 raise ipc.ProtocolError("bad envelope")
             content = await conn.read_content(cfg.message_size_limit + 65536)
         except ipc.ProtocolError as e:
@@ -101,8 +105,9 @@ class Cleanup(Daemon):
         if status == "ok":
             await self.wake_qmgr(fields["qid"], attrs)
 
-    def accept(self, sender: str, rcpts: list[str], attrs: dict,
-               content: bytes) -> tuple[str, dict[str, str]]:
+    def accept(
+        self, sender: str, rcpts: list[str], attrs: dict, content: bytes
+    ) -> tuple[str, dict[str, str]]:
         """Queue one checked envelope and message: ("ok", qid), or why not (the reply)."""
         ctx, cfg = self.ctx, self.ctx.config
         sid = attrs.get("sid") if isinstance(attrs.get("sid"), str) else None
@@ -128,8 +133,18 @@ class Cleanup(Daemon):
             """Before the file is marked complete, when qmgr may see it: cause before effect."""
             if cut:
                 ctx.emit(SmtpLimit(limit="header_size_limit", code="-", kept=cfg.header_size_limit), qid, sid)
-            ctx.emit(QueueCreated(queue=names.INCOMING, size=size, sender=sender, recipients=rcpts[:20],
-                                  origin=str(attrs.get("origin", "?")), subject=_subject(headers)), qid, sid)
+            ctx.emit(
+                QueueCreated(
+                    queue=names.INCOMING,
+                    size=size,
+                    sender=sender,
+                    recipients=rcpts[:20],
+                    origin=str(attrs.get("origin", "?")),
+                    subject=_subject(headers),
+                ),
+                qid,
+                sid,
+            )
             ctx.emitter.flush()
             announced.append(qid)
 
@@ -137,9 +152,13 @@ class Cleanup(Daemon):
             qid = self.enqueue(sender, rcpts, attrs, headers, body, announce)
         except OSError as e:
             reason = errno.errorcode.get(e.errno or 0, "error")
-            ctx.emit(QueueRemoved(queue=names.INCOMING,
-                                  reason=f"write failed ({reason}: {e.strerror}); nothing queued"),
-                     announced[0] if announced else None, sid)
+            ctx.emit(
+                QueueRemoved(
+                    queue=names.INCOMING, reason=f"write failed ({reason}: {e.strerror}); nothing queued"
+                ),
+                announced[0] if announced else None,
+                sid,
+            )
             return "defer", {"code": "451 4.3.0", "text": "Error: queue file write error"}
         return "ok", {"qid": qid}
 
@@ -148,8 +167,15 @@ class Cleanup(Daemon):
         await self.ctx.hop(names.QMGR, "wake up: new mail in incoming", qid, sid)
         await ipc.trigger(self.ctx.socket_path(names.QMGR, public=True), names.TRIGGER_INCOMING)
 
-    def enqueue(self, sender: str, rcpts: list[str], attrs: dict, headers: list[bytes],
-                body: bytes, announce: Callable[[str, int], None]) -> str:
+    def enqueue(
+        self,
+        sender: str,
+        rcpts: list[str],
+        attrs: dict,
+        headers: list[bytes],
+        body: bytes,
+        announce: Callable[[str, int], None],
+    ) -> str:
         """Write, announce and commit one queue file; its queue ID."""
         ctx, cfg = self.ctx, self.ctx.config
         if ctx.faults.get("queue") == "full":

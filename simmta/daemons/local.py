@@ -41,8 +41,9 @@ class Local(DeliveryAgent):
         uid = next(iter(self.ctx.config.local_users.values()))
         self.ctx.lab_identity = lambda: privilege.acting_as(uid, uid, self.ctx.mode)
 
-    async def deliver(self, msg: qf.QueueFile, rcpts: list[dict[str, Any]],
-                      req: dict[str, Any]) -> list[RecipientStatus]:
+    async def deliver(
+        self, msg: qf.QueueFile, rcpts: list[dict[str, Any]], req: dict[str, Any]
+    ) -> list[RecipientStatus]:
         cfg = self.ctx.config
         content = msg.content()
         out = []
@@ -56,19 +57,24 @@ class Local(DeliveryAgent):
             try:
                 path = self._write(user, [prefix, content], msg.qid)
             except OSError as e:
-                out.append(RecipientStatus(addr, "defer", "4.2.0",
-                                           f"cannot write mailbox: {e.strerror}", ""))
+                out.append(RecipientStatus(addr, "defer", "4.2.0", f"cannot write mailbox: {e.strerror}", ""))
                 continue
-            out.append(RecipientStatus(addr, "ok", "2.0.0", "delivered to maildir",
-                                       f"{user}/Maildir/new/{path.name}"))
+            out.append(
+                RecipientStatus(
+                    addr, "ok", "2.0.0", "delivered to maildir", f"{user}/Maildir/new/{path.name}"
+                )
+            )
         return out
 
     def _write(self, user: str, parts: list[bytes], qid: str) -> Path:
         # Synchronous on purpose: seteuid applies to the whole process.
         uid = self.ctx.config.local_users[user]
         with privilege.acting_as(uid, uid, self.ctx.mode, emit=self.ctx.emit):
-            return maildir.deliver(self.ctx.instance.maildir(user), parts,
-                                   before_link=lambda: self.ctx.crash_point("before-link", qid))
+            return maildir.deliver(
+                self.ctx.instance.maildir(user),
+                parts,
+                before_link=lambda: self.ctx.crash_point("before-link", qid),
+            )
 
 
 DAEMON = Local

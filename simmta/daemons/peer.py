@@ -36,8 +36,9 @@ class PeerHandler(Handler):
         if self.fault == "slow":
             await asyncio.sleep(SLOW_DELAY)
 
-    async def handle_RCPT(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
-                          addr: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: InstrumentedSMTP, session: Session, envelope: Envelope, addr: str, options: list[str]
+    ) -> str:
         await self._pace()
         if self.fault == "tempfail":
             return "451 4.3.0 Temporary failure (fault injected at the peer)"
@@ -49,8 +50,9 @@ class PeerHandler(Handler):
     async def handle_DATA(self, server: InstrumentedSMTP, session: Session, envelope: Envelope) -> str:
         await self._pace()
         content = (envelope.original_content or b"").replace(b"\r\n", b"\n")
-        head = (f"Return-Path: <{envelope.mail_from}>\nX-Peer-Recipients: "
-                f"{', '.join(envelope.rcpt_tos)}\n").encode("utf-8", "replace")
+        head = (
+            f"Return-Path: <{envelope.mail_from}>\nX-Peer-Recipients: {', '.join(envelope.rcpt_tos)}\n"
+        ).encode("utf-8", "replace")
         maildir.deliver(self.peer.ctx.instance.peer_maildir, [head, content])
         return "250 2.0.0 Ok: stored by the peer"
 
@@ -65,10 +67,22 @@ class Peer(Daemon):
             return
         cfg = self.ctx.config
         handler = PeerHandler(self)
-        await serve_session(conn, lambda: InstrumentedSMTP(
-            handler, self.ctx, hostname="peer.example.net", ident="peer (simmta's Internet)",
-            data_size_limit=None, timeout=cfg.smtpd_timeout, line_length_limit=10000,
-            soft_errors=1000, hard_errors=1000, error_sleep=0, junk_limit=1000))
+        await serve_session(
+            conn,
+            lambda: InstrumentedSMTP(
+                handler,
+                self.ctx,
+                hostname="peer.example.net",
+                ident="peer (simmta's Internet)",
+                data_size_limit=None,
+                timeout=cfg.smtpd_timeout,
+                line_length_limit=10000,
+                soft_errors=1000,
+                hard_errors=1000,
+                error_sleep=0,
+                junk_limit=1000,
+            ),
+        )
 
 
 DAEMON = Peer

@@ -69,17 +69,26 @@ class Pickup(Daemon):
         except qf.CorruptQueueFile as e:
             self.discard(path, f"damaged maildrop file from uid {st.st_uid}: {e}")
             return
-        request = {"request": "queue", "sender": msg.sender,
-                   "recipients": [r.address for r in msg.recipients],
-                   "attrs": {"origin": "pickup", "protocol": "local", "client": "local",
-                             "helo": f"uid {st.st_uid}", "submitter_uid": st.st_uid}}
+        request = {
+            "request": "queue",
+            "sender": msg.sender,
+            "recipients": [r.address for r in msg.recipients],
+            "attrs": {
+                "origin": "pickup",
+                "protocol": "local",
+                "client": "local",
+                "helo": f"uid {st.st_uid}",
+                "submitter_uid": st.st_uid,
+            },
+        }
         await ctx.hop(names.CLEANUP, "queue a local submission")
         try:
             reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, msg.content())
         except (OSError, TimeoutError, ipc.ProtocolError) as e:
             reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit(IpcResponse(to=names.CLEANUP, what="queue", outcome=str(reply.get("status"))),
-                 reply.get("qid"))
+        ctx.emit(
+            IpcResponse(to=names.CLEANUP, what="queue", outcome=str(reply.get("status"))), reply.get("qid")
+        )
         if reply.get("status") == "ok":
             self.discard(path, f"picked up as {reply.get('qid')} (submitted by uid {st.st_uid})")
         elif reply.get("status") == "fail":

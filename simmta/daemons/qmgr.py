@@ -81,9 +81,12 @@ class Qmgr(Daemon):
                     qf.move(ctx.queue, entry.name, names.ACTIVE, names.INCOMING)
                 except OSError:
                     continue
-                ctx.emit(QueueMoved(from_=names.ACTIVE, to=names.INCOMING,
-                                    reason="qmgr restart: recovering active/"),
-                         entry.name)
+                ctx.emit(
+                    QueueMoved(
+                        from_=names.ACTIVE, to=names.INCOMING, reason="qmgr restart: recovering active/"
+                    ),
+                    entry.name,
+                )
 
     async def incoming_loop(self) -> None:
         stale_after = self.ctx.config.smtpd_timeout + 60
@@ -164,28 +167,45 @@ class Qmgr(Daemon):
         for r in msg.pending:
             route = address.resolve(r.address, cfg)
             if route.transport == "error":
-                results.append({"address": r.address, "status": "fail", "dsn": "5.1.2",
-                                "reason": route.reason, "offset": r.offset, "via": "qmgr"})
+                results.append(
+                    {
+                        "address": r.address,
+                        "status": "fail",
+                        "dsn": "5.1.2",
+                        "reason": route.reason,
+                        "offset": r.offset,
+                        "via": "qmgr",
+                    }
+                )
             else:
                 # local: one recipient per request (local_destination_recipient_limit = 1)
                 dest = route.nexthop if route.transport == names.SMTP else r.address.lower()
                 batches.setdefault((route.transport, dest), []).append(r)
-        outcomes = await asyncio.gather(*(self.ask_agent(msg, t, dest, rs, sid)
-                                          for (t, dest), rs in batches.items()))
+        outcomes = await asyncio.gather(
+            *(self.ask_agent(msg, t, dest, rs, sid) for (t, dest), rs in batches.items())
+        )
         for out in outcomes:
             results += out
         await self.settle(msg, results, sid)
 
-    async def ask_agent(self, msg: qf.QueueFile, transport: str, destination: str,
-                        rcpts: list[qf.Recipient], sid: str | None) -> list[dict[str, Any]]:
+    async def ask_agent(
+        self, msg: qf.QueueFile, transport: str, destination: str, rcpts: list[qf.Recipient], sid: str | None
+    ) -> list[dict[str, Any]]:
         ctx, cfg = self.ctx, self.ctx.config
         by_offset = {r.offset: r for r in rcpts}
-        req = {"request": "deliver", "queue": names.ACTIVE, "qid": msg.qid,
-               "recipients": [{"address": r.address, "offset": r.offset} for r in rcpts]}
+        req = {
+            "request": "deliver",
+            "queue": names.ACTIVE,
+            "qid": msg.qid,
+            "recipients": [{"address": r.address, "offset": r.offset} for r in rcpts],
+        }
         if transport == names.SMTP:
             req["nexthop"] = destination
-        limit = cfg.local_destination_concurrency_limit if transport == names.LOCAL \
+        limit = (
+            cfg.local_destination_concurrency_limit
+            if transport == names.LOCAL
             else cfg.default_destination_concurrency_limit
+        )
         agents = self.transports.setdefault(transport, asyncio.Semaphore(cfg.default_process_limit))
         async with self.destinations.slot((transport, destination), limit), agents:
             await ctx.hop(transport, f"deliver to {len(rcpts)} recipient(s)", msg.qid, sid)
@@ -209,13 +229,28 @@ class Qmgr(Daemon):
                     continue
                 r = match[0]
                 by_offset.pop(r.offset)
-                out.append({"address": r.address, "offset": r.offset, "status": a["status"],
-                            "dsn": str(a.get("dsn", ""))[:16], "reason": str(a.get("reason", ""))[:300],
-                            "via": transport})
+                out.append(
+                    {
+                        "address": r.address,
+                        "offset": r.offset,
+                        "status": a["status"],
+                        "dsn": str(a.get("dsn", ""))[:16],
+                        "reason": str(a.get("reason", ""))[:300],
+                        "via": transport,
+                    }
+                )
         reason = str(reply.get("error") or "no answer from the delivery agent")
         for r in by_offset.values():  # unanswered: try again later
-            out.append({"address": r.address, "offset": r.offset, "status": "defer", "dsn": "4.3.0",
-                        "reason": reason, "via": transport})
+            out.append(
+                {
+                    "address": r.address,
+                    "offset": r.offset,
+                    "status": "defer",
+                    "dsn": "4.3.0",
+                    "reason": reason,
+                    "via": transport,
+                }
+            )
         return out
 
     async def settle(self, msg: qf.QueueFile, results: list[dict[str, Any]], sid: str | None) -> None:
@@ -228,8 +263,11 @@ class Qmgr(Daemon):
         failed = [r for r in results if r["status"] == "fail"]
         if deferred and now - msg.arrival > cfg.maximal_queue_lifetime:
             for r in deferred:
-                r.update(status="fail", dsn="4.4.7",
-                         reason=f"message expired after {int(now - msg.arrival)}s: {r['reason']}")
+                r.update(
+                    status="fail",
+                    dsn="4.4.7",
+                    reason=f"message expired after {int(now - msg.arrival)}s: {r['reason']}",
+                )
                 ctx.emit(DeliveryBounced(rcpt=r["address"], via="qmgr", reason=r["reason"]), msg.qid, sid)
             failed, deferred = failed + deferred, []
         stamp = {"time": now}
@@ -251,12 +289,22 @@ class Qmgr(Daemon):
         """Have bounce send a DSN; a bounce itself is never bounced."""
         ctx = self.ctx
         if msg.sender == "":
-            ctx.emit(DeliveryBounced(rcpt=failed[0]["address"], via="qmgr",
-                                     reason="undeliverable bounce (null sender): discarded, never bounced"),
-                     msg.qid, sid)
+            ctx.emit(
+                DeliveryBounced(
+                    rcpt=failed[0]["address"],
+                    via="qmgr",
+                    reason="undeliverable bounce (null sender): discarded, never bounced",
+                ),
+                msg.qid,
+                sid,
+            )
             return True
-        req = {"request": "bounce", "queue": names.ACTIVE, "qid": msg.qid,
-               "failed": [{k: r[k] for k in ("address", "dsn", "reason", "via")} for r in failed]}
+        req = {
+            "request": "bounce",
+            "queue": names.ACTIVE,
+            "qid": msg.qid,
+            "failed": [{k: r[k] for k in ("address", "dsn", "reason", "via")} for r in failed],
+        }
         await ctx.hop(names.BOUNCE, "send a DSN to the sender", msg.qid, sid)
         try:
             reply = await ipc.call(ctx.socket_path(names.BOUNCE), req, timeout=AGENT_TIMEOUT)

@@ -133,15 +133,17 @@ class Smtp(DeliveryAgent):
         host, _, port = hop.rpartition(":")
         return host.strip("[]"), int(port)
 
-    async def deliver(self, msg: qf.QueueFile, rcpts: list[dict[str, Any]],
-                      req: dict[str, Any]) -> list[RecipientStatus]:
+    async def deliver(
+        self, msg: qf.QueueFile, rcpts: list[dict[str, Any]], req: dict[str, Any]
+    ) -> list[RecipientStatus]:
         cfg = self.ctx.config
         sid = msg.sid
         try:
             host, port = self.nexthop(check_nexthop(req.get("nexthop", "")))
         except (ValueError, TypeError):
-            return [RecipientStatus(r["address"], "defer", "4.3.5", "bad next hop in request", "")
-                    for r in rcpts]
+            return [
+                RecipientStatus(r["address"], "defer", "4.3.5", "bad next hop in request", "") for r in rcpts
+            ]
         where = f"{host}:{port}"
         settled: dict[str, RecipientStatus] = {}
         conv = Conversation(self, msg.qid, sid)
@@ -164,15 +166,21 @@ class Smtp(DeliveryAgent):
                 code, text = await conv.command(f"RCPT TO:<{r['address']}>", t)
                 if code >= 400:
                     settled[r["address"]] = RecipientStatus(
-                        r["address"], _status(code), _dsn(code, text),
-                        f"host {where} said: {code} {text} (in reply to RCPT TO)", "")
+                        r["address"],
+                        _status(code),
+                        _dsn(code, text),
+                        f"host {where} said: {code} {text} (in reply to RCPT TO)",
+                        "",
+                    )
                 else:
                     accepted.append(r["address"])
             if accepted:
                 code, text = await conv.command("DATA", t)
                 if code != 354:
-                    raise SmtpError(_status(code) if code >= 400 else "defer",
-                                    f"host {where} said: {code} {text} (in reply to DATA)")
+                    raise SmtpError(
+                        _status(code) if code >= 400 else "defer",
+                        f"host {where} said: {code} {text} (in reply to DATA)",
+                    )
                 self.ctx.emit(SmtpCommand(line="<message content> .", peer=True), msg.qid, sid)
                 self.ctx.emitter.flush()
                 conv.writer.write(wire_format(msg.content()))  # type: ignore[union-attr]
@@ -180,16 +188,20 @@ class Smtp(DeliveryAgent):
                 code, text = await conv.reply(cfg.smtp_data_done_timeout)
                 for a in accepted:
                     settled[a] = RecipientStatus(
-                        a, _status(code), _dsn(code, text),
+                        a,
+                        _status(code),
+                        _dsn(code, text),
                         f"host {where} said: {code} {text}" + ("" if code < 400 else " (end of data)"),
-                        where if code < 400 else "")
+                        where if code < 400 else "",
+                    )
             with contextlib.suppress(SmtpError):
                 await conv.command("QUIT", 5.0)
         except SmtpError as e:
             for r in rcpts:
                 if r["address"] not in settled:
                     settled[r["address"]] = RecipientStatus(
-                        r["address"], e.status, "4.4.1" if e.status == "defer" else "5.0.0", e.reason, "")
+                        r["address"], e.status, "4.4.1" if e.status == "defer" else "5.0.0", e.reason, ""
+                    )
         finally:
             conv.close()
         return [settled[r["address"]] for r in rcpts]

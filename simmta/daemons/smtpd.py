@@ -54,7 +54,8 @@ def _listed(cfg: Any, networks: tuple[str, ...], peer: Any) -> bool:
 def forbids_bare_newline(cfg: Any, peer: Any) -> bool:
     """smtpd_forbid_bare_newline = reject, and the client is not in its exclusion list."""
     return cfg.smtpd_forbid_bare_newline == "reject" and not _listed(
-        cfg, cfg.smtpd_forbid_bare_newline_exclusions, peer)
+        cfg, cfg.smtpd_forbid_bare_newline_exclusions, peer
+    )
 
 
 class SmtpdHandler(Handler):
@@ -75,8 +76,9 @@ class SmtpdHandler(Handler):
         self.ctx.emit(SmtpReject(code=status[:9], text=status[10:]), sid=self.session_id())
         return status
 
-    async def handle_MAIL(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
-                          addr: str, options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: InstrumentedSMTP, session: Session, envelope: Envelope, addr: str, options: list[str]
+    ) -> str:
         # The null sender stays "<>" here: aiosmtpd takes an empty one for "no MAIL yet".
         if addr != "<>" and (why := address.syntax_error(addr)):
             return self._reject(f"501 5.1.7 Bad sender address syntax: {why}")
@@ -84,8 +86,9 @@ class SmtpdHandler(Handler):
         envelope.mail_options.extend(options)
         return "250 2.1.0 Ok"
 
-    async def handle_RCPT(self, server: InstrumentedSMTP, session: Session, envelope: Envelope,
-                          addr: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: InstrumentedSMTP, session: Session, envelope: Envelope, addr: str, options: list[str]
+    ) -> str:
         # Every accepted RCPT counts, repeats included, as Postfix counts them.
         count = envelope.__dict__.get("simmta_rcpt_count", 0)
         if count >= self.cfg.smtpd_recipient_limit:
@@ -124,19 +127,23 @@ class SmtpdHandler(Handler):
     def _trusted(self, session: Session) -> bool:
         return _client_in(session.peer, self.networks)
 
-    async def handle_DATA(self, server: InstrumentedSMTP, session: Session,
-                          envelope: Envelope) -> str:
+    async def handle_DATA(self, server: InstrumentedSMTP, session: Session, envelope: Envelope) -> str:
         content: bytes = envelope.original_content or b""
         bare_lf = content.count(b"\n") != content.count(b"\r\n")
         if self.forbid_bare_lf and bare_lf:
             return self._reject("550 5.5.2 Error: bare <LF> received")
         peer = session.peer if isinstance(session.peer, tuple) else ("?", 0)
         request = {
-            "request": "queue", "sender": "" if envelope.mail_from == "<>" else envelope.mail_from,
+            "request": "queue",
+            "sender": "" if envelope.mail_from == "<>" else envelope.mail_from,
             "recipients": list(envelope.rcpt_tos),
-            "attrs": {"client": f"{peer[0]}", "helo": session.host_name or "unknown",
-                      "protocol": "ESMTP" if session.extended_smtp else "SMTP",
-                      "sid": self.session_id(), "origin": "smtp"},
+            "attrs": {
+                "client": f"{peer[0]}",
+                "helo": session.host_name or "unknown",
+                "protocol": "ESMTP" if session.extended_smtp else "SMTP",
+                "sid": self.session_id(),
+                "origin": "smtp",
+            },
         }
         # Shielded: if the client vanishes now, the commit still completes or
         # fails as a whole; the message is queued once or not at all.
@@ -164,8 +171,11 @@ class SmtpdHandler(Handler):
             reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, content)
         except (OSError, TimeoutError, ipc.ProtocolError) as e:
             reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit(IpcResponse(to=names.CLEANUP, what="queue", outcome=str(reply.get("status"))),
-                 reply.get("qid"), self.session_id())
+        ctx.emit(
+            IpcResponse(to=names.CLEANUP, what="queue", outcome=str(reply.get("status"))),
+            reply.get("qid"),
+            self.session_id(),
+        )
         return reply
 
 
@@ -201,12 +211,18 @@ class Smtpd(Daemon):
         if limit and not _listed(cfg, cfg.smtpd_client_event_limit_exceptions, peer):
             slot = anvil.take(ctx.queue_path(names.ANVIL), peer[0], limit)
             if slot is None:
-                ctx.emit(SmtpLimit(limit="smtpd_client_connection_count_limit", code="421 4.7.0",
-                                   client=f"{peer[0]}:{peer[1]}"))
+                ctx.emit(
+                    SmtpLimit(
+                        limit="smtpd_client_connection_count_limit",
+                        code="421 4.7.0",
+                        client=f"{peer[0]}:{peer[1]}",
+                    )
+                )
                 with contextlib.suppress(OSError):
                     await asyncio.get_running_loop().sock_sendall(
-                        conn, f"421 4.7.0 {cfg.myhostname} Error: too many connections from {peer[0]}\r\n"
-                        .encode())
+                        conn,
+                        f"421 4.7.0 {cfg.myhostname} Error: too many connections from {peer[0]}\r\n".encode(),
+                    )
                 return
         try:
             await self._session(conn, peer)
@@ -222,12 +238,20 @@ class Smtpd(Daemon):
 
         def make() -> InstrumentedSMTP:
             proto = InstrumentedSMTP(
-                handler, ctx, hostname=cfg.myhostname, ident="simmta",
-                data_size_limit=cfg.message_size_limit, timeout=cfg.smtpd_timeout,
-                line_length_limit=cfg.line_length_limit, soft_errors=cfg.smtpd_soft_error_limit,
-                hard_errors=cfg.smtpd_hard_error_limit, error_sleep=cfg.smtpd_error_sleep_time,
+                handler,
+                ctx,
+                hostname=cfg.myhostname,
+                ident="simmta",
+                data_size_limit=cfg.message_size_limit,
+                timeout=cfg.smtpd_timeout,
+                line_length_limit=cfg.line_length_limit,
+                soft_errors=cfg.smtpd_soft_error_limit,
+                hard_errors=cfg.smtpd_hard_error_limit,
+                error_sleep=cfg.smtpd_error_sleep_time,
                 junk_limit=cfg.smtpd_junk_command_limit,
-                forbid_bare_lf=forbid_bare_lf, strict_envelopes=cfg.strict_rfc821_envelopes)
+                forbid_bare_lf=forbid_bare_lf,
+                strict_envelopes=cfg.strict_rfc821_envelopes,
+            )
             ref.append(proto)
             return proto
 

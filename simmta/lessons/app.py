@@ -39,8 +39,7 @@ def lesson_instance_dir(lesson: Lesson) -> Path:
     """Where the lesson's MTA lives: under the user's state directory, unless (as root)
     mail_owner could not pass through it, e.g. a 0700 home under sudo: then a 0711
     directory of its own in the system's temporary directory."""
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
-                                                             ".local", "state")
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     path = Path(state) / "simmta" / "lessons" / "instances" / lesson.key
     if os.geteuid() != 0 or _passable(path.parent):
         return path
@@ -54,8 +53,7 @@ def lesson_instance_dir(lesson: Lesson) -> Path:
 
 def _passable(directory: Path) -> bool:
     """Whether every existing ancestor of ``directory`` lets others pass (o+x)."""
-    return all(d.stat().st_mode & stat.S_IXOTH for d in (directory, *directory.parents)
-               if d.exists())
+    return all(d.stat().st_mode & stat.S_IXOTH for d in (directory, *directory.parents) if d.exists())
 
 
 class LessonController:
@@ -91,8 +89,7 @@ class LessonController:
 
     def where(self) -> str:
         path = self.mta.instance.path
-        return (f"lesson MTA: instance {path}\n"
-                f"in another terminal: export SIMMTA_INSTANCE={path}")
+        return f"lesson MTA: instance {path}\nin another terminal: export SIMMTA_INSTANCE={path}"
 
     def perform_current(self) -> str:
         """Do the current step's stored solution (the panel's "do it for me")."""
@@ -134,8 +131,9 @@ class LessonApp(App[int]):
         with Horizontal():
             yield RichLog(id="event-log", markup=False, wrap=True, max_lines=2000)
             c = self.controller
-            yield LessonPanel(self.runner, perform=c.perform_current if c else None,
-                              reset=c.restart if c else None)
+            yield LessonPanel(
+                self.runner, perform=c.perform_current if c else None, reset=c.restart if c else None
+            )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -154,13 +152,16 @@ class LessonApp(App[int]):
         log = self.query(RichLog).first() if self.query(RichLog) else None
         if log is None:  # the app is shutting down
             return
-        for event in events[self._seen:self._seen + 200]:
+        for event in events[self._seen : self._seen + 200]:
             raw = event.get("data")
             data: dict[str, Any] = raw if isinstance(raw, dict) else {}
-            said = next((str(data[k]) for k in ("outcome", "line", "rcpt", "child_service", "to")
-                         if k in data), "")
-            log.write(f"{event.get('service', '?'):>8} {event.get('kind')}/{event.get('type')}"
-                      f" {event.get('qid') or ''} {said[:120]}")
+            said = next(
+                (str(data[k]) for k in ("outcome", "line", "rcpt", "child_service", "to") if k in data), ""
+            )
+            log.write(
+                f"{event.get('service', '?'):>8} {event.get('kind')}/{event.get('type')}"
+                f" {event.get('qid') or ''} {said[:120]}"
+            )
         self._seen = min(len(events), self._seen + 200)
 
 
@@ -180,8 +181,9 @@ def lesson_tui(controller: LessonController) -> App[Any]:
         def on_mount(self) -> None:
             super().on_mount()
             self.sub_title = f"lesson {controller.runner.lesson.id}"
-            mount_lesson_panel(self.base, controller.runner, perform=controller.perform_current,
-                               reset=self._fresh_mta)
+            mount_lesson_panel(
+                self.base, controller.runner, perform=controller.perform_current, reset=self._fresh_mta
+            )
 
         def action_lesson(self, name: str) -> None:
             self.base.query_one(LessonPanel).action_lesson(name)

@@ -53,13 +53,13 @@ class CheckResult:
         if self.ok:
             return f"{head}: ok, {len(self.lesson.steps)} steps in {self.seconds:.1f} s{mode}"
         where = f"step {self.failed_step}" if self.failed_step else "setup"
-        title = (f" ({self.lesson.steps[self.failed_step - 1].title})"
-                 if self.failed_step else "")
+        title = f" ({self.lesson.steps[self.failed_step - 1].title})" if self.failed_step else ""
         return f"{head}: FAILED at {where}{title}{mode}: {self.reason}"
 
 
-def check_lesson(lesson: Lesson, workdir: Path | None = None, keep: bool = False,
-                 log: Callable[[str], None] | None = None) -> CheckResult:
+def check_lesson(
+    lesson: Lesson, workdir: Path | None = None, keep: bool = False, log: Callable[[str], None] | None = None
+) -> CheckResult:
     say = log or (lambda _text: None)
     result = CheckResult(lesson)
     began = time.monotonic()
@@ -76,8 +76,7 @@ def check_lesson(lesson: Lesson, workdir: Path | None = None, keep: bool = False
             return result
         bus = runner.subscription().start()
         if not _wait(runner, SNAPSHOT_TIMEOUT, lambda: runner.view().connected):
-            result.reason = "no snapshot from the event bus" + (
-                f" ({bus.problem})" if bus.problem else "")
+            result.reason = "no snapshot from the event bus" + (f" ({bus.problem})" if bus.problem else "")
             return result
         result.privilege_mode = runner.view().privilege_mode
         for step in lesson.steps:
@@ -87,8 +86,9 @@ def check_lesson(lesson: Lesson, workdir: Path | None = None, keep: bool = False
             # (a step that asks a prediction waits for the answer: that is the student's action)
             if step.predict is None and runner.goal_met():
                 result.failed_step = step.number
-                result.reason = ("the goal was already met when the step began: it must wait "
-                                 "for the student's action")
+                result.reason = (
+                    "the goal was already met when the step began: it must wait for the student's action"
+                )
                 return result
             if step.predict is not None:
                 say("    " + runner.answer("1"))
@@ -108,8 +108,9 @@ def check_lesson(lesson: Lesson, workdir: Path | None = None, keep: bool = False
             if not _wait(runner, step.timeout, runner.check):
                 open_items = [label for label, ok in runner.view().checklist if not ok]
                 result.failed_step = step.number
-                result.reason = (f"goal not met within {step.timeout:.0f} s; still open: "
-                                 + "; ".join(open_items or ["(nothing evaluated)"]))
+                result.reason = f"goal not met within {step.timeout:.0f} s; still open: " + "; ".join(
+                    open_items or ["(nothing evaluated)"]
+                )
                 if bus.problem:
                     result.reason += f" (event bus: {bus.problem})"
                 return result

@@ -33,21 +33,31 @@ TRACK_KEY = "_track"  # where the selected track is saved in the progress file
 
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("lesson", parents=[parent],
-                       usage="simmta lesson list|N|track|notes|check|validate [options]",
-                       help="guided lessons: list, take, check (--autoplay), validate",
-                       description=plain(__doc__, slice(0, 2)),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", nargs="+", metavar="list|N|track|notes|check|validate",
-                   help="what to do (see above)")
-    p.add_argument("--autoplay", action="store_true",
-                   help="check: perform each step's stored solution on a fresh MTA")
-    p.add_argument("--keep", action="store_true",
-                   help="check: keep the temporary instances of passing lessons too")
-    p.add_argument("--record", action="store_true",
-                   help="check: write each lesson's autoplay time to lessons/durations.toml")
-    p.add_argument("--restart", action="store_true",
-                   help="take the lesson from step 1, forgetting saved progress")
+    p = sub.add_parser(
+        "lesson",
+        parents=[parent],
+        usage="simmta lesson list|N|track|notes|check|validate [options]",
+        help="guided lessons: list, take, check (--autoplay), validate",
+        description=plain(__doc__, slice(0, 2)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "what", nargs="+", metavar="list|N|track|notes|check|validate", help="what to do (see above)"
+    )
+    p.add_argument(
+        "--autoplay", action="store_true", help="check: perform each step's stored solution on a fresh MTA"
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="check: keep the temporary instances of passing lessons too"
+    )
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="check: write each lesson's autoplay time to lessons/durations.toml",
+    )
+    p.add_argument(
+        "--restart", action="store_true", help="take the lesson from step 1, forgetting saved progress"
+    )
     p.set_defaults(func=main)
 
 
@@ -74,8 +84,10 @@ def main(args: argparse.Namespace) -> int:
         if len(rest) != 1:
             raise SimmtaError("usage: simmta lesson check N|all --autoplay")
         if not args.autoplay:
-            raise SimmtaError("'simmta lesson check' runs headless with --autoplay "
-                              "(to take a lesson yourself: simmta lesson N)")
+            raise SimmtaError(
+                "'simmta lesson check' runs headless with --autoplay "
+                "(to take a lesson yourself: simmta lesson N)"
+            )
         return _check(rest[0], args.keep, args.record)
     if rest:
         raise SimmtaError("usage:\n" + USAGE)
@@ -101,8 +113,13 @@ def _list() -> int:
         total = len(lesson.steps)
         mark = "done" if done == total else f"{round(100 * done / total)} %" if done else "-"
         mins = course.minutes(lesson, autoplay)
-        table.add_row(str(lesson.id), f"{lesson.title}\n[dim]{lesson.summary}[/dim]",
-                      f"{mins:.0f}" if mins is not None else "?", str(total), mark)
+        table.add_row(
+            str(lesson.id),
+            f"{lesson.title}\n[dim]{lesson.summary}[/dim]",
+            f"{mins:.0f}" if mins is not None else "?",
+            str(total),
+            mark,
+        )
     Console().print(table)
     print("take one with: simmta lesson N" + ("" if track else "; a class track: simmta lesson track"))
     return 0
@@ -129,16 +146,20 @@ def _track(name: str | None) -> int:
             raise SimmtaError(f"track {name} names lesson {i}, which does not exist")
         mins = course.minutes(lesson, autoplay)
         if mins is None:
-            raise SimmtaError(f"lesson {lesson.key} has no measured time: run "
-                              "'simmta lesson check all --autoplay --record'")
+            raise SimmtaError(
+                f"lesson {lesson.key} has no measured time: run 'simmta lesson check all --autoplay --record'"
+            )
         total += mins
         print(f"  {lesson.id:>2}. {lesson.title}: {mins:.1f} min")
-    print(f"  total {total:.1f} min (budget {track.budget_minutes}): measured autoplay time, plus "
-          f"reading at {course.READING_WPM} words/min, {course.TYPING_SECONDS} s per command and "
-          f"{course.THINKING_SECONDS} s per prediction")
+    print(
+        f"  total {total:.1f} min (budget {track.budget_minutes}): measured autoplay time, plus "
+        f"reading at {course.READING_WPM} words/min, {course.TYPING_SECONDS} s per command and "
+        f"{course.THINKING_SECONDS} s per prediction"
+    )
     ProgressStore().put(TRACK_KEY, {"name": name})
-    print(f"selected: 'simmta lesson list' now shows this track; start with: "
-          f"simmta lesson {track.lessons[0]}")
+    print(
+        f"selected: 'simmta lesson list' now shows this track; start with: simmta lesson {track.lessons[0]}"
+    )
     return 0
 
 

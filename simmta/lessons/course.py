@@ -23,8 +23,8 @@ from pathlib import Path
 from simmta.core.errors import SimmtaError
 from simmta.lessons.format import Lesson
 
-READING_WPM = 150      # words a minute, for technical prose on a projector
-TYPING_SECONDS = 15    # per command the student types (or pastes and checks)
+READING_WPM = 150  # words a minute, for technical prose on a projector
+TYPING_SECONDS = 15  # per command the student types (or pastes and checks)
 THINKING_SECONDS = 60  # per prediction: read the question, commit to an answer
 DURATIONS = "durations.toml"
 TRACKS = "tracks.toml"
@@ -61,8 +61,11 @@ def measured(directory: Path) -> dict[str, float]:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise SimmtaError(f"{path}: {e}") from None
-    return {k: float(v["autoplay_seconds"]) for k, v in data.items()
-            if isinstance(v, dict) and isinstance(v.get("autoplay_seconds"), int | float)}
+    return {
+        k: float(v["autoplay_seconds"])
+        for k, v in data.items()
+        if isinstance(v, dict) and isinstance(v.get("autoplay_seconds"), int | float)
+    }
 
 
 def minutes(lesson: Lesson, autoplay: dict[str, float]) -> float | None:
@@ -81,13 +84,21 @@ def record(directory: Path, results: dict[str, tuple[float, str]]) -> Path:
     when = time.strftime("%Y-%m-%d", time.gmtime())
     for key, (seconds, mode) in results.items():
         old[key] = {"autoplay_seconds": round(seconds, 1), "mode": mode, "measured": when}
-    lines = ["# Autoplay time of each lesson, measured by",
-             "#   simmta lesson check all --autoplay --record",
-             "# (the machine's part of a lesson; 'simmta lesson track' adds the student's part).", ""]
+    lines = [
+        "# Autoplay time of each lesson, measured by",
+        "#   simmta lesson check all --autoplay --record",
+        "# (the machine's part of a lesson; 'simmta lesson track' adds the student's part).",
+        "",
+    ]
     for key in sorted(old):
         v = old[key]
-        lines += [f"[{key}]", f"autoplay_seconds = {v['autoplay_seconds']}",
-                  f'mode = "{v["mode"]}"', f'measured = "{v["measured"]}"', ""]
+        lines += [
+            f"[{key}]",
+            f"autoplay_seconds = {v['autoplay_seconds']}",
+            f'mode = "{v["mode"]}"',
+            f'measured = "{v["measured"]}"',
+            "",
+        ]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
@@ -105,6 +116,5 @@ def tracks(directory: Path) -> dict[str, Track]:
         ids = spec.get("lessons") if isinstance(spec, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
             raise SimmtaError(f"{path}: [{name}] needs lessons = [ids]")
-        out[name] = Track(name, str(spec.get("title", name)), tuple(ids),
-                          int(spec.get("budget_minutes", 50)))
+        out[name] = Track(name, str(spec.get("title", name)), tuple(ids), int(spec.get("budget_minutes", 50)))
     return out

@@ -44,8 +44,24 @@ from simmta.lessons.goals import Expectation, Goal, GoalError, compile_expectati
 
 # simmta sub-commands a stored solution or suggested action may use.
 # simmta sub-commands a stored solution may use (the panel shows them, autoplay runs them).
-SOLUTION_COMMANDS = ("send", "sendmail", "queue", "cat", "hold", "release", "requeue",
-                     "delete", "peer", "ctl", "ps", "status", "config", "events", "scan", "lab")
+SOLUTION_COMMANDS = (
+    "send",
+    "sendmail",
+    "queue",
+    "cat",
+    "hold",
+    "release",
+    "requeue",
+    "delete",
+    "peer",
+    "ctl",
+    "ps",
+    "status",
+    "config",
+    "events",
+    "scan",
+    "lab",
+)
 SOLUTION_PLACEHOLDERS = ("instance", "last_qid")
 SECTIONS = {"hint": "hints", "explanation": "explanation", "in simulated mode": "simulated"}
 _FRONT_KEYS = {"id", "slug", "title", "summary", "teacher", "prerequisites", "sources", "setup"}
@@ -53,9 +69,11 @@ _SETUP_KEYS = {"config", "peer_fault", "pace", "lab", "timeout", "profile"}
 _STEP_KEYS = {"solution", "hints", "sources", "timeout", "expect", "predict"}
 _RUN_KEYS = {"run", "stdin", "background", "may_fail"}
 _PREDICT_KEYS = {"question", "choice", "count", "tolerance"}
-_GONE = {"minutes": "minutes are measured, not declared: remove the key "
-                    "('simmta lesson track' shows the measured time)",
-         "action": "the panel shows the solution's commands as they are run: remove 'action'"}
+_GONE = {
+    "minutes": "minutes are measured, not declared: remove the key "
+    "('simmta lesson track' shows the measured time)",
+    "action": "the panel shows the solution's commands as they are run: remove 'action'",
+}
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -175,8 +193,10 @@ class _Block:
         if key:
             k = re.escape(key)
             # a key at the start of a line, then one inside an inline table
-            for pat in (re.compile(rf"^\s*(?:\"?{k}\"?\s*=|\[+\s*{k}\s*\]+)"),
-                        re.compile(rf"(?:^|[\s{{,.])\"?{k}\"?\s*=")):
+            for pat in (
+                re.compile(rf"^\s*(?:\"?{k}\"?\s*=|\[+\s*{k}\s*\]+)"),
+                re.compile(rf"(?:^|[\s{{,.])\"?{k}\"?\s*="),
+            ):
                 for i, text in enumerate(self.lines[start:end], start=start):
                     if pat.search(text):
                         return self.first_line + i
@@ -214,8 +234,10 @@ def _front_matter(block: _Block) -> tuple[dict[str, Any], Setup]:
         if key in _GONE:
             raise _Problem(block.line_of(key), _GONE[key])
         if key not in _FRONT_KEYS:
-            raise _Problem(block.line_of(key), f"unknown front-matter key {key!r} (known: "
-                           + ", ".join(sorted(_FRONT_KEYS)) + ")")
+            raise _Problem(
+                block.line_of(key),
+                f"unknown front-matter key {key!r} (known: " + ", ".join(sorted(_FRONT_KEYS)) + ")",
+            )
     for key in ("id", "slug", "title", "summary", "teacher"):
         if key not in data:
             raise _Problem(block.first_line, f"front matter: missing {key!r}")
@@ -227,10 +249,10 @@ def _front_matter(block: _Block) -> tuple[dict[str, Any], Setup]:
         if not isinstance(data[key], str) or not data[key].strip():
             raise _Problem(block.line_of(key), f"{key}: expected text")
     prereq = data.get("prerequisites", [])
-    if not isinstance(prereq, list) or not all(isinstance(p, int) and not isinstance(p, bool)
-                                               for p in prereq):
-        raise _Problem(block.line_of("prerequisites"),
-                       "prerequisites: expected a list of lesson ids")
+    if not isinstance(prereq, list) or not all(
+        isinstance(p, int) and not isinstance(p, bool) for p in prereq
+    ):
+        raise _Problem(block.line_of("prerequisites"), "prerequisites: expected a list of lesson ids")
     data["prerequisites"] = tuple(prereq)
     data["sources"] = _citations(data.get("sources", []), block.line_of("sources"))
     return data, _setup(data.get("setup", {}), block)
@@ -252,8 +274,10 @@ def _setup(raw: Any, block: _Block) -> Setup:
     start = line - block.first_line
     for key in raw:
         if key not in _SETUP_KEYS:
-            raise _Problem(block.line_of(key, start), f"setup: unknown key {key!r} (known: "
-                           + ", ".join(sorted(_SETUP_KEYS)) + ")")
+            raise _Problem(
+                block.line_of(key, start),
+                f"setup: unknown key {key!r} (known: " + ", ".join(sorted(_SETUP_KEYS)) + ")",
+            )
     overrides = raw.get("config", {})
     if not isinstance(overrides, dict):
         raise _Problem(block.line_of("config", start), "setup.config: expected a table")
@@ -265,8 +289,10 @@ def _setup(raw: Any, block: _Block) -> Setup:
         raise _Problem(line, f"setup.config: {e.key}: {e.what}") from None
     fault = raw.get("peer_fault", "none")
     if fault not in names.PEER_FAULTS:
-        raise _Problem(block.line_of("peer_fault", start),
-                       "setup.peer_fault: expected one of " + ", ".join(names.PEER_FAULTS))
+        raise _Problem(
+            block.line_of("peer_fault", start),
+            "setup.peer_fault: expected one of " + ", ".join(names.PEER_FAULTS),
+        )
     pace = raw.get("pace", "live")
     if pace not in ("live", "slow", "step"):
         raise _Problem(block.line_of("pace", start), "setup.pace: expected live, slow or step")
@@ -276,8 +302,9 @@ def _setup(raw: Any, block: _Block) -> Setup:
     timeout = _timeout(raw.get("timeout", DEFAULT_TIMEOUT), block.line_of("timeout", start))
     profile = raw.get("profile", DEFAULT_PROFILE)
     if profile not in PROFILES:
-        raise _Problem(block.line_of("profile", start),
-                       "setup.profile: expected one of " + ", ".join(PROFILES))
+        raise _Problem(
+            block.line_of("profile", start), "setup.profile: expected one of " + ", ".join(PROFILES)
+        )
     return Setup(dict(overrides), fault, pace, lab, timeout, profile)
 
 
@@ -293,14 +320,19 @@ def parse_command(text: str, line: int, what: str) -> tuple[str, ...]:
     if argv[:1] == ["simmta"]:
         argv = argv[1:]
     if not argv or argv[0] not in SOLUTION_COMMANDS:
-        raise _Problem(line, f"{what}: {text!r} is not a simmta command a lesson may run "
-                       "(known: " + ", ".join(SOLUTION_COMMANDS) + ")")
+        raise _Problem(
+            line,
+            f"{what}: {text!r} is not a simmta command a lesson may run "
+            "(known: " + ", ".join(SOLUTION_COMMANDS) + ")",
+        )
     if any(a == "--instance" or a.startswith("--instance=") for a in argv):
         raise _Problem(line, f"{what}: do not give --instance; the runner chooses the instance")
     for name in re.findall(r"\$\{([^}]*)\}", text):
         if name not in SOLUTION_PLACEHOLDERS:
-            raise _Problem(line, f"{what}: unknown placeholder ${{{name}}} (known: "
-                           + ", ".join(SOLUTION_PLACEHOLDERS) + ")")
+            raise _Problem(
+                line,
+                f"{what}: unknown placeholder ${{{name}}} (known: " + ", ".join(SOLUTION_PLACEHOLDERS) + ")",
+            )
     return tuple(argv)
 
 
@@ -317,9 +349,12 @@ def _solution(raw: Any, block: _Block) -> tuple[SolutionAction, ...]:
             raise _Problem(line, "solution: each item is a command string or a table")
         unknown = sorted(set(item) - _RUN_KEYS)
         if unknown or "run" not in item:
-            raise _Problem(line, f"solution: unknown key {unknown[0]!r} (known: "
-                           + ", ".join(sorted(_RUN_KEYS)) + ")" if unknown
-                           else "solution: a table needs 'run' (a simmta command line)")
+            raise _Problem(
+                line,
+                f"solution: unknown key {unknown[0]!r} (known: " + ", ".join(sorted(_RUN_KEYS)) + ")"
+                if unknown
+                else "solution: a table needs 'run' (a simmta command line)",
+            )
         for flag in ("background", "may_fail"):
             if not isinstance(item.get(flag, False), bool):
                 raise _Problem(line, f"solution: {flag}: expected true or false")
@@ -328,8 +363,14 @@ def _solution(raw: Any, block: _Block) -> tuple[SolutionAction, ...]:
         stdin = item.get("stdin")
         if stdin is not None and not isinstance(stdin, str):
             raise _Problem(line, "solution: stdin: expected a string")
-        out.append(SolutionAction(parse_command(item["run"], line, "solution"), stdin,
-                                  item.get("background", False), item.get("may_fail", False)))
+        out.append(
+            SolutionAction(
+                parse_command(item["run"], line, "solution"),
+                stdin,
+                item.get("background", False),
+                item.get("may_fail", False),
+            )
+        )
     return tuple(out)
 
 
@@ -345,13 +386,21 @@ def _goal(raw: Any, block: _Block, problems: list[tuple[int | None, str]]) -> Go
         try:
             compiled.append(compile_expectation(spec))
         except GoalError as e:
-            problems.append((block.line_of(e.key, start, end) if e.key
-                             else block.first_line + start, f"expect: {e}"))
+            problems.append(
+                (block.line_of(e.key, start, end) if e.key else block.first_line + start, f"expect: {e}")
+            )
     return Goal(tuple(compiled))
 
 
-def _step(number: int, title: str, line: int, prose: dict[str, Any], block: _Block | None,
-          default_timeout: float, problems: list[tuple[int | None, str]]) -> Step | None:
+def _step(
+    number: int,
+    title: str,
+    line: int,
+    prose: dict[str, Any],
+    block: _Block | None,
+    default_timeout: float,
+    problems: list[tuple[int | None, str]],
+) -> Step | None:
     if block is None:
         problems.append((line, f"step {number} ({title!r}) has no ```step block"))
         return None
@@ -364,8 +413,12 @@ def _step(number: int, title: str, line: int, prose: dict[str, Any], block: _Blo
         if key in _GONE:
             problems.append((block.line_of(key), _GONE[key]))
         elif key not in _STEP_KEYS:
-            problems.append((block.line_of(key), f"unknown step key {key!r} (known: "
-                             + ", ".join(sorted(_STEP_KEYS)) + ")"))
+            problems.append(
+                (
+                    block.line_of(key),
+                    f"unknown step key {key!r} (known: " + ", ".join(sorted(_STEP_KEYS)) + ")",
+                )
+            )
     goal = _goal(data.get("expect"), block, problems)
     try:
         solution = _solution(data.get("solution"), block)
@@ -380,9 +433,20 @@ def _step(number: int, title: str, line: int, prose: dict[str, Any], block: _Blo
         problems.append((line, f"step {number}: no instruction text"))
     if not prose["explanation"].strip():
         problems.append((line, f"step {number}: no '### Explanation' section"))
-    return Step(number, title, line, prose["instruction"].strip(), goal, solution,
-                (*hints, *prose["hints"]), prose["explanation"].strip(), prose["simulated"].strip(),
-                sources, timeout, predict)
+    return Step(
+        number,
+        title,
+        line,
+        prose["instruction"].strip(),
+        goal,
+        solution,
+        (*hints, *prose["hints"]),
+        prose["explanation"].strip(),
+        prose["simulated"].strip(),
+        sources,
+        timeout,
+        predict,
+    )
 
 
 def _prediction(raw: Any, block: _Block) -> Prediction | None:
@@ -394,8 +458,9 @@ def _prediction(raw: Any, block: _Block) -> Prediction | None:
         raise _Problem(line, "predict: expected a table")
     unknown = sorted(set(raw) - _PREDICT_KEYS)
     if unknown:
-        raise _Problem(line, f"predict: unknown key {unknown[0]!r} (known: "
-                       + ", ".join(sorted(_PREDICT_KEYS)) + ")")
+        raise _Problem(
+            line, f"predict: unknown key {unknown[0]!r} (known: " + ", ".join(sorted(_PREDICT_KEYS)) + ")"
+        )
     question = raw.get("question")
     if not isinstance(question, str) or not question.strip():
         raise _Problem(line, "predict.question: expected text")
@@ -416,7 +481,7 @@ def _prediction(raw: Any, block: _Block) -> Prediction | None:
         out = []
         for choice in choices:
             if not isinstance(choice, dict) or not isinstance(choice.get("text"), str):
-                raise _Problem(line, "predict.choice: each needs text = \"...\" and an expectation")
+                raise _Problem(line, 'predict.choice: each needs text = "..." and an expectation')
             spec = {k: v for k, v in choice.items() if k != "text"}
             out.append((choice["text"], compile_expectation(spec)))
         return Prediction(question.strip(), tuple(out), tolerance=tolerance)
@@ -460,8 +525,7 @@ def parse_text(text: str, path: Path | str = "<lesson>") -> Lesson:
                 if block_start:
                     step = raw_steps[-1] if raw_steps else None
                     if step is None:
-                        problems.append((block_start,
-                                         "a ```step block before the first '## ' step"))
+                        problems.append((block_start, "a ```step block before the first '## ' step"))
                     elif step["block"] is not None:
                         problems.append((block_start, "a second ```step block in one step"))
                     else:
@@ -482,15 +546,29 @@ def parse_text(text: str, path: Path | str = "<lesson>") -> Lesson:
                 target.append(text_line)
             continue
         if text_line.startswith("## "):
-            raw_steps.append({"title": text_line[3:].strip(), "line": lineno, "block": None,
-                              "instruction": [], "hints": [], "explanation": [], "simulated": []})
+            raw_steps.append(
+                {
+                    "title": text_line[3:].strip(),
+                    "line": lineno,
+                    "block": None,
+                    "instruction": [],
+                    "hints": [],
+                    "explanation": [],
+                    "simulated": [],
+                }
+            )
             target = raw_steps[-1]["instruction"]
         elif text_line.startswith("### ") and raw_steps:
             name = text_line[4:].strip().lower()
             if name not in SECTIONS:
-                problems.append((lineno, f"unknown section {text_line[4:].strip()!r} in a step "
-                                 "(known: Hint, Explanation, In simulated mode; "
-                                 "use '####' for other headings)"))
+                problems.append(
+                    (
+                        lineno,
+                        f"unknown section {text_line[4:].strip()!r} in a step "
+                        "(known: Hint, Explanation, In simulated mode; "
+                        "use '####' for other headings)",
+                    )
+                )
                 target = []
             elif SECTIONS[name] == "hints":
                 raw_steps[-1]["hints"].append([])
@@ -508,18 +586,30 @@ def parse_text(text: str, path: Path | str = "<lesson>") -> Lesson:
 
     steps: list[Step] = []
     for n, raw in enumerate(raw_steps, start=1):
-        prose = {"instruction": "\n".join(raw["instruction"]),
-                 "hints": ["\n".join(h).strip() for h in raw["hints"]],
-                 "explanation": "\n".join(raw["explanation"]),
-                 "simulated": "\n".join(raw["simulated"])}
+        prose = {
+            "instruction": "\n".join(raw["instruction"]),
+            "hints": ["\n".join(h).strip() for h in raw["hints"]],
+            "explanation": "\n".join(raw["explanation"]),
+            "simulated": "\n".join(raw["simulated"]),
+        }
         parsed = _step(n, raw["title"], raw["line"], prose, raw["block"], setup.timeout, problems)
         if parsed is not None:
             steps.append(parsed)
     if problems:
         raise LessonError(path, problems)
-    return Lesson(Path(path), front["id"], front["slug"], front["title"].strip(),
-                  front["summary"].strip(), front["teacher"].strip(), front["prerequisites"],
-                  front["sources"], setup, "\n".join(intro).strip(), tuple(steps))
+    return Lesson(
+        Path(path),
+        front["id"],
+        front["slug"],
+        front["title"].strip(),
+        front["summary"].strip(),
+        front["teacher"].strip(),
+        front["prerequisites"],
+        front["sources"],
+        setup,
+        "\n".join(intro).strip(),
+        tuple(steps),
+    )
 
 
 def load(path: Path) -> Lesson:

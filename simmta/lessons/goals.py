@@ -50,15 +50,41 @@ from simmta.core.records import RECORDS
 EVENT_FIELDS = tuple(f.name for f in msgspec.structs.fields(Envelope))
 
 # Fields of the live state's records (see simmta.lessons.state).
-_PRIV_FIELDS = ("uid", "gid", "groups", "caps", "root", "mode", "mismatch",
-                "ruid", "euid", "rgid", "egid", "cap_eff", "no_new_privs")
+_PRIV_FIELDS = (
+    "uid",
+    "gid",
+    "groups",
+    "caps",
+    "root",
+    "mode",
+    "mismatch",
+    "ruid",
+    "euid",
+    "rgid",
+    "egid",
+    "cap_eff",
+    "no_new_privs",
+)
 STATE_FIELDS: dict[str, tuple[str, ...]] = {
-    "processes": ("pid", "ppid", "service", "state", "privilege",
-                  *(f"privilege.{f}" for f in _PRIV_FIELDS)),
+    "processes": ("pid", "ppid", "service", "state", "privilege", *(f"privilege.{f}" for f in _PRIV_FIELDS)),
     "queue": ("queue", "qid", "size", "sender", "recipients", "arrival", "next_retry", "reason"),
-    "services": ("name", "type", "command", "private", "unpriv", "chroot", "wakeup",
-                 "maxproc", "talks_to", "reads", "writes", "faces", "role", "summary",
-                 "resident"),
+    "services": (
+        "name",
+        "type",
+        "command",
+        "private",
+        "unpriv",
+        "chroot",
+        "wakeup",
+        "maxproc",
+        "talks_to",
+        "reads",
+        "writes",
+        "faces",
+        "role",
+        "summary",
+        "resident",
+    ),
     "status": ("privilege_mode", "pace", "faults", "lab", "smtp", "peer", "config"),
 }
 # Fields whose sub-fields are open-ended (tables).
@@ -137,13 +163,20 @@ def _context_value(context: Mapping[str, Any], name: str) -> Any:
 
 
 def _check_placeholders(value: Any, key: str) -> None:
-    texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
-        if isinstance(value, list) else []
+    texts = (
+        [value]
+        if isinstance(value, str)
+        else [v for v in value if isinstance(v, str)]
+        if isinstance(value, list)
+        else []
+    )
     for text in texts:
         for name in _PLACEHOLDER.findall(text):
             if name not in PLACEHOLDERS and not name.startswith("config."):
-                raise GoalError(f"unknown placeholder ${{{name}}} (known: "
-                                + ", ".join(PLACEHOLDERS) + ", config.NAME)", key)
+                raise GoalError(
+                    f"unknown placeholder ${{{name}}} (known: " + ", ".join(PLACEHOLDERS) + ", config.NAME)",
+                    key,
+                )
 
 
 @dataclass(frozen=True)
@@ -175,8 +208,11 @@ def _flatten(where: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, 
         if isinstance(value, Mapping) and value and not set(value) <= set(_OPERATORS):
             if any(k in _OPERATORS for k in value):
                 bad = sorted(k for k in value if k not in _OPERATORS)
-                raise GoalError(f"where.{path}: unknown operator(s) {', '.join(bad)} "
-                                "(known: " + ", ".join(_OPERATORS) + ")", "where")
+                raise GoalError(
+                    f"where.{path}: unknown operator(s) {', '.join(bad)} "
+                    "(known: " + ", ".join(_OPERATORS) + ")",
+                    "where",
+                )
             yield from _flatten(value, path + ".")
         else:
             yield path, value
@@ -214,8 +250,7 @@ def _field_test(path: str, op: str, operand: Any) -> FieldTest:
         try:
             operand = re.compile(operand)
         except re.error as e:
-            raise GoalError(f"where.{path}.matches: bad regular expression ({e})", "where") \
-                from None
+            raise GoalError(f"where.{path}.matches: bad regular expression ({e})", "where") from None
     _check_placeholders(operand, "where")
     return FieldTest(path, op, operand)
 
@@ -231,11 +266,14 @@ def _event_field_checker(kind: str, type_: str | None) -> Callable[[str], str | 
         classes = [RECORDS[kind][type_]] if type_ is not None else list(RECORDS[kind].values())
         allowed = tuple(dict.fromkeys(f for c in classes for f in records.field_names(c)))
         if key not in allowed:
-            return (f"{kind}/{type_ or '*'} events have no data field {key!r} "
-                    "(known: " + ", ".join(allowed) + ")")
+            return (
+                f"{kind}/{type_ or '*'} events have no data field {key!r} (known: " + ", ".join(allowed) + ")"
+            )
         if deeper and not any(key in records.structured(c) for c in classes) and not deeper.isdigit():
-            return (f"data.{key} is a single value, so {deeper!r} is neither a field nor an "
-                    "operator (operators: " + ", ".join(_OPERATORS) + ")")
+            return (
+                f"data.{key} is a single value, so {deeper!r} is neither a field nor an "
+                "operator (operators: " + ", ".join(_OPERATORS) + ")"
+            )
         return None
 
     return known
@@ -264,23 +302,26 @@ class EventPattern:
     tests: tuple[FieldTest, ...]
 
     def matches(self, event: Mapping[str, Any], context: Mapping[str, Any]) -> bool:
-        return (event.get("kind") == self.kind
-                and (self.type is None or event.get("type") == self.type)
-                and all(t.test(event, context) for t in self.tests))
+        return (
+            event.get("kind") == self.kind
+            and (self.type is None or event.get("type") == self.type)
+            and all(t.test(event, context) for t in self.tests)
+        )
 
 
 def _event_pattern(spec: Mapping[str, Any]) -> EventPattern:
     name = spec.get("event")
     if not isinstance(name, str):
-        raise GoalError("event: expected \"kind/type\"", "event")
+        raise GoalError('event: expected "kind/type"', "event")
     kind, _, type_ = name.partition("/")
     if kind not in RECORDS:
         raise GoalError(f"event: unknown kind {kind!r} (known: " + ", ".join(RECORDS) + ")", "event")
     if type_ in ("", "*"):
         type_name: str | None = None
     elif type_ not in RECORDS[kind]:
-        raise GoalError(f"event: {kind!r} has no type {type_!r} (known: "
-                        + ", ".join(RECORDS[kind]) + ")", "event")
+        raise GoalError(
+            f"event: {kind!r} has no type {type_!r} (known: " + ", ".join(RECORDS[kind]) + ")", "event"
+        )
     else:
         type_name = type_
     tests = compile_where(spec.get("where", {}), _event_field_checker(kind, type_name))
@@ -306,12 +347,15 @@ class Evaluation:
         start = self.step_start if since == "step" else 0
         wanted = {(p.kind, p.type) for p in patterns}
         if self.index is None:
-            return [e for e in self.events[start:]
-                    if (e.get("kind"), e.get("type")) in wanted or (e.get("kind"), None) in wanted]
+            return [
+                e
+                for e in self.events[start:]
+                if (e.get("kind"), e.get("type")) in wanted or (e.get("kind"), None) in wanted
+            ]
         positions: list[int] = []
         for (kind, type_), where in self.index.items():
             if (kind, type_) in wanted or (kind, None) in wanted:
-                positions.extend(where[bisect.bisect_left(where, start):])
+                positions.extend(where[bisect.bisect_left(where, start) :])
         positions.sort()
         return [self.events[i] for i in positions]
 
@@ -342,8 +386,7 @@ class Expectation:
             return any(a.met(ev) for a in self.alternatives)
         if self.form == "sequence":
             # the stream's order is causal (simmta.core.events): no re-sorting
-            return _sequence_met(self.sequence, self.same, ev.select(self.since, self.sequence),
-                                 ev.context)
+            return _sequence_met(self.sequence, self.same, ev.select(self.since, self.sequence), ev.context)
         n = self.count(ev)
         return n >= self.min and (self.max is None or n <= self.max)
 
@@ -351,12 +394,12 @@ class Expectation:
         """How many events (or state records, or distinct values) match (event/state forms)."""
         if self.form == "event":
             assert self.pattern is not None
-            found = [e for e in ev.select(self.since, (self.pattern,))
-                     if self.pattern.matches(e, ev.context)]
+            found = [e for e in ev.select(self.since, (self.pattern,)) if self.pattern.matches(e, ev.context)]
         else:
             assert self.collection is not None, "count() is for event and state expectations"
-            found = [r for r in ev.state.records(self.collection)
-                     if all(t.test(r, ev.context) for t in self.tests)]
+            found = [
+                r for r in ev.state.records(self.collection) if all(t.test(r, ev.context) for t in self.tests)
+            ]
         return self._count(found)
 
     def _count(self, found: list[Mapping[str, Any]]) -> int:
@@ -377,8 +420,12 @@ def goal_mode(privilege_mode: str | None) -> str | None:
     return "real" if privilege.uids_enforced(privilege_mode) else "simulated"
 
 
-def _sequence_met(patterns: Sequence[EventPattern], same: Sequence[str],
-                  events: Sequence[Mapping[str, Any]], context: Mapping[str, Any]) -> bool:
+def _sequence_met(
+    patterns: Sequence[EventPattern],
+    same: Sequence[str],
+    events: Sequence[Mapping[str, Any]],
+    context: Mapping[str, Any],
+) -> bool:
     """Events matching the patterns in order; with ``same``, sharing those fields.
 
     Bounded: for each candidate first event one greedy pass, O(events x candidates).
@@ -393,11 +440,10 @@ def _sequence_met(patterns: Sequence[EventPattern], same: Sequence[str],
         if any(v is _MISSING or v is None for v in bound.values()):
             continue
         i = 0
-        for later in events[start + 1:]:
+        for later in events[start + 1 :]:
             if i == len(rest):
                 break
-            if rest[i].matches(later, context) and all(
-                    lookup(later, p) == v for p, v in bound.items()):
+            if rest[i].matches(later, context) and all(lookup(later, p) == v for p, v in bound.items()):
                 i += 1
         if i == len(rest):
             return True
@@ -421,19 +467,25 @@ def compile_expectation(spec: Any) -> Expectation:
         raise GoalError("expected a table (event = ..., state = ..., sequence = ... or any = ...)")
     forms = [f for f in _KEYS if f in spec]
     if len(forms) != 1:
-        raise GoalError("an expectation needs exactly one of: event, state, sequence, any"
-                        + (f" (found {', '.join(forms)})" if forms else ""))
+        raise GoalError(
+            "an expectation needs exactly one of: event, state, sequence, any"
+            + (f" (found {', '.join(forms)})" if forms else "")
+        )
     form = forms[0]
     unknown = sorted(set(spec) - _KEYS[form])
     if unknown:
-        raise GoalError(f"unknown key {unknown[0]!r} in a {form} expectation (known: "
-                        + ", ".join(sorted(_KEYS[form])) + ")", unknown[0])
+        raise GoalError(
+            f"unknown key {unknown[0]!r} in a {form} expectation (known: "
+            + ", ".join(sorted(_KEYS[form]))
+            + ")",
+            unknown[0],
+        )
     mode = spec.get("mode")
     if mode is not None and mode not in MODES:
-        raise GoalError("mode: expected \"real\" or \"simulated\"", "mode")
+        raise GoalError('mode: expected "real" or "simulated"', "mode")
     since = spec.get("since", "step")
     if since not in ("step", "lesson"):
-        raise GoalError("since: expected \"step\" or \"lesson\"", "since")
+        raise GoalError('since: expected "step" or "lesson"', "since")
     label = spec.get("label", "")
     if not isinstance(label, str):
         raise GoalError("label: expected a string", "label")
@@ -442,16 +494,16 @@ def compile_expectation(spec: Any) -> Expectation:
         if not isinstance(alts, list) or not alts:
             raise GoalError("any: expected a list of expectations", "any")
         compiled = tuple(compile_expectation(a) for a in alts)
-        return Expectation("any", label or " or ".join(a.label for a in compiled), mode=mode,
-                           alternatives=compiled)
+        return Expectation(
+            "any", label or " or ".join(a.label for a in compiled), mode=mode, alternatives=compiled
+        )
     if form == "sequence":
         seq = spec["sequence"]
         if not isinstance(seq, list) or not seq:
             raise GoalError("sequence: expected a list of {event = ..., where = ...}", "sequence")
         for item in seq:
             if not isinstance(item, Mapping) or set(item) - {"event", "where"}:
-                raise GoalError("sequence: each item is {event = \"kind/type\", where = {...}}",
-                                "sequence")
+                raise GoalError('sequence: each item is {event = "kind/type", where = {...}}', "sequence")
         pats = tuple(_event_pattern(item) for item in seq)
         same = spec.get("same", [])
         if isinstance(same, str):
@@ -462,8 +514,9 @@ def compile_expectation(spec: Any) -> Expectation:
             if s.split(".")[0] not in EVENT_FIELDS:
                 raise GoalError(f"same: unknown event field {s!r}", "same")
         default = " then ".join(f"{p.kind}/{p.type or '*'}" for p in pats)
-        return Expectation("sequence", label or default, mode=mode, since=since, sequence=pats,
-                           same=tuple(same))
+        return Expectation(
+            "sequence", label or default, mode=mode, since=since, sequence=pats, same=tuple(same)
+        )
     minimum = _count_key(spec, "min")
     maximum = _count_key(spec, "max")
     distinct = spec.get("distinct")
@@ -478,18 +531,33 @@ def compile_expectation(spec: Any) -> Expectation:
         pat = _event_pattern(spec)
         if distinct and (p := _event_field_checker(pat.kind, pat.type)(distinct)):
             raise GoalError(f"distinct: {p}", "distinct")
-        return Expectation("event", label or spec["event"], mode=mode, since=since, min=least,
-                           max=maximum, distinct=distinct, pattern=pat)
+        return Expectation(
+            "event",
+            label or spec["event"],
+            mode=mode,
+            since=since,
+            min=least,
+            max=maximum,
+            distinct=distinct,
+            pattern=pat,
+        )
     collection = spec["state"]
     if collection not in STATE_FIELDS:
-        raise GoalError(f"state: unknown {collection!r} (known: " + ", ".join(STATE_FIELDS) + ")",
-                        "state")
+        raise GoalError(f"state: unknown {collection!r} (known: " + ", ".join(STATE_FIELDS) + ")", "state")
     checker = _state_field_checker(collection)
     if distinct and (p := checker(distinct)):
         raise GoalError(f"distinct: {p}", "distinct")
     tests = compile_where(spec.get("where", {}), checker)
-    return Expectation("state", label or f"state of {collection}", mode=mode, min=least,
-                       max=maximum, distinct=distinct, collection=collection, tests=tests)
+    return Expectation(
+        "state",
+        label or f"state of {collection}",
+        mode=mode,
+        min=least,
+        max=maximum,
+        distinct=distinct,
+        collection=collection,
+        tests=tests,
+    )
 
 
 @dataclass(frozen=True)

@@ -89,9 +89,15 @@ class LessonPanel(Vertical, can_focus=True):
             super().__init__()
             self.step_number = step_number
 
-    def __init__(self, runner: LessonRunner, *, perform: Callable[[], str] | None = None,
-                 reset: Callable[[], None] | None = None, auto_check: bool = True,
-                 id: str | None = "lesson-panel") -> None:
+    def __init__(
+        self,
+        runner: LessonRunner,
+        *,
+        perform: Callable[[], str] | None = None,
+        reset: Callable[[], None] | None = None,
+        auto_check: bool = True,
+        id: str | None = "lesson-panel",
+    ) -> None:
         super().__init__(id=id)
         self.runner = runner
         self.perform = perform
@@ -107,8 +113,9 @@ class LessonPanel(Vertical, can_focus=True):
         yield ProgressBar(total=100, show_eta=False, id="lesson-progress")
         with VerticalScroll(id="lesson-body"):
             if lesson.intro:
-                with Collapsible(title="About this lesson", collapsed=self.runner.view().index > 0,
-                                 id="intro"):
+                with Collapsible(
+                    title="About this lesson", collapsed=self.runner.view().index > 0, id="intro"
+                ):
                     yield Markdown(lesson.intro)
             yield Static("", id="step-title")
             yield Markdown("", id="instruction")
@@ -181,8 +188,10 @@ class LessonPanel(Vertical, can_focus=True):
         else:
             where = f"export SIMMTA_INSTANCE={self.runner.instance.path}"
             self.app.copy_to_clipboard("\n".join([where, *commands]) + "\n")
-            self._message = ("Copied the export line and the commands to the clipboard "
-                             "(where the terminal allows it: OSC 52)")
+            self._message = (
+                "Copied the export line and the commands to the clipboard "
+                "(where the terminal allows it: OSC 52)"
+            )
         self.refresh_view(force=True)
 
     def action_page_down(self) -> None:
@@ -238,8 +247,17 @@ class LessonPanel(Vertical, can_focus=True):
     # -- rendering
     def refresh_view(self, force: bool = False) -> None:
         view = self.runner.view()
-        key = (view.index, view.completed, view.checklist, view.privilege_mode, view.connected,
-               tuple(self._hints), self._message, view.answer, view.outcome)
+        key = (
+            view.index,
+            view.completed,
+            view.checklist,
+            view.privilege_mode,
+            view.connected,
+            tuple(self._hints),
+            self._message,
+            view.answer,
+            view.outcome,
+        )
         if key == self._shown and not force:
             return
         self._shown = key
@@ -253,9 +271,11 @@ class LessonPanel(Vertical, can_focus=True):
         if step is None:
             return []
         qid = self.runner.last_qid() or "QUEUE_ID"
-        return [cmd.replace("${last_qid}", qid).replace("${instance}", "$SIMMTA_INSTANCE")
-                + ("   # leave it running" if action.background else "")
-                for cmd, action in zip(step.commands, step.solution, strict=True)]
+        return [
+            cmd.replace("${last_qid}", qid).replace("${instance}", "$SIMMTA_INSTANCE")
+            + ("   # leave it running" if action.background else "")
+            for cmd, action in zip(step.commands, step.solution, strict=True)
+        ]
 
     def _render_step(self, view: RunnerView) -> None:
         step = view.step
@@ -269,7 +289,8 @@ class LessonPanel(Vertical, can_focus=True):
             self.query_one("#instruction", Markdown).update(
                 f"You finished **{view.lesson.title}** ({view.percent} % of the steps met). "
                 "Press `B` to look back, `X` to take it again."
-                + (f"\n\n**Sources of this lesson**\n\n{cited}" if cited else ""))
+                + (f"\n\n**Sources of this lesson**\n\n{cited}" if cited else "")
+            )
             for widget in (commands, predict, self.query_one("#checklist", Static)):
                 widget.update("")
             self.query_one("#hints", Markdown).update("")
@@ -278,7 +299,8 @@ class LessonPanel(Vertical, can_focus=True):
             return
         total = len(view.lesson.steps)
         self.query_one("#step-title", Static).update(
-            f"Step {step.number}/{total}: {step.title}" + ("  ✓" if view.step_done else ""))
+            f"Step {step.number}/{total}: {step.title}" + ("  ✓" if view.step_done else "")
+        )
         self.query_one("#instruction", Markdown).update(step.instruction)
         # Commands wrap anywhere ("fold"): a long path is never cut off, and Y copies it whole.
         shown = Text("Run (Y copies):\n", style="bold")
@@ -286,16 +308,19 @@ class LessonPanel(Vertical, can_focus=True):
         shown.overflow = "fold"
         commands.update(shown)
         self._render_prediction(view, predict)
-        lines = [("[green]✓[/green] " if ok else "[dim]○[/dim] ") + _plain(label)
-                 for label, ok in view.checklist]
+        lines = [
+            ("[green]✓[/green] " if ok else "[dim]○[/dim] ") + _plain(label) for label, ok in view.checklist
+        ]
         self.query_one("#checklist", Static).update("\n".join(lines) or "[dim]checking…[/dim]")
         self.query_one("#hints", Markdown).update(
-            "\n\n".join(f"**Hint {i}.** {h}" for i, h in enumerate(self._hints, 1)))
+            "\n\n".join(f"**Hint {i}.** {h}" for i, h in enumerate(self._hints, 1))
+        )
         show_sim = bool(step.simulated) and goal_mode(view.privilege_mode) == "simulated"
         simulated.update("**In simulated mode.** " + step.simulated if show_sim else "")
         simulated.set_class(show_sim, "shown")
-        cited = ("\n\n*Sources:* " + "; ".join(sources.describe(s) for s in step.sources)
-                 if step.sources else "")
+        cited = (
+            "\n\n*Sources:* " + "; ".join(sources.describe(s) for s in step.sources) if step.sources else ""
+        )
         explanation.update(step.explanation + cited if view.step_done else "")
         explanation.set_class(view.step_done, "shown")
 
@@ -317,25 +342,29 @@ class LessonPanel(Vertical, can_focus=True):
         if view.outcome is not None:
             seen, matched = view.outcome
             text.append(f"\nThe MTA did: {seen}  ")
-            text.append("✓ as you predicted" if matched else "✗ not what you predicted",
-                        style="green" if matched else "red")
+            text.append(
+                "✓ as you predicted" if matched else "✗ not what you predicted",
+                style="green" if matched else "red",
+            )
         widget.update(text)
 
     def _status_line(self, view: RunnerView) -> str:
-        mode = {"real": "real (kernel-enforced)",
-                "rootless": "rootless (kernel-enforced in a user namespace)",
-                "partial": "partial (chroot real, uids simulated)",
-                "simulated": "simulated (not root: boundaries not enforced)"}.get(
-                    view.privilege_mode or "", "unknown")
+        mode = {
+            "real": "real (kernel-enforced)",
+            "rootless": "rootless (kernel-enforced in a user namespace)",
+            "partial": "partial (chroot real, uids simulated)",
+            "simulated": "simulated (not root: boundaries not enforced)",
+        }.get(view.privilege_mode or "", "unknown")
         link = "connected" if view.connected else "[red]not connected to an MTA[/red]"
         if view.events_dropped:
-            link += (f" · [yellow]{view.events_dropped} events dropped by the bus: "
-                     "the picture may lag; C checks again[/yellow]")
+            link += (
+                f" · [yellow]{view.events_dropped} events dropped by the bus: "
+                "the picture may lag; C checks again[/yellow]"
+            )
         keys = " ".join(key for key, _, _ in LESSON_KEYS) + " (see the footer)"
         msg = f"\n{_plain(self._message)}" if self._message else ""
         where = f"\n[dim]export SIMMTA_INSTANCE={_plain(str(self.runner.instance.path))}[/dim]"
-        return (f"{view.percent} % · {link} · privilege mode: {mode}{msg}{where}"
-                f"\n[dim]{keys}[/dim]")
+        return f"{view.percent} % · {link} · privilege mode: {mode}{msg}{where}\n[dim]{keys}[/dim]"
 
 
 def _plain(text: str) -> str:
@@ -343,9 +372,14 @@ def _plain(text: str) -> str:
     return text.replace("[", r"\[")
 
 
-def mount_lesson_panel(parent: Widget, runner: LessonRunner, *, dock: str | None = "right",
-                       perform: Callable[[], str] | None = None,
-                       reset: Callable[[], None] | None = None) -> LessonPanel:
+def mount_lesson_panel(
+    parent: Widget,
+    runner: LessonRunner,
+    *,
+    dock: str | None = "right",
+    perform: Callable[[], str] | None = None,
+    reset: Callable[[], None] | None = None,
+) -> LessonPanel:
     """Add a lesson panel to ``parent`` (e.g. a host app's screen, docked beside the map).
 
     Hosts that keep focus elsewhere forward LESSON_KEYS to ``panel.action_lesson``.

@@ -23,8 +23,7 @@ from typing import Any
 def default_path() -> Path:
     if env := os.environ.get("SIMMTA_LESSON_PROGRESS"):
         return Path(env)
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
-                                                             ".local", "state")
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(state) / "simmta" / "lessons" / "progress.json"
 
 

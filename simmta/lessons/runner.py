@@ -42,15 +42,15 @@ class RunnerView:
     """What a UI shows, taken at one moment."""
 
     lesson: Lesson
-    index: int                  # current step (0-based); == len(steps) when finished
-    completed: frozenset[int]   # step numbers (1-based) whose goal was met
+    index: int  # current step (0-based); == len(steps) when finished
+    completed: frozenset[int]  # step numbers (1-based) whose goal was met
     checklist: tuple[tuple[str, bool], ...]
     hints_shown: int
     privilege_mode: str | None
     connected: bool
     events_seen: int
-    events_dropped: int = 0     # by the bus for this subscriber: the state may lag behind
-    answer: str | None = None   # the student's prediction for this step
+    events_dropped: int = 0  # by the bus for this subscriber: the state may lag behind
+    answer: str | None = None  # the student's prediction for this step
     outcome: tuple[str, bool] | None = None  # what the MTA did, and whether it matched
 
     @property
@@ -91,8 +91,9 @@ def goal_context(instance: Instance, lesson: Lesson, state: LiveState) -> dict[s
 class LessonRunner:
     """One student's (or autoplay's) pass through one lesson, against one MTA."""
 
-    def __init__(self, lesson: Lesson, instance: Instance,
-                 store: ProgressStore | None = None, resume: bool = True):
+    def __init__(
+        self, lesson: Lesson, instance: Instance, store: ProgressStore | None = None, resume: bool = True
+    ):
         self.lesson = lesson
         self.instance = instance
         self.store = store
@@ -116,8 +117,7 @@ class LessonRunner:
         self.outcomes: dict[int, tuple[str, bool]] = {}
         if resume and store is not None:
             saved = store.get(lesson.key)
-            self.completed = {n for n in saved.get("completed", [])
-                              if 1 <= n <= len(lesson.steps)}
+            self.completed = {n for n in saved.get("completed", []) if 1 <= n <= len(lesson.steps)}
             self.index = min(int(saved.get("current", 0)), len(lesson.steps))
             answers = saved.get("answers", {})
             if isinstance(answers, dict):
@@ -208,8 +208,7 @@ class LessonRunner:
             if all(ok for _, ok in progress) and step.number not in self.completed:
                 self.completed.add(step.number)
                 if step.predict is not None:
-                    self.outcomes[step.number] = _outcome(step.predict, ev,
-                                                          self.answers[step.number])
+                    self.outcomes[step.number] = _outcome(step.predict, ev, self.answers[step.number])
                 self._save()
             return step.number in self.completed
 
@@ -230,8 +229,9 @@ class LessonRunner:
                 return "The experiment is done: the prediction can no longer change."
             predict, text = step.predict, text.strip()
             if not re.fullmatch(r"\d{1,9}", text):
-                return "Answer with a number" + (f" from 1 to {len(predict.choices)}."
-                                                 if predict.choices else ".")
+                return "Answer with a number" + (
+                    f" from 1 to {len(predict.choices)}." if predict.choices else "."
+                )
             if predict.choices and not 1 <= int(text) <= len(predict.choices):
                 return f"Choose a number from 1 to {len(predict.choices)}."
             self.answers[step.number] = text
@@ -275,10 +275,19 @@ class LessonRunner:
         with self._lock:
             self._drain()
             number = self.index + 1
-            return RunnerView(self.lesson, self.index, frozenset(self.completed), self._checklist,
-                              self.hints_shown, self.state.privilege_mode, self.connected,
-                              len(self.events) + self._dropped_old, self.bus_dropped,
-                              self.answers.get(number), self.outcomes.get(number))
+            return RunnerView(
+                self.lesson,
+                self.index,
+                frozenset(self.completed),
+                self._checklist,
+                self.hints_shown,
+                self.state.privilege_mode,
+                self.connected,
+                len(self.events) + self._dropped_old,
+                self.bus_dropped,
+                self.answers.get(number),
+                self.outcomes.get(number),
+            )
 
     def last_qid(self) -> str | None:
         with self._lock:
@@ -307,9 +316,15 @@ class LessonRunner:
     def _save(self) -> None:
         if self.store is not None:
             finished = len(self.completed) == len(self.lesson.steps)
-            self.store.put(self.lesson.key, {"completed": sorted(self.completed),
-                                             "current": self.index, "finished": finished,
-                                             "answers": {str(k): v for k, v in self.answers.items()}})
+            self.store.put(
+                self.lesson.key,
+                {
+                    "completed": sorted(self.completed),
+                    "current": self.index,
+                    "finished": finished,
+                    "answers": {str(k): v for k, v in self.answers.items()},
+                },
+            )
 
 
 def describe_answer(predict: Prediction, text: str) -> str:

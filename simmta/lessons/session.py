@@ -46,8 +46,11 @@ class ActionResult:
 
     def summary(self) -> str:
         tail = self.output.strip().splitlines()[-6:]
-        return self.action.describe() + ("" if self.ok else " FAILED") + (
-            "\n    " + "\n    ".join(tail) if tail else "")
+        return (
+            self.action.describe()
+            + ("" if self.ok else " FAILED")
+            + ("\n    " + "\n    ".join(tail) if tail else "")
+        )
 
 
 def _toml_value(value: Any) -> str:
@@ -78,8 +81,7 @@ def simmta_argv(args: tuple[str, ...] | list[str], instance: Instance) -> list[s
 class LessonMTA:
     """One MTA for one lesson run, in its own instance directory."""
 
-    def __init__(self, lesson: Lesson, instance_dir: Path,
-                 log: Callable[[str], None] | None = None):
+    def __init__(self, lesson: Lesson, instance_dir: Path, log: Callable[[str], None] | None = None):
         self.lesson = lesson
         self.instance = Instance(instance_dir)
         self.log = log or (lambda _text: None)
@@ -100,16 +102,21 @@ class LessonMTA:
         write_main_toml(self.instance.main_cf, self.lesson.setup.config)
         self.instance.log.mkdir(parents=True, exist_ok=True)
         args = ["run", "--smtp-port", "0", "--profile", self.lesson.setup.profile] + (
-            ["--lab"] if self.lesson.setup.lab else [])
+            ["--lab"] if self.lesson.setup.lab else []
+        )
         with open(path / "lesson-run.log", "ab") as out:
-            self.process = subprocess.Popen(simmta_argv(args, self.instance), env=self.env,
-                                            stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            self.process = subprocess.Popen(
+                simmta_argv(args, self.instance),
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         status = self._wait_for_status()
         setup = self.lesson.setup
         if setup.peer_fault != "none":
-            control.request(self.instance.control_socket, "fault", target="peer",
-                            value=setup.peer_fault)
+            control.request(self.instance.control_socket, "fault", target="peer", value=setup.peer_fault)
         if setup.pace != "live":
             control.request(self.instance.control_socket, "pace", mode=setup.pace)
         return status
@@ -125,8 +132,9 @@ class LessonMTA:
                 if self.instance.bus_socket.exists() and self.instance.control_socket.exists():
                     return status
             if time.monotonic() >= deadline:
-                raise SimmtaError(f"simmta run did not come up within {START_TIMEOUT:.0f} s:\n"
-                                  + self.run_log_tail())
+                raise SimmtaError(
+                    f"simmta run did not come up within {START_TIMEOUT:.0f} s:\n" + self.run_log_tail()
+                )
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(0.1)  # bounded poll: returns at once if it exits
 
@@ -146,14 +154,19 @@ class LessonMTA:
             self.process = None
 
     # -- actions
-    def perform(self, action: SolutionAction, context: Mapping[str, Any],
-                timeout: float) -> ActionResult:
+    def perform(self, action: SolutionAction, context: Mapping[str, Any], timeout: float) -> ActionResult:
         args = [self._fill(a, context) for a in action.argv]
         argv = simmta_argv(args, self.instance)
         stdin = subprocess.PIPE if action.stdin is not None else subprocess.DEVNULL
         if action.background:
-            proc = subprocess.Popen(argv, env=self.env, stdin=stdin, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                env=self.env,
+                stdin=stdin,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             if action.stdin is not None and proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.write(action.stdin.encode())
@@ -161,10 +174,15 @@ class LessonMTA:
             self.background.append(proc)
             return ActionResult(action, True, "(started in the background)")
         try:
-            done = subprocess.run(argv, env=self.env, input=action.stdin.encode()
-                                  if action.stdin is not None else None,
-                                  stdin=None if action.stdin is not None else subprocess.DEVNULL,
-                                  capture_output=True, timeout=timeout, check=False)
+            done = subprocess.run(
+                argv,
+                env=self.env,
+                input=action.stdin.encode() if action.stdin is not None else None,
+                stdin=None if action.stdin is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             return ActionResult(action, action.may_fail, f"timed out after {timeout:.0f} s")
         output = (done.stdout + done.stderr).decode(errors="replace")

@@ -58,7 +58,7 @@ def parse(text: str) -> dict[str, Source]:
         m = _SECTION.match(line)
         if not m:
             continue
-        body = [x for x in lines[i + 1:i + 6] if x.strip() and not _SECTION.match(x)]
+        body = [x for x in lines[i + 1 : i + 6] if x.strip() and not _SECTION.match(x)]
         title = body[0].strip() if body else m.group(1)
         url = next((u.group(0).rstrip(".,)") for x in body if (u := _URL.search(x))), None)
         out[m.group(1)] = Source(m.group(1), title, url)
@@ -86,8 +86,10 @@ def problem(citation: str, sections: dict[str, Source] | None = None) -> str | N
         if any((root / citation).is_file() for root in tree_roots()):
             return None
         return f"source {citation!r}: no such file in simmta's tree"
-    return (f"source {citation!r}: cite a section of {SOURCES_REF} ({SOURCES_REF}#SECTION) "
-            "or a file of simmta's tree (e.g. simmta/core/maildir.py)")
+    return (
+        f"source {citation!r}: cite a section of {SOURCES_REF} ({SOURCES_REF}#SECTION) "
+        "or a file of simmta's tree (e.g. simmta/core/maildir.py)"
+    )
 
 
 def describe(citation: str) -> str:
@@ -95,6 +97,9 @@ def describe(citation: str) -> str:
     if citation.startswith(SOURCES_REF + "#"):
         found = index().get(citation.partition("#")[2])
         if found is not None:
-            return f"{found.title}" + (f" <{found.url}>" if found.url and found.url not in
-                                        found.title else "") + f" ({citation})"
+            return (
+                f"{found.title}"
+                + (f" <{found.url}>" if found.url and found.url not in found.title else "")
+                + f" ({citation})"
+            )
     return citation

@@ -48,19 +48,44 @@ class LiveState:
     @property
     def status(self) -> dict[str, Any]:
         s = self.fold
-        return {"privilege_mode": self.privilege_mode, "pace": s.pace["mode"], "faults": dict(s.faults),
-                "lab": s.lab, "smtp": s.smtp or None, "peer": s.peer or None, "config": s.config}
+        return {
+            "privilege_mode": self.privilege_mode,
+            "pace": s.pace["mode"],
+            "faults": dict(s.faults),
+            "lab": s.lab,
+            "smtp": s.smtp or None,
+            "peer": s.peer or None,
+            "config": s.config,
+        }
 
     def records(self, collection: str) -> list[dict[str, Any]]:
         s = self.fold
         if collection == "processes":
-            return [{"pid": p.pid, "ppid": p.ppid, "service": p.service, "state": p.state,
-                     "privilege": _privilege(p.privilege)} for p in s.processes.values()]
+            return [
+                {
+                    "pid": p.pid,
+                    "ppid": p.ppid,
+                    "service": p.service,
+                    "state": p.state,
+                    "privilege": _privilege(p.privilege),
+                }
+                for p in s.processes.values()
+            ]
         if collection == "queue":
-            return [{"qid": m.qid, "queue": queue, "size": m.size, "sender": m.sender,
-                     "recipients": m.recipients, "arrival": m.arrival, "next_retry": m.next_retry,
-                     "reason": m.reason}
-                    for queue in s.queues for m in s.in_queue(queue)]
+            return [
+                {
+                    "qid": m.qid,
+                    "queue": queue,
+                    "size": m.size,
+                    "sender": m.sender,
+                    "recipients": m.recipients,
+                    "arrival": m.arrival,
+                    "next_retry": m.next_retry,
+                    "reason": m.reason,
+                }
+                for queue in s.queues
+                for m in s.in_queue(queue)
+            ]
         if collection == "services":
             return list(s.services.values())
         if collection == "status":

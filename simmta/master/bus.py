@@ -43,11 +43,19 @@ class Subscriber:
         self.lost: dict[str, None] = {}  # queue IDs of the messages whose events it lost
 
     def stats(self) -> dict[str, int | str]:
-        return {"name": self.name, "sent": self.sent, "dropped": self.dropped_total,
-                "joined_at": self.joined_at}
+        return {
+            "name": self.name,
+            "sent": self.sent,
+            "dropped": self.dropped_total,
+            "joined_at": self.joined_at,
+        }
 
-    def offer(self, lines: list[bytes], drop_notice: Callable[[int, str, list[str]], bytes],
-              qids: list[str | None] | None = None) -> None:
+    def offer(
+        self,
+        lines: list[bytes],
+        drop_notice: Callable[[int, str, list[str]], bytes],
+        qids: list[str | None] | None = None,
+    ) -> None:
         """Write ``lines`` (events about the messages ``qids``, if known), or count them lost."""
         transport = self.writer.transport
         if transport.is_closing():
@@ -95,7 +103,11 @@ class Bus:
         if raw is None:
             return json.dumps(event, separators=(",", ":")).encode() + b"\n"
         return b'{"seq":%d,"pid":%d,"service":%s,%s\n' % (
-            self.seq, event["pid"], json.dumps(event["service"]).encode(), raw[1:])
+            self.seq,
+            event["pid"],
+            json.dumps(event["service"]).encode(),
+            raw[1:],
+        )
 
     def _drop_notice(self, count: int, where: str, qids: list[str]) -> bytes:
         return self._line(events.make(names.MASTER, BusDropped(count=count, where=where, qids=qids)))
@@ -152,8 +164,9 @@ class Bus:
             self.invalid += 1
             return
         if isinstance(lost, int) and lost > 0:
-            self.publish(events.make(names.MASTER, BusDropped(count=lost,
-                                                              where=f"{service}[{pid}] event channel")))
+            self.publish(
+                events.make(names.MASTER, BusDropped(count=lost, where=f"{service}[{pid}] event channel"))
+            )
         spliceable = lost is None and raw[:1] == b"{" and b"\r" not in raw
         self.publish(event, raw if spliceable else None)
 

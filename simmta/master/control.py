@@ -58,9 +58,14 @@ class Controller:
         return self.status()
 
     async def op_ps(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"processes": self.sup.processes(), "privilege_mode": self.sup.mode,
-                "privilege": self.sup.setup.as_dict(), "profile": self.sup.table.profile.name,
-                "profile_info": self.sup.table.profile.as_dict(), "ids": self.sup.ids}
+        return {
+            "processes": self.sup.processes(),
+            "privilege_mode": self.sup.mode,
+            "privilege": self.sup.setup.as_dict(),
+            "profile": self.sup.table.profile.name,
+            "profile_info": self.sup.table.profile.as_dict(),
+            "ids": self.sup.ids,
+        }
 
     async def op_kill(self, req: dict[str, Any]) -> dict[str, Any]:
         name = self._service(req)
@@ -75,19 +80,22 @@ class Controller:
                 raise SimmtaError(f"pid {pid} is not a {name} process")
             pids = [pid]
         if not pids:
-            raise SimmtaError(f"no {name} process is running right now "
-                              "(services start on demand: send mail first)")
+            raise SimmtaError(
+                f"no {name} process is running right now (services start on demand: send mail first)"
+            )
         os.kill(pids[0], getattr(signal, f"SIG{sig}"))
-        self.sup.emit(FaultSet(fault="kill", value=f"SIG{sig} to {name}[{pids[0]}]", child_service=name,
-                               child_pid=pids[0]))
+        self.sup.emit(
+            FaultSet(
+                fault="kill", value=f"SIG{sig} to {name}[{pids[0]}]", child_service=name, child_pid=pids[0]
+            )
+        )
         return {"pid": pids[0], "signal": f"SIG{sig}"}
 
     async def op_fault(self, req: dict[str, Any]) -> dict[str, Any]:
         target, value = req.get("target"), req.get("value")
         allowed = {"peer": PEER_FAULTS, "queue": ("none", "full")}
         if target not in allowed or value not in allowed[target]:
-            raise SimmtaError("fault: target peer (none|down|tempfail|permfail|slow) "
-                              "or queue (none|full)")
+            raise SimmtaError("fault: target peer (none|down|tempfail|permfail|slow) or queue (none|full)")
         self.sup.faults[target] = value
         self.sup.broadcast({"op": "fault", "faults": self.sup.faults})
         self.sup.emit(FaultSet(fault=target, value=value))
@@ -139,9 +147,12 @@ class Controller:
         if not qf.is_qid(qid):
             raise SimmtaError(f"not a queue ID: {safe_text(qid, 40)}")
         root = self.sup.inst.queue
-        sources = {"hold": (names.INCOMING, names.DEFERRED), "release": (names.HOLD,),
-                   "requeue": (names.DEFERRED, names.HOLD, names.CORRUPT),
-                   "delete": (names.INCOMING, names.DEFERRED, names.HOLD, names.CORRUPT)}[action]
+        sources = {
+            "hold": (names.INCOMING, names.DEFERRED),
+            "release": (names.HOLD,),
+            "requeue": (names.DEFERRED, names.HOLD, names.CORRUPT),
+            "delete": (names.INCOMING, names.DEFERRED, names.HOLD, names.CORRUPT),
+        }[action]
         found = qf.find(root, qid, sources)
         if found is None:
             where = qf.find(root, qid, names.MESSAGE_QUEUES)
@@ -164,8 +175,13 @@ class Controller:
         if dst == names.DEFERRED:
             now = time.time()
             os.utime(root / dst / qid, (now, now))
-        record: Record = (QueueHeld(via=action) if action == "hold" else QueueReleased(via=action)
-                          if action == "release" else QueueMoved(from_=src, to=dst, via=action))
+        record: Record = (
+            QueueHeld(via=action)
+            if action == "hold"
+            else QueueReleased(via=action)
+            if action == "release"
+            else QueueMoved(from_=src, to=dst, via=action)
+        )
         self.sup.emit(record, qid)
         if dst == names.DEFERRED:
             await self._trigger_qmgr(names.TRIGGER_DEFERRED)
@@ -189,8 +205,11 @@ class Controller:
         name = self._service(req)
         child = await self._ready_child(name)
         inst = self.sup.inst
-        target = {"read-secret": inst.lab / "secret",
-                  "write-maildir": inst.maildir("alice") / "new", "regain-root": "/"}[action]
+        target = {
+            "read-secret": inst.lab / "secret",
+            "write-maildir": inst.maildir("alice") / "new",
+            "regain-root": "/",
+        }[action]
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.sup.lab_results[child.pid] = fut
         child.channel.send(json.dumps({"op": "lab", "action": action, "target": str(target)}).encode())
@@ -208,16 +227,26 @@ class Controller:
         name = req.get("service")
         svc = self.sup.table.find(name) if isinstance(name, str) else None
         if svc is None or svc.role == "internet":
-            raise SimmtaError(f"unknown service {name!r} (known: "
-                              + ", ".join(s.name for s in self.sup.table if s.role != "internet") + ")")
+            raise SimmtaError(
+                f"unknown service {name!r} (known: "
+                + ", ".join(s.name for s in self.sup.table if s.role != "internet")
+                + ")"
+            )
         child = await self._ready_child(svc.name)
         qmgr = self.sup.services[names.QMGR]
         daemon = next(iter(qmgr.children.values()), None)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.sup.lab_reports[child.pid] = fut
-        child.channel.send(json.dumps({"op": "compromise", "canary": self.sup.canary,
-                                       "daemon_pid": daemon.pid if daemon else 0,
-                                       "daemon": qmgr.service.program}).encode())
+        child.channel.send(
+            json.dumps(
+                {
+                    "op": "compromise",
+                    "canary": self.sup.canary,
+                    "daemon_pid": daemon.pid if daemon else 0,
+                    "daemon": qmgr.service.program,
+                }
+            ).encode()
+        )
         try:
             async with asyncio.timeout(20):
                 event = await fut
@@ -227,13 +256,22 @@ class Controller:
         if not isinstance(results, list):
             raise SimmtaError(f"{svc.name}[{child.pid}] sent no results")
         port_start = compromise.unprivileged_port_start()
-        reply = {"pid": child.pid, "service": svc.name, "program": svc.program, "account": svc.account,
-                 "setuid": svc.setuid, "profile": self.sup.table.profile.name, "mode": self.sup.mode,
-                 "ip_unprivileged_port_start": port_start, "results": results,
-                 "privilege": child.observed}
+        reply = {
+            "pid": child.pid,
+            "service": svc.name,
+            "program": svc.program,
+            "account": svc.account,
+            "setuid": svc.setuid,
+            "profile": self.sup.table.profile.name,
+            "mode": self.sup.mode,
+            "ip_unprivileged_port_start": port_start,
+            "results": results,
+            "privilege": child.observed,
+        }
         if not privilege.uids_enforced(self.sup.mode):
-            reply["predicted"] = compromise.predict(svc, self.sup.table.profile, self.sup.ids,
-                                                    qmgr.service.account, port_start)
+            reply["predicted"] = compromise.predict(
+                svc, self.sup.table.profile, self.sup.ids, qmgr.service.account, port_start
+            )
         return reply
 
     async def _ready_child(self, name: str) -> Child:
@@ -259,8 +297,9 @@ class Controller:
     async def op_history(self, req: dict[str, Any]) -> dict[str, Any]:
         """The events the bus streamed in the last ``since`` seconds (all it kept: None)."""
         since = req.get("since")
-        if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)
-                                  or since <= 0):
+        if since is not None and (
+            isinstance(since, bool) or not isinstance(since, int | float) or since <= 0
+        ):
             raise SimmtaError("history: since must be a number of seconds > 0")
         self.sup.read_order()  # everything sent so far, in order
         return self.sup.bus.history.since(since)

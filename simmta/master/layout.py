@@ -42,17 +42,20 @@ def check_reachable(inst: Instance) -> None:
     """In real mode unprivileged daemons (qmgr) must be able to walk to the queue."""
     for parent in [inst.path, *inst.path.parents]:
         if not os.stat(parent).st_mode & 0o001:
-            raise SimmtaError(f"{parent} is not searchable by other users (mode "
-                              f"{oct(os.stat(parent).st_mode & 0o777)}), so mail_owner could not "
-                              f"reach {inst.queue}; choose an instance elsewhere "
-                              f"(e.g. --instance /var/tmp/simmta) or chmod o+x {parent}")
+            raise SimmtaError(
+                f"{parent} is not searchable by other users (mode "
+                f"{oct(os.stat(parent).st_mode & 0o777)}), so mail_owner could not "
+                f"reach {inst.queue}; choose an instance elsewhere "
+                f"(e.g. --instance /var/tmp/simmta) or chmod o+x {parent}"
+            )
 
 
 def queue_ids(profile: Profile, cfg: Config) -> tuple[int, int]:
     """Owner uid and group gid of the queue directories."""
     ids = profile.ids(cfg)
-    return ids[profile.queue_owner][0], (0 if profile.queue_group == ROOT else
-                                         profile.gid_of(profile.queue_group, cfg.mail_owner_gid))
+    return ids[profile.queue_owner][0], (
+        0 if profile.queue_group == ROOT else profile.gid_of(profile.queue_group, cfg.mail_owner_gid)
+    )
 
 
 def prepare(inst: Instance, cfg: Config, mode: str, profile: Profile) -> None:
@@ -65,8 +68,11 @@ def prepare(inst: Instance, cfg: Config, mode: str, profile: Profile) -> None:
         check_reachable(inst)
     _own(inst.queue, 0o755, 0, 0, real)
     for sub in QUEUE_SUBDIRS:
-        m = {names.MAILDROP: MAILDROP_MODE, names.PUBLIC: PUBLIC_MODE,
-             names.PRIVATE: 0o700 | (shared & 0o2010)}.get(sub, 0o700 | shared)
+        m = {
+            names.MAILDROP: MAILDROP_MODE,
+            names.PUBLIC: PUBLIC_MODE,
+            names.PRIVATE: 0o700 | (shared & 0o2010),
+        }.get(sub, 0o700 | shared)
         _own(inst.queue / sub, m, *queue, real=real)
     _own(inst.mail, 0o755, 0, 0, real)
     for user, uid in cfg.local_users.items():
@@ -105,8 +111,11 @@ def place_lab(inst: Instance, cfg: Config, mode: str, profile: Profile) -> str:
         os.chown(letter, alice, alice)
     w = qf.QueueWriter(inst.queue / names.HOLD, group_access=profile.group_shared_queue)
     try:
-        w.write(*qf.envelope_records(time.time(), {"origin": "lab canary"}, "lab@simmta.test",
-                                     ["canary@simmta.test"]))
+        w.write(
+            *qf.envelope_records(
+                time.time(), {"origin": "lab canary"}, "lab@simmta.test", ["canary@simmta.test"]
+            )
+        )
         w.write(*qf.record_parts(b"M", b"Subject: the lab's canary (never delivered)\n\ncanary\n"))
         w.commit()
     except BaseException:

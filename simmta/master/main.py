@@ -41,8 +41,10 @@ def _inet(host: str, port: int, what: str) -> socket.socket:
         s.bind((host, port))
     except OSError as e:
         s.close()
-        raise SimmtaError(f"cannot listen for {what} on {host}:{port}: {e.strerror}"
-                          + (" (use --smtp-port 0 for any free port)" if port else "")) from None
+        raise SimmtaError(
+            f"cannot listen for {what} on {host}:{port}: {e.strerror}"
+            + (" (use --smtp-port 0 for any free port)" if port else "")
+        ) from None
     s.listen(128)
     return s
 
@@ -77,18 +79,21 @@ def queue_snapshot(inst: Instance) -> tuple[dict[str, list[dict[str, Any]]], dic
                 entries.append({"qid": entry.name, "size": 0, "sender": "", "recipients": []})
                 continue
             try:
-                entries.append(qf.read(inst.queue / q / entry.name,
-                                       require_complete=q != names.INCOMING).summary())
+                entries.append(
+                    qf.read(inst.queue / q / entry.name, require_complete=q != names.INCOMING).summary()
+                )
             except qf.CorruptQueueFile as e:
-                entries.append({"qid": entry.name, "size": 0, "sender": "", "recipients": [],
-                                "damaged": str(e)})
+                entries.append(
+                    {"qid": entry.name, "size": 0, "sender": "", "recipients": [], "damaged": str(e)}
+                )
         listing[q], counts[q] = entries, n
     return listing, counts
 
 
 class Master:
-    def __init__(self, inst: Instance, cfg: Config, table: ServiceTable, lab: bool, out: TextIO,
-                 setup: userns.Setup):
+    def __init__(
+        self, inst: Instance, cfg: Config, table: ServiceTable, lab: bool, out: TextIO, setup: userns.Setup
+    ):
         self.inst, self.cfg, self.table, self.lab, self.out = inst, cfg, table, lab, out
         self.setup = setup
         self.mode = setup.mode
@@ -101,31 +106,60 @@ class Master:
 
     def status(self) -> dict[str, Any]:
         return {
-            "master_pid": os.getpid(), "instance": str(self.inst.path),
+            "master_pid": os.getpid(),
+            "instance": str(self.inst.path),
             "smtp": self.addresses.get(names.SMTPD, None),
-            "peer": self.addresses.get(names.PEER), "privilege_mode": self.mode,
+            "peer": self.addresses.get(names.PEER),
+            "privilege_mode": self.mode,
             "privilege": self.setup.as_dict(),
-            "maildir_root": str(self.inst.mail), "lab": self.lab,
-            "profile": self.table.profile.name, "profile_info": self.table.profile.as_dict(),
-            "ids": self.ids, "local_users": self.cfg.local_users,
-            "services": [{"name": n, "pids": sorted(st.children), "throttled_until":
-                          st.throttled_until or None, "limit": st.limit}
-                         for n, st in self.sup.services.items()],
-            "pace": self.sup.pace, "faults": self.sup.faults,
-            "events": {"subscribers": [s.stats() for s in self.sup.bus.subscribers],
-                       "seq": self.sup.bus.seq, "published": self.sup.bus.published,
-                       "invalid_from_children": self.sup.bus.invalid},
+            "maildir_root": str(self.inst.mail),
+            "lab": self.lab,
+            "profile": self.table.profile.name,
+            "profile_info": self.table.profile.as_dict(),
+            "ids": self.ids,
+            "local_users": self.cfg.local_users,
+            "services": [
+                {
+                    "name": n,
+                    "pids": sorted(st.children),
+                    "throttled_until": st.throttled_until or None,
+                    "limit": st.limit,
+                }
+                for n, st in self.sup.services.items()
+            ],
+            "pace": self.sup.pace,
+            "faults": self.sup.faults,
+            "events": {
+                "subscribers": [s.stats() for s in self.sup.bus.subscribers],
+                "seq": self.sup.bus.seq,
+                "published": self.sup.bus.published,
+                "invalid_from_children": self.sup.bus.invalid,
+            },
         }
 
     def snapshot(self) -> dict[str, Any]:
         queues, counts = queue_snapshot(self.inst)
-        return events.make(names.MASTER, SnapshotState(
-            services=self.table.as_list(), processes=self.sup.processes(), queues=queues,
-            queue_counts=counts, config=dict(self.cfg), privilege_mode=self.mode,
-            privilege=self.setup.as_dict(), smtp=self.status()["smtp"],
-            peer=self.addresses.get(names.PEER), pace=self.sup.pace, faults=self.sup.faults,
-            lab=self.lab, instance=str(self.inst.path), queue_dir=str(self.inst.queue),
-            profile=self.table.profile.as_dict(), ids=self.ids))
+        return events.make(
+            names.MASTER,
+            SnapshotState(
+                services=self.table.as_list(),
+                processes=self.sup.processes(),
+                queues=queues,
+                queue_counts=counts,
+                config=dict(self.cfg),
+                privilege_mode=self.mode,
+                privilege=self.setup.as_dict(),
+                smtp=self.status()["smtp"],
+                peer=self.addresses.get(names.PEER),
+                pace=self.sup.pace,
+                faults=self.sup.faults,
+                lab=self.lab,
+                instance=str(self.inst.path),
+                queue_dir=str(self.inst.queue),
+                profile=self.table.profile.as_dict(),
+                ids=self.ids,
+            ),
+        )
 
     async def run(self) -> None:
         if self.mode == privilege.REAL:  # uids nobody else has, held for as long as we run
@@ -153,8 +187,17 @@ class Master:
                 sockets[svc.name] = _unix(path, 0o666 if open_ else 0o660)
                 if privilege.uids_enforced(self.mode) and not public_user:
                     os.chown(path, *layout.queue_ids(self.table.profile, cfg))
-        self.sup = Supervisor(inst, cfg, self.table, self.setup, sockets, self.addresses, self.lab,
-                              open(inst.log / "master.log", "ab"), self.ids)  # noqa: SIM115 (children's stderr, for life)
+        self.sup = Supervisor(
+            inst,
+            cfg,
+            self.table,
+            self.setup,
+            sockets,
+            self.addresses,
+            self.lab,
+            open(inst.log / "master.log", "ab"),  # noqa: SIM115 (children's stderr, for life)
+            self.ids,
+        )
         self.sup.canary = self.canary
         bus_srv = await asyncio.start_unix_server(self._subscriber, path=str(inst.bus_socket))
         ctl_srv = await asyncio.start_unix_server(self._control, path=str(inst.control_socket))
@@ -168,8 +211,14 @@ class Master:
             loop.add_signal_handler(sig, self.done.set)
         await self.sup.start()
         smtp, peer = self.addresses.get(names.SMTPD), self.addresses.get(names.PEER)
-        self.sup.emit(MasterStarted(smtp=smtp, peer=peer, privilege_mode=self.mode,
-                                    privilege=privilege.describe(self.setup.as_dict())))
+        self.sup.emit(
+            MasterStarted(
+                smtp=smtp,
+                peer=peer,
+                privilege_mode=self.mode,
+                privilege=privilege.describe(self.setup.as_dict()),
+            )
+        )
         self._write_status()
         self._banner(smtp, peer)
         await self.done.wait()
@@ -190,11 +239,13 @@ class Master:
 
     def _banner(self, smtp: Any, peer: Any) -> None:
         prof = self.table.profile
-        lines = [f"simmta: master [{os.getpid()}] running, instance {self.inst.path}",
-                 f"simmta: profile {prof.name} ({prof.title})",
-                 *(f"simmta:   note: {n}" for n in prof.notes),
-                 f"simmta: SMTP on {smtp['host']}:{smtp['port']}" if smtp else "simmta: no SMTP",
-                 f"simmta: the Internet (peer) on {peer['host']}:{peer['port']}" if peer else ""]
+        lines = [
+            f"simmta: master [{os.getpid()}] running, instance {self.inst.path}",
+            f"simmta: profile {prof.name} ({prof.title})",
+            *(f"simmta:   note: {n}" for n in prof.notes),
+            f"simmta: SMTP on {smtp['host']}:{smtp['port']}" if smtp else "simmta: no SMTP",
+            f"simmta: the Internet (peer) on {peer['host']}:{peer['port']}" if peer else "",
+        ]
         lines += [f"simmta: {line}" for line in privilege.describe(self.setup.as_dict())]
         if self.lab:
             lines.append("simmta: LAB mode on: lab attempts allowed (control socket only)")
@@ -264,8 +315,14 @@ class Master:
             writer.close()
 
 
-def run(inst: Instance, smtp_port: int | None, peer_port: int | None, lab: bool,
-        want_privilege: str = "auto", profile: str = "postfix") -> int:
+def run(
+    inst: Instance,
+    smtp_port: int | None,
+    peer_port: int | None,
+    lab: bool,
+    want_privilege: str = "auto",
+    profile: str = "postfix",
+) -> int:
     cfg = inst.config()
     table = inst.services(profile)
     ports = {"smtp_port": smtp_port, "peer_port": peer_port}
@@ -275,8 +332,7 @@ def run(inst: Instance, smtp_port: int | None, peer_port: int | None, lab: bool,
     except SimmtaError:
         running = None
     if running:
-        raise SimmtaError(f"simmta is already running for {inst.path} "
-                          f"(master pid {running['master_pid']})")
+        raise SimmtaError(f"simmta is already running for {inst.path} (master pid {running['master_pid']})")
     inst.path.mkdir(parents=True, exist_ok=True)
     setup = privilege.establish(cfg, want_privilege)  # rootless: from here on, inside the namespace
     master = Master(inst, cfg, table, lab, sys.stdout, setup)

@@ -73,9 +73,17 @@ class Child:
     mismatch: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"pid": self.pid, "ppid": os.getpid(), "service": self.service, "state": self.state,
-                "started": self.started, "served": self.served, "privilege": self.observed,
-                "mismatch": self.mismatch}
+        return {
+            "pid": self.pid,
+            "ppid": os.getpid(),
+            "service": self.service,
+            "state": self.state,
+            "started": self.started,
+            "served": self.served,
+            "privilege": self.observed,
+            "mismatch": self.mismatch,
+        }
+
 
 BUSY_REPLY = b"421 4.3.2 All server ports are busy\r\n"
 
@@ -96,9 +104,18 @@ class ServiceState:
 
 
 class Supervisor:
-    def __init__(self, inst: Instance, cfg: Config, table: ServiceTable, setup: userns.Setup,
-                 sockets: dict[str, socket.socket], addresses: dict[str, dict[str, Any]],
-                 lab: bool, log: Any, ids: dict[str, tuple[int, int]]):
+    def __init__(
+        self,
+        inst: Instance,
+        cfg: Config,
+        table: ServiceTable,
+        setup: userns.Setup,
+        sockets: dict[str, socket.socket],
+        addresses: dict[str, dict[str, Any]],
+        lab: bool,
+        log: Any,
+        ids: dict[str, tuple[int, int]],
+    ):
         self.inst, self.cfg, self.table, self.setup = inst, cfg, table, setup
         self.ids = ids  # uid/gid of each account of the profile
         self.mode = setup.mode
@@ -112,8 +129,9 @@ class Supervisor:
         for svc in table:
             r, w = os.pipe()
             os.set_blocking(r, False)
-            self.services[svc.name] = ServiceState(svc, sockets[svc.name], r, w,
-                                                   svc.process_limit(cfg.default_process_limit))
+            self.services[svc.name] = ServiceState(
+                svc, sockets[svc.name], r, w, svc.process_limit(cfg.default_process_limit)
+            )
         self.pace: dict[str, Any] = {"mode": "live", "delay_ms": 500}
         self.faults: dict[str, str] = {"peer": "none", "queue": "none"}
         self.crash_points: dict[str, set[str]] = {}
@@ -156,9 +174,12 @@ class Supervisor:
         os.set_inheritable(theirs.fileno(), True)
         argv = python_module("simmta.master.zygote", str(theirs.fileno()), " " * zygote.TITLE_ROOM)
         log = self.log.fileno()
-        self.spawner_pid = os.posix_spawn(sys.executable, argv, os.environ,
-                                          file_actions=[(os.POSIX_SPAWN_DUP2, log, 1),
-                                                        (os.POSIX_SPAWN_DUP2, log, 2)])
+        self.spawner_pid = os.posix_spawn(
+            sys.executable,
+            argv,
+            os.environ,
+            file_actions=[(os.POSIX_SPAWN_DUP2, log, 1), (os.POSIX_SPAWN_DUP2, log, 2)],
+        )
         theirs.close()
         mine.settimeout(30)
         self.spawner = mine
@@ -196,8 +217,13 @@ class Supervisor:
         if len(st.children) >= st.limit:
             if not st.at_limit:
                 st.at_limit = True
-                self.emit(ProcessLimit(child_service=svc.name, limit=st.limit,
-                                       warning="new clients may experience noticeable delays"))
+                self.emit(
+                    ProcessLimit(
+                        child_service=svc.name,
+                        limit=st.limit,
+                        warning="new clients may experience noticeable delays",
+                    )
+                )
             return None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         for s in (mine, theirs):
@@ -205,26 +231,33 @@ class Supervisor:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         mine.setblocking(False)
         spec = {
-            "service": svc.as_dict(), "config": self.cfg, "instance": str(self.inst.path),
-            "mode": self.mode, "lab": self.lab, "pace": self.pace, "faults": self.faults,
+            "service": svc.as_dict(),
+            "config": self.cfg,
+            "instance": str(self.inst.path),
+            "mode": self.mode,
+            "lab": self.lab,
+            "pace": self.pace,
+            "faults": self.faults,
             "crash_points": sorted(self.crash_points.get(svc.name, ())),
             "watched": self.bus.watched and self.cfg.events_enabled,
-            "peer": self.addresses.get(names.PEER), "ids": self.ids,
-            "group_queue": self.table.profile.group_shared_queue, "clock": events.CLOCK.tick(),
+            "peer": self.addresses.get(names.PEER),
+            "ids": self.ids,
+            "group_queue": self.table.profile.group_shared_queue,
+            "clock": events.CLOCK.tick(),
         }
         # The channel also carries control (pace, faults, crash points, lab): a
         # daemon always gets one; events_enabled = false only keeps it quiet.
         fds = [st.listen.fileno(), st.status_w, self.log.fileno(), theirs.fileno(), self.order_w]
         try:
-            socket.send_fds(self.spawner, [json.dumps({"command": svc.command, "spec": spec}).encode()],
-                            fds)
+            socket.send_fds(self.spawner, [json.dumps({"command": svc.command, "spec": spec}).encode()], fds)
             answer = json.loads(self.spawner.recv(4096) or b"{}")
             pid = int(answer["pid"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             theirs.close()
             mine.close()
-            self.emit(ProcessThrottled(child_service=svc.name, until=time.time() + 1,
-                                       reason=f"cannot start: {e}"))
+            self.emit(
+                ProcessThrottled(child_service=svc.name, until=time.time() + 1, reason=f"cannot start: {e}")
+            )
             return None
         finally:
             theirs.close()
@@ -238,8 +271,12 @@ class Supervisor:
     def _update_listen(self, st: ServiceState) -> None:
         """Watch the listening socket only while no child is available (master_avail)."""
         full = len(st.children) >= st.limit
-        want = (not st.service.resident and st.avail == 0 and not self.stopping
-                and ((not full and time.time() >= st.throttled_until) or (full and self._refuses(st))))
+        want = (
+            not st.service.resident
+            and st.avail == 0
+            and not self.stopping
+            and ((not full and time.time() >= st.throttled_until) or (full and self._refuses(st)))
+        )
         if len(st.children) < st.limit:
             st.at_limit = False
         if want != st.watching:
@@ -419,8 +456,9 @@ class Supervisor:
             status = os.waitstatus_to_exitcode(wstatus)
             if pid == self.spawner_pid and not self.stopping:
                 self.spawner.close()
-                self.emit(ProcessExited(child_pid=pid, child_service="spawner", status=f"exit {status}",
-                                        served=0))
+                self.emit(
+                    ProcessExited(child_pid=pid, child_service="spawner", status=f"exit {status}", served=0)
+                )
                 self.start_spawner()
                 continue
             for st in self.services.values():
@@ -440,16 +478,28 @@ class Supervisor:
         how = f"signal {signal.Signals(-status).name}" if status < 0 else f"exit {status}"
         if status != 0 and not self.stopping:
             st.restarts += 1
-        self.emit(ProcessExited(child_pid=child.pid, child_service=st.service.name, status=how,
-                                served=child.served, restarts=st.restarts))
+        self.emit(
+            ProcessExited(
+                child_pid=child.pid,
+                child_service=st.service.name,
+                status=how,
+                served=child.served,
+                restarts=st.restarts,
+            )
+        )
         self.waiting_hops = [(p, h) for p, h in self.waiting_hops if p != child.pid]
         if self.stopping:
             return
         abnormal = status != 0
         if abnormal and not child.ready:
             st.throttled_until = time.time() + self.cfg.service_throttle_time
-            self.emit(ProcessThrottled(child_service=st.service.name, until=st.throttled_until,
-                                       reason="bad command startup -- throttling"))
+            self.emit(
+                ProcessThrottled(
+                    child_service=st.service.name,
+                    until=st.throttled_until,
+                    reason="bad command startup -- throttling",
+                )
+            )
             self.loop.call_later(self.cfg.service_throttle_time + 0.01, self._unthrottle, st)
         elif st.service.resident:
             new = self.spawn(st)
@@ -484,15 +534,30 @@ class Supervisor:
             return
         want = privilege.expected(svc, self.cfg, self.inst.queue, self.setup, self.ids)
         child.mismatch = privilege.mismatches(obs, want)
-        child.observed = {**obs.as_dict(), "mode": self.mode, "mismatch": child.mismatch,
-                          "simulated": privilege.simulated_steps(svc, self.cfg, self.inst.queue, self.mode,
-                                                                 self.ids)}
-        self.emit(PrivilegeObserved(observed_pid=child.pid, observed_service=child.service, uid=obs.uid,
-                                    gid=obs.gid, groups=obs.groups, caps=obs.caps, root=obs.root,
-                                    host_uid=obs.host_uid, host_gid=obs.host_gid,
-                                    no_new_privs=obs.no_new_privs, mode=self.mode,
-                                    mismatch=child.mismatch, expected=want,
-                                    simulated=child.observed["simulated"]))
+        child.observed = {
+            **obs.as_dict(),
+            "mode": self.mode,
+            "mismatch": child.mismatch,
+            "simulated": privilege.simulated_steps(svc, self.cfg, self.inst.queue, self.mode, self.ids),
+        }
+        self.emit(
+            PrivilegeObserved(
+                observed_pid=child.pid,
+                observed_service=child.service,
+                uid=obs.uid,
+                gid=obs.gid,
+                groups=obs.groups,
+                caps=obs.caps,
+                root=obs.root,
+                host_uid=obs.host_uid,
+                host_gid=obs.host_gid,
+                no_new_privs=obs.no_new_privs,
+                mode=self.mode,
+                mismatch=child.mismatch,
+                expected=want,
+                simulated=child.observed["simulated"],
+            )
+        )
 
     # Control hooks --------------------------------------------------------------
     def emit(self, record: Record, qid: str | None = None) -> None:
@@ -536,21 +601,47 @@ class Supervisor:
         return released
 
     def processes(self) -> list[dict[str, Any]]:
-        out = [{"pid": os.getpid(), "ppid": os.getppid(), "service": names.MASTER, "state": "running",
-                "started": None, "served": 0, "restarts": 0,
-                "privilege": self._master_observed()}]
+        out = [
+            {
+                "pid": os.getpid(),
+                "ppid": os.getppid(),
+                "service": names.MASTER,
+                "state": "running",
+                "started": None,
+                "served": 0,
+                "restarts": 0,
+                "privilege": self._master_observed(),
+            }
+        ]
         # the spawner (see zygote) forks every daemon: it keeps master's privilege, so it is shown
         if self.spawner_pid and (obs := privilege.observe(self.spawner_pid)) is not None:
-            out.append({"pid": self.spawner_pid, "ppid": os.getpid(), "service": "spawner",
-                        "state": "running", "started": None, "served": 0, "restarts": 0,
-                        "privilege": {**obs.as_dict(), "mode": self.mode}})
+            out.append(
+                {
+                    "pid": self.spawner_pid,
+                    "ppid": os.getpid(),
+                    "service": "spawner",
+                    "state": "running",
+                    "started": None,
+                    "served": 0,
+                    "restarts": 0,
+                    "privilege": {**obs.as_dict(), "mode": self.mode},
+                }
+            )
         for st in self.services.values():
             svc = st.service
             for c in st.children.values():
                 if c.observed is None and c.ready:
                     self.observe(c)
-                out.append({**c.as_dict(), "restarts": st.restarts, "program": svc.program,
-                            "account": svc.account, "setuid": svc.setuid, "life": svc.life})
+                out.append(
+                    {
+                        **c.as_dict(),
+                        "restarts": st.restarts,
+                        "program": svc.program,
+                        "account": svc.account,
+                        "setuid": svc.setuid,
+                        "life": svc.life,
+                    }
+                )
         return out
 
     def _master_observed(self) -> dict[str, Any] | None:

@@ -87,8 +87,9 @@ def _claim(ids: dict[int, str]) -> tuple[list[socket.socket], str]:
     return held, ""
 
 
-def allocate(table: ServiceTable, cfg: Config, moved: int | None = None
-             ) -> tuple[Config, list[socket.socket], int]:
+def allocate(
+    table: ServiceTable, cfg: Config, moved: int | None = None
+) -> tuple[Config, list[socket.socket], int]:
     """A configuration whose uids are free, the claims that keep them so (real mode), and
     how far the block was moved. ``moved``: where this instance's block was last time;
     its queue files and mailboxes belong to those uids, so it is taken again or refused."""
@@ -98,8 +99,10 @@ def allocate(table: ServiceTable, cfg: Config, moved: int | None = None
         clash = next((c for uid, what in sorted(ids.items()) if (c := _host_clash(uid, what))), "")
         held, clash = ([], clash) if clash else _claim(ids)
         if not held:
-            raise SimmtaError(f"cannot start: {clash}; this instance's files belong to those uids "
-                              f"(its block was moved by {moved}): stop the other instance first")
+            raise SimmtaError(
+                f"cannot start: {clash}; this instance's files belong to those uids "
+                f"(its block was moved by {moved}): stop the other instance first"
+            )
         return tried, held, moved
     tried, by = cfg, 0
     for _ in range(MAX_MOVES if cfg.uid_allocation == "auto" else 1):

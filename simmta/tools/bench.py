@@ -326,8 +326,9 @@ def configurations(args: argparse.Namespace) -> list[Configuration]:
         return lambda: ExternalTarget(host, port, args.maildir, args.to, args.server_pid, args.label)
 
     if args.profile:  # the designs alternately, round after round (interleaved: the noise is shared)
-        return [(f"simmta --profile {p}", simmta(args.events, p, f"simmta --profile {p}"))
-                for p in args.profile]
+        return [
+            (f"simmta --profile {p}", simmta(args.events, p, f"simmta --profile {p}")) for p in args.profile
+        ]
     if args.compare:
         configs = [(SIMMTA, simmta("subscriber")), (SIMMTA_NO_EVENTS, simmta("off"))]
         if args.target:

@@ -37,15 +37,23 @@ def register(sub: Any, instance: argparse.ArgumentParser) -> None:
     pc.add_argument("--delay-ms", type=int, default=500)
     pc.set_defaults(func=lambda a: _do(a, "pace", mode=a.mode, delay_ms=a.delay_ms))
     st = cs.add_parser("step", parents=[parent], help="release one waiting hop (step pacing)")
-    st.add_argument("--wait", type=float, default=0, metavar="SECONDS",
-                    help="if no hop is waiting yet, wait this long (at most 30 s) for one")
+    st.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="if no hop is waiting yet, wait this long (at most 30 s) for one",
+    )
     st.set_defaults(func=lambda a: _do(a, "step", wait=a.wait))
     lab = cs.add_parser("lab", parents=[parent], help="a lab attempt (needs 'simmta run --lab')")
     lab.add_argument("action", choices=LAB_ACTIONS)
     lab.add_argument("--service", default="smtpd")
     lab.set_defaults(func=lambda a: _do(a, "lab", action=a.action, service=a.service))
-    sc = cs.add_parser("scan", parents=[parent],
-                       help="list set-uid/set-gid files in the instance and in simmta's installation")
+    sc = cs.add_parser(
+        "scan",
+        parents=[parent],
+        help="list set-uid/set-gid files in the instance and in simmta's installation",
+    )
     sc.set_defaults(func=_scan)
 
     p = sub.add_parser("peer", parents=[parent], help="the simulated Internet: set its fault")

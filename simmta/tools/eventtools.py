@@ -29,18 +29,31 @@ from simmta.core.records import KIND_TYPES, RECORDS
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("events", parents=[parent], help="follow the event stream")
     p.add_argument("--json", action="store_true", help="raw JSON lines")
-    p.add_argument("--kind", action="append", type=_kind, metavar="KIND[/TYPE]",
-                   help="only these kinds, or kind/type as printed (repeatable): " + ", ".join(RECORDS))
+    p.add_argument(
+        "--kind",
+        action="append",
+        type=_kind,
+        metavar="KIND[/TYPE]",
+        help="only these kinds, or kind/type as printed (repeatable): " + ", ".join(RECORDS),
+    )
     p.add_argument("--service", action="append", help="only these services (repeatable)")
     p.add_argument("--qid", help="only this queue ID (or SMTP session id)")
     p.add_argument("--count", type=int, help="stop after this many events")
     past = p.add_mutually_exclusive_group()
-    past.add_argument("--since", metavar="TIME", type=_duration,
-                      help="first show what happened in the last TIME (30s, 10m, 1h), then stop")
-    past.add_argument("--from-start", action="store_true",
-                      help="first show everything the bus kept, then stop")
-    p.add_argument("--follow", action="store_true",
-                   help="with --since/--from-start: go on with the live stream afterwards")
+    past.add_argument(
+        "--since",
+        metavar="TIME",
+        type=_duration,
+        help="first show what happened in the last TIME (30s, 10m, 1h), then stop",
+    )
+    past.add_argument(
+        "--from-start", action="store_true", help="first show everything the bus kept, then stop"
+    )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="with --since/--from-start: go on with the live stream afterwards",
+    )
     p.set_defaults(func=cmd_events)
     p = sub.add_parser("record", parents=[parent], help="record the event stream to a file")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
@@ -68,10 +81,12 @@ def _kind(text: str) -> str:
     if kind in RECORDS and (not type_ or type_ in RECORDS[kind]):
         return text
     if kind in RECORDS:
-        raise argparse.ArgumentTypeError(f"{kind!r} has no type {type_!r} (known: {kind}/"
-                                         + f", {kind}/".join(RECORDS[kind]) + ")")
-    raise argparse.ArgumentTypeError(f"unknown kind {text!r} (known: {', '.join(RECORDS)}; "
-                                     f"or one of: {', '.join(KIND_TYPES)})")
+        raise argparse.ArgumentTypeError(
+            f"{kind!r} has no type {type_!r} (known: {kind}/" + f", {kind}/".join(RECORDS[kind]) + ")"
+        )
+    raise argparse.ArgumentTypeError(
+        f"unknown kind {text!r} (known: {', '.join(RECORDS)}; or one of: {', '.join(KIND_TYPES)})"
+    )
 
 
 def check_services(args: argparse.Namespace, inst: Instance) -> None:
@@ -83,8 +98,12 @@ def check_services(args: argparse.Namespace, inst: Instance) -> None:
 
 
 def matches(e: dict[str, Any], args: argparse.Namespace) -> bool:
-    if args.kind and e["kind"] != "snapshot" and e["kind"] not in args.kind \
-            and f"{e['kind']}/{e['type']}" not in args.kind:
+    if (
+        args.kind
+        and e["kind"] != "snapshot"
+        and e["kind"] not in args.kind
+        and f"{e['kind']}/{e['type']}" not in args.kind
+    ):
         return False
     if args.service and e["service"] not in args.service:
         return False
@@ -113,8 +132,11 @@ def history(inst: Instance, since: float | None) -> Iterator[tuple[bytes, dict[s
     """(raw line, event) of what the bus kept of the last ``since`` seconds (None: all)."""
     reply = control.request(inst.control_socket, "history", since=since)
     if not reply.get("complete", True):
-        print(f"simmta: the bus's history does not reach that far back ({reply.get('forgotten')} "
-              "older events were forgotten); what it kept follows", file=sys.stderr)
+        print(
+            f"simmta: the bus's history does not reach that far back ({reply.get('forgotten')} "
+            "older events were forgotten); what it kept follows",
+            file=sys.stderr,
+        )
     for text in reply.get("lines", []):
         raw = text.encode("utf-8", "replace")
         try:
@@ -138,9 +160,12 @@ def cmd_events(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(raw)
             sys.stdout.flush()
         else:
-            head = Text.assemble((f"{e['seq']:>6} ", "dim"), (f"{e['service']:<8}", "bold"),
-                                 f" {e['kind']}/{e['type']:<10} ",
-                                 (f"{e.get('qid') or e.get('sid') or '-':<14} ", "cyan"))
+            head = Text.assemble(
+                (f"{e['seq']:>6} ", "dim"),
+                (f"{e['service']:<8}", "bold"),
+                f" {e['kind']}/{e['type']:<10} ",
+                (f"{e.get('qid') or e.get('sid') or '-':<14} ", "cyan"),
+            )
             console.print(head + describe(e))
         seen += 1
         return bool(args.count and seen >= args.count)

@@ -45,15 +45,33 @@ def observed_processes(inst: Instance) -> tuple[list[dict[str, Any]], dict[str, 
             continue  # exited meanwhile
         svc = table.by_name.get(p["service"])
         want = privilege.expected(svc, cfg, inst.queue, setup, ids)
-        rows.append({"pid": obs.pid, "ppid": p["ppid"], "service": p["service"], "state": p["state"],
-                     "program": p.get("program", names.MASTER), "account": p.get("account", "root"),
-                     "setuid": p.get("setuid", ""), "life": p.get("life", "resident"),
-                     "uid": obs.uid, "gid": obs.gid, "host_uid": obs.host_uid, "host_gid": obs.host_gid,
-                     "groups": obs.groups, "caps": obs.caps,
-                     "cap_eff": obs.cap_eff, "no_new_privs": obs.no_new_privs, "root": obs.root,
-                     "chrooted": obs.root != "/", "boundary": setup.mode, "expected": want,
-                     "mismatch": privilege.mismatches(obs, want), "served": p.get("served", 0),
-                     "simulated_steps": privilege.simulated_steps(svc, cfg, inst.queue, setup.mode, ids)})
+        rows.append(
+            {
+                "pid": obs.pid,
+                "ppid": p["ppid"],
+                "service": p["service"],
+                "state": p["state"],
+                "program": p.get("program", names.MASTER),
+                "account": p.get("account", "root"),
+                "setuid": p.get("setuid", ""),
+                "life": p.get("life", "resident"),
+                "uid": obs.uid,
+                "gid": obs.gid,
+                "host_uid": obs.host_uid,
+                "host_gid": obs.host_gid,
+                "groups": obs.groups,
+                "caps": obs.caps,
+                "cap_eff": obs.cap_eff,
+                "no_new_privs": obs.no_new_privs,
+                "root": obs.root,
+                "chrooted": obs.root != "/",
+                "boundary": setup.mode,
+                "expected": want,
+                "mismatch": privilege.mismatches(obs, want),
+                "served": p.get("served", 0),
+                "simulated_steps": privilege.simulated_steps(svc, cfg, inst.queue, setup.mode, ids),
+            }
+        )
     return rows, setup.as_dict()
 
 
@@ -68,14 +86,19 @@ def render(rows: list[dict[str, Any]], setup: dict[str, Any], inst: Instance, wi
     for r in rows:
         uid, host = r["uid"][1], r["host_uid"][1]  # effective ids
         check = "MISMATCH: " + "; ".join(r["mismatch"]) if r["mismatch"] else r["simulated_steps"] or "ok"
-        line = (f"{r['pid']:>7} {safe_text(r['service'], 8):<8} {safe_text(r['state'], 8):<8} "
-                f"{uid:>6} {host:>9} {r['gid'][1]:>6} {safe_text(_root(r['root'], inst), 40):<6} ")
+        line = (
+            f"{r['pid']:>7} {safe_text(r['service'], 8):<8} {safe_text(r['state'], 8):<8} "
+            f"{uid:>6} {host:>9} {r['gid'][1]:>6} {safe_text(_root(r['root'], inst), 40):<6} "
+        )
         room = max(width - len(line), 20)
         wrapped = textwrap.wrap(safe_text(check, 400), room) or [""]
         out.append(line + wrapped[0])
         out += [" " * (width - room) + w for w in wrapped[1:]]
-    out += textwrap.wrap("UID: effective uid (inside the user namespace, if any); HOST UID: as the "
-                         f"host's kernel sees it; ROOT 'queue' is the chroot jail {inst.queue}", width)
+    out += textwrap.wrap(
+        "UID: effective uid (inside the user namespace, if any); HOST UID: as the "
+        f"host's kernel sees it; ROOT 'queue' is the chroot jail {inst.queue}",
+        width,
+    )
     return out
 
 
@@ -90,14 +113,23 @@ def programs(rows: list[dict[str, Any]], profile: dict[str, Any], width: int) ->
         if r["service"] == names.MASTER:
             what = "simmta's master: scaffolding around the profile, not one of its processes"
         else:
-            what = f"{r['program']}, as {r['account']}" + (
-                f", set-uid {r['setuid']} (EMULATED: real uid {r['account']}, effective/saved "
-                f"{r['setuid']})" if r["setuid"] else "") + f"; {r['life']}"
-        out += textwrap.wrap(f"{r['service']}: {safe_text(what, 300)}", width, initial_indent="  ",
-                             subsequent_indent="    ")
+            what = (
+                f"{r['program']}, as {r['account']}"
+                + (
+                    f", set-uid {r['setuid']} (EMULATED: real uid {r['account']}, effective/saved "
+                    f"{r['setuid']})"
+                    if r["setuid"]
+                    else ""
+                )
+                + f"; {r['life']}"
+            )
+        out += textwrap.wrap(
+            f"{r['service']}: {safe_text(what, 300)}", width, initial_indent="  ", subsequent_indent="    "
+        )
     for note in profile.get("notes", []):
-        out += textwrap.wrap(f"note: {safe_text(note, 400)}", width, initial_indent="  ",
-                             subsequent_indent="    ")
+        out += textwrap.wrap(
+            f"note: {safe_text(note, 400)}", width, initial_indent="  ", subsequent_indent="    "
+        )
     return out
 
 
@@ -106,8 +138,17 @@ def cmd_ps(args: argparse.Namespace) -> int:
     rows, setup = observed_processes(inst)
     profile = control.request(inst.control_socket, "status").get("profile_info") or {}
     if args.json:
-        print(json.dumps({"privilege_mode": setup["mode"], "privilege": setup,
-                          "profile": profile.get("name"), "processes": rows}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "privilege_mode": setup["mode"],
+                    "privilege": setup,
+                    "profile": profile.get("name"),
+                    "processes": rows,
+                },
+                indent=1,
+            )
+        )
         return 0
     width = max(shutil.get_terminal_size((80, 24)).columns, 60)
     for line in render(rows, setup, inst, width) + programs(rows, profile, width):

@@ -34,12 +34,18 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("cat", parents=[parent], help="print a queue file (like postcat)")
     p.add_argument("qid")
     p.set_defaults(func=cmd_cat, in_namespace=True)
-    p = sub.add_parser("flush", parents=[parent],
-                       help="deliver deferred mail now, release throttled services (like postqueue -f)")
+    p = sub.add_parser(
+        "flush",
+        parents=[parent],
+        help="deliver deferred mail now, release throttled services (like postqueue -f)",
+    )
     p.set_defaults(func=cmd_flush)
-    for action, text in (("hold", "put a message on hold"), ("release", "release a held message"),
-                         ("requeue", "retry a deferred, held or corrupt message now"),
-                         ("delete", "delete a message from the queue")):
+    for action, text in (
+        ("hold", "put a message on hold"),
+        ("release", "release a held message"),
+        ("requeue", "retry a deferred, held or corrupt message now"),
+        ("delete", "delete a message from the queue"),
+    ):
         p = sub.add_parser(action, parents=[parent], help=f"{text} (like postsuper)")
         p.add_argument("qid")
         p.set_defaults(func=cmd_change, action=action)
@@ -51,8 +57,10 @@ def list_queue(inst: Instance) -> list[dict[str, Any]]:
         try:
             entries = sorted(os.scandir(inst.queue / q), key=lambda e: e.name)
         except PermissionError:
-            raise SimmtaError(f"cannot read {inst.queue / q}: the queue belongs to mail_owner "
-                              "(run as root, like postqueue/postsuper)") from None
+            raise SimmtaError(
+                f"cannot read {inst.queue / q}: the queue belongs to mail_owner "
+                "(run as root, like postqueue/postsuper)"
+            ) from None
         except FileNotFoundError:
             continue
         for e in entries:
@@ -61,16 +69,25 @@ def list_queue(inst: Instance) -> list[dict[str, Any]]:
             try:
                 msg = qf.read(inst.queue / q / e.name, require_complete=q != names.INCOMING)
             except qf.CorruptQueueFile as err:
-                out.append({"queue_name": q, "queue_id": e.name, "damaged": str(err),
-                            "recipients": []})
+                out.append({"queue_name": q, "queue_id": e.name, "damaged": str(err), "recipients": []})
                 continue
-            reasons = {r.get("address"): r.get("reason") for r in
-                       qf.read_status(inst.queue, names.DEFER_LOG, e.name)}
-            item: dict[str, Any] = {"queue_name": q, "queue_id": e.name, "arrival_time": int(msg.arrival),
-                    "message_size": msg.content_length, "sender": msg.sender,
-                    "recipients": [{"address": r.address, **({"delay_reason": reasons[r.address]}
-                                                             if r.address in reasons else {})}
-                                   for r in msg.pending]}
+            reasons = {
+                r.get("address"): r.get("reason") for r in qf.read_status(inst.queue, names.DEFER_LOG, e.name)
+            }
+            item: dict[str, Any] = {
+                "queue_name": q,
+                "queue_id": e.name,
+                "arrival_time": int(msg.arrival),
+                "message_size": msg.content_length,
+                "sender": msg.sender,
+                "recipients": [
+                    {
+                        "address": r.address,
+                        **({"delay_reason": reasons[r.address]} if r.address in reasons else {}),
+                    }
+                    for r in msg.pending
+                ],
+            }
             if q == names.DEFERRED:
                 item["next_retry"] = int(msg.mtime)
             out.append(item)
@@ -92,8 +109,12 @@ def cmd_queue(args: argparse.Namespace) -> int:
     for it in items:
         when = time.strftime("%a %b %d %H:%M:%S", time.localtime(it.get("arrival_time", 0)))
         mark = {"active": "*", "hold": "!"}.get(it["queue_name"], " ")
-        c.print(escape(f"{it['queue_id']}{mark:<2} {it['queue_name']:<9} {it.get('message_size', 0):>8} "
-                       f"{when}  {safe_text(it.get('sender') or 'MAILER-DAEMON')}"))
+        c.print(
+            escape(
+                f"{it['queue_id']}{mark:<2} {it['queue_name']:<9} {it.get('message_size', 0):>8} "
+                f"{when}  {safe_text(it.get('sender') or 'MAILER-DAEMON')}"
+            )
+        )
         if "damaged" in it:
             c.print(escape(f"{'':>43}(damaged: {it['damaged']})"))
         for r in it["recipients"]:
@@ -128,7 +149,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
         print(f"{'done_recipient' if r.done else 'recipient'}: {safe_text(r.address)}")
     content = msg.content()
     sep = content.find(b"\n\n")
-    head, body = (content[:sep + 1], content[sep + 2:]) if sep >= 0 else (content, b"")
+    head, body = (content[: sep + 1], content[sep + 2 :]) if sep >= 0 else (content, b"")
     print("*** MESSAGE CONTENTS ***")
     for line in head.decode("utf-8", "replace").splitlines():
         print(safe_text(line, 2000))
@@ -155,6 +176,8 @@ def cmd_change(args: argparse.Namespace) -> int:
 def cmd_flush(args: argparse.Namespace) -> int:
     reply = control.request(Instance(args.instance).control_socket, "flush")
     released = ", ".join(reply.get("released") or []) or "none"
-    print(f"flush: {reply.get('deferred', 0)} deferred message(s) due now; throttled services released: "
-          f"{released}")
+    print(
+        f"flush: {reply.get('deferred', 0)} deferred message(s) due now; throttled services released: "
+        f"{released}"
+    )
     return 0

@@ -22,17 +22,27 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[parent], help="run the MTA (master) in the foreground")
     p.add_argument("--smtp-port", type=int, metavar="N", help="SMTP port (0: any free port; default 2525)")
     p.add_argument("--peer-port", type=int, metavar="N", help="the peer's port (default: any free port)")
-    p.add_argument("--lab", action="store_true",
-                   help="allow lab attempts (daemons try what their privilege should forbid)")
+    p.add_argument(
+        "--lab",
+        action="store_true",
+        help="allow lab attempts (daemons try what their privilege should forbid)",
+    )
     add_profile_option(p)
-    p.add_argument("--privilege", choices=privilege.ASKABLE, default=None,
-                   help="not root: the best mode available (auto, the default, or $SIMMTA_PRIVILEGE), "
-                        "or ask for a lesser one to compare")
+    p.add_argument(
+        "--privilege",
+        choices=privilege.ASKABLE,
+        default=None,
+        help="not root: the best mode available (auto, the default, or $SIMMTA_PRIVILEGE), "
+        "or ask for a lesser one to compare",
+    )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("stop", parents=[parent], help="stop a running MTA (SIGTERM to master)")
     p.set_defaults(func=cmd_stop)
-    p = sub.add_parser("clean", parents=[parent],
-                       help="remove a stopped instance's directory (rootless: from inside its namespace)")
+    p = sub.add_parser(
+        "clean",
+        parents=[parent],
+        help="remove a stopped instance's directory (rootless: from inside its namespace)",
+    )
     p.set_defaults(func=cmd_clean, in_namespace=True)
     p = sub.add_parser("status", parents=[parent], help="is it running, on which ports, how privileged")
     p.add_argument("--json", action="store_true")
@@ -45,6 +55,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from simmta.master.main import run
+
     want = args.privilege or os.environ.get("SIMMTA_PRIVILEGE") or "auto"
     if want not in privilege.ASKABLE:
         raise SimmtaError(f"SIMMTA_PRIVILEGE={want!r}: expected one of {', '.join(privilege.ASKABLE)}")
@@ -79,8 +90,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
         print(f"simmta: nothing to clean at {inst.path}")
         return 0
     if not (inst.queue.is_dir() or inst.run.is_dir()):
-        raise SimmtaError(f"{inst.path} does not look like a simmta instance (no queue/ or run/): "
-                          "not removed")
+        raise SimmtaError(
+            f"{inst.path} does not look like a simmta instance (no queue/ or run/): not removed"
+        )
     errors: list[str] = []
     shutil.rmtree(inst.path, onerror=lambda _f, p, e: errors.append(f"{p}: {e[1]}"))
     if errors:
@@ -101,6 +113,7 @@ def _running(pid: int) -> bool:
 def live_status(inst: Instance) -> dict[str, Any]:
     """Master's live status over the control socket (status.json if that fails)."""
     from simmta.core import control
+
     static = inst.status()
     try:
         reply = control.request(inst.control_socket, "status")
@@ -121,8 +134,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     c = Console()
     c.print(f"master [bold]{st['master_pid']}[/] instance {st['instance']}", highlight=False)
-    c.print(f"SMTP {st['smtp']['host']}:{st['smtp']['port']}   peer (the Internet) "
-            f"{st['peer']['host']}:{st['peer']['port']}", highlight=False)
+    c.print(
+        f"SMTP {st['smtp']['host']}:{st['smtp']['port']}   peer (the Internet) "
+        f"{st['peer']['host']}:{st['peer']['port']}",
+        highlight=False,
+    )
     for line in privilege.describe(st.get("privilege") or {"mode": st["privilege_mode"]}):
         c.print(line, highlight=False, markup=False)
     t = Table("service", "pids")

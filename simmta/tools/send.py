@@ -37,8 +37,13 @@ from simmta.core.instance import Instance
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("send", parents=[parent], help="send mail over SMTP (one message or a burst)")
     p.add_argument("--from", dest="sender", default="alice@simmta.test")
-    p.add_argument("--to", dest="recipients", action="append", metavar="ADDR",
-                   help="recipient (repeat for more; default bob@simmta.test)")
+    p.add_argument(
+        "--to",
+        dest="recipients",
+        action="append",
+        metavar="ADDR",
+        help="recipient (repeat for more; default bob@simmta.test)",
+    )
     p.add_argument("--subject", default="Hello from simmta")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--body", default="This message travelled through a real MTA.\n")
@@ -47,11 +52,18 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--server", metavar="HOST:PORT", help="default: the instance's smtpd")
     p.add_argument("--helo", default=None, help="name to give in EHLO")
-    p.add_argument("--source", metavar="ADDR",
-                   help="connect from this local address (e.g. 127.0.0.2: a client outside mynetworks)")
-    p.add_argument("--raw", nargs="+", metavar="LINE",
-                   help="speak SMTP by hand: send each LINE + CRLF after the previous reply "
-                        "(\\n bare LF, \\r CR, \\0 NUL, {x*N} N copies of x)")
+    p.add_argument(
+        "--source",
+        metavar="ADDR",
+        help="connect from this local address (e.g. 127.0.0.2: a client outside mynetworks)",
+    )
+    p.add_argument(
+        "--raw",
+        nargs="+",
+        metavar="LINE",
+        help="speak SMTP by hand: send each LINE + CRLF after the previous reply "
+        "(\\n bare LF, \\r CR, \\0 NUL, {x*N} N copies of x)",
+    )
     p.set_defaults(func=cmd_send)
 
 
@@ -62,6 +74,7 @@ MAX_RAW_LINE = 10_000_000  # what one LINE may expand to
 
 def raw_line(text: str) -> bytes:
     """One --raw LINE with its escapes and repetitions expanded (no CRLF yet)."""
+
     def expand(m: re.Match[str]) -> str:
         if m.group(1) is not None:
             if m.group(1) not in _ESCAPES:
@@ -69,8 +82,7 @@ def raw_line(text: str) -> bytes:
             return _ESCAPES[m.group(1)]
         return m.group(2) * int(m.group(3))
 
-    if sum(len(m.group(2)) * int(m.group(3)) for m in _RAW_TOKEN.finditer(text)
-           if m.group(2)) > MAX_RAW_LINE:
+    if sum(len(m.group(2)) * int(m.group(3)) for m in _RAW_TOKEN.finditer(text) if m.group(2)) > MAX_RAW_LINE:
         raise SimmtaError(f"--raw: a line may expand to at most {MAX_RAW_LINE} characters")
     return _RAW_TOKEN.sub(expand, text).encode("utf-8", "surrogateescape")
 
@@ -91,19 +103,24 @@ def read_reply(stream: Any) -> str:
 
 def shown(line: bytes, limit: int = 120) -> str:
     """A sent line as the transcript shows it: escapes visible, long runs cut."""
-    text = safe_text(line.decode("utf-8", "replace").replace("\n", "\\n").replace("\r", "\\r")
-                     .replace("\0", "\\0"), limit)
+    text = safe_text(
+        line.decode("utf-8", "replace").replace("\n", "\\n").replace("\r", "\\r").replace("\0", "\\0"), limit
+    )
     return text if len(line) <= limit else f"{text} ... ({len(line)} bytes)"
 
 
-def send_raw(host: str, port: int, lines: list[str], timeout: float = 60,
-             source: str | None = None) -> tuple[list[str], bool]:
+def send_raw(
+    host: str, port: int, lines: list[str], timeout: float = 60, source: str | None = None
+) -> tuple[list[str], bool]:
     """The transcript of a hand-made session; False if the server hung up before the end."""
     transcript: list[str] = []
     try:
-        with socket.create_connection((host, port), timeout=timeout,
-                                      source_address=(source, 0) if source else None) as sock, \
-                sock.makefile("rb") as stream:
+        with (
+            socket.create_connection(
+                (host, port), timeout=timeout, source_address=(source, 0) if source else None
+            ) as sock,
+            sock.makefile("rb") as stream,
+        ):
             transcript.append("S: " + read_reply(stream))
             in_data = False
             for item in lines:
@@ -132,12 +149,21 @@ def build_message(sender: str, recipients: list[str], subject: str, body: str, n
     return msg.as_bytes()
 
 
-def send_one(host: str, port: int, sender: str, recipients: list[str], data: bytes,
-             helo: str | None = None, timeout: float = 60, source: str | None = None) -> str:
+def send_one(
+    host: str,
+    port: int,
+    sender: str,
+    recipients: list[str],
+    data: bytes,
+    helo: str | None = None,
+    timeout: float = 60,
+    source: str | None = None,
+) -> str:
     """Send one message; the server's final reply text (raises SimmtaError on refusal)."""
     try:
-        with smtplib.SMTP(host, port, local_hostname=helo, timeout=timeout,
-                          source_address=(source, 0) if source else None) as s:
+        with smtplib.SMTP(
+            host, port, local_hostname=helo, timeout=timeout, source_address=(source, 0) if source else None
+        ) as s:
             s.ehlo()
             s.mail(sender)
             refused = {}
@@ -146,8 +172,9 @@ def send_one(host: str, port: int, sender: str, recipients: list[str], data: byt
                 if code >= 400:
                     refused[r] = f"{code} {text.decode('utf-8', 'replace')}"
             if len(refused) == len(recipients):
-                raise SimmtaError("all recipients refused: " + "; ".join(
-                    f"{k}: {v}" for k, v in refused.items()))
+                raise SimmtaError(
+                    "all recipients refused: " + "; ".join(f"{k}: {v}" for k, v in refused.items())
+                )
             code, text = s.data(data)
             if code != 250:
                 raise SimmtaError(f"{code} {text.decode('utf-8', 'replace')}")
@@ -209,8 +236,9 @@ def cmd_send(args: argparse.Namespace) -> int:
         with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
             list(pool.map(one, range(1, args.count + 1)))
     elapsed = time.monotonic() - start
-    console.print(f"{ok} accepted, {len(failed)} refused in {elapsed:.2f} s "
-                  f"({ok / elapsed:.0f} msg/s)", highlight=False)
+    console.print(
+        f"{ok} accepted, {len(failed)} refused in {elapsed:.2f} s ({ok / elapsed:.0f} msg/s)", highlight=False
+    )
     for reason in sorted(set(failed))[:5]:
         console.print(f"  refused: {safe_text(reason)}", highlight=False, markup=False)
     return 0 if not failed else 1

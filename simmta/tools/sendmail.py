@@ -30,11 +30,19 @@ from simmta.core.instance import Instance
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("sendmail", parents=[parent],
-                       help="submit a message from standard input as the invoking user (via maildrop)")
+    p = sub.add_parser(
+        "sendmail",
+        parents=[parent],
+        help="submit a message from standard input as the invoking user (via maildrop)",
+    )
     p.add_argument("-f", dest="sender", help="envelope sender (default: you@mydomain)")
-    p.add_argument("-i", "-oi", dest="ignore_dots", action="store_true",
-                   help="accepted for compatibility (input always ends at end of file)")
+    p.add_argument(
+        "-i",
+        "-oi",
+        dest="ignore_dots",
+        action="store_true",
+        help="accepted for compatibility (input always ends at end of file)",
+    )
     p.add_argument("recipients", nargs="+")
     p.set_defaults(func=cmd_sendmail)
 
@@ -50,14 +58,20 @@ def submit(inst: Instance, sender: str, recipients: list[str], content: bytes) -
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileNotFoundError:
-        raise SimmtaError(f"no maildrop directory at {drop}: has 'simmta run' ever set up "
-                          f"this instance?") from None
+        raise SimmtaError(
+            f"no maildrop directory at {drop}: has 'simmta run' ever set up this instance?"
+        ) from None
     except PermissionError:
         raise SimmtaError(f"cannot write into {drop}") from None
     try:
         content = content.replace(b"\r\n", b"\n")
-        data = b"".join([*qf.envelope_records(time.time(), {"origin": "sendmail"}, sender, recipients),
-                         qf.record(names.REC_CONTENT, content), qf.record(names.REC_END, b"")])
+        data = b"".join(
+            [
+                *qf.envelope_records(time.time(), {"origin": "sendmail"}, sender, recipients),
+                qf.record(names.REC_CONTENT, content),
+                qf.record(names.REC_END, b""),
+            ]
+        )
         os.write(fd, data)
         os.fsync(fd)
         os.fchmod(fd, 0o644)  # complete: pickup may take it now

@@ -78,8 +78,9 @@ def compromise(control_socket: Path, service: str) -> str:
     r = control.request(control_socket, "compromise", timeout=30, service=service)
     got = [f"{x['attempt']} {x['outcome']}" for x in r["results"]]
     label = "predicted, not enforced" if "predicted" in r else f"{r['mode']}: the kernel's answers"
-    return safe_text(f"compromised {r['program']}[{r['pid']}] as {r['account']} ({label}): "
-                     + ", ".join(got), 600)
+    return safe_text(
+        f"compromised {r['program']}[{r['pid']}] as {r['account']} ({label}): " + ", ".join(got), 600
+    )
 
 
 def request(control_socket: Path, op: str, **args: Any) -> str:

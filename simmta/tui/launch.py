@@ -42,24 +42,40 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--replay", metavar="FILE", help="play a recording made by 'simmta record'")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1.0)")
-    p.add_argument("--theme", choices=("dark", "light", "projector"),
-                   help="dark, light or projector (default: the remembered one, else dark)")
+    p.add_argument(
+        "--theme",
+        choices=("dark", "light", "projector"),
+        help="dark, light or projector (default: the remembered one, else dark)",
+    )
     p.add_argument("--remember", action="store_true", help="make --theme the default from now on")
     p.add_argument("--screenshots", metavar="DIR", help="folder for screenshots (w / F12)")
     p.add_argument("--lab", action="store_true", help="(no --instance) start the MTA with --lab")
-    p.add_argument("--smtp-port", type=int, default=0, metavar="N",
-                   help="(no --instance) a fixed SMTP port; by default any free one, so that "
-                        "several users can each run simmta on one machine")
+    p.add_argument(
+        "--smtp-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="(no --instance) a fixed SMTP port; by default any free one, so that "
+        "several users can each run simmta on one machine",
+    )
     add_profile_option(p)
     p.set_defaults(func=main)
 
 
-def spawn_mta(directory: Path, lab: bool = False, smtp_port: int = 0,
-              profile: str = DEFAULT_PROFILE) -> subprocess.Popen[bytes]:
+def spawn_mta(
+    directory: Path, lab: bool = False, smtp_port: int = 0, profile: str = DEFAULT_PROFILE
+) -> subprocess.Popen[bytes]:
     """Start ``simmta run`` for a fresh instance; the TUI opens while it starts."""
     log = open(directory / "simmta-run.out", "wb")  # noqa: SIM115 (the child's, kept open)
-    options = ["--instance", str(directory / "instance"), "--smtp-port", str(smtp_port),
-               *(["--lab"] if lab else []), "--profile", profile]
+    options = [
+        "--instance",
+        str(directory / "instance"),
+        "--smtp-port",
+        str(smtp_port),
+        *(["--lab"] if lab else []),
+        "--profile",
+        profile,
+    ]
     cmd = python_module("simmta", "run", *options)
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -131,8 +147,10 @@ def main(args: argparse.Namespace) -> int:
     from simmta.tui.feed import LiveFeed, ReplayFeed, load_recording
 
     if args.theme and args.remember:
-        print(f"simmta: {args.theme} is now the default theme ({settings.remember_theme(args.theme)})",
-              file=sys.stderr)
+        print(
+            f"simmta: {args.theme} is now the default theme ({settings.remember_theme(args.theme)})",
+            file=sys.stderr,
+        )
     args.theme = args.theme or settings.default_theme()
     if args.replay:
         events, problem = load_recording(Path(args.replay))
@@ -158,11 +176,17 @@ def main(args: argparse.Namespace) -> int:
     finally:
         stop_mta(child)
     if feed.fatal:
-        print(f"simmta: the MTA did not start ({last_words(child, directory)}); "
-              f"its output is in {directory / 'simmta-run.out'}", file=sys.stderr)
+        print(
+            f"simmta: the MTA did not start ({last_words(child, directory)}); "
+            f"its output is in {directory / 'simmta-run.out'}",
+            file=sys.stderr,
+        )
         return code
     if problem := last_words(child, directory) if child.returncode not in (0, -15) else "":
         print(f"simmta: {problem}", file=sys.stderr)
-    print(f"simmta: stopped the MTA; its files stay in {directory} (remove the instance with "
-          f"'simmta clean --instance {directory / 'instance'}')", file=sys.stderr)
+    print(
+        f"simmta: stopped the MTA; its files stay in {directory} (remove the instance with "
+        f"'simmta clean --instance {directory / 'instance'}')",
+        file=sys.stderr,
+    )
     return 0

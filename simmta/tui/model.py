@@ -255,5 +255,7 @@ class Model:
         return self.stores[store]
 
 
-_VIEW = {n[4:]: getattr(Model, n)
-         for n in ("_on_queue", "_on_ipc", "_on_delivery", "_on_smtp", "_on_fault", "_on_lab")}
+_VIEW = {
+    n[4:]: getattr(Model, n)
+    for n in ("_on_queue", "_on_ipc", "_on_delivery", "_on_smtp", "_on_fault", "_on_lab")
+}

@@ -131,8 +131,9 @@ def _queue_region(g: nx.DiGraph) -> str:
     services = [d.get("service") for _, d in g.nodes(data=True) if d.get("kind") == "service"]
     if any(_field(s, "chroot", False) for s in services):
         return "jail"
-    return "unpriv" if any(not runs_as_root(s) and _field(s, "role") != "internet"
-                           for s in services) else "root"
+    return (
+        "unpriv" if any(not runs_as_root(s) and _field(s, "role") != "internet" for s in services) else "root"
+    )
 
 
 def members(g: nx.DiGraph) -> dict[str, list[str]]:

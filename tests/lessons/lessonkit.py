@@ -21,26 +21,51 @@ FILLER: dict[str, dict[str, Any]] = {
     "delivery/delivered": {"dsn": "2.0.0"},
     "delivery/deferred": {"dsn": "4.0.0"},
     "process/spawned": {"total": 1},
-    "snapshot/state": {"queue_counts": {}, "privilege": {}, "smtp": None, "peer": None, "pace": {},
-                       "faults": {}, "lab": False, "profile": {}, "ids": {}, "instance": "/srv/inst",
-                       "queue_dir": QUEUE_DIR},
+    "snapshot/state": {
+        "queue_counts": {},
+        "privilege": {},
+        "smtp": None,
+        "peer": None,
+        "pace": {},
+        "faults": {},
+        "lab": False,
+        "profile": {},
+        "ids": {},
+        "instance": "/srv/inst",
+        "queue_dir": QUEUE_DIR,
+    },
 }
 
 
-def ev(service: str, kind: str, type_: str, qid: str | None = None, pid: int = 100,
-       **data: Any) -> dict[str, Any]:
+def ev(
+    service: str, kind: str, type_: str, qid: str | None = None, pid: int = 100, **data: Any
+) -> dict[str, Any]:
     """An event as the MTA would emit it (its data checked against the declared record)."""
-    event = make(service, msgspec.convert({**FILLER.get(f"{kind}/{type_}", {}), **data},
-                                         records.RECORDS[kind][type_]), qid)
+    event = make(
+        service,
+        msgspec.convert({**FILLER.get(f"{kind}/{type_}", {}), **data}, records.RECORDS[kind][type_]),
+        qid,
+    )
     event["pid"] = pid
     return event
 
 
-def snapshot(privilege_mode: str = "real", processes: list[dict[str, Any]] | None = None,
-             queues: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
-    return ev("master", "snapshot", "state", pid=1, services=[{"name": "smtpd", "chroot": True}],
-              processes=processes or [], queues=queues or {}, config={},
-              privilege_mode=privilege_mode)
+def snapshot(
+    privilege_mode: str = "real",
+    processes: list[dict[str, Any]] | None = None,
+    queues: dict[str, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    return ev(
+        "master",
+        "snapshot",
+        "state",
+        pid=1,
+        services=[{"name": "smtpd", "chroot": True}],
+        processes=processes or [],
+        queues=queues or {},
+        config={},
+        privilege_mode=privilege_mode,
+    )
 
 
 def delivered(qid: str, rcpt: str) -> list[dict[str, Any]]:
@@ -53,7 +78,7 @@ def delivered(qid: str, rcpt: str) -> list[dict[str, Any]]:
     ]
 
 
-HEADER = '''+++
+HEADER = """+++
 id = 2
 slug = "life-of-a-message"
 title = "The life of a message"
@@ -66,9 +91,9 @@ config = { queue_run_delay = "2s" }
 +++
 
 Intro.
-'''
+"""
 
-STEP = '''
+STEP = """
 ## Send to bob
 
 Send mail from alice to bob.
@@ -87,7 +112,7 @@ Use simmta send.
 
 ### Explanation
 It went through cleanup.
-'''
+"""
 
 LESSON = HEADER + STEP
 

@@ -16,20 +16,34 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def simmta(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "simmta", *args], capture_output=True, text=True,
-                          timeout=60, cwd=REPO, env={**os.environ, **(env or {})}, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "simmta", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 def test_list_shows_saved_progress(tmp_path: Path) -> None:
     progress = tmp_path / "progress.json"
-    progress.write_text(json.dumps({
-        "02-life-of-a-message": {"completed": [1, 2], "current": 2, "finished": False},
-        "04-chroot-jail": {"completed": [1, 2, 3], "current": 3, "finished": True}}))
-    done = simmta("lesson", "list", env={"SIMMTA_LESSON_PROGRESS": str(progress),
-                                         "COLUMNS": "160"})
+    progress.write_text(
+        json.dumps(
+            {
+                "02-life-of-a-message": {"completed": [1, 2], "current": 2, "finished": False},
+                "04-chroot-jail": {"completed": [1, 2, 3], "current": 3, "finished": True},
+            }
+        )
+    )
+    done = simmta("lesson", "list", env={"SIMMTA_LESSON_PROGRESS": str(progress), "COLUMNS": "160"})
     assert done.returncode == 0, done.stderr
-    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines()
-            if line.count("│") > 3 and line.split("│")[1].strip().isdigit()}
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in done.stdout.splitlines()
+        if line.count("│") > 3 and line.split("│")[1].strip().isdigit()
+    }
     assert {str(n) for n in range(1, 11)} <= set(rows)
     assert "50 %" in rows["2"] and "done" in rows["4"] and rows["1"].rstrip("│ ").endswith("-")
 
@@ -43,11 +57,14 @@ def test_usage_errors_are_plain() -> None:
 
 
 def test_lesson_core_does_not_import_textual() -> None:
-    code = ("import sys, simmta.lessons.cli, simmta.lessons.autoplay, simmta.lessons.runner;"
-            "bad = [m for m in sys.modules if m.split('.')[0] == 'textual'];"
-            "print(bad); sys.exit(1 if bad else 0)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, cwd=REPO, check=False)
+    code = (
+        "import sys, simmta.lessons.cli, simmta.lessons.autoplay, simmta.lessons.runner;"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'textual'];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -70,8 +87,9 @@ def test_a_closed_home_under_sudo_gets_a_passable_instance_dir(monkeypatch: pyte
         assert path == spare / "simmta-lessons-0" / lesson.key
         assert (path.parent.stat().st_mode & 0o777) == 0o711
         home.chmod(0o755)
-        assert lesson_instance_dir(lesson) == (home / ".local" / "state" / "simmta" / "lessons"
-                                               / "instances" / lesson.key)
+        assert lesson_instance_dir(lesson) == (
+            home / ".local" / "state" / "simmta" / "lessons" / "instances" / lesson.key
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -24,13 +24,21 @@ LESSON_FILES = sorted((REPO / "lessons").glob("[0-9]*.md"))
 NOBODY = 65534
 
 
-def simmta(*args: str, user: int | None = None, env: dict[str, str] | None = None,
-           timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+def simmta(
+    *args: str, user: int | None = None, env: dict[str, str] | None = None, timeout: float = 1200
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "simmta", *args]
     if user is not None:
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env={**os.environ, **(env or {})}, check=False)
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -62,8 +70,12 @@ def test_every_source_section_quotes_a_public_address() -> None:
         assert section.url and section.url.startswith(("https://", "http://")), section.id
         body = text.split(f"## {section.id}\n", 1)[1].split("\n## ", 1)[0]
         assert "\n> " in body, f"section {section.id} quotes nothing"
-    cited = {c for p in LESSON_FILES for lesson in [load(p)]
-             for c in (*lesson.sources, *(s for step in lesson.steps for s in step.sources))}
+    cited = {
+        c
+        for p in LESSON_FILES
+        for lesson in [load(p)]
+        for c in (*lesson.sources, *(s for step in lesson.steps for s in step.sources))
+    }
     assert all(sources.problem(c) is None for c in cited)
 
 
@@ -74,8 +86,14 @@ def test_the_class_track_fits_fifty_minutes() -> None:
     autoplay = course.measured(directory)
     by_id = {lesson.id: lesson for lesson in catalog.load_all(directory)}
     assert [by_id[i].slug for i in track.lessons] == [
-        "meet-the-processes", "least-privilege", "chroot-jail", "insulation", "no-setuid",
-        "hostile-inputs", "blast-radius"]
+        "meet-the-processes",
+        "least-privilege",
+        "chroot-jail",
+        "insulation",
+        "no-setuid",
+        "hostile-inputs",
+        "blast-radius",
+    ]
     total = 0.0
     for i in track.lessons:
         minutes = course.minutes(by_id[i], autoplay)
@@ -99,16 +117,20 @@ def test_validate_command(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.count(": ok (lesson") == len(LESSON_FILES)
     bad = tmp_path / "bad.md"
-    bad.write_text(HEADER + "\n## A step\n\nDo it.\n\n```step\nsolution = [\"ps\"]\n\n"
-                   "[[expect]]\nevent = \"delivery/delivered\"\nwhere = { data.rcpt = 1 }\n"
-                   "colour = \"red\"\n```\n\n### Explanation\nx\n")
+    bad.write_text(
+        HEADER + '\n## A step\n\nDo it.\n\n```step\nsolution = ["ps"]\n\n'
+        '[[expect]]\nevent = "delivery/delivered"\nwhere = { data.rcpt = 1 }\n'
+        'colour = "red"\n```\n\n### Explanation\nx\n'
+    )
     done = simmta("lesson", "validate", str(bad))
     assert done.returncode == 1
     line = bad.read_text().splitlines().index('colour = "red"') + 1
     assert f"{bad}, line {line}: expect: unknown key 'colour'" in done.stderr
 
 
-WRONG_USER = HEADER.replace("id = 2", "id = 42") + '''
+WRONG_USER = (
+    HEADER.replace("id = 2", "id = 42")
+    + """
 ## Send to bob
 
 The stored solution sends to carol, so this step must stay open.
@@ -125,7 +147,8 @@ label = "a message reached bob's Maildir"
 
 ### Explanation
 Never shown.
-'''
+"""
+)
 
 
 @pytest.mark.slow
@@ -133,15 +156,23 @@ def test_autoplay_names_the_step_whose_goal_is_not_met(workdir: Path) -> None:
     lessons = workdir / "lessons"
     lessons.mkdir()
     (lessons / "42-wrong.md").write_text(WRONG_USER)
-    done = simmta("lesson", "check", "42", "--autoplay", timeout=120,
-                  env={"SIMMTA_LESSONS": str(lessons), "TMPDIR": str(workdir)})
+    done = simmta(
+        "lesson",
+        "check",
+        "42",
+        "--autoplay",
+        timeout=120,
+        env={"SIMMTA_LESSONS": str(lessons), "TMPDIR": str(workdir)},
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAILED at step 1 (Send to bob)" in done.stdout
     assert "still open: a message reached bob's Maildir" in done.stdout
     assert list(workdir.glob("simmta-lesson-42-*/lesson-events.jsonl"))  # kept for a human
 
 
-TICKS_ITSELF = HEADER.replace("id = 2", "id = 43") + '''
+TICKS_ITSELF = (
+    HEADER.replace("id = 2", "id = 43")
+    + """
 ## Send to bob
 
 Send it.
@@ -179,7 +210,8 @@ Look.
 
 ### Explanation
 Never shown.
-'''
+"""
+)
 
 
 @pytest.mark.slow
@@ -187,8 +219,14 @@ def test_autoplay_fails_a_step_whose_goal_is_met_before_it_begins(workdir: Path)
     lessons = workdir / "lessons"
     lessons.mkdir()
     (lessons / "43-ticks.md").write_text(TICKS_ITSELF)
-    done = simmta("lesson", "check", "43", "--autoplay", timeout=120,
-                  env={"SIMMTA_LESSONS": str(lessons), "TMPDIR": str(workdir)})
+    done = simmta(
+        "lesson",
+        "check",
+        "43",
+        "--autoplay",
+        timeout=120,
+        env={"SIMMTA_LESSONS": str(lessons), "TMPDIR": str(workdir)},
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAILED at step 2 (Is qmgr there?)" in done.stdout
     assert "already met when the step began" in done.stdout
@@ -210,8 +248,10 @@ def test_every_lesson_autoplays_as_root(workdir: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None,
-                    reason="as root, needs setpriv to become an unprivileged user")
+@pytest.mark.skipif(
+    os.geteuid() == 0 and shutil.which("setpriv") is None,
+    reason="as root, needs setpriv to become an unprivileged user",
+)
 def test_every_lesson_autoplays_unprivileged(workdir: Path) -> None:
     """As root: setpriv to nobody (65534); as anyone else: simply as this user."""
     user = None

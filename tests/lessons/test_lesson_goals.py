@@ -19,8 +19,9 @@ from simmta.lessons.state import LiveState
 CONTEXT = {"privilege_mode": "real", "queue_dir": QUEUE_DIR, "config": {"mail_owner_uid": 61000}}
 
 
-def met(spec: dict[str, Any], events: list[dict[str, Any]], start: int = 0,
-        context: dict[str, Any] | None = None) -> bool:
+def met(
+    spec: dict[str, Any], events: list[dict[str, Any]], start: int = 0, context: dict[str, Any] | None = None
+) -> bool:
     state = LiveState()
     for e in events:
         state.apply(e)
@@ -59,53 +60,80 @@ def test_since_step_ignores_earlier_events() -> None:
 
 def test_operators() -> None:
     events = [ev("smtpd", "smtp", "reply", line="552 5.3.4 Message size exceeds fixed limit")]
-    for where, ok in [({"data": {"line": {"startswith": "552 "}}}, True),
-                      ({"data": {"line": {"matches": r"^5\d\d 5\.3\.4"}}}, True),
-                      ({"data": {"line": {"contains": "size"}}}, True),
-                      ({"data": {"line": {"startswith": "250"}}}, False),
-                      ({"service": {"in": ["smtpd", "cleanup"]}}, True),
-                      ({"service": {"not_in": ["smtpd"]}}, False),
-                      ({"pid": {"gt": 10, "lt": 1000}}, True),
-                      ({"qid": {"exists": True}}, True),
-                      ({"pid": {"ne": 100}}, False)]:
+    for where, ok in [
+        ({"data": {"line": {"startswith": "552 "}}}, True),
+        ({"data": {"line": {"matches": r"^5\d\d 5\.3\.4"}}}, True),
+        ({"data": {"line": {"contains": "size"}}}, True),
+        ({"data": {"line": {"startswith": "250"}}}, False),
+        ({"service": {"in": ["smtpd", "cleanup"]}}, True),
+        ({"service": {"not_in": ["smtpd"]}}, False),
+        ({"pid": {"gt": 10, "lt": 1000}}, True),
+        ({"qid": {"exists": True}}, True),
+        ({"pid": {"ne": 100}}, False),
+    ]:
         assert met({"event": "smtp/reply", "where": where}, events) is ok, where
 
 
 def test_sequence_order_and_same_qid() -> None:
-    deferred = ev("qmgr", "delivery", "deferred", "A1", rcpt="x@example.net", via="smtp",
-                  reason="451 try later")
-    later = ev("smtp", "delivery", "delivered", "A1", rcpt="x@example.net", via="smtp",
-               where="peer")
-    other = ev("smtp", "delivery", "delivered", "B2", rcpt="y@example.net", via="smtp",
-               where="peer")
-    spec = {"sequence": [{"event": "delivery/deferred"}, {"event": "delivery/delivered"}],
-            "same": ["qid"]}
+    deferred = ev(
+        "qmgr", "delivery", "deferred", "A1", rcpt="x@example.net", via="smtp", reason="451 try later"
+    )
+    later = ev("smtp", "delivery", "delivered", "A1", rcpt="x@example.net", via="smtp", where="peer")
+    other = ev("smtp", "delivery", "delivered", "B2", rcpt="y@example.net", via="smtp", where="peer")
+    spec = {"sequence": [{"event": "delivery/deferred"}, {"event": "delivery/delivered"}], "same": ["qid"]}
     assert met(spec, [at(1, deferred), at(2, later)])
     assert not met(spec, [later, deferred])  # the stream's (causal) order matters
-    assert not met(spec, [deferred, other])          # another message does not count
+    assert not met(spec, [deferred, other])  # another message does not count
     assert met({"sequence": spec["sequence"]}, [deferred, other])
 
 
 def test_killed_and_replaced() -> None:
-    spec = {"sequence": [
-        {"event": "process/exited", "where": {"data": {"child_service": "cleanup",
-                                                       "status": "killed by SIGKILL"}}},
-        {"event": "process/spawned", "where": {"data": {"child_service": "cleanup"}}}]}
-    exited = ev("master", "process", "exited", pid=1, child_pid=7, child_service="cleanup",
-                status="killed by SIGKILL", served=3)
+    spec = {
+        "sequence": [
+            {
+                "event": "process/exited",
+                "where": {"data": {"child_service": "cleanup", "status": "killed by SIGKILL"}},
+            },
+            {"event": "process/spawned", "where": {"data": {"child_service": "cleanup"}}},
+        ]
+    }
+    exited = ev(
+        "master",
+        "process",
+        "exited",
+        pid=1,
+        child_pid=7,
+        child_service="cleanup",
+        status="killed by SIGKILL",
+        served=3,
+    )
     spawned = ev("master", "process", "spawned", pid=1, child_pid=8, child_service="cleanup")
     assert met(spec, [at(1, exited), at(2, spawned)])
     assert not met(spec, [at(1, spawned), at(2, exited)])
 
 
 def _proc(pid: int, service: str, uid: int, root: str) -> dict[str, Any]:
-    return {"pid": pid, "ppid": 1, "service": service, "state": "idle",
-            "privilege": {"uid": [uid, uid, uid, uid], "gid": [uid] * 4, "groups": [],
-                          "caps": {}, "root": root, "mode": "real", "mismatch": False}}
+    return {
+        "pid": pid,
+        "ppid": 1,
+        "service": service,
+        "state": "idle",
+        "privilege": {
+            "uid": [uid, uid, uid, uid],
+            "gid": [uid] * 4,
+            "groups": [],
+            "caps": {},
+            "root": root,
+            "mode": "real",
+            "mismatch": False,
+        },
+    }
 
 
-CHROOTED_SMTPD = {"state": "processes", "where": {
-    "service": "smtpd", "privilege": {"euid": {"ne": 0}, "root": "${queue_dir}"}}}
+CHROOTED_SMTPD = {
+    "state": "processes",
+    "where": {"service": "smtpd", "privilege": {"euid": {"ne": 0}, "root": "${queue_dir}"}},
+}
 
 
 def test_state_processes_and_placeholders() -> None:
@@ -115,28 +143,51 @@ def test_state_processes_and_placeholders() -> None:
     assert met(CHROOTED_SMTPD, [jailed])
     assert not met(CHROOTED_SMTPD, [free])
     assert not met(CHROOTED_SMTPD, [root])
-    owner = {"state": "processes", "where": {"privilege": {
-        "euid": "${config.mail_owner_uid}"}}}
+    owner = {"state": "processes", "where": {"privilege": {"euid": "${config.mail_owner_uid}"}}}
     assert met(owner, [jailed])
 
 
 def test_state_follows_the_stream() -> None:
-    events = [snapshot(),
-              ev("master", "process", "spawned", pid=1, child_pid=9, child_service="smtpd"),
-              ev("master", "privilege", "observed", pid=1, observed_pid=9,
-                 observed_service="smtpd", uid=[61000] * 4, gid=[61000] * 4, groups=[],
-                 caps="none", root=QUEUE_DIR, host_uid=[61000] * 4, host_gid=[61000] * 4,
-                 no_new_privs=False, mode="real", mismatch=[], expected={}, simulated="")]
+    events = [
+        snapshot(),
+        ev("master", "process", "spawned", pid=1, child_pid=9, child_service="smtpd"),
+        ev(
+            "master",
+            "privilege",
+            "observed",
+            pid=1,
+            observed_pid=9,
+            observed_service="smtpd",
+            uid=[61000] * 4,
+            gid=[61000] * 4,
+            groups=[],
+            caps="none",
+            root=QUEUE_DIR,
+            host_uid=[61000] * 4,
+            host_gid=[61000] * 4,
+            no_new_privs=False,
+            mode="real",
+            mismatch=[],
+            expected={},
+            simulated="",
+        ),
+    ]
     assert met(CHROOTED_SMTPD, events)
-    gone = ev("master", "process", "exited", pid=1, child_pid=9, child_service="smtpd",
-              status="exit 0", served=1)
+    gone = ev(
+        "master", "process", "exited", pid=1, child_pid=9, child_service="smtpd", status="exit 0", served=1
+    )
     assert not met(CHROOTED_SMTPD, [*events, gone])
     in_queue = {"state": "queue", "where": {"queue": "deferred"}}
-    flow = [snapshot(), ev("cleanup", "queue", "created", "A1", queue="incoming", size=9),
-            ev("qmgr", "queue", "moved", "A1", **{"from": "incoming", "to": "deferred"})]
+    flow = [
+        snapshot(),
+        ev("cleanup", "queue", "created", "A1", queue="incoming", size=9),
+        ev("qmgr", "queue", "moved", "A1", **{"from": "incoming", "to": "deferred"}),
+    ]
     assert met(in_queue, flow)
-    assert met({"state": "queue", "max": 0}, [*flow, ev("qmgr", "queue", "removed", "A1",
-                                                         queue="deferred", reason="done")])
+    assert met(
+        {"state": "queue", "max": 0},
+        [*flow, ev("qmgr", "queue", "removed", "A1", queue="deferred", reason="done")],
+    )
 
 
 def test_mode_branches() -> None:
@@ -152,23 +203,28 @@ def test_any() -> None:
     assert not met(spec, delivered("A1", "carol@simmta.test"))
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"event": "delivery/delivered", "state": "queue"}, "exactly one of"),
-    ({"state": "mailboxes"}, "unknown 'mailboxes'"),
-    ({"state": "processes", "where": {"uid": 0}}, "unknown processes field 'uid'"),
-    ({"event": "process/exited", "same": ["qid"]}, "unknown key 'same'"),
-    ({"sequence": [{"event": "queue/moved", "when": 1}]}, "each item"),
-    ({"event": "smtp/reply", "mode": "root"}, "mode:"),
-    ({"event": "smtp/reply", "where": {"data": {"line": {"matches": "("}}}}, "regular expr"),
-    ({"event": "smtp/reply", "where": {"data": {"line": {"in": "552"}}}}, "expected a list"),
-    ({"event": "smtp/reply", "min": 3, "max": 1}, "min is larger"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"event": "delivery/delivered", "state": "queue"}, "exactly one of"),
+        ({"state": "mailboxes"}, "unknown 'mailboxes'"),
+        ({"state": "processes", "where": {"uid": 0}}, "unknown processes field 'uid'"),
+        ({"event": "process/exited", "same": ["qid"]}, "unknown key 'same'"),
+        ({"sequence": [{"event": "queue/moved", "when": 1}]}, "each item"),
+        ({"event": "smtp/reply", "mode": "root"}, "mode:"),
+        ({"event": "smtp/reply", "where": {"data": {"line": {"matches": "("}}}}, "regular expr"),
+        ({"event": "smtp/reply", "where": {"data": {"line": {"in": "552"}}}}, "expected a list"),
+        ({"event": "smtp/reply", "min": 3, "max": 1}, "min is larger"),
+    ],
+)
 def test_compile_errors(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(GoalError, match=message.replace("(", r"\(")):
         compile_expectation(spec)
 
 
-TWO_STEPS = LESSON + '''
+TWO_STEPS = (
+    LESSON
+    + """
 ## Carol too
 
 Now carol.
@@ -183,7 +239,8 @@ where = { data.rcpt = "carol@simmta.test" }
 
 ### Explanation
 Fine.
-'''
+"""
+)
 
 
 def test_runner_keeps_step_open_until_goal(tmp_path: Path) -> None:
@@ -195,8 +252,7 @@ def test_runner_keeps_step_open_until_goal(tmp_path: Path) -> None:
         runner.feed(e)
     assert not runner.check()
     view = runner.view()
-    assert (view.index, view.percent, view.checklist) == (
-        0, 0, (("a message reached bob's Maildir", False),))
+    assert (view.index, view.percent, view.checklist) == (0, 0, (("a message reached bob's Maildir", False),))
     for e in delivered("A2", "bob@simmta.test"):
         runner.feed(e)
     assert runner.check()
@@ -227,8 +283,6 @@ def test_runner_hints_and_last_qid(tmp_path: Path) -> None:
     assert runner.last_qid() == "C3"
 
 
-
-
 def test_mail_to_the_wrong_user_does_not_complete_lesson_two(tmp_path: Path) -> None:
     """The shipped lesson 2, step 1 (alice -> bob), against hand-made event chains."""
     lesson = catalog.find("2", Path(__file__).resolve().parents[2] / "lessons")
@@ -240,7 +294,8 @@ def test_mail_to_the_wrong_user_does_not_complete_lesson_two(tmp_path: Path) -> 
     assert not runner.check()
     assert dict(runner.view().checklist) == {
         "one queue ID: created in incoming, moved to active, delivered to bob, removed": False,
-        "smtpd answered 250 2.0.0 Ok: queued as <queue ID>": True}
+        "smtpd answered 250 2.0.0 Ok: queued as <queue ID>": True,
+    }
     for event in delivered("B2", "bob@simmta.test"):
         runner.feed(event)
     assert runner.check()
@@ -258,8 +313,7 @@ def test_queue_state_survives_events_arriving_out_of_order() -> None:
     state = LiveState()
     for event in (snapshot(), moved, created):  # created after moved: still in active/
         state.apply(event)
-    assert [(r["qid"], r["queue"], r["size"]) for r in state.records("queue")] == [
-        ("Q1", "active", 300)]
+    assert [(r["qid"], r["queue"], r["size"]) for r in state.records("queue")] == [("Q1", "active", 300)]
 
 
 def test_sequences_follow_the_streams_causal_order() -> None:
@@ -269,7 +323,9 @@ def test_sequences_follow_the_streams_causal_order() -> None:
     assert not met(spec, [moved, created])  # the stream is causal: this never happened in order
 
 
-PREDICTING = LESSON.replace("\n[[expect]]", """
+PREDICTING = LESSON.replace(
+    "\n[[expect]]",
+    """
 [predict]
 question = "Who delivers?"
 
@@ -283,7 +339,9 @@ text = "local"
 event = "delivery/delivered"
 where = { service = "local" }
 
-[[expect]]""", 1)
+[[expect]]""",
+    1,
+)
 
 
 def test_a_prediction_is_asked_first_and_checked_against_what_happened(tmp_path: Path) -> None:
@@ -305,8 +363,12 @@ def test_a_prediction_is_asked_first_and_checked_against_what_happened(tmp_path:
 
 
 def test_a_count_prediction_reports_the_observed_number(tmp_path: Path) -> None:
-    text = LESSON.replace("\n[[expect]]", '\n[predict]\nquestion = "How many?"\n'
-                          'count = { event = "queue/created" }\ntolerance = 1\n\n[[expect]]', 1)
+    text = LESSON.replace(
+        "\n[[expect]]",
+        '\n[predict]\nquestion = "How many?"\n'
+        'count = { event = "queue/created" }\ntolerance = 1\n\n[[expect]]',
+        1,
+    )
     runner = LessonRunner(parse_text(text, "c.md"), Instance(tmp_path / "inst"), None)
     runner.feed(snapshot())
     runner.answer("3")

@@ -17,7 +17,9 @@ from simmta.lessons.panel import LessonPanel, mount_lesson_panel
 from simmta.lessons.progress import ProgressStore
 from simmta.lessons.runner import LessonRunner
 
-TWO_STEPS = LESSON + '''
+TWO_STEPS = (
+    LESSON
+    + """
 ## Carol too
 
 Now send to carol.
@@ -36,7 +38,8 @@ Like before, to carol.
 
 ### Explanation
 Carol has mail.
-'''
+"""
+)
 
 
 def make_runner(tmp_path: Path) -> LessonRunner:
@@ -85,8 +88,7 @@ async def test_panel_follows_the_runner(tmp_path: Path) -> None:
 
         await pilot.press("N")
         assert "Step 2/2: Carol too" in text_of(app, "#step-title")
-        assert "$ simmta send --from alice@simmta.test --to carol@simmta.test" in text_of(
-            app, "#commands")
+        assert "$ simmta send --from alice@simmta.test --to carol@simmta.test" in text_of(app, "#commands")
         await pilot.press("B")
         assert "Step 1/2" in text_of(app, "#step-title")
         await pilot.press("X")
@@ -127,26 +129,36 @@ async def test_do_it_for_me_runs_in_a_worker(tmp_path: Path) -> None:
         assert runner.view().step_done
 
 
-LONG_COMMAND = ("simmta send --raw 'EHLO client.example' 'MAIL FROM:<alice@simmta.test> SIZE=50000000' "
-                "'RCPT TO:<bob@simmta.test>' QUIT")
-PROJECTOR = LESSON.replace("Send mail from alice to bob.", f"""Send mail from alice to bob. A long
+LONG_COMMAND = (
+    "simmta send --raw 'EHLO client.example' 'MAIL FROM:<alice@simmta.test> SIZE=50000000' "
+    "'RCPT TO:<bob@simmta.test>' QUIT"
+)
+PROJECTOR = LESSON.replace(
+    "Send mail from alice to bob.",
+    f"""Send mail from alice to bob. A long
 command (the panel must show all of it, wrapped, never cut off):
 
 ```
 {LONG_COMMAND}
 ```
-""").replace('solution = ["send --from alice@simmta.test --to bob@simmta.test"]',
-             'solution = ["send --from alice@simmta.test --to bob@simmta.test --subject '
-             '\'a subject long enough to need more than one line on a projector at 80 columns\'"]'
-             '\n\n[predict]\nquestion = "Who delivers it?"\n\n[[predict.choice]]\ntext = "local"\n'
-             'event = "delivery/delivered"\nwhere = { service = "local" }\n\n[[predict.choice]]\n'
-             'text = "smtpd"\nevent = "delivery/delivered"\nwhere = { service = "smtpd" }')
+""",
+).replace(
+    'solution = ["send --from alice@simmta.test --to bob@simmta.test"]',
+    'solution = ["send --from alice@simmta.test --to bob@simmta.test --subject '
+    "'a subject long enough to need more than one line on a projector at 80 columns'\"]"
+    '\n\n[predict]\nquestion = "Who delivers it?"\n\n[[predict.choice]]\ntext = "local"\n'
+    'event = "delivery/delivered"\nwhere = { service = "local" }\n\n[[predict.choice]]\n'
+    'text = "smtpd"\nevent = "delivery/delivered"\nwhere = { service = "smtpd" }',
+)
 
 
 def projector_runner(tmp_path: Path) -> LessonRunner:
     lesson = parse_text(PROJECTOR, "projector.md")
-    runner = LessonRunner(lesson, Instance("/srv/simmta-example/a/rather/long/instance/path/for/a/class"),
-                          ProgressStore(tmp_path / "p.json"))
+    runner = LessonRunner(
+        lesson,
+        Instance("/srv/simmta-example/a/rather/long/instance/path/for/a/class"),
+        ProgressStore(tmp_path / "p.json"),
+    )
     runner.feed(snapshot("real"))
     runner.answer("1")
     for event in delivered("A2", "bob@simmta.test"):
@@ -208,8 +220,10 @@ async def test_copy_key_and_stale_feedback(tmp_path: Path) -> None:
         await pilot.press("C")
         assert "Not yet" in text_of(app, "#lesson-status")
         await pilot.press("Y")
-        assert copied == ["export SIMMTA_INSTANCE=/srv/simmta-example\n"
-                          "simmta send --from alice@simmta.test --to bob@simmta.test\n"]
+        assert copied == [
+            "export SIMMTA_INSTANCE=/srv/simmta-example\n"
+            "simmta send --from alice@simmta.test --to bob@simmta.test\n"
+        ]
         await pilot.press("C")
         for event in delivered("A2", "bob@simmta.test"):
             runner.feed(event)

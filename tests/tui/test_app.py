@@ -302,8 +302,13 @@ async def test_replay_of_a_real_recording() -> None:
         await pilot.pause()
         text = screen_text(app)
         assert "privilege REAL" in text and "SIMULATED" not in text
-        jailed = next(e["data"]["uid"][1] for e in app.feed.events if e["kind"] == "privilege"
-                      and e["type"] == "observed" and e["data"]["observed_service"] == "smtpd")
+        jailed = next(
+            e["data"]["uid"][1]
+            for e in app.feed.events
+            if e["kind"] == "privilege"
+            and e["type"] == "observed"
+            and e["data"]["observed_service"] == "smtpd"
+        )
         assert "2 mail" in text and f"u{jailed}⛓" in text  # the users' Maildirs; a jailed daemon's uid
         assert "⟳" in text  # the message deferred by the peer fault waits with a countdown
         await pilot.press("p")
@@ -341,8 +346,13 @@ async def test_the_tui_says_what_a_mode_lacks_and_the_command_that_fixes_it(tmp_
     for e in events:  # the snapshot and master's "started" name the mode
         if "privilege_mode" in e["data"]:
             e["data"]["privilege_mode"] = "partial"
-    events[0]["data"]["privilege"] = {"mode": "partial", "missing": "newuidmap/newgidmap are not installed",
-                                 "fix": "sudo apt-get install uidmap", "uid": 1000, "gid": 1000}
+    events[0]["data"]["privilege"] = {
+        "mode": "partial",
+        "missing": "newuidmap/newgidmap are not installed",
+        "fix": "sudo apt-get install uidmap",
+        "uid": 1000,
+        "gid": 1000,
+    }
     recording = tmp_path / "partial.jsonl"
     recording.write_text("".join(json.dumps(e) + "\n" for e in events))
     app = replay_app(recording=recording)

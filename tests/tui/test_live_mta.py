@@ -56,8 +56,11 @@ async def test_live_flush_key(real_mta: Instance) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.model.smtp.get("port"), what="the snapshot")
         await pilot.press("F")
-        await until(pilot, lambda: any(e["kind"] == "queue" and e["type"] == "flush" for e in app.model.log),
-                    what="the flush event")
+        await until(
+            pilot,
+            lambda: any(e["kind"] == "queue" and e["type"] == "flush" for e in app.model.log),
+            what="the flush event",
+        )
 
 
 @pytest.mark.slow
@@ -101,8 +104,11 @@ async def test_live_hostile_subject_and_queue_file(real_mta: Instance) -> None:
         await until(pilot, lambda: app.records.get(app.followed or ""), what="simmta cat")
         # The records arrive before the detail pane is re-rendered: wait for the screen.
         hostile_subject = "Subject: hi \\x1b[2J[link=http://x]click[/link]"
-        text = await until(pilot, lambda: hostile_subject in (t := screen_text(app)) and t,
-                           what="the hostile Subject on screen, inert")
+        text = await until(
+            pilot,
+            lambda: hostile_subject in (t := screen_text(app)) and t,
+            what="the hostile Subject on screen, inert",
+        )
         assert "ENVELOPE RECORDS" in text
         await pilot.press("t")
         table = app.query_one("#session-table", DataTable)
@@ -113,15 +119,18 @@ async def test_live_hostile_subject_and_queue_file(real_mta: Instance) -> None:
 
 
 def tmux(*args: str) -> str:
-    return subprocess.run([require_tool("tmux"), *args], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run([require_tool("tmux"), *args], capture_output=True, text=True, check=True).stdout
 
 
 class Tmux:
     """``simmta`` typed into a fresh 120x40 tmux session, as a new user would."""
 
-    def __init__(self, cwd: Path, simmta: str = f"PYTHONPATH={REPO} {sys.executable} -m simmta",
-                 size: tuple[int, int] = (120, 40)) -> None:
+    def __init__(
+        self,
+        cwd: Path,
+        simmta: str = f"PYTHONPATH={REPO} {sys.executable} -m simmta",
+        size: tuple[int, int] = (120, 40),
+    ) -> None:
         self.session = f"simmta-e2e-{os.getpid()}-{cwd.name}"
         command = f"unset COLUMNS LINES; cd {cwd} && {simmta}; echo SIMMTA-EXIT=$?; sleep 300"
         tmux("new-session", "-d", "-s", self.session, "-x", str(size[0]), "-y", str(size[1]), command)
@@ -165,6 +174,7 @@ def test_end_to_end_in_tmux(tmp_path: Path) -> None:
         term.keys("[", "[", "[")  # the map's pace: 3 s per hop (the view only)
         term.shows("map 3 s/hop")
         term.keys("s")
+
         # The message's token on its first edge, and its hop told in words.
         def moving() -> str:
             screen = term.screen()
@@ -194,8 +204,10 @@ def test_end_to_end_in_tmux(tmp_path: Path) -> None:
 
 DECOY = "raise ImportError('a simmta folder that is not the package')\n"
 # The console script: the current directory is not on its sys.path (-P); the real package is.
-CONSOLE_SCRIPT = (f"{sys.executable} -P -c 'import sys; sys.path.insert(0, \"{REPO}\"); "
-                  "from simmta.cli import main; sys.exit(main())'")
+CONSOLE_SCRIPT = (
+    f'{sys.executable} -P -c \'import sys; sys.path.insert(0, "{REPO}"); '
+    "from simmta.cli import main; sys.exit(main())'"
+)
 
 
 @pytest.mark.slow
@@ -262,8 +274,14 @@ def _alive(pid: int) -> bool:
 
 def run_tui(*args: str) -> subprocess.CompletedProcess[str]:
     """``simmta tui ARGS`` as a user runs it, bounded in time."""
-    return subprocess.run([sys.executable, "-m", "simmta", "tui", *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "simmta", "tui", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_replay_cli_names_a_bad_line(tmp_path: Path) -> None:

@@ -54,7 +54,10 @@ def test_multi_line_reply_is_one_event_and_several_transcript_lines() -> None:
     reply = ev.reply_text(["250-mx.simmta.test", "250-SIZE 10240000", "250 HELP\x1b[2J"])
     m.apply(ev.make("smtpd", SmtpReply(line=reply), sid="S9"))
     assert list(m.sessions["smtpd/S9"].transcript) == [
-        ("<", "250-mx.simmta.test"), ("<", "250-SIZE 10240000"), ("<", "250 HELP\\x1b[2J")]
+        ("<", "250-mx.simmta.test"),
+        ("<", "250-SIZE 10240000"),
+        ("<", "250 HELP\\x1b[2J"),
+    ]
 
 
 def test_model_memory_is_bounded() -> None:
