@@ -27,8 +27,10 @@ def _read(raw: bytes) -> dict[str, object]:
 def test_a_request_round_trips_compactly() -> None:
     req = {"request": "deliver", "qid": "4F2A9C1B3D", "recipients": [{"address": "bob@x", "offset": 7}]}
     frame = ipc.encode_json(req)
-    assert frame[5:] == json.dumps(req, separators=(",", ":")).encode()
-    assert _read(frame) == req
+    clock = json.loads(frame[5:])["clock"]  # this process's Lamport clock rides along
+    assert isinstance(clock, int)
+    assert frame[5:] == json.dumps({**req, "clock": clock}, separators=(",", ":")).encode()
+    assert _read(frame) == req  # the reader takes the clock off
 
 
 @pytest.mark.parametrize("payload", [b'{"a": NaN}', b"[1, 2]", b'{"a": 1', b"\xff\xfe", b'"text"', b""])

@@ -11,11 +11,14 @@ privilege steps), the queues (per-queue contents), messages (session id,
 queue ID, where they are, the hops they took, each recipient's outcome),
 SMTP sessions, standing faults, lab outcomes, pacing, and drops.
 
-Order: an event arrives after its causes (the bus streams in causal order),
-but the fold does not rely on it for a message's place. Each message
-remembers the Lamport clock of the event that last placed it and ignores
-placement by an event stamped before that (state per message only moves
-forward), and a removed message is not revived by late news. When the bus
+Order: an event arrives after its causes (the bus streams in the order of
+its order tokens), and a message's place follows the stream, guarded so that
+state per message only moves forward: a "created" that comes after the
+message was already placed elsewhere does not move it back, and a removed
+message is not revived by late news. Lamport clocks cannot decide this: qmgr
+learns of a message from the queue directory, a channel that carries no
+clock, so its "moved" and "removed" may bear lower clocks than cleanup's
+"created" (a burst left 49 of 50 delivered messages "in incoming" that way). When the bus
 says events about a message were lost (``bus/dropped`` naming its queue ID),
 the message is marked ``incomplete`` instead of guessed at.
 
@@ -245,12 +248,11 @@ def _clock(event: dict[str, Any]) -> int:
 
 
 def place(state: State, msg: Message, queue: str | None, event: dict[str, Any] | None = None) -> None:
-    """Put ``msg`` in ``queue`` (None: out of the queue), unless ``event`` is older news."""
+    """Put ``msg`` in ``queue`` (None: out of the queue), unless it was removed already."""
     if event is not None:
-        clock = _clock(event)
-        if clock < msg.clock:
-            return  # caused before what placed it last: only moves forward
-        msg.clock = clock
+        msg.clock = max(msg.clock, _clock(event))
+    if msg.done:
+        return  # late news about a removed message does not revive it
     if msg.queue and msg.queue in state.queues:
         state.queues[msg.queue].pop(msg.qid, None)
     msg.queue = queue
@@ -432,7 +434,8 @@ def _created(state: State, event: dict[str, Any], data: dict[str, Any]) -> None:
     _envelope(msg, data)
     msg.arrival = msg.arrival or float(event["ts"])
     msg.hops.append((text(event["service"], 40), text(data["queue"], 20)))
-    place(state, msg, text(data["queue"], 20), event)
+    if msg.queue is None:  # a late "created" does not move a message back
+        place(state, msg, text(data["queue"], 20), event)
 
 
 @_on("queue/moved")
@@ -472,9 +475,8 @@ def _deferred(state: State, event: dict[str, Any], data: dict[str, Any]) -> None
 def _removed(state: State, event: dict[str, Any], data: dict[str, Any]) -> None:
     if event.get("qid"):
         msg = state.message(event["qid"])
-        if _clock(event) >= msg.clock:
-            place(state, msg, None, event)
-            msg.done = True
+        place(state, msg, None, event)
+        msg.done = True
 
 
 @_on("ipc/request", "ipc/response")

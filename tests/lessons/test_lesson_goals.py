@@ -316,6 +316,18 @@ def test_queue_state_survives_events_arriving_out_of_order() -> None:
     assert [(r["qid"], r["queue"], r["size"]) for r in state.records("queue")] == [("Q1", "active", 300)]
 
 
+def test_queue_follows_the_stream_when_clocks_do_not_cross_the_queue_directory() -> None:
+    """qmgr finds a message in incoming/ (no clock travels with the file): its "moved" and
+    "removed" may bear lower Lamport clocks than cleanup's "created"; they still count."""
+    created, moved, delivered_, removed = delivered("Q1", "bob@simmta.test")
+    for event, clock in ((created, 96), (moved, 44), (delivered_, 56), (removed, 59)):
+        event["clock"] = clock
+    state = LiveState()
+    for event in (snapshot(), created, moved, delivered_, removed):
+        state.apply(event)
+    assert state.records("queue") == []
+
+
 def test_sequences_follow_the_streams_causal_order() -> None:
     created, moved, *_ = delivered("Q1", "bob@simmta.test")
     spec = {"sequence": [{"event": "queue/created"}, {"event": "queue/moved"}], "same": ["qid"]}
