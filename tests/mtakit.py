@@ -313,20 +313,13 @@ def require_tool(command: str, package: str | None = None) -> str:
     return path
 
 
+# A command prefix: run as uid/gid 65534 with no supplementary groups (the test's stranger).
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
 def nobody_can_run_python() -> bool:
     """(The session fixture has made the interpreter reachable: tests/reachable.py.)"""
-    r = subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
-            "--clear-groups",
-            sys.executable,
-            "-c",
-            "import simmta",
-        ],
-        capture_output=True,
-    )
+    r = subprocess.run([*AS_NOBODY, sys.executable, "-c", "import simmta"], capture_output=True)
     return r.returncode == 0
 
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from mtakit import NOBODY, EventLog, Mta, maildir_files, wait_for
+from mtakit import AS_NOBODY, EventLog, Mta, maildir_files, wait_for
 
 from simmta.core import events
 from simmta.core.errors import SimmtaError
@@ -293,10 +293,7 @@ def test_another_uid_cannot_subscribe_or_control(mta: Mta) -> None:
     for name in ("bus.sock", "control.sock"):
         r = subprocess.run(
             [
-                "setpriv",
-                f"--reuid={NOBODY}",
-                f"--regid={NOBODY}",
-                "--clear-groups",
+                *AS_NOBODY,
                 sys.executable,
                 "-c",
                 probe,
@@ -312,10 +309,7 @@ def test_another_uid_cannot_subscribe_or_control(mta: Mta) -> None:
         os.chmod(run / name, 0o666)
         r = subprocess.run(
             [
-                "setpriv",
-                f"--reuid={NOBODY}",
-                f"--regid={NOBODY}",
-                "--clear-groups",
+                *AS_NOBODY,
                 sys.executable,
                 "-c",
                 probe,

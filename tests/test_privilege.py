@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from mtakit import (
+    AS_NOBODY,
     FAST_CONFIG,
     NOBODY,
     Mta,
@@ -135,10 +136,7 @@ def test_sendmail_as_an_ordinary_user_is_delivered_by_daemons_master_started(
 
     r = subprocess.run(
         [
-            "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
-            "--clear-groups",
+            *AS_NOBODY,
             sys.executable,
             "-m",
             "simmta",
@@ -160,10 +158,7 @@ def test_sendmail_as_an_ordinary_user_is_delivered_by_daemons_master_started(
     # An ordinary user cannot read or list the queue, nor the drop directory.
     r = subprocess.run(
         [
-            "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
-            "--clear-groups",
+            *AS_NOBODY,
             "ls",
             str(root_mta.instance / "queue" / "maildrop"),
         ],

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from mtakit import (
+    AS_NOBODY,
     NOBODY,
     REPO,
     Mta,
@@ -342,10 +343,7 @@ def test_simulated_mode_names_what_is_missing_and_raises_no_false_alarm(nobody_h
     asked for simulated, the user's own groups are expected, not a MISMATCH."""
     r = subprocess.run(
         [
-            "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
-            "--clear-groups",
+            *AS_NOBODY,
             "env",
             "PATH=/nonexistent",
             sys.executable,
