@@ -155,17 +155,28 @@ def test_an_unknown_account_is_named(tmp_path: Path) -> None:
 
 def test_a_restarted_instance_keeps_its_uid_block(simmta_tmp: Path) -> None:
     """Its queue files and mailboxes belong to its uids: a restart must not move them
-    (it did when the block it had moved off had become free meanwhile)."""
+    (it did when the block it had moved off had become free meanwhile).
+
+    The block lies where no other instance on the machine looks for uids (other test
+    runs start at 61000): the first free block from its start is then known, so a
+    restart that searched again instead of taking its own block would land on it."""
     needs_root()
-    first = Mta(simmta_tmp / "a")
+    base = 3_100_000 + (os.getpid() % 4096) * 4 * services.UID_BLOCK
+    config = FAST_CONFIG + (
+        f"mail_owner_uid = {base}\nmail_owner_gid = {base}\n"
+        f"peer_uid = {base + 100}\npeer_gid = {base + 100}\n"
+        f"local_users = {{ alice = {base + 1}, bob = {base + 2}, carol = {base + 3} }}\n"
+    )
+    first = Mta(simmta_tmp / "a", config=config)
     try:
-        second = Mta(simmta_tmp / "b")  # moved off first's block
+        assert first.mail_owner == base
+        second = Mta(simmta_tmp / "b", config=config)  # moved off first's block
         block = second.mail_owner
-        assert block != first.mail_owner
+        assert block == base + services.UID_BLOCK
         second.stop()
     finally:
         first.stop()
-    again = Mta(simmta_tmp / "b")  # first's block is free now: it must still take its own
+    again = Mta(simmta_tmp / "b", config=config)  # first's block is free now: it must still take its own
     try:
         assert again.mail_owner == block
     finally:
