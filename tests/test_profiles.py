@@ -2,6 +2,7 @@
 and the uid block of each instance is nobody else's."""
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,51 @@ def test_a_restarted_instance_keeps_its_uid_block(simmta_tmp: Path) -> None:
         assert again.mail_owner == block
     finally:
         again.stop()
+
+
+@pytest.mark.parametrize("profile_mta", ["sendmail", "qmail", "postfix"], indirect=True)
+def test_the_trilogy_counts_come_from_the_fold_and_agree_with_proc(profile_mta: Mta) -> None:
+    """The trilogy view's counts are the fold's (fold.design over the event stream); they
+    must say what master reads from /proc at the same moment (scaffolding left out)."""
+    from simmta.core import control, fold
+    from simmta.tui.feed import LiveFeed
+    from simmta.tui.model import Model
+
+    mta = profile_mta
+    model, feed = Model(), LiveFeed(mta.instance / "run" / "bus.sock").start()
+    internet = {s.name for s in services.load(None, mta.profile) if s.role == "internet"}
+
+    def from_proc() -> fold.Design:
+        procs = [
+            p
+            for p in control.request(mta.instance / "run" / "control.sock", "ps")["processes"]
+            if p["service"] not in (*fold.SCAFFOLDING, *internet)
+        ]
+        seen = [p for p in procs if p.get("privilege")]
+        return fold.Design(
+            processes=len(procs),
+            observed=len(seen),
+            uids=len({u for p in seen for u in p["privilege"]["uid"]}),
+            root=sum(1 for p in seen if p["privilege"]["uid"][0] == 0),
+            chrooted=sum(1 for p in seen if p["privilege"]["root"] != "/"),
+            setuid=tuple(s.program for s in services.load(None, mta.profile) if s.setuid),
+        )
+
+    def agree() -> tuple[fold.Design, fold.Design] | None:
+        feed.pump(model, time.time())
+        mine, theirs = fold.design(model.state), from_proc()
+        return (mine, theirs) if mine == theirs and mine.observed == mine.processes else None
+
+    try:
+        with mta.smtp() as s:  # a session open: the SMTP process exists while we count
+            s.ehlo("client.example")
+            mine, _ = wait_for(agree, 20, "the fold's counts to agree with /proc")
+        assert mine.processes >= 2 and mine.uids >= 1
+        if mta.profile == "sendmail":
+            assert mine.root == mine.processes and mine.chrooted == 0
+        if mta.profile == "postfix":
+            assert mine.chrooted >= 1 and mine.setuid == ()
+        if mta.profile == "qmail":
+            assert mine.root <= 1 and mine.setuid == ("qmail-queue",)  # qmail-lspawn, if running
+    finally:
+        feed.stop()

@@ -9,7 +9,9 @@ bounded (capped tables and rings), and imports nothing but the core.
 What it keeps: processes (pid, service, observed privilege, state, restarts,
 privilege steps), the queues (per-queue contents), messages (session id,
 queue ID, where they are, the hops they took, each recipient's outcome),
-SMTP sessions, standing faults, lab outcomes, pacing, and drops.
+SMTP sessions, standing faults, lab outcomes, pacing, and drops. ``design()``
+reads from it what tells one architecture from another (processes, distinct
+uids, root, chrooted, set-uid programs), for the trilogy view.
 
 Order: an event arrives after its causes (the bus streams in the order of
 its order tokens), and a message's place follows the stream, guarded so that
@@ -136,6 +138,22 @@ class Session:
         return f"{self.service}/{self.sid}"
 
 
+@dataclass(frozen=True)
+class Design:
+    """What tells one MTA architecture from another, as the stream shows it running."""
+
+    processes: int  # the profile's processes (scaffolding and the simulated Internet left out)
+    observed: int  # of them, those whose privilege /proc was read for
+    uids: int  # distinct uids (real, effective, saved, filesystem) among the observed
+    root: int  # observed with real uid 0
+    chrooted: int  # observed with a root directory other than /
+    setuid: tuple[str, ...]  # programs the table marks set-uid (emulated: see services)
+
+
+# simmta's own processes around any profile: not part of the design being shown
+SCAFFOLDING = (names.MASTER, names.SPAWNER)
+
+
 @dataclass
 class Drop:
     count: int
@@ -210,6 +228,21 @@ class State:
             while len(self.sessions) > MAX_SESSIONS:
                 self.sessions.popitem(last=False)
         return sess
+
+
+def design(state: State) -> Design:
+    """The design's numbers, from the processes the fold holds and the services table."""
+    internet = {n for n, s in state.services.items() if s.get("role") == "internet"}
+    procs = [p for p in state.processes.values() if p.service not in (*SCAFFOLDING, *internet)]
+    seen = [p for p in procs if isinstance(p.privilege.get("uid"), list) and p.privilege["uid"]]
+    return Design(
+        processes=len(procs),
+        observed=len(seen),
+        uids=len({u for p in seen for u in p.privilege["uid"]}),
+        root=sum(1 for p in seen if p.privilege["uid"][0] == 0),
+        chrooted=sum(1 for p in seen if p.root != "/"),
+        setuid=tuple(text(s.get("program") or n, 40) for n, s in state.services.items() if s.get("setuid")),
+    )
 
 
 Handler = Callable[[State, dict[str, Any], dict[str, Any]], None]

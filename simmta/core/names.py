@@ -26,6 +26,7 @@ ANVIL: Final = "anvil"  # smtpd's per-client connection slots (simmta.core.anvil
 
 # Services (the names in the services table).
 MASTER: Final = "master"
+SPAWNER: Final = "spawner"  # the zygote that forks every daemon (simmta.master.zygote)
 SMTPD: Final = "smtpd"
 CLEANUP: Final = "cleanup"
 QMGR: Final = "qmgr"

@@ -457,7 +457,9 @@ class Supervisor:
             if pid == self.spawner_pid and not self.stopping:
                 self.spawner.close()
                 self.emit(
-                    ProcessExited(child_pid=pid, child_service="spawner", status=f"exit {status}", served=0)
+                    ProcessExited(
+                        child_pid=pid, child_service=names.SPAWNER, status=f"exit {status}", served=0
+                    )
                 )
                 self.start_spawner()
                 continue
@@ -619,7 +621,7 @@ class Supervisor:
                 {
                     "pid": self.spawner_pid,
                     "ppid": os.getpid(),
-                    "service": "spawner",
+                    "service": names.SPAWNER,
                     "state": "running",
                     "started": None,
                     "served": 0,

@@ -2,9 +2,11 @@
 
 Three live maps (one Diagram per instance, each fed by its own bus), the
 counts that tell the designs apart (processes, distinct uids, root processes,
-chrooted processes, set-uid programs) read from /proc through each master,
-and the blast-radius matrix: the compromise lab's script run in each SMTP
-server, with the kernel's answers. ``s`` sends the same message to all three.
+chrooted processes, set-uid programs) derived from the same fold of each
+instance's stream (``fold.design``: the privilege master read from /proc, kept
+current by the processes' own privilege steps), and the blast-radius matrix:
+the compromise lab's script run in each SMTP server, with the kernel's answers.
+``s`` sends the same message to all three.
 
 Trust: talks to masters the invoking user started (control and bus sockets);
 every string shown comes from them and is made inert.
@@ -23,7 +25,7 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.widgets import Footer, Static
 
-from simmta.core import compromise, control, privilege
+from simmta.core import compromise, control, fold, privilege
 from simmta.core.events import safe_text
 from simmta.core.instance import Instance
 from simmta.core.services import ServiceTable, load
@@ -45,22 +47,21 @@ class Member:
     table: ServiceTable
     model: Model
     feed: LiveFeed
-    counts: str = "starting..."
     report: dict[str, Any] | None = None
 
 
-def counts(table: ServiceTable, processes: list[dict[str, Any]]) -> str:
-    """The design's numbers, from what /proc says of each process (master is scaffolding)."""
-    procs = [p for p in processes if p.get("service") != "master" and p.get("privilege")]
-    uids = {u for p in procs for u in p["privilege"]["uid"]}
-    root = [p for p in procs if p["privilege"]["uid"][0] == 0]
-    jailed = [p for p in procs if p["privilege"]["root"] != "/"]
-    emulated = [s.program for s in table if s.setuid]
+def counts(state: fold.State) -> str:
+    """The design's numbers, from the fold of the instance's events."""
+    if not state.started:
+        return "starting..."
+    d = fold.design(state)
+    unseen = d.processes - d.observed
     return (
-        f"processes {len(procs)}  distinct uids {len(uids)}  root {len(root)}  "
-        f"chrooted {len(jailed)}\nset-uid programs: real 0, emulated {len(emulated)}"
-        + (f" ({', '.join(emulated)})" if emulated else "")
-        + "\n(master/zygote: simmta's scaffolding, not counted)"
+        f"processes {d.processes}  distinct uids {d.uids}  root {d.root}  chrooted {d.chrooted}"
+        + (f"  ({unseen} not yet observed)" if unseen else "")
+        + f"\nset-uid programs: real 0, emulated {len(d.setuid)}"
+        + (f" ({', '.join(d.setuid)})" if d.setuid else "")
+        + "\n(master, spawner, the simulated Internet: not counted)"
     )
 
 
@@ -108,13 +109,12 @@ class TrilogyApp(App[None]):
                 with Vertical(classes="member") as box:
                     box.border_title = f"{m.table.profile.title}: {m.profile}"
                     yield Diagram(m.model, time.time, id=f"map{i}")
-                    yield Static(m.counts, classes="counts", id=f"counts{i}")
+                    yield Static(counts(m.model.state), classes="counts", id=f"counts{i}")
         yield Static(matrix(self.members), id="matrix")
         yield Footer()
 
     def on_mount(self) -> None:
         self.set_interval(0.1, self.pump)
-        self.set_interval(2.0, self.poll)
         self.run_worker(self.blast_radius, thread=True)
         self.on_resize()
 
@@ -125,18 +125,7 @@ class TrilogyApp(App[None]):
         for i, m in enumerate(self.members):
             if m.feed.pump(m.model, time.time()):
                 self.query_one(f"#map{i}", Diagram).tick()
-
-    def poll(self) -> None:
-        self.run_worker(self._poll, thread=True, exclusive=True, group="poll")
-
-    def _poll(self) -> None:
-        for i, m in enumerate(self.members):
-            try:
-                reply = control.request(m.instance.control_socket, "ps")
-                m.counts = counts(m.table, reply["processes"])
-            except Exception as e:
-                m.counts = f"cannot ask master: {e}"
-            self.call_from_thread(self.query_one(f"#counts{i}", Static).update, m.counts)
+                self.query_one(f"#counts{i}", Static).update(counts(m.model.state))
 
     def blast_radius(self) -> None:
         for m in self.members:
