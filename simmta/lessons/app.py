@@ -100,11 +100,13 @@ class LessonController:
         for action in step.solution:
             context = {**self.runner.context(), "last_qid": self.runner.last_qid()}
             try:
-                results.append(self.mta.perform(action, context, step.timeout).summary())
+                results.append(self.mta.perform(action, context, step.timeout).summary(PERFORM_LINES))
             except Exception as e:  # shown to the student, never a traceback
                 results.append(f"{action.describe()}: {e}")
         return "\n".join(results)
 
+
+PERFORM_LINES = 60  # lines of each command's output "do it for me" shows (the panel keeps 200)
 
 LESSON_BINDINGS: list[BindingType] = [
     Binding(key, f"lesson('{name}')", label) for key, name, label in LESSON_KEYS

@@ -37,7 +37,7 @@ from simmta.lessons.goals import goal_mode
 from simmta.lessons.runner import LessonRunner, RunnerView, describe_answer
 
 CHECK_INTERVAL = 0.25
-NOT_YET = "Not yet: the unticked items have not happened since this step began."
+NOT_YET = "Not yet: the unticked items have not happened in this step."
 # Upper-case letters: the TUI's own single-letter keys stay free beside the panel.
 LESSON_KEYS = (
     ("C", "check", "Check"),
@@ -50,7 +50,10 @@ LESSON_KEYS = (
     ("Y", "copy", "Copy commands"),
     ("J", "page_down", "Scroll down"),
     ("K", "page_up", "Scroll up"),
+    ("I", "intro", "About this lesson"),
 )
+TALL = 32  # rows from which the introduction starts open on step 1 (below: collapsed)
+OUTPUT_LINES = 200  # lines of "do it for me" output kept (the box scrolls)
 
 
 class LessonPanel(Vertical, can_focus=True):
@@ -78,7 +81,12 @@ class LessonPanel(Vertical, can_focus=True):
     /* a code block wraps (folds long words) instead of hiding its right end */
     LessonPanel MarkdownFence { overflow-x: hidden; }
     LessonPanel MarkdownFence > Label { width: 1fr; padding: 0 1; text-wrap: wrap; text-overflow: fold; }
-    LessonPanel > #lesson-status { color: $text-muted; height: auto; max-height: 5; }
+    LessonPanel #output { border: round $secondary; height: auto; max-height: 12; display: none;
+                          padding: 0 1; }
+    LessonPanel #output.shown { display: block; }
+    LessonPanel #output > Static { width: 1fr; }
+    LessonPanel #where { color: $text-muted; margin: 1 0 0 0; }
+    LessonPanel > #lesson-status { color: $text-muted; height: auto; max-height: 3; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(key, f"lesson('{name}')", label) for key, name, label in LESSON_KEYS
@@ -112,20 +120,22 @@ class LessonPanel(Vertical, can_focus=True):
         yield Static(f"Lesson {lesson.id}: {lesson.title}", id="lesson-title")
         yield ProgressBar(total=100, show_eta=False, id="lesson-progress")
         with VerticalScroll(id="lesson-body"):
-            if lesson.intro:
-                with Collapsible(
-                    title="About this lesson", collapsed=self.runner.view().index > 0, id="intro"
-                ):
+            if lesson.intro:  # open on step 1 where there is room for it (I toggles it)
+                first = self.runner.view().index == 0 and self.app.size.height >= TALL
+                with Collapsible(title="About this lesson (I)", collapsed=not first, id="intro"):
                     yield Markdown(lesson.intro)
             yield Static("", id="step-title")
             yield Markdown("", id="instruction")
             yield Static("", id="commands")
+            with VerticalScroll(id="output"):  # what "do it for me" ran and printed
+                yield Static("", id="output-text")
             yield Static("", id="predict")
             yield Input(placeholder="your answer (a number), then Enter", id="answer")
             yield Static("", id="checklist")
             yield Markdown("", id="simulated")
             yield Markdown("", id="hints")
             yield Markdown("", id="explanation")
+            yield Static("", id="where")
         yield Static("", id="lesson-status")
 
     def on_mount(self) -> None:
@@ -194,18 +204,28 @@ class LessonPanel(Vertical, can_focus=True):
             )
         self.refresh_view(force=True)
 
+    def action_intro(self) -> None:
+        for intro in self.query("#intro").results(Collapsible):
+            intro.collapsed = not intro.collapsed
+
     def action_page_down(self) -> None:
         self.query_one("#lesson-body", VerticalScroll).scroll_page_down()
 
     def action_page_up(self) -> None:
         self.query_one("#lesson-body", VerticalScroll).scroll_page_up()
 
+    def _clear_output(self) -> None:
+        self.query_one("#output", VerticalScroll).remove_class("shown")
+        self.query_one("#output-text", Static).update("")
+
     def action_next_step(self) -> None:
+        self._clear_output()
         self._hints, self._message = [], ""
         self.runner.advance()
         self.refresh_view(force=True)
 
     def action_previous_step(self) -> None:
+        self._clear_output()
         self._hints, self._message = [], ""
         self.runner.go_to(self.runner.view().index - 1)
         self.refresh_view(force=True)
@@ -226,11 +246,19 @@ class LessonPanel(Vertical, can_focus=True):
         self.run_worker(work, thread=True, exclusive=True, group="lesson-perform")
 
     def _performed(self, text: str) -> None:
-        self._message = text
+        lines = text.splitlines()[-OUTPUT_LINES:]
+        box = self.query_one("#output", VerticalScroll)
+        box.border_title = "Do it for me: what ran, what it printed"
+        self.query_one("#output-text", Static).update(Text("\n".join(lines), overflow="fold"))
+        box.add_class("shown")
+        self._message = "Did it for you: the output is in the panel, under the commands."
         self.check_and_refresh()
         self.refresh_view(force=True)
+        box.scroll_end(animate=False)
+        self.query_one("#lesson-body", VerticalScroll).scroll_to_widget(box, animate=False)
 
     def action_reset(self) -> None:
+        self._clear_output()
         self._hints, self._message = [], ""
         if self.reset_mta is not None:
             reset = self.reset_mta
@@ -264,6 +292,7 @@ class LessonPanel(Vertical, can_focus=True):
         self.query_one("#lesson-progress", ProgressBar).update(progress=view.percent)
         self._render_step(view)
         self.query_one("#lesson-status", Static).update(self._status_line(view))
+        self.query_one("#where", Static).update(self._where())
 
     def _commands(self, view: RunnerView) -> list[str]:
         """The step's commands as typed in a shell with SIMMTA_INSTANCE set (no --instance)."""
@@ -349,22 +378,25 @@ class LessonPanel(Vertical, can_focus=True):
         widget.update(text)
 
     def _status_line(self, view: RunnerView) -> str:
+        """Two short lines at most: progress, link and mode; the last message's first line."""
         mode = {
             "real": "real (kernel-enforced)",
-            "rootless": "rootless (kernel-enforced in a user namespace)",
+            "rootless": "rootless (kernel-enforced, user namespace)",
             "partial": "partial (chroot real, uids simulated)",
-            "simulated": "simulated (not root: boundaries not enforced)",
+            "simulated": "simulated (boundaries not enforced)",
         }.get(view.privilege_mode or "", "unknown")
         link = "connected" if view.connected else "[red]not connected to an MTA[/red]"
         if view.events_dropped:
-            link += (
-                f" · [yellow]{view.events_dropped} events dropped by the bus: "
-                "the picture may lag; C checks again[/yellow]"
-            )
-        keys = " ".join(key for key, _, _ in LESSON_KEYS) + " (see the footer)"
-        msg = f"\n{_plain(self._message)}" if self._message else ""
-        where = f"\n[dim]export SIMMTA_INSTANCE={_plain(str(self.runner.instance.path))}[/dim]"
-        return f"{view.percent} % · {link} · privilege mode: {mode}{msg}{where}\n[dim]{keys}[/dim]"
+            link += f" · [yellow]{view.events_dropped} events dropped: C checks again[/yellow]"
+        first = self._message.splitlines()[0] if self._message else ""
+        return f"{view.percent} % · {link} · {mode}" + (f"\n{_plain(first)}" if first else "")
+
+    def _where(self) -> Text:
+        """The instance and the keys, at the end of the body (they scroll; nothing is cut)."""
+        text = Text(f"In another terminal: export SIMMTA_INSTANCE={self.runner.instance.path}\n")
+        text.append("Keys: " + " · ".join(f"{k} {label.lower()}" for k, _, label in LESSON_KEYS))
+        text.overflow = "fold"
+        return text
 
 
 def _plain(text: str) -> str:

@@ -44,8 +44,9 @@ class ActionResult:
     ok: bool
     output: str
 
-    def summary(self) -> str:
-        tail = self.output.strip().splitlines()[-6:]
+    def summary(self, lines: int = 6) -> str:
+        """The command, FAILED if it did, and the last ``lines`` lines it printed."""
+        tail = self.output.strip().splitlines()[-lines:]
         return (
             self.action.describe()
             + ("" if self.ok else " FAILED")

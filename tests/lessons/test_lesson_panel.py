@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from lessonkit import LESSON, delivered, snapshot, sync
 from textual.app import App
-from textual.widgets import Markdown, ProgressBar, Static
+from textual.widgets import Collapsible, Markdown, ProgressBar, Static
 
 from simmta.core.instance import Instance
 from simmta.lessons.app import LessonApp
 from simmta.lessons.format import parse_text
-from simmta.lessons.panel import LessonPanel, mount_lesson_panel
+from simmta.lessons.panel import TALL, LessonPanel, mount_lesson_panel
 from simmta.lessons.progress import ProgressStore
 from simmta.lessons.runner import LessonRunner
 
@@ -112,7 +112,7 @@ async def test_do_it_for_me_runs_in_a_worker(tmp_path: Path) -> None:
         calls.append("done")
         for event in delivered("B1", "bob@simmta.test"):
             runner.feed(event)
-        return "simmta send ... ok"
+        return "simmta send ... ok\n" + "\n".join(f"    output line {i}" for i in range(1, 31))
 
     class Host(App[None]):
         def on_mount(self) -> None:  # the panel alone, mounted as the TUI mounts it
@@ -125,8 +125,17 @@ async def test_do_it_for_me_runs_in_a_worker(tmp_path: Path) -> None:
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert calls == ["done"]
-        assert "simmta send ... ok" in text_of(app, "#lesson-status")
+        # the output is in the panel, in a bounded box that scrolls; the status line stays short
+        box = app.query_one("#output")
+        assert box.has_class("shown") and box.region.height <= 12
+        shown = text_of(app, "#output-text")
+        assert "simmta send ... ok" in shown and "output line 30" in shown
+        status = text_of(app, "#lesson-status")
+        assert "output line" not in status and len(status.splitlines()) <= 2, status
+        assert "output is in the panel" in status
         assert runner.view().step_done
+        await pilot.press("N")  # the next step starts with no stale output
+        assert not box.has_class("shown")
 
 
 LONG_COMMAND = (
@@ -202,6 +211,12 @@ async def test_nothing_is_clipped_on_a_projector(tmp_path: Path, size: tuple[int
         for fence in fences:  # the code wraps inside the block: nothing hidden to the right
             code = fence.query_one("Label")
             assert code.virtual_size.width <= fence.content_region.width, "a code block is clipped"
+        intro = app.query_one("#intro", Collapsible)
+        assert intro.collapsed == (size[1] < TALL)  # a short screen keeps the body for the step
+        await pilot.press("I")
+        assert intro.collapsed == (size[1] >= TALL)
+        status = app.query_one("#lesson-status", Static)
+        assert status.region.height <= 3 and "SIMMTA_INSTANCE" not in str(status.render())
         body = app.query_one("#lesson-body")
         before = body.scroll_y
         await pilot.press("J")
