@@ -14,7 +14,7 @@ import socket
 from types import SimpleNamespace
 
 from simmta.core import events
-from simmta.core.records import ProcessReady, QueueHeld, QueueMoved
+from simmta.core.records import ProcessReady, QueueHeld, QueueMoved, SmtpCommand, SmtpReply
 from simmta.master.bus import Bus, Subscriber
 
 
@@ -169,3 +169,38 @@ def lost_and_announced(emitter: events.Emitter, mine: socket.socket) -> None:
     bus, got = stream_of(datagram_)
     notice, event = sorted(got, key=lambda e: e["kind"] != "bus")
     assert notice["data"]["count"] == 4 and event["qid"] == "NEXT" and bus.invalid == 0
+
+
+def test_transcript_events_wait_for_company_a_message_s_move_leaves_in_its_turn() -> None:
+    """An SMTP session's commands and replies share datagrams (held up to EVENT_TICK);
+    a queue event leaves in its loop turn and takes the held ones with it, in order."""
+    theirs, mine = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    mine.setblocking(False)
+
+    def datagrams() -> list[list[str]]:
+        got = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                lines = mine.recv(65536).split(b"\n")[1:]
+                got.append([json.loads(line)["type"] for line in lines])
+        return got
+
+    async def run() -> list[list[list[str]]]:
+        emitter = events.Emitter("smtpd", theirs)
+        seen = []
+        emitter.emit(SmtpCommand(line="EHLO a"), sid="S1")
+        await asyncio.sleep(0)
+        emitter.emit(SmtpReply(line="250 ok"), sid="S1")
+        await asyncio.sleep(0)
+        seen.append(datagrams())  # held: nothing sent yet, two turns later
+        await asyncio.sleep(events.EVENT_TICK * 3)
+        seen.append(datagrams())  # one datagram for both
+        emitter.emit(SmtpCommand(line="QUIT"), sid="S1")
+        emitter.emit(QueueMoved(from_="incoming", to="active"), "Q1")
+        await asyncio.sleep(0)
+        seen.append(datagrams())  # the move did not wait, and the held command went first
+        return seen
+
+    with theirs, mine:
+        held, together, moved = asyncio.run(run())
+    assert held == [] and together == [["command", "reply"]] and moved == [["command", "moved"]]

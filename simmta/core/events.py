@@ -22,7 +22,7 @@ generated reference is ``docs/events.md``). The first events a subscriber gets
 are a ``snapshot``/``state`` event (the current state) and then the live stream.
 A recording made with another schema version is refused, naming both versions.
 
-Emitting never blocks: daemons write datagrams (one per event-loop turn, a JSON
+Emitting never blocks: daemons write datagrams (a loop turn's events, a JSON
 line per event) with MSG_DONTWAIT to a socket master gave them before any
 privilege drop; when the buffer is full the events are dropped and counted,
 and the next event that gets through carries the count (``bus``/``dropped``). Mail never waits for the viewer.
@@ -63,6 +63,11 @@ from simmta.core.records import MAX_TEXT, Record
 SCHEMA_VERSION = 2
 MAX_DATAGRAM = 16384
 TOKEN = struct.Struct("=iQ")  # an order token: pid, datagram number
+# Seconds a daemon holds DEFERRED events before it sends them (master reads the
+# stream every 10 ms while watched: a viewer sees one at most ~20 ms late). A
+# SIGKILL within that time takes them along, as it takes a queue or delivery
+# event of the current loop turn: those kinds are never held.
+EVENT_TICK = 0.01
 
 
 class LamportClock:
@@ -215,6 +220,8 @@ STAMPED = ("seq", "pid", "service")
 
 # Kinds master itself acts on: sent even when nobody watches the stream.
 ESSENTIAL = frozenset({"pace", "fault", "lab", "privilege", "bus"})
+# Kinds an emitter may hold for up to EVENT_TICK (no message changes place in them).
+DEFERRED = frozenset({"smtp", "ipc", "process"})
 
 
 class _Sent(msgspec.Struct):
@@ -238,8 +245,11 @@ class Emitter:
     """Non-blocking event emission over a datagram socket to master's bus.
 
     Inside an event loop, the events of one loop turn leave as one datagram
-    (JSON lines, at most MAX_DATAGRAM bytes): an SMTP command and its reply
-    cost one send, not two. Outside a loop (start-up) each event goes at once.
+    (JSON lines, at most MAX_DATAGRAM bytes); the DEFERRED kinds (transcript,
+    IPC, process state) wait up to EVENT_TICK for company, so an SMTP session
+    costs a few sends, not one per command and reply. Every hand-off flushes
+    the batch first (``ipc``, cleanup's commit), so batching never reorders
+    cause and effect. Outside a loop (start-up) each event goes at once.
     With no channel (events disabled, or a tool outside master) emit is a
     no-op; while ``muted`` (master says nobody is subscribed) only ESSENTIAL
     kinds go.
@@ -261,7 +271,8 @@ class Emitter:
         self.delay = delay  # test hook: seconds each send waits (a slow channel)
         self.sent = 0  # datagrams sent: the number of the last one
         self.owed = False  # the last datagram's order token could not be written yet
-        self.batch: list[bytes] = []  # this turn's events, as the JSON lines they are sent as
+        self.batch: list[bytes] = []  # events not sent yet, as the JSON lines they are sent as
+        self.timer: asyncio.Handle | None = None  # the batch's flush, when it is due
         if channel is not None:
             channel.setblocking(False)
 
@@ -296,13 +307,20 @@ class Emitter:
         if now:
             self.flush()
             return self._send([line])
-        if not self.batch:
-            loop.call_soon(self.flush)
         self.batch.append(line)
+        if record.KIND not in DEFERRED:  # leaves in this loop turn
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = loop.call_soon(self.flush)
+        elif self.timer is None:
+            self.timer = loop.call_later(EVENT_TICK, self.flush)
         return True
 
     def flush(self) -> None:
-        """Send what this turn emitted (also before the process dies on purpose)."""
+        """Send what was batched (also before every hand-off, and before the process dies on purpose)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         lines, self.batch = self.batch, []
         start, size = 0, 0
         for i, line in enumerate(lines):
