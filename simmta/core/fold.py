@@ -186,6 +186,9 @@ class State:
     restarts: Counter[str] = field(default_factory=Counter)
     dropped: int = 0  # events the bus, a channel or the viewer lost
     drops: deque[Drop] = field(default_factory=lambda: deque(maxlen=DROPS_SIZE))
+    # letters per mailbox (user, or "peer") when the snapshot was taken: the instance's
+    # deliveries before this stream began (its events after it count the rest)
+    delivered_before: dict[str, int] = field(default_factory=dict)
     started: bool = False  # a snapshot (or master/started) was seen
     stopping: str = ""
     now: float = 0.0  # the newest event's ts
@@ -342,6 +345,8 @@ def _snapshot(state: State, event: dict[str, Any], data: dict[str, Any]) -> None
     state.pace = dict(data["pace"] or state.pace)
     state.faults = {text(k, 20): text(v, 20) for k, v in data["faults"].items()}
     state.lab = bool(data["lab"])
+    delivered = data.get("delivered") or {}
+    state.delivered_before = {text(k, 40): n for k, n in list(delivered.items())[:100] if isinstance(n, int)}
     state.started = True
 
 

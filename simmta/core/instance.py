@@ -61,6 +61,12 @@ class Instance:
     def peer_maildir(self) -> Path:
         return self.path / "peer" / "Maildir"
 
+    def mailboxes(self) -> list[tuple[str, Path]]:
+        """(name, Maildir) of every mailbox: each local user's (by name), then the peer's."""
+        # (names from mail/ itself: each user's directory is 0700, its own, and may not be searchable)
+        users = sorted(d.name for d in self.mail.iterdir() if d.is_dir()) if self.mail.is_dir() else []
+        return [*((u, self.maildir(u)) for u in users), (names.PEER, self.peer_maildir)]
+
     @property
     def run(self) -> Path:
         return self.path / "run"

@@ -2,18 +2,24 @@
 
 Used by local (as the recipient) and by the peer. A message is visible in
 new/ only once it is complete and durable, so a crash leaves at most a stray
-file in tmp/, never a half message in new/.
+file in tmp/, never a half message in new/. ``letters`` and ``read`` are the
+reader's side (master counts, the TUI's Mailboxes view): bounded reads of
+what new/ and cur/ hold, the queue ID taken from simmta's own Received: line.
 
 Trust: the caller chooses the Maildir path; nothing here builds a path from
-message or address text.
+message or address text. What a letter says is the sender's text, returned
+raw (bytes decoded with backslash escapes) and bounded: rendering it inert is
+the viewer's job.
 """
 
 import contextlib
 import itertools
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from simmta.core.queue import fsync_dir
@@ -68,3 +74,81 @@ def count(maildir: Path) -> int:
         with contextlib.suppress(FileNotFoundError):
             n += sum(1 for _ in os.scandir(maildir / sub))
     return n
+
+
+MAX_READ = 64 * 1024  # bytes of one letter read at most
+HEAD_READ = 8 * 1024  # bytes read to list a letter (its headers)
+MAX_LETTERS = 500  # letters listed per Maildir at most (the newest)
+# cleanup's trace line: "Received: from H (C)\n\tby HOST (simmta) with PROTO id QID"
+_QID = re.compile(rb"\(simmta\) with \S+ id ([0-9A-Za-z]{1,32})")
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One delivered message as its Maildir lists it."""
+
+    path: Path
+    mtime: float
+    size: int
+    headers: tuple[tuple[str, str], ...]  # (name, value), unfolded, in order (from HEAD_READ bytes)
+    qid: str  # from simmta's Received: line ("" if it has none)
+
+    def header(self, name: str) -> str:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), "")
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def split_headers(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
+    """(headers, body) of a message's bytes; continuation lines are joined to their header."""
+    head, sep, body = raw.partition(b"\n\n")
+    if not sep:  # no blank line read: all of it is header (or cut)
+        head, body = raw, b""
+    headers: list[tuple[str, str]] = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, value + " " + _decode(line.strip()))
+        elif b":" in line:
+            key, _, rest = line.partition(b":")
+            headers.append((_decode(key), _decode(rest.strip())))
+    return headers, body
+
+
+def read(path: Path, limit: int = MAX_READ) -> tuple[bytes, int]:
+    """The first ``limit`` bytes of a letter and its whole size."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        return f.read(limit), size
+
+
+def letters(maildir: Path, limit: int = MAX_LETTERS, known: dict[str, Letter] | None = None) -> list[Letter]:
+    """The letters in new/ and cur/, oldest first (the newest ``limit``); those in ``known``
+    (by path: a Maildir file never changes under its name) are not read again. Raises OSError
+    (e.g. PermissionError: a Maildir is its user's, mode 0700) if the Maildir cannot be read."""
+    entries: list[tuple[float, str]] = []
+    for sub in ("new", "cur"):
+        try:
+            with os.scandir(maildir / sub) as it:
+                for e in it:
+                    with contextlib.suppress(FileNotFoundError):  # read (moved to cur/) or deleted
+                        if e.is_file(follow_symlinks=False):
+                            entries.append((e.stat().st_mtime, e.path))
+        except FileNotFoundError:
+            continue
+    entries.sort()
+    out = []
+    for mtime, path in entries[-limit:]:
+        letter = (known or {}).get(path)
+        if letter is None:
+            try:
+                raw, size = read(Path(path), HEAD_READ)
+            except FileNotFoundError:
+                continue
+            headers, _ = split_headers(raw)
+            found = _QID.search(raw)
+            letter = Letter(Path(path), mtime, size, tuple(headers), found.group(1).decode() if found else "")
+        out.append(letter)
+    return out

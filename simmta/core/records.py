@@ -487,6 +487,9 @@ class SnapshotState(_Snapshot):
     queue_dir: str
     profile: dict[str, Any]  # the architecture profile (postfix, qmail, sendmail)
     ids: dict[str, tuple[int, int]]  # uid and gid of every account the profile names
+    # letters in each mailbox (user, or "peer") as master counted new/ and cur/: what was
+    # delivered before this subscriber came (delivery events are sent only while someone watches)
+    delivered: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class _Master(Record):

@@ -18,7 +18,7 @@ import socket
 import sys
 from typing import Any, TextIO
 
-from simmta.core import config, events, names, privilege, userns
+from simmta.core import config, events, maildir, names, privilege, userns
 from simmta.core import queue as qf
 from simmta.core.config import Config
 from simmta.core.errors import SimmtaError
@@ -158,6 +158,7 @@ class Master:
                 queue_dir=str(self.inst.queue),
                 profile=self.table.profile.as_dict(),
                 ids=self.ids,
+                delivered={name: maildir.count(path) for name, path in self.inst.mailboxes()},
             ),
         )
 

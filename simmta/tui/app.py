@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 
 from simmta.core.errors import SimmtaError
@@ -38,8 +39,9 @@ from simmta.tui.widgets.diagram import FPS, Diagram
 from simmta.tui.widgets.eventlog import EventLog
 from simmta.tui.widgets.figures import Figures
 from simmta.tui.widgets.hoplist import HopList, Narration
+from simmta.tui.widgets.mailboxes import MailboxesView
 from simmta.tui.widgets.mapview import NodeDetail
-from simmta.tui.widgets.messages import EventChosen, HopChosen, MessageChosen, NodeSelected
+from simmta.tui.widgets.messages import EventChosen, HopChosen, MailChosen, MessageChosen, NodeSelected
 from simmta.tui.widgets.sessions import SessionsView
 from simmta.tui.widgets.status import StatusLine
 from simmta.tui.widgets.tables import ProcessTable, QueueTable
@@ -54,6 +56,7 @@ VIEWS = (
     ("sessions", "SMTP sessions", "f4", "t"),
     ("events", "Events", "f5", "e"),
     ("figures", "Figures", "f6", "g"),
+    ("mail", "Mailboxes", "f7", "i"),
 )
 
 
@@ -116,6 +119,7 @@ class SimmtaApp(ControlActions):
         self.ticks = 0
         self.records: dict[str, list[str]] = {}  # queue ID -> its queue file, as simmta cat shows it
         self.max_batch_seconds = 0.0
+        self.replaying: Timer | None = None  # a letter's path, replayed hop by hop on the map
 
     # Layout ----------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -140,6 +144,8 @@ class SimmtaApp(ControlActions):
                 yield EventLog(self.model, id="event-log")
             with TabPane("Figures", id="figures"):
                 yield Figures(self.model, id="figures-view")
+            with TabPane("Mailboxes", id="mail"):
+                yield MailboxesView(self.instance, id="mailboxes-view")
         yield Input(placeholder="filter (enter applies, escape cancels)", id="filter")
         yield Footer()
 
@@ -243,6 +249,8 @@ class SimmtaApp(ControlActions):
             self.base.query_one(EventLog).refresh()
         elif active == "figures":
             self.base.query_one(Figures).update_from_model()
+        elif active == "mail":
+            self.base.query_one(MailboxesView).update_from_instance(self.model.counts["delivered"])
 
     # Views and selection -----------------------------------------------------
     def action_view(self, view: str) -> None:
@@ -253,6 +261,7 @@ class SimmtaApp(ControlActions):
             "procs": "#proc-table",
             "queue": "#queue-table",
             "sessions": "#session-table",
+            "mail": "#mail-table",
         }.get(view)
         self.set_focus(self.base.query_one(focus) if focus else None)
 
@@ -283,6 +292,40 @@ class SimmtaApp(ControlActions):
     def on_message_chosen(self, event: MessageChosen) -> None:
         self.follow(event.qid)
 
+    def on_mail_chosen(self, chosen: MailChosen) -> None:
+        """A delivered letter: replay its message's path on the map, one hop per map pace."""
+        hops = self.model.journeys.of(chosen.qid)
+        if not hops:
+            self.base.query_one(MailboxesView).tell(
+                f"{chosen.qid}: its path is not in the events this TUI saw (delivered before it "
+                "attached, or long ago): no path to replay"
+                if chosen.qid
+                else "this letter has no simmta Received: line: no path to replay"
+            )
+            return
+        self.follow(chosen.qid)
+        self.action_view("map")
+        self.base.query_one(Diagram).pinned = 0
+        self.stop_replay()
+        seconds = playback.PACES[self.pace_index][1]
+        self.replaying = self.set_interval(seconds, self.replay_next)
+        self.say(f"replaying the path of {chosen.qid} (delivered to {chosen.mailbox}): {len(hops)} hops")
+        self.refresh_views()
+
+    def replay_next(self) -> None:
+        diagram = self.base.query_one(Diagram)
+        hops = self.model.journeys.of(diagram.followed)
+        if diagram.pinned is None or diagram.pinned >= len(hops) - 1:
+            self.stop_replay()
+            return
+        diagram.pinned += 1
+        self.refresh_views()
+
+    def stop_replay(self) -> None:
+        if self.replaying is not None:
+            self.replaying.stop()
+            self.replaying = None
+
     def follow(self, qid: str | None) -> None:
         if not self.screen_stack:  # a late message while the app shuts down
             return
@@ -290,6 +333,7 @@ class SimmtaApp(ControlActions):
         diagram = self.base.query_one(Diagram)
         if diagram.followed != qid:  # a new message: its hops play from where they are
             diagram.followed, diagram.pinned = qid, None
+            self.stop_replay()
         if qid and self.feed.live and self.instance is not None:
             self.read_queue_file(qid)
         table = self.base.query_one(QueueTable)
@@ -356,11 +400,13 @@ class SimmtaApp(ControlActions):
         if not hops:
             self.say("no message to step through yet: s sends one")
             return
+        self.stop_replay()
         current = diagram.pinned if diagram.pinned is not None else diagram.followed_hop()[0]
         diagram.pinned = max(0, min(len(hops) - 1, current + delta))
         self.refresh_views()
 
     def on_hop_chosen(self, chosen: HopChosen) -> None:
+        self.stop_replay()
         self.follow(chosen.ident)
         self.base.query_one(Diagram).pinned = chosen.index
         self.refresh_views()

@@ -37,6 +37,7 @@ class Choose(ModalScreen[str | None]):
 KEYS: tuple[tuple[str, str], ...] = (
     ("F1 m · F2 p · F3 u", "map · processes · queue (+ message detail)"),
     ("F4 t · F5 e · F6 g", "SMTP sessions · event log · figures"),
+    ("F7 i", "mailboxes: the delivered mail per user and the peer (enter replays its path)"),
     ("s · S", "send one message alice → bob · to a chosen local or remote user"),
     ("b · l", "send a burst · submit locally through sendmail (maildrop, pickup)"),
     ("k", "kill a daemon (choose it, then the signal)"),

@@ -118,13 +118,25 @@ class Model:
         self.state = fold.apply(self.state, event)
         self._tick(int(self.state.now))
         self.series["events"][-1] += 1
-        if kind != "snapshot":
+        if kind == "snapshot":
+            self._seed_delivered(self.state.delivered_before)
+        else:
             self.log.append(event)
             view = _VIEW.get(kind)
             if view is not None:
                 view(self, type_, event, event["data"])
             self.series["queued"][-1] = self.queued
         self.journeys.apply(event)
+
+    def _seed_delivered(self, before: dict[str, int]) -> None:
+        """Counters start from the instance's totals (its snapshot), not from zero at attach."""
+        for mailbox, n in before.items():
+            self.counts["delivered"] += n
+            if mailbox == names.PEER:
+                self.stores[names.PEER_MAILBOX] += n
+            else:
+                self.stores[names.MAILBOXES] += n
+                self.mailboxes[mailbox] += n
 
     def who(self, service: str) -> str:
         """How a service runs as far as /proc says: "uid 61000 in the jail", "root", or ""."""

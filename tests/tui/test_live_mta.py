@@ -294,3 +294,25 @@ def test_replay_cli_names_a_bad_line(tmp_path: Path) -> None:
 def test_attach_cli_says_when_nothing_runs(tmp_path: Path) -> None:
     done = run_tui("--instance", str(tmp_path))
     assert done.returncode == 2 and "no simmta running" in done.stderr
+
+
+@pytest.mark.slow
+@sync
+async def test_totals_are_the_instances_when_attached_after_delivery(real_mta: Instance) -> None:
+    """Mail delivered while nobody watched is counted: the snapshot carries the Maildirs' totals."""
+    from simmta.core import maildir
+
+    for _ in range(2):
+        await asyncio.to_thread(real.send, real_mta, "bob@simmta.test")
+    wait_for(lambda: maildir.count(real_mta.maildir("bob")) == 2, timeout=30, what="two letters for bob")
+    app = SimmtaApp(LiveFeed(real_mta.bus_socket).start(), instance=real_mta.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.model.smtp.get("port"), what="the snapshot")
+        assert app.model.counts["delivered"] == 2 and app.model.mailboxes["bob"] == 2
+        await pilot.press("g")
+        await until(pilot, lambda: "delivered 2" in screen_text(app), what="the figures' total")
+        await pilot.press("s")  # alice -> bob, seen live: counted once on top of the total
+        await until(pilot, lambda: app.model.counts["delivered"] == 3, what="the third delivery")
+        await pilot.press("i")
+        await until(pilot, lambda: "bob 3" in screen_text(app), what="bob's Maildir in the view")
+        assert app.model.counts["delivered"] == 3

@@ -11,11 +11,15 @@ with ``pytest tests/tui/test_snapshots.py --snapshot-update`` and look at the SV
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tuihelp import REAL, STORY, replay_app
+from tuihelp import REAL, STORY, replay_app, story
+
+from simmta.core import maildir
+from simmta.core.instance import Instance
 
 SIZES = {"80x24": (80, 24), "120x40": (120, 40), "200x50": (200, 50)}
 THEMES = ("dark", "light", "projector")
@@ -61,3 +65,27 @@ def test_views(
 ) -> None:
     app = replay_app(recording=STORY)
     assert snap_compare(app, press=keys, terminal_size=size, run_before=run_before)
+
+
+def test_mailboxes(snap_compare: Any, tmp_path: Path) -> None:
+    """Delivered mail per user and the peer, the newest letter shown inert (files with fixed names
+    and times, so the frame is stable)."""
+    inst = Instance(tmp_path / "i")
+    for user in ("alice", "bob", "carol"):
+        maildir.create(inst.maildir(user))
+    maildir.create(inst.peer_maildir)
+    letters = [
+        (inst.maildir("bob"), "4A1B2C", "bob@simmta.test", "lunch?", "see you at noon\n"),
+        (inst.peer_maildir, "7E8F9A", "someone@example.net", story.HOSTILE_SUBJECT, "\x1b[31mred?\x07\n"),
+    ]
+    for n, (where, qid, rcpt, subject, body) in enumerate(letters):
+        path = where / "new" / f"{int(story.T0)}.M{n}P1Q{n}.mx"
+        path.write_bytes(
+            f"Return-Path: <alice@simmta.test>\nDelivered-To: {rcpt}\nReceived: from client (127.0.0.1)\n"
+            f"\tby mx.simmta.test (simmta) with ESMTP id {qid}\nFrom: alice@simmta.test\n"
+            f"Subject: {subject}\n\n{body}".encode()
+        )
+        os.utime(path, (story.T0 + 8 + n, story.T0 + 8 + n))
+    assert snap_compare(
+        replay_app(recording=STORY, instance=inst.path), press=("i",), terminal_size=(120, 40)
+    )

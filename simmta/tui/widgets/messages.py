@@ -38,3 +38,12 @@ class HopChosen(Message):
         super().__init__()
         self.ident = ident
         self.index = index
+
+
+class MailChosen(Message):
+    """A delivered letter was chosen in the Mailboxes view (replay its message's path)."""
+
+    def __init__(self, qid: str, mailbox: str) -> None:
+        super().__init__()
+        self.qid = qid
+        self.mailbox = mailbox
