@@ -358,3 +358,41 @@ def test_no_events_flow_without_subscribers_but_mail_does(mta: Mta) -> None:
     mta.send()
     wait_for(lambda: maildir_files(mta.maildir("bob")), what="delivery")
     assert mta.live_status()["events"]["published"] == 0
+
+
+def test_disk_events_report_the_real_calls_for_a_message(tmp_path: Path) -> None:
+    """With disk_events on, each fsync, rename and link a daemon makes for a message is an
+    event naming it; the files they name are the message's (lesson 9 counts them)."""
+    from mtakit import FAST_CONFIG, searchable
+
+    searchable(tmp_path)
+    for on in (True, False):
+        mta = Mta(tmp_path / f"disk-{on}", config=FAST_CONFIG + f"disk_events = {str(on).lower()}\n")
+        try:
+            log = mta.subscribe()
+            wait_for(lambda log=log: log.find(kind="snapshot"), 10, "the snapshot")
+            qid = mta.send(to="bob@simmta.test")
+
+            def delivered(log: EventLog = log, qid: str = qid) -> list[dict]:
+                return log.find(kind="delivery", type="delivered", qid=qid)
+
+            # local emits "delivered" after its calls: the bus streams a process's events in order
+            where = wait_for(delivered, 20, "the delivery")[0]["data"]["where"]
+            mine = [e for e in log.find(kind="disk") if e["qid"] == qid]
+            if not on:
+                assert not log.find(kind="disk")
+                continue
+            calls = [(e["service"], e["type"]) for e in mine]
+            assert ("cleanup", "rename") in calls and ("qmgr", "rename") in calls
+            renames = {e["data"]["dst"] for e in mine if e["type"] == "rename"}
+            assert {f"incoming/{qid}", f"active/{qid}"} <= renames
+            fsynced = [e["data"] for e in mine if e["type"] == "fsync"]
+            assert {"path": f"incoming/{qid}", "directory": False} in fsynced
+            assert {"path": "incoming", "directory": True} in fsynced
+            (link,) = [e["data"] for e in mine if e["type"] == "link"]
+            name = link["dst"].removeprefix("new/")
+            assert where.endswith(name)
+            assert name in {p.name for p in maildir_files(mta.maildir("bob"))}
+            assert {"path": "Maildir/new", "directory": True} in fsynced
+        finally:
+            mta.stop()

@@ -103,7 +103,7 @@ def test_every_declared_record_and_field_is_what_the_mta_emits(instance_dir: Pat
     needs_root()  # real mode: privilege steps and the lab's kernel answers
     # Deferred mail waits for the administrator here (no retry while we hold, release, requeue).
     slow_retry = FAST_CONFIG.replace('"1s"', '"60s"').replace('"2s"', '"120s"')
-    mta = Mta(instance_dir, lab=True, config=slow_retry)
+    mta = Mta(instance_dir, lab=True, config=slow_retry + "disk_events = true\n")  # disk/* too
     try:
         log = mta.subscribe()
         _scenario(mta, log)

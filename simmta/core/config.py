@@ -344,6 +344,12 @@ PARAMS: tuple[Param, ...] = (
     Param("max_idle", 100.0, _time, "idle time before a non-resident daemon exits"),
     Param("service_throttle_time", 60.0, _time, "how long a crash-looping service is not restarted"),
     Param("events_enabled", True, _bool, "daemons emit instrumentation events"),
+    Param(
+        "disk_events",
+        False,
+        _bool,
+        "daemons emit one event per fsync, rename and link they do for a message (simmta.core.disk)",
+    ),
 )
 PARAM_BY_NAME = {p.name: p for p in PARAMS}
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from simmta.core.queue import fsync_dir
+from simmta.core import disk
 
 _counter = itertools.count()
 _HOST = socket.gethostname().replace("/", "_").replace(":", "_")
@@ -38,8 +38,13 @@ def create(path: Path, mode: int = 0o700) -> None:
         (path / sub).mkdir(parents=True, exist_ok=True, mode=mode)
 
 
-def deliver(maildir: Path, parts: list[bytes], before_link: Callable[[], None] | None = None) -> Path:
-    """Write ``parts`` as one new message; return its path in new/."""
+def deliver(
+    maildir: Path,
+    parts: list[bytes],
+    before_link: Callable[[], None] | None = None,
+    qid: str | None = None,
+) -> Path:
+    """Write ``parts`` as one new message (of queue file ``qid``); return its path in new/."""
     name = unique_name()
     tmp = maildir / "tmp" / name
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -50,7 +55,7 @@ def deliver(maildir: Path, parts: list[bytes], before_link: Callable[[], None] |
             rest = memoryview(b"".join(parts))[n:]
             while rest:
                 rest = rest[os.write(fd, rest) :]
-        os.fsync(fd)
+        disk.fsync(fd, tmp, qid)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)
@@ -60,10 +65,10 @@ def deliver(maildir: Path, parts: list[bytes], before_link: Callable[[], None] |
         before_link()
     final = maildir / "new" / name
     try:  # link and unlink, as qmail's and Postfix's Maildir code do: rename()
-        os.link(tmp, final)  # across directories takes a lock the whole filesystem shares
+        disk.link(tmp, final, qid)  # across directories takes a lock the whole filesystem shares
     finally:
         os.unlink(tmp)  # linked or not, nothing stays behind in tmp/
-    fsync_dir(maildir / "new")
+    disk.fsync_dir(maildir / "new", qid)
     return final
 
 

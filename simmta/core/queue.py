@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simmta.core import names
+from simmta.core import disk, names
 
 VERSION = b"simmta-queue 1"
 _HDR = struct.Struct("!cI")
@@ -64,14 +64,6 @@ def record_parts(kind: bytes, *parts: bytes) -> list[bytes]:
     return [_HDR.pack(kind, sum(len(p) for p in parts)), *parts]
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class QueueWriter:
     """Creates one queue file in a directory; ``qid`` is known before content."""
 
@@ -85,7 +77,7 @@ class QueueWriter:
         st = os.fstat(fd)
         self.qid = make_qid(st.st_ino, int(time.time() * 1e6))
         self.path = directory / self.qid
-        os.rename(tmp, self.path)
+        disk.rename(tmp, self.path, self.qid)
         self.fd = fd
         self.size = 0
 
@@ -103,10 +95,10 @@ class QueueWriter:
         """End record, mark complete, fsync file and directory: now it is queued."""
         self.write(record(names.REC_END, b""))
         os.fchmod(self.fd, MODE_COMPLETE | (GROUP_ACCESS if self.group else 0))
-        os.fsync(self.fd)
+        disk.fsync(self.fd, self.path, self.qid)
         os.close(self.fd)
         self.fd = -1
-        fsync_dir(self.directory)
+        disk.fsync_dir(self.directory, self.qid)
 
     def abort(self) -> None:
         if self.fd >= 0:
@@ -309,7 +301,7 @@ def is_complete_mode(st: os.stat_result) -> bool:
 
 def move(queue_root: Path, qid: str, src: str, dst: str) -> Path:
     target = queue_root / dst / qid
-    os.rename(queue_root / src / qid, target)
+    disk.rename(queue_root / src / qid, target, qid)
     return target
 
 

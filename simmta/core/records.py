@@ -439,6 +439,37 @@ class PaceGo(_Pace):
     pid: int
 
 
+# ---------------------------------------------------------------- disk
+
+
+class _Disk(Record):
+    KIND = "disk"
+
+
+class DiskFsync(_Disk):
+    """A daemon fsynced a file or a directory for a message (with ``disk_events = true``)."""
+
+    TYPE = "fsync"
+    path: str  # its last two parts: incoming/QID, new (a Maildir's new/)
+    directory: bool
+
+
+class DiskRename(_Disk):
+    """A daemon renamed a file for a message (with ``disk_events = true``)."""
+
+    TYPE = "rename"
+    src: str
+    dst: str
+
+
+class DiskLink(_Disk):
+    """A daemon hard-linked a file for a message: Maildir tmp/ to new/ (``disk_events = true``)."""
+
+    TYPE = "link"
+    src: str
+    dst: str
+
+
 # ---------------------------------------------------------------- bus, snapshot, master
 
 

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 import uvloop
 
-from simmta.core import compromise, events, ipc, names, privilege
+from simmta.core import compromise, disk, events, ipc, names, privilege
 from simmta.core.config import Config
 from simmta.core.events import Emitter
 from simmta.core.instance import Instance
@@ -254,6 +254,8 @@ def run(daemon_cls: type[Daemon], spec: dict[str, Any]) -> None:
     )
     ipc.flush_events = emitter.flush
     ctx = Context(spec, emitter)
+    if ctx.config.disk_events:  # each fsync, rename and link for a message, as an event
+        disk.report = emitter.emit
     listen = socket.socket(fileno=fds["listen"])
     status_fd: int = fds["status"]
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))

@@ -74,6 +74,7 @@ class Local(DeliveryAgent):
                 self.ctx.instance.maildir(user),
                 parts,
                 before_link=lambda: self.ctx.crash_point("before-link", qid),
+                qid=qid,
             )
 
 

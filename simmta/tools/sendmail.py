@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from simmta.core import address, names
+from simmta.core import address, disk, names
 from simmta.core import queue as qf
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
@@ -73,7 +73,7 @@ def submit(inst: Instance, sender: str, recipients: list[str], content: bytes) -
             ]
         )
         os.write(fd, data)
-        os.fsync(fd)
+        disk.fsync(fd, path)
         os.fchmod(fd, 0o644)  # complete: pickup may take it now
     except OSError as e:
         os.close(fd)
