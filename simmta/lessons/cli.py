@@ -2,6 +2,7 @@
 
     simmta lesson list                      lessons with saved progress and measured minutes
     simmta lesson N [--restart]             take lesson N (id or slug) in the TUI
+    simmta lesson N --profile qmail         ... on another architecture the lesson is written for
     simmta lesson track [NAME]              the tracks (class-50: a 50-minute class); select one
     simmta lesson notes [N]                 the teacher's notes (what to show, what students get wrong)
     simmta lesson check N|all --autoplay    play the stored solutions on fresh MTAs [--record]
@@ -18,16 +19,17 @@ from pathlib import Path
 
 from simmta.cli import plain
 from simmta.core.errors import SimmtaError
+from simmta.core.services import PROFILES
 from simmta.lessons import catalog, course
-from simmta.lessons.format import LessonError, load
+from simmta.lessons.format import Lesson, LessonError, load
 from simmta.lessons.progress import ProgressStore
 
 USAGE = """\
 simmta lesson list
-simmta lesson N [--restart]
+simmta lesson N [--restart] [--profile P]
 simmta lesson track [NAME]
 simmta lesson notes [N]
-simmta lesson check N|all --autoplay [--keep] [--record]
+simmta lesson check N|all --autoplay [--keep] [--record] [--profile P]
 simmta lesson validate FILE..."""
 TRACK_KEY = "_track"  # where the selected track is saved in the progress file
 
@@ -58,13 +60,19 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument(
         "--restart", action="store_true", help="take the lesson from step 1, forgetting saved progress"
     )
+    p.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        help="the architecture the lesson's MTA runs (default: the lesson's own, postfix but for "
+        "lesson 12's qmail); list, check all: only the lessons written for it",
+    )
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     verb, rest = args.what[0], args.what[1:]
     if verb == "list":
-        return _list()
+        return _list(args.profile)
     if verb == "notes":
         if len(rest) > 1:
             raise SimmtaError("usage: simmta lesson notes [N]")
@@ -88,13 +96,20 @@ def main(args: argparse.Namespace) -> int:
                 "'simmta lesson check' runs headless with --autoplay "
                 "(to take a lesson yourself: simmta lesson N)"
             )
-        return _check(rest[0], args.keep, args.record)
+        return _check(rest[0], args.keep, args.record, args.profile)
     if rest:
         raise SimmtaError("usage:\n" + USAGE)
-    return _take(verb, args.instance, args.restart)
+    return _take(verb, args.instance, args.restart, args.profile)
 
 
-def _list() -> int:
+def on_profile(lessons: list[Lesson], profile: str | None) -> list[Lesson]:
+    """The lessons written for ``profile``, taken on it (all, on their own, if None)."""
+    if profile is None:
+        return lessons
+    return [lesson.with_profile(profile) for lesson in lessons if profile in lesson.setup.profiles]
+
+
+def _list(profile: str | None) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -102,13 +117,14 @@ def _list() -> int:
     autoplay = course.measured(catalog.lessons_dir())
     selected = saved.get(TRACK_KEY, {}).get("name")
     track = course.tracks(catalog.lessons_dir()).get(selected) if selected else None
-    table = Table(title="simmta lessons" + (f" (track {selected})" if track else ""))
+    title = "simmta lessons" + (f" (track {selected})" if track else "")
+    table = Table(title=title + (f", written for the {profile} profile" if profile else ""))
     for col in ("#", "lesson", "minutes", "steps", "progress"):
         table.add_column(col, justify="right" if col in ("#", "minutes", "steps") else "left")
-    for lesson in catalog.load_all():
+    for lesson in on_profile(catalog.load_all(), profile):
         if track and lesson.id not in track.lessons:
             continue
-        record = saved.get(lesson.key, {})
+        record = saved.get(lesson.progress_key, {})
         done = len(record.get("completed", []))
         total = len(lesson.steps)
         mark = "done" if done == total else f"{round(100 * done / total)} %" if done else "-"
@@ -176,10 +192,14 @@ def _validate(paths: list[Path]) -> int:
     return 1 if failed else 0
 
 
-def _check(which: str, keep: bool, record: bool) -> int:
+def _check(which: str, keep: bool, record: bool, profile: str | None) -> int:
     from simmta.lessons.autoplay import check_lesson
 
-    lessons = catalog.load_all() if which == "all" else [catalog.find(which)]
+    if which == "all":
+        lessons = on_profile(catalog.load_all(), profile)
+    else:
+        lesson = catalog.find(which)
+        lessons = [lesson.with_profile(profile) if profile else lesson]
     times: dict[str, tuple[float, str]] = {}
     for lesson in lessons:
         print(f"lesson {lesson.id}: {lesson.title}", flush=True)
@@ -187,14 +207,17 @@ def _check(which: str, keep: bool, record: bool) -> int:
         print(result.report(), flush=True)
         if not result.ok:
             return 1
-        times[lesson.key] = (result.seconds, result.privilege_mode or "unknown")
+        if lesson.setup.profile == lesson.setup.profiles[0]:  # the time of the lesson as listed
+            times[lesson.key] = (result.seconds, result.privilege_mode or "unknown")
     if record:
         print(f"recorded in {course.record(catalog.lessons_dir(), times)}")
     return 0
 
 
-def _take(which: str, instance_dir: str | None, restart: bool) -> int:
+def _take(which: str, instance_dir: str | None, restart: bool, profile: str | None) -> int:
     from simmta.lessons.app import run_lesson
 
     lesson = catalog.find(which)
+    if profile is not None:
+        lesson = lesson.with_profile(profile)
     return run_lesson(lesson, Path(instance_dir) if instance_dir else None, restart)

@@ -31,7 +31,7 @@ import re
 import shlex
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ SOLUTION_COMMANDS = (
 SOLUTION_PLACEHOLDERS = ("instance", "last_qid")
 SECTIONS = {"hint": "hints", "explanation": "explanation", "in simulated mode": "simulated"}
 _FRONT_KEYS = {"id", "slug", "title", "summary", "teacher", "prerequisites", "sources", "setup"}
-_SETUP_KEYS = {"config", "peer_fault", "pace", "lab", "timeout", "profile"}
+_SETUP_KEYS = {"config", "peer_fault", "pace", "lab", "timeout", "profile", "profiles"}
 _STEP_KEYS = {"solution", "hints", "sources", "timeout", "expect", "predict"}
 _RUN_KEYS = {"run", "stdin", "background", "may_fail"}
 _PREDICT_KEYS = {"question", "choice", "count", "tolerance"}
@@ -132,6 +132,11 @@ class Step:
     sources: tuple[str, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
     predict: Prediction | None = None
+    # "### Explanation (qmail)": what the step showed under that profile, instead of the default
+    by_profile: Mapping[str, str] = field(default_factory=dict)
+
+    def explanation_for(self, profile: str) -> str:
+        return self.by_profile.get(profile, self.explanation)
 
     @property
     def commands(self) -> tuple[str, ...]:
@@ -147,6 +152,7 @@ class Setup:
     lab: bool = False
     timeout: float = DEFAULT_TIMEOUT
     profile: str = DEFAULT_PROFILE  # the architecture the lesson's MTA runs
+    profiles: tuple[str, ...] = (DEFAULT_PROFILE,)  # those it may be taken with (--profile)
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,22 @@ class Lesson:
     def key(self) -> str:
         """The name progress is saved under."""
         return f"{self.id:02d}-{self.slug}"
+
+    @property
+    def progress_key(self) -> str:
+        """Progress is saved per lesson and profile: the same steps on another design count apart."""
+        own = self.setup.profile == self.setup.profiles[0]
+        return self.key if own else f"{self.key}@{self.setup.profile}"
+
+    def with_profile(self, profile: str) -> Lesson:
+        """The lesson on another of its profiles (``simmta lesson N --profile P``)."""
+        if profile not in self.setup.profiles:
+            raise SimmtaError(
+                f"lesson {self.id} ({self.title}) is written for "
+                + " and ".join(self.setup.profiles)
+                + f", not {profile}: its steps and explanations describe that design"
+            )
+        return replace(self, setup=replace(self.setup, profile=profile))
 
 
 # ---------------------------------------------------------------- TOML with lines
@@ -305,7 +327,18 @@ def _setup(raw: Any, block: _Block) -> Setup:
         raise _Problem(
             block.line_of("profile", start), "setup.profile: expected one of " + ", ".join(PROFILES)
         )
-    return Setup(dict(overrides), fault, pace, lab, timeout, profile)
+    profiles = raw.get("profiles", [profile])
+    if (
+        not isinstance(profiles, list)
+        or not set(profiles) <= set(PROFILES)
+        or profile not in profiles
+        or len(set(profiles)) != len(profiles)
+    ):
+        raise _Problem(
+            block.line_of("profiles", start),
+            "setup.profiles: expected a list of " + ", ".join(PROFILES) + " that includes setup.profile",
+        )
+    return Setup(dict(overrides), fault, pace, lab, timeout, profile, tuple(profiles))
 
 
 # ---------------------------------------------------------------- steps
@@ -446,6 +479,7 @@ def _step(
         sources,
         timeout,
         predict,
+        {k: v.strip() for k, v in prose["by_profile"].items()},
     )
 
 
@@ -555,12 +589,21 @@ def parse_text(text: str, path: Path | str = "<lesson>") -> Lesson:
                     "hints": [],
                     "explanation": [],
                     "simulated": [],
+                    "by_profile": {},
                 }
             )
             target = raw_steps[-1]["instruction"]
         elif text_line.startswith("### ") and raw_steps:
             name = text_line[4:].strip().lower()
-            if name not in SECTIONS:
+            variant = re.fullmatch(r"explanation \((\w+)\)", name)
+            if variant and variant.group(1) in setup.profiles:
+                target = raw_steps[-1]["by_profile"].setdefault(variant.group(1), [])
+            elif variant:
+                problems.append(
+                    (lineno, f"'### Explanation ({variant.group(1)})': not one of setup.profiles")
+                )
+                target = []
+            elif name not in SECTIONS:
                 problems.append(
                     (
                         lineno,
@@ -591,6 +634,7 @@ def parse_text(text: str, path: Path | str = "<lesson>") -> Lesson:
             "hints": ["\n".join(h).strip() for h in raw["hints"]],
             "explanation": "\n".join(raw["explanation"]),
             "simulated": "\n".join(raw["simulated"]),
+            "by_profile": {k: "\n".join(v) for k, v in raw["by_profile"].items()},
         }
         parsed = _step(n, raw["title"], raw["line"], prose, raw["block"], setup.timeout, problems)
         if parsed is not None:

@@ -350,7 +350,8 @@ class LessonPanel(Vertical, can_focus=True):
         cited = (
             "\n\n*Sources:* " + "; ".join(sources.describe(s) for s in step.sources) if step.sources else ""
         )
-        explanation.update(step.explanation + cited if view.step_done else "")
+        shown_text = step.explanation_for(view.lesson.setup.profile)
+        explanation.update(shown_text + cited if view.step_done else "")
         explanation.set_class(view.step_done, "shown")
 
     def _render_prediction(self, view: RunnerView, widget: Static) -> None:

@@ -116,7 +116,7 @@ class LessonRunner:
         self.answers: dict[int, str] = {}
         self.outcomes: dict[int, tuple[str, bool]] = {}
         if resume and store is not None:
-            saved = store.get(lesson.key)
+            saved = store.get(lesson.progress_key)
             self.completed = {n for n in saved.get("completed", []) if 1 <= n <= len(lesson.steps)}
             self.index = min(int(saved.get("current", 0)), len(lesson.steps))
             answers = saved.get("answers", {})
@@ -317,7 +317,7 @@ class LessonRunner:
         if self.store is not None:
             finished = len(self.completed) == len(self.lesson.steps)
             self.store.put(
-                self.lesson.key,
+                self.lesson.progress_key,
                 {
                     "completed": sorted(self.completed),
                     "current": self.index,

@@ -98,3 +98,34 @@ def test_teacher_notes_are_printed() -> None:
     done = simmta("lesson", "notes", "4")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("lesson 4: The chroot jail\n") and "ENOENT" in done.stdout
+
+
+def test_a_lesson_runs_on_the_profiles_it_is_written_for(tmp_path: Path) -> None:
+    """--profile: the lessons written for a design list and run on it; the others refuse,
+    naming the design they describe; a profile's own explanation replaces the default."""
+    from simmta.lessons import catalog
+
+    env = {"SIMMTA_LESSON_PROGRESS": str(tmp_path / "p.json"), "COLUMNS": "160"}
+    listed = simmta("lesson", "list", "--profile", "qmail", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("│")[1].strip() for line in listed.stdout.splitlines() if line.count("│") > 3]
+    ids = [r for r in rows if r.isdigit()]
+    assert ids == [str(lesson.id) for lesson in catalog.load_all() if "qmail" in lesson.setup.profiles]
+    assert "3" not in ids and "11" in ids
+
+    refused = simmta("lesson", "3", "--profile", "sendmail", env=env)
+    assert refused.returncode != 0 and "written for postfix, not sendmail" in refused.stderr
+
+    blast = catalog.find("11").with_profile("sendmail")
+    assert blast.setup.profile == "sendmail" and blast.progress_key.endswith("@sendmail")
+    first = blast.steps[0]
+    assert first.explanation_for("sendmail") != first.explanation_for("postfix")
+    assert "runs as root" not in first.explanation_for("postfix")
+
+
+@pytest.mark.slow
+def test_check_with_a_profile_runs_that_design(simmta_tmp: Path) -> None:
+    env = {"TMPDIR": str(simmta_tmp)}
+    done = simmta("lesson", "check", "11", "--autoplay", "--profile", "qmail", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"program": "qmail-smtpd"' in done.stdout and "ok, 3 steps" in done.stdout

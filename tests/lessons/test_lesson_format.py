@@ -247,3 +247,15 @@ def test_predictions() -> None:
         'event = "delivery/delivered"\nwhere = { service = "smtpd" }', 'event = "delivery/flew"'
     )
     assert any("predict: event: 'delivery' has no type 'flew'" in w for _, w in problems_of(bad))
+
+
+def test_profiles_and_explanations_per_profile() -> None:
+    multi = HEADER.replace('config = { queue_run_delay = "2s" }', 'profiles = ["postfix", "qmail"]')
+    text = multi + STEP + "\n### Explanation (qmail)\nqmail-queue wrote it.\n"
+    (step,) = parse_text(text, "t.md").steps
+    assert step.explanation_for("qmail") == "qmail-queue wrote it."
+    assert step.explanation_for("postfix") == step.explanation
+    bad = multi + STEP + "\n### Explanation (sendmail)\nno such profile here.\n"
+    assert any("not one of setup.profiles" in what for _, what in problems_of(bad))
+    wrong = HEADER.replace('config = { queue_run_delay = "2s" }', 'profiles = ["qmail"]') + STEP
+    assert any("setup.profiles" in what for _, what in problems_of(wrong))  # lacks setup.profile
