@@ -78,7 +78,8 @@ class Facts:
     marker: str = ""  # ♛ root, ☁ faces the Internet, ⛓ jailed
     lines: list[str] = field(default_factory=list)
     short: list[str] = field(default_factory=list)  # the same facts for a narrow box
-    chip: str = ""  # the one-line form for small screens
+    chips: list[str] = field(default_factory=list)  # one-line forms for small screens, longest first
+    compact: str = ""  # a shorter title, for a narrow box (smtpd for qmail-smtpd)
     root: bool = False
     internet: bool = False
     busy: bool = False
@@ -120,17 +121,23 @@ def _service_facts(source: MapSource, graph: nx.DiGraph, node: str) -> Facts:
     if node in source.throttled:
         line2 += " THROTTLED"
         short2 += " THR"
-    chip_bits = [str(len(procs)) if procs else "·", "⛓" if jailed else ""]
-    title = display_name(graph, node)
+    n = str(len(procs)) if procs else "·"
+    title, compact = display_name(graph, node), compact_name(graph, node)
     return Facts(
         name=title,
         marker=marker,
         lines=[line1, line2],
         short=[short1 + ("⛓" if jailed else ""), short2],
-        chip=f"{marker}{title} {''.join(chip_bits)}".strip(),
+        chips=[
+            *([f"{marker}{title} {n}⛓"] if jailed else []),
+            f"{marker}{title} {n}",
+            f"{marker}{compact} {n}",
+            f"{marker}{compact}",
+        ],
         root=root,
         internet=internet,
         busy=busy > 0,
+        compact=compact,
     )
 
 
@@ -144,14 +151,20 @@ def facts(source: MapSource, graph: nx.DiGraph, node: str, now: float) -> Facts:
             "♛",
             ["root: starts all", "daemons, holds ports"],
             ["root", "supervisor"],
-            f"♛{node}",
+            [f"♛{node}"],
             root=root,
         )
     elif kind in ("service",):
         f = _service_facts(source, graph, node)
     elif kind == "internet":
         f = Facts(
-            "Internet", "☁", ["SMTP clients", "(untrusted)"], ["clients", "untrusted"], "☁Net", internet=True
+            "Internet",
+            "☁",
+            ["SMTP clients", "(untrusted)"],
+            ["clients", "untrusted"],
+            ["☁Internet", "☁Net"],
+            internet=True,
+            compact="Net",
         )
     elif kind == "queue":
         msgs = list(source.in_queue(node))
@@ -163,7 +176,7 @@ def facts(source: MapSource, graph: nx.DiGraph, node: str, now: float) -> Facts:
             "",
             [f"{len(msgs)} message{'s' if len(msgs) != 1 else ''}", soonest],
             [f"{len(msgs)} {soonest}".strip()],
-            f"{label} {len(msgs)}" + (f" {soonest}" if soonest else ""),
+            [f"{label} {len(msgs)} {soonest}".strip(), f"{label} {len(msgs)}", f"{node} {len(msgs)}"],
         )
     else:  # a store
         total = source.delivered_to(node)
@@ -174,18 +187,38 @@ def facts(source: MapSource, graph: nx.DiGraph, node: str, now: float) -> Facts:
         name = (
             "users' Maildirs" if node == "mailboxes" else "peer's mailbox" if node == "peer-mailbox" else node
         )
-        f = Facts(
-            name, "✉", [f"{total} delivered", per_user], [f"{total} mail", per_user], f"✉{node} {total}"
+        short, tiny = {"mailboxes": ("Maildirs", "users"), "peer-mailbox": ("peer mbox", "mbox")}.get(
+            node, (node, node)
         )
+        chips = [f"✉{node} {total}", f"✉{short} {total}", f"✉{tiny} {total}"]
+        f = Facts(name, "✉", [f"{total} delivered", per_user], [f"{total} mail", per_user], chips)
+        f.compact = short
     f.result = next((r for r in reversed(source.results) if r.service == node), None)
     return f
 
 
 def display_name(graph: nx.DiGraph, node: str) -> str:
-    """A box's title: the program's name in the profile's design (qmail-smtpd), else the node's."""
+    """A box's title: the program's name in the profile's design (qmail-smtpd), else the node's;
+    where several boxes run the same program (Sendmail's), its role in the label (SMTP child)."""
+    program, role = _label(graph, node)
+    if role and any(_label(graph, n)[0] == program for n in graph.nodes if n != node):
+        return role
+    return program or node
+
+
+def _label(graph: nx.DiGraph, node: str) -> tuple[str, str]:
     table = graph.nodes[node].get("service") if node in graph else None
     label = (table.get("label") if isinstance(table, dict) else getattr(table, "label", "")) or ""
-    return label.split(" (")[0] or node
+    program, _, role = label.partition(" (")
+    return program, role.rstrip(")")
+
+
+def compact_name(graph: nx.DiGraph, node: str) -> str:
+    """The title for a one-line chip: without a prefix every program shares (qmail-smtpd: smtpd)."""
+    name = display_name(graph, node)
+    prefix, dash, rest = name.partition("-")
+    shared = sum(1 for n in graph.nodes if display_name(graph, n).startswith(prefix + dash))
+    return rest if dash and rest and shared > 1 else name
 
 
 def label_widths(graph: nx.DiGraph, size_class: str) -> dict[str, int]:
@@ -196,5 +229,5 @@ def label_widths(graph: nx.DiGraph, size_class: str) -> dict[str, int]:
         kind = graph.nodes[node].get("kind") if node in graph else "service"
         wide = {"service": 17, "queue": 13, "store": 17, "internet": 14}.get(kind or "", 17) + extra
         name = display_name(graph, node)
-        out[node] = len(name) + 5 if size_class == "compact" else max(wide, len(name) + 4)
+        out[node] = len(name) + 4 if size_class == "compact" else max(wide, len(name) + 4)
     return out

@@ -25,7 +25,7 @@ from itertools import pairwise
 
 import networkx as nx
 
-from simmta.core import names
+from simmta.core import names, privilege
 from simmta.tui import regions
 from simmta.tui.mapfacts import label_widths
 
@@ -35,7 +35,9 @@ STEP = {N: (0, -1), E: (1, 0), S: (0, 1), W: (-1, 0)}
 OPPOSITE = {N: S, S: N, E: W, W: E}
 TITLE = 16  # a frame cell under the region's title
 
-# The logical grid: 7 columns (Internet | four of the jail, over unprivileged | root | users), 4 rows.
+# The logical grid: 6 columns (Internet | four of the jail, over unprivileged | root, over the
+# users' Maildirs), 4 rows: a message enters on the left, is queued across the top, scheduled by
+# qmgr at the bottom and handed right, to local (root) and down into the Maildirs.
 _GRID = {
     "internet": (0, 0),
     names.PEER: (0, 2),
@@ -48,32 +50,37 @@ _GRID = {
     names.BOUNCE: (2, 1),
     names.DEFERRED: (3, 1),
     names.HOLD: (4, 1),
-    names.SMTP: (1, 2),
-    names.MAILDROP: (2, 2),
+    names.MAILDROP: (1, 2),
+    names.SMTP: (2, 2),
     names.CORRUPT: (4, 2),
     names.QMGR: (3, 3),
     names.MASTER: (5, 0),
-    names.LOCAL: (5, 3),
-    "mailboxes": (6, 3),
+    names.LOCAL: (5, 2),
+    "mailboxes": (5, 3),
 }
 # Region -> (first column, last column, first row, last row) of the logical grid.
 _SPANS = {
     "internet": (0, 0, 0, 3),
     "jail": (1, 4, 0, 2),
     "unpriv": (1, 4, 3, 3),
-    "root": (5, 5, 0, 3),
-    "users": (6, 6, 0, 3),
+    "root": (5, 5, 0, 2),
+    "users": (5, 5, 3, 3),
 }
+# A region the table leaves empty gives its cells to a neighbour: a design with no chroot
+# (qmail) has unprivileged take the jail's cells; one where all runs as root (Sendmail) has root
+# take the middle of the map.
+MERGE = {"jail": ("unpriv", "root"), "unpriv": ("jail", "root", "users"), "root": ("unpriv", "jail")}
 SIZE_CLASSES = ("compact", "normal", "large")
 SLOTS: dict[str, dict[str, Cell]] = {cls: dict(_GRID) for cls in SIZE_CLASSES}
 SPANS: dict[str, dict[str, tuple[int, int, int, int]]] = {cls: dict(_SPANS) for cls in SIZE_CLASSES}
 # Box height per size class: one line (a chip), a frame around one line, a frame around two.
 BOX_HEIGHT = {"compact": 1, "normal": 3, "large": 4}
-# On a large screen the queue directories show their tokens in a row: give them the room.
+# Column widths by weight: at 80 columns the four middle ones get room for "incoming/ 0";
+# on a large screen the queue directories show their tokens in a row.
 COLUMN_WEIGHT = {
-    "compact": (5, 4, 4, 4, 4, 4, 5),
-    "normal": (5, 4, 4, 4, 4, 4, 5),
-    "large": (4, 5, 5, 5, 5, 5, 4),
+    "compact": (12, 13, 13, 13, 13, 14),
+    "normal": (6, 5, 5, 5, 5, 6),
+    "large": (5, 6, 6, 6, 6, 6),
 }
 
 
@@ -121,6 +128,8 @@ class Layout:
     frames: dict[str, Rect] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
     region: dict[str, str] = field(default_factory=dict)  # node -> region key
+    mode: str = "real"  # the privilege mode the frames' tags speak of
+    short: bool = False  # short region titles and tags (a narrow map)
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)  # the graph drawn (with master and every queue)
 
     def route(self, src: str, dst: str) -> Route | None:
@@ -141,8 +150,8 @@ def size_class(width: int, height: int, rows: int = 4) -> str:
 
 def place(graph: nx.DiGraph, cls: str) -> tuple[dict[str, Cell], dict[str, tuple[int, int, int, int]]]:
     """Node -> cell, region -> span: the designed slots, plus free cells for unknown nodes."""
-    spans = dict(SPANS[cls])
     members = regions.members(graph)
+    spans = _merged(SPANS[cls], {k for k, ns in members.items() if ns})
     region = {n: k for k, ns in members.items() for n in ns}
     slots = {n: c for n, c in SLOTS[cls].items() if n in graph and _inside(spans[region[n]], c)}
     for key in (r.key for r in regions.REGIONS):
@@ -153,6 +162,27 @@ def place(graph: nx.DiGraph, cls: str) -> tuple[dict[str, Cell], dict[str, tuple
                 spans = _grow(spans, key)
             slots[node] = cell
     return slots, spans
+
+
+def _merged(
+    spans: dict[str, tuple[int, int, int, int]], present: set[str]
+) -> dict[str, tuple[int, int, int, int]]:
+    """The design's spans with each empty region's cells given to the first neighbour in ``MERGE``
+    whose span grown over them stays clear of every other present region."""
+    out = dict(spans)
+    for empty in (r.key for r in regions.REGIONS if r.key not in present and r.key in MERGE):
+        for into in (k for k in MERGE[empty] if k in present):
+            a, b = out[empty], out[into]
+            grown = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+            others = (out[k] for k in present if k != into)
+            if not any(_overlap(grown, o) for o in others):
+                out[into] = grown
+                break
+    return out
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1] and a[2] <= b[3] and b[2] <= a[3]
 
 
 def _inside(span: tuple[int, int, int, int], cell: Cell) -> bool:
@@ -190,8 +220,9 @@ def _cuts(total: int, weights: list[int]) -> list[int]:
     return out
 
 
-def layout(graph: nx.DiGraph, width: int, height: int) -> Layout:
-    """Boxes, frames and routes for a widget of ``width`` x ``height`` cells."""
+def layout(graph: nx.DiGraph, width: int, height: int, mode: str = "real") -> Layout:
+    """Boxes, frames and routes for a widget of ``width`` x ``height`` cells; ``mode`` is the
+    privilege mode, which says what each frame's tag reads (kept clear of lines)."""
     g = graph.copy()
     g.add_node(names.MASTER, kind="service", service={"name": names.MASTER, "unpriv": False})
     for q in names.MESSAGE_QUEUES:
@@ -202,25 +233,81 @@ def layout(graph: nx.DiGraph, width: int, height: int) -> Layout:
     slots, spans = place(g, cls)
     label_width = label_widths(g, cls)
     ncols = 1 + max(c1 for _, c1, _, _ in spans.values())
-    nrows = 1 + max(r1 for *_, r1 in spans.values())
-    weights = list(COLUMN_WEIGHT[cls]) + [3] * (ncols - len(COLUMN_WEIGHT[cls]))
+    weights = list(COLUMN_WEIGHT[cls]) + [5] * (ncols - len(COLUMN_WEIGHT[cls]))
     xs = _cuts(width, weights[:ncols])
-    ys = _cuts(height, [1] * nrows)
-    out = Layout(width, height, cls, graph=g)
-    for key, (c0, c1, r0, r1) in spans.items():
-        if any(slots[n][0] in range(c0, c1 + 1) and slots[n][1] in range(r0, r1 + 1) for n in slots):
-            out.frames[key] = Rect(xs[c0], ys[r0], xs[c1 + 1] - xs[c0] - 1, ys[r1 + 1] - ys[r0] - 1)
-    bh = BOX_HEIGHT[cls]
-    for node, (c, r) in slots.items():
-        cw, ch = xs[c + 1] - xs[c] - 1, ys[r + 1] - ys[r] - 1
-        bw = max(3, min(cw - (2 if bh == 1 else 1), label_width.get(node, len(node))))
-        h = min(bh, max(1, ch - 2))
-        out.boxes[node] = Rect(
-            xs[c] + (cw - bw) // 2 + 1, ys[r] + (ch - h) // 2 + (1 if ch - h > 2 else 0), bw, h
-        )
+    out = Layout(width, height, cls, graph=g, mode=mode, short=width < 110)
+    for node in slots:
         out.region[node] = regions.region_of(g, node) if node != names.MASTER else "root"
+    used = {k: sp for k, sp in spans.items() if k in out.region.values()}
+    bh = BOX_HEIGHT[cls]
+    stores_only = [
+        all(g.nodes[n].get("kind") == "store" for n, c in slots.items() if c[1] == r)
+        for r in range(1 + max(r1 for *_, r1 in used.values()))
+    ]
+    ys, bands = _rows(used, height, [1 if s else 2 for s in stores_only])
+    for key, (c0, c1, r0, r1) in used.items():
+        out.frames[key] = Rect(xs[c0], ys[r0], xs[c1 + 1] - xs[c0] - 1, ys[r1 + 1] - ys[r0] - bands[r1][2])
+    for node, (c, r) in slots.items():
+        c0, c1, _, _ = used[out.region[node]]
+        # Inside the column: clear of the region's frame by a column (a frame's right side
+        # stands one column in from the next region), of the next box by two.
+        lo = xs[c] + (2 if c == c0 else 1)
+        room = xs[c + 1] - (4 if c == c1 else 2) - lo + 1
+        top, free, _ = bands[r]
+        bw = max(3, min(room, label_width.get(node, len(node))))
+        h = min(bh, max(1, free))
+        out.boxes[node] = Rect(lo + (room - bw) // 2, ys[r] + top + (free - h) // 2, bw, h)
     out.routes = route_all(g, out)
     return out
+
+
+def _rows(
+    spans: dict[str, tuple[int, int, int, int]], height: int, weights: list[int]
+) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """Where each grid row starts, and per row (rows its frame lines take above the boxes, rows
+    left for boxes and the lines between them, shared by ``weights``; the gap under its frames'
+    bottom lines): a frame's top and bottom lines get rows of their own, so a box never sits on
+    a region's title or tag, at any size."""
+    nrows = 1 + max(r1 for *_, r1 in spans.values())
+    tops = [int(any(r0 == r for _, _, r0, _ in spans.values())) for r in range(nrows)]
+    bottoms = [int(any(r1 == r for *_, r1 in spans.values())) for r in range(nrows)]
+    # A row between a frame's bottom and the top of the one under it, for lines to turn in.
+    gaps = [int(bool(bottoms[r] and r + 1 < nrows and tops[r + 1])) for r in range(nrows)]
+    fixed = [t + b + g for t, b, g in zip(tops, bottoms, gaps, strict=True)]
+    cuts = _cuts(max(0, height - sum(fixed)), weights)
+    ys, y = [], 0
+    bands = []
+    for r in range(nrows):
+        ys.append(y)
+        free = cuts[r + 1] - cuts[r]
+        bands.append((tops[r], free, gaps[r]))
+        y += fixed[r] + free
+    ys.append(y)
+    return ys, bands
+
+
+def frame_texts(lay: Layout, key: str) -> tuple[str, str]:
+    """A region frame's title (top left) and its tag (bottom right: SIMULATED, or what the mode
+    changes), each as long as the frame allows."""
+    region, f = regions.BY_KEY[key], lay.frames[key]
+    room = f.w - 2
+    candidates = [f" {region.glyph} {region.label} "] if not lay.short else []
+    candidates += [f" {region.glyph} {region.short} ", f"{region.glyph}{region.short}", region.short]
+    title = next((t for t in candidates if len(t) <= room), region.short[:room])
+    note = regions.mode_note(key, lay.mode, not lay.short)
+    if simulated_region(key, lay.mode):
+        tag = " SIMULATED " if lay.short else " SIMULATED boundary "
+    else:
+        tag = f" {note} " if note else ""
+    if len(tag) > room:
+        tag = tag.strip()[:room]
+    return title, tag
+
+
+def simulated_region(key: str, mode: str) -> bool:
+    """Whether this region's boundary is only simulated in this privilege mode (partial: the uid ones)."""
+    enforced = privilege.chroot_enforced(mode) if key == "jail" else privilege.uids_enforced(mode)
+    return regions.BY_KEY[key].simulated_box is not None and mode in privilege.MODES and not enforced
 
 
 def route_all(g: nx.DiGraph, lay: Layout) -> list[Route]:
@@ -233,6 +320,7 @@ def route_all(g: nx.DiGraph, lay: Layout) -> list[Route]:
     used: dict[Cell, int] = {}  # cell -> direction bits of the lines through it
     frame_cells = _frame_cells(lay)
     blocked = {(x, y) for b in lay.boxes.values() for x in range(b.x, b.x1 + 1) for y in range(b.y, b.y1 + 1)}
+    blocked |= {c for c, d in frame_cells.items() if d == TITLE}  # titles and tags stay readable
     routes: list[Route] = []
     done: set[tuple[str, str]] = set()
     for u, v, kind in edges:
@@ -268,10 +356,11 @@ def _frame_cells(lay: Layout) -> dict[Cell, int]:
             out[(x, f.y)] = out[(x, f.y1)] = E | W
         for y in range(f.y, f.y1 + 1):
             out[(f.x, y)] = out[(f.x1, y)] = N | S
-    for key, f in lay.frames.items():  # keep lines off the region's title and its SIMULATED tag
-        for x in range(f.x, min(f.x1, f.x + len(regions.BY_KEY[key].label) + 4)):
+    for key, f in lay.frames.items():  # keep lines off the region's title and its tag
+        title, tag = frame_texts(lay, key)
+        for x in range(f.x, min(f.x1, f.x + 1 + len(title) + 1)):
             out[(x, f.y)] = TITLE
-        for x in range(max(f.x, f.x1 - 22), f.x1 + 1):
+        for x in range(max(f.x, f.x1 - len(tag) - 1), f.x1 + 1) if tag else ():
             out[(x, f.y1)] = TITLE
     return out
 

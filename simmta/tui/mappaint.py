@@ -18,10 +18,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import pairwise
 
-from simmta.core import privilege
-from simmta.tui import regions
 from simmta.tui.mapfacts import Facts
-from simmta.tui.maplayout import OPPOSITE, Cell, E, Layout, N, Rect, Route, S, W
+from simmta.tui.maplayout import (
+    OPPOSITE,
+    Cell,
+    E,
+    Layout,
+    N,
+    Rect,
+    Route,
+    S,
+    W,
+    frame_texts,
+    simulated_region,
+)
 from simmta.tui.playback import Token
 
 LINE = {
@@ -65,12 +75,6 @@ class Painted:
     clicks: dict[Cell, str]  # cell -> node (a click selects it)
 
 
-def simulated_region(key: str, mode: str) -> bool:
-    """Whether this region's boundary is only simulated in this privilege mode (partial: the uid ones)."""
-    enforced = privilege.chroot_enforced(mode) if key == "jail" else privilege.uids_enforced(mode)
-    return regions.BY_KEY[key].simulated_box is not None and mode in privilege.MODES and not enforced
-
-
 def frame_kind(key: str, mode: str) -> str:
     enforced, dashed = REGION_FRAME[key]
     return dashed if simulated_region(key, mode) else enforced
@@ -98,26 +102,15 @@ def _text(grid: Grid, x: int, y: int, text: str, style: str, limit: int) -> None
         _put(grid, x + i, y, ch, style)
 
 
-def static(lay: Layout, mode: str, short_labels: bool) -> Painted:
-    """Frames, titles, edges and arrowheads; ``mode`` is the privilege mode (real, rootless, ...)."""
+def static(lay: Layout) -> Painted:
+    """Frames, titles, edges and arrowheads, in the layout's privilege mode (real, rootless, ...)."""
     grid: Grid = [[(" ", "map--blank") for _ in range(lay.width)] for _ in range(lay.height)]
     clicks: dict[Cell, str] = {}
     for key, f in lay.frames.items():
-        region = regions.BY_KEY[key]
         style = f"map--region-{key}"
-        _rect(grid, f, FRAMES[frame_kind(key, mode)], style)
-        room = f.w - 2
-        candidates = [f" {region.glyph} {region.label} "] if not short_labels else []
-        candidates += [f" {region.glyph} {region.short} ", f"{region.glyph}{region.short}", region.short]
-        title = next((t for t in candidates if len(t) <= room), region.short)
+        _rect(grid, f, FRAMES[frame_kind(key, lay.mode)], style)
+        title, tag = frame_texts(lay, key)
         _text(grid, f.x + 1, f.y, title, f"{style}-title", f.w - 2)
-        note = regions.mode_note(key, mode, not short_labels)
-        if simulated_region(key, mode):
-            tag = " SIMULATED " if short_labels else " SIMULATED boundary "
-        else:
-            tag = f" {note} " if note else ""
-        if tag and len(tag) > f.w - 2:
-            tag = tag.strip()[: f.w - 2]
         if tag:
             _text(grid, max(f.x + 1, f.x1 - len(tag)), f.y1, tag, "map--simulated", f.w - 2)
     bits: dict[Cell, int] = {}
@@ -189,7 +182,7 @@ def overlay_boxes(lay: Layout, facts: dict[str, Facts], selected: str | None, ou
         style, glyphs = box_style(f, node, lay, node == selected)
         text_style = "map--box-busy" if f.busy else "map--box-text"
         if box.h == 1:  # a chip: the name and its count on one line
-            chip = f" {f.chip} "[: box.w].ljust(box.w)
+            chip = fit_chip(f.chips, box.w)
             for i, ch in enumerate(chip):
                 out.setdefault(box.y, {})[box.x + i] = (ch, style)
             if f.result and box.y + 1 < lay.height:
@@ -201,9 +194,16 @@ def overlay_boxes(lay: Layout, facts: dict[str, Facts], selected: str | None, ou
                 row[x] = (" ", text_style)
         g: Grid = [[(" ", text_style)] * box.w for _ in range(box.h)]
         _rect(g, Rect(0, 0, box.w, box.h), glyphs, style)
-        title = f"{f.marker}{f.name}"[: box.w - 2]
+        title = f"{f.marker}{f.name}"
+        if len(title) > box.w - 2 and f.compact:
+            title = f"{f.marker}{f.compact}"
+        title = clip(title, box.w - 2)
         _text(g, 1, 0, title, f"{style}-title", box.w - 2)
-        shown = f.lines if max(map(len, f.lines), default=0) <= box.w - 2 or not f.short else f.short
+        wide = max(map(len, f.lines), default=0) <= box.w - 2
+        tall = sum(1 for line in f.lines if line) <= box.h - 2
+        # The short form where the lines do not fit, or where it says on one line what they
+        # say on two (a queue's count and its retry countdown in a one-line box).
+        shown = f.lines if not f.short or (wide and (tall or len(f.short) > 1)) else f.short
         lines = shown[: box.h - 2] if not f.result else [*shown[:1], f.result.short][-(box.h - 2) :]
         for i, line in enumerate(lines):
             is_result = f.result is not None and line == f.result.short
@@ -211,6 +211,20 @@ def overlay_boxes(lay: Layout, facts: dict[str, Facts], selected: str | None, ou
         for dy, row_cells in enumerate(g):
             for dx, cell in enumerate(row_cells):
                 out.setdefault(box.y + dy, {})[box.x + dx] = cell
+
+
+def fit_chip(chips: list[str], width: int) -> str:
+    """The longest one-line form that fits ``width`` (with a space each side if there is room)."""
+    for pad in (1, 0):
+        for chip in chips:
+            if len(chip) + 2 * pad <= width:
+                return f"{' ' * pad}{chip}".ljust(width)
+    return clip(chips[-1], width).ljust(width)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` cells, an ellipsis saying where it was cut."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"[:width]
 
 
 def _result_style(f: Facts) -> str:

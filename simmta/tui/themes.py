@@ -1,7 +1,8 @@
 """simmta's three themes (dark, light, projector) and the map's region colours in each.
 
 The region colours keep a hue that means something (the Internet orange, the
-jail yellow, unprivileged blue, root purple, the users' side green) and were
+jail yellow, unprivileged blue, root purple, the users' side green; on the
+light theme's white, where a yellow that reads is amber, the Internet is red) and were
 chosen, per background, by a search maximising the smallest CIELAB distance
 between any two regions with normal vision and under simulated protanopia and
 deuteranopia; tests/tui/test_themes.py checks every theme for WCAG contrast
@@ -9,8 +10,8 @@ against the background and for those distances (thresholds stated there).
 Colour is never the only cue: each region also has its own frame style, glyph
 and label (tui/regions.py, tui/mappaint.py).
 
-Dark and light start from Textual's own themes (textual-dark, textual-light)
-and only add the map's variables. Trust: constants.
+Dark and light start from Textual's own themes (textual-dark, textual-light):
+dark only adds the map's variables; light also draws on white with near-black text. Trust: constants.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ PALETTES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "simmta-light": (
-        "#E0E0E0",
+        "#FFFFFF",
         {
-            "internet": "#58341D",
-            "jail": "#755E00",
-            "unpriv": "#2453CC",
-            "root": "#631575",
-            "users": "#226766",
+            "internet": "#9A1322",
+            "jail": "#9E6602",
+            "unpriv": "#0E53CF",
+            "root": "#901088",
+            "users": "#0F7B60",
         },
     ),
     "projector": (
@@ -63,7 +64,19 @@ def _variables(name: str) -> dict[str, str]:
 
 
 DARK = replace(BUILTIN_THEMES["textual-dark"], name="simmta-dark", variables=_variables("simmta-dark"))
-LIGHT = replace(BUILTIN_THEMES["textual-light"], name="simmta-light", variables=_variables("simmta-light"))
+# Light: white paper and near-black ink (Textual's own light theme is grey on grey, which a
+# projector turns to mud), saturated region inks.
+LIGHT = replace(
+    BUILTIN_THEMES["textual-light"],
+    name="simmta-light",
+    primary="#0B4F9C",
+    background=PALETTES["simmta-light"][0],
+    surface="#F2F4F7",
+    panel="#E3E8EF",
+    foreground="#111111",
+    text_alpha=1.0,
+    variables=_variables("simmta-light"),
+)
 PROJECTOR = Theme(
     name="projector",
     primary="#FFFF00",

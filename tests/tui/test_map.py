@@ -6,6 +6,7 @@ master's live feed. Trust: test code.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from tuihelp import STORY, replay_app, screen_text, sync, until
 
 from simmta.core import services
-from simmta.tui import mapfacts, maplayout, regions
+from simmta.tui import mapfacts, maplayout, mappaint, regions
 from simmta.tui.app import SimmtaApp
 from simmta.tui.journey import Hop
 from simmta.tui.playback import PACES, shown_hop
@@ -145,7 +146,76 @@ def test_a_design_without_chroot_draws_no_jail(profile: str) -> None:
     for node, box in lay.boxes.items():
         frame = lay.frames[lay.region[node]]
         assert frame.x <= box.x and box.x + box.w <= frame.x + frame.w, (node, lay.region[node])
-    assert mapfacts.display_name(graph, "smtpd") == smtpd.program.split(" (")[0]
+    titles = {n: mapfacts.display_name(graph, n) for n, d in graph.nodes(data=True) if d.get("service")}
+    assert len(set(titles.values())) == len(titles), titles  # Sendmail's six sendmails told apart
+    program, _, role = (smtpd.program or "").partition(" (")
+    assert titles["smtpd"] in (program, role.rstrip(")"))
+
+
+# The map widget's size in the app at 80x24, 120x40 and 200x50 (header, tabs, narration, footer,
+# event pane taken off).
+MAP_SIZES = [(80, 13), (90, 29), (160, 41)]
+PROFILES = ["postfix", "sendmail", "qmail"]
+
+
+@pytest.mark.parametrize("mode", ["real", "partial", "rootless", "simulated"])
+@pytest.mark.parametrize("size", MAP_SIZES)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_region_titles_and_tags_stay_readable(profile: str, size: tuple[int, int], mode: str) -> None:
+    """Every region's title and tag (SIMULATED, 'uid SIMULATED') is drawn whole: no line runs
+    through it and no box sits on it (partial mode's jail tag was crossed by the queue edges,
+    the jail's title hidden under the boxes at 80x24)."""
+    lay = maplayout.layout(regions.graph_from_services(services.load(profile=profile).as_list()), *size, mode)
+    grid = mappaint.static(lay).grid
+    covered = {(x, y) for b in lay.boxes.values() for x in range(b.x, b.x1 + 1) for y in range(b.y, b.y1 + 1)}
+    for key, f in lay.frames.items():
+        title, tag = maplayout.frame_texts(lay, key)
+        assert title.strip() and len(title) <= f.w - 2
+        at = [(f.x + 1 + i, f.y) for i in range(len(title))]
+        if tag:
+            at += [(f.x1 - len(tag) + i, f.y1) for i in range(len(tag))]
+        drawn = "".join(grid[y][x][0] for x, y in at)
+        assert drawn == title + tag, (key, drawn)
+        assert not covered & set(at), key
+        if mappaint.simulated_region(key, mode):
+            assert "SIMULATED" in tag
+
+
+@pytest.mark.parametrize("size", MAP_SIZES)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_boxes_sit_inside_their_frames_and_the_screen(profile: str, size: tuple[int, int]) -> None:
+    """Each box is inside its region's frame, clear of the frame's lines, and on the screen; no
+    two boxes overlap (at 80x24 boxes sat on the frames' top lines; Sendmail's thirteen root
+    boxes were stacked in one column, running off the bottom)."""
+    lay = maplayout.layout(regions.graph_from_services(services.load(profile=profile).as_list()), *size)
+    for node, b in lay.boxes.items():
+        f = lay.frames[lay.region[node]]
+        assert f.x < b.x and b.x1 < f.x1 and f.y < b.y and b.y1 < f.y1, (node, b, f)
+        assert b.y1 < lay.height and b.x1 < lay.width
+    for (m, a), (n, b) in itertools.combinations(lay.boxes.items(), 2):
+        assert a.x1 < b.x or b.x1 < a.x or a.y1 < b.y or b.y1 < a.y, (m, n)
+
+
+def test_sendmail_root_region_takes_the_middle_of_the_map() -> None:
+    """Where everything runs as root, root gets the cells the jail and unprivileged would have."""
+    graph = regions.graph_from_services(services.load(profile="sendmail").as_list())
+    for size in MAP_SIZES:
+        lay = maplayout.layout(graph, *size)
+        assert lay.frames["root"].w > lay.width // 2, size
+        rows = {b.y for n, b in lay.boxes.items() if lay.region[n] == "root"}
+        assert len(rows) <= 3, size
+
+
+@sync
+async def test_labels_are_whole_at_80x24() -> None:
+    """At 80x24 the map's one-line boxes keep their names (it showed cleanu, incomin, maste)."""
+    app = replay_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        text = screen_text(app)
+        for word in ("JAIL", "ROOT", "UNPRIV", "cleanup", "incoming", "deferred", "maildrop", "master"):
+            assert word in text, word
+        assert "…" not in text.split("\n", 1)[1]
 
 
 def test_postfix_keeps_its_jail() -> None:

@@ -136,8 +136,8 @@ class Diagram(Widget, can_focus=True):
         key = (self.size.width, self.size.height, self._graph_key, mode, id(graph))
         if self.layout_ is None or key != self._layout_key:
             self._layout_key = key
-            self.layout_ = layout(graph, max(self.size.width, 20), max(self.size.height, 8))
-            self._painted = mappaint.static(self.layout_, mode, short_labels=self.size.width < 110)
+            self.layout_ = layout(graph, max(self.size.width, 20), max(self.size.height, 8), mode)
+            self._painted = mappaint.static(self.layout_)
             self._strips.clear()
             self._overlay = {}
         return self.layout_
