@@ -216,7 +216,7 @@ def parse_line(line: str | bytes) -> dict[str, Any]:
 
 # Keys master's bus stamps on a child's event; a child's datagram must not carry
 # them (who sent it is the kernel's word, its place in the stream the bus's).
-STAMPED = ("seq", "pid", "service")
+STAMPED = frozenset({"seq", "pid", "service"})
 
 # Kinds master itself acts on: sent even when nobody watches the stream.
 ESSENTIAL = frozenset({"pace", "fault", "lab", "privilege", "bus"})
