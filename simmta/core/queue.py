@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simmta.core import disk, names
+from simmta.core import address, disk, names
 
 VERSION = b"simmta-queue 1"
 _HDR = struct.Struct("!cI")
@@ -262,7 +262,7 @@ def _parse(path: Path, data: bytes | mmap.mmap, st: os.stat_result, require_comp
 
 def _address(payload: bytes) -> str:
     text = payload.decode("utf-8")
-    if len(text) > MAX_ADDRESS or any(ord(c) < 32 or c == "\x7f" for c in text):
+    if len(text) > MAX_ADDRESS or address.CONTROL.search(text):
         raise ValueError("bad address")
     return text
 
