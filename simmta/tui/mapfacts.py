@@ -201,7 +201,8 @@ def display_name(graph: nx.DiGraph, node: str) -> str:
     """A box's title: the program's name in the profile's design (qmail-smtpd), else the node's;
     where several boxes run the same program (Sendmail's), its role in the label (SMTP child)."""
     program, role = _label(graph, node)
-    if role and any(_label(graph, n)[0] == program for n in graph.nodes if n != node):
+    stem = program.split(" ")[0]  # sendmail -q is a sendmail too
+    if role and any(_label(graph, n)[0].split(" ")[0] == stem for n in graph.nodes if n != node):
         return role
     return program or node
 

@@ -34,6 +34,8 @@ N, E, S, W = 1, 2, 4, 8
 STEP = {N: (0, -1), E: (1, 0), S: (0, 1), W: (-1, 0)}
 OPPOSITE = {N: S, S: N, E: W, W: E}
 TITLE = 16  # a frame cell under the region's title
+# What the router pays for a turn, for running along another line, for crossing one.
+BEND, ALONG, CROSS = 2.5, 16.0, 8.0
 
 # The logical grid: 6 columns (Internet | four of the jail, over unprivileged | root, over the
 # users' Maildirs), 4 rows: a message enters on the left, is queued across the top, scheduled by
@@ -244,7 +246,8 @@ def layout(graph: nx.DiGraph, width: int, height: int, mode: str = "real") -> La
         all(g.nodes[n].get("kind") == "store" for n, c in slots.items() if c[1] == r)
         for r in range(1 + max(r1 for *_, r1 in used.values()))
     ]
-    ys, bands = _rows(used, height, [1 if s else 2 for s in stores_only])
+    # A row of stores only (the Maildirs) needs room for its boxes, not for lines between them.
+    ys, bands = _rows(used, height, bh, [1 if s else 3 for s in stores_only])
     for key, (c0, c1, r0, r1) in used.items():
         out.frames[key] = Rect(xs[c0], ys[r0], xs[c1 + 1] - xs[c0] - 1, ys[r1 + 1] - ys[r0] - bands[r1][2])
     for node, (c, r) in slots.items():
@@ -262,24 +265,24 @@ def layout(graph: nx.DiGraph, width: int, height: int, mode: str = "real") -> La
 
 
 def _rows(
-    spans: dict[str, tuple[int, int, int, int]], height: int, weights: list[int]
+    spans: dict[str, tuple[int, int, int, int]], height: int, box_height: int, weights: list[int]
 ) -> tuple[list[int], list[tuple[int, int, int]]]:
-    """Where each grid row starts, and per row (rows its frame lines take above the boxes, rows
-    left for boxes and the lines between them, shared by ``weights``; the gap under its frames'
-    bottom lines): a frame's top and bottom lines get rows of their own, so a box never sits on
-    a region's title or tag, at any size."""
+    """Where each grid row starts, and per row (rows its frame lines take above the boxes;
+    rows for boxes and the lines between them: a box's height and a share of the rest by
+    ``weights``; the gap under its frames' bottom lines). A frame's top and bottom lines get rows
+    of their own, so a box never sits on a region's title or tag, at any size."""
     nrows = 1 + max(r1 for *_, r1 in spans.values())
     tops = [int(any(r0 == r for _, _, r0, _ in spans.values())) for r in range(nrows)]
     bottoms = [int(any(r1 == r for *_, r1 in spans.values())) for r in range(nrows)]
     # A row between a frame's bottom and the top of the one under it, for lines to turn in.
     gaps = [int(bool(bottoms[r] and r + 1 < nrows and tops[r + 1])) for r in range(nrows)]
     fixed = [t + b + g for t, b, g in zip(tops, bottoms, gaps, strict=True)]
-    cuts = _cuts(max(0, height - sum(fixed)), weights)
+    cuts = _cuts(max(0, height - sum(fixed) - box_height * nrows), weights)
     ys, y = [], 0
     bands = []
     for r in range(nrows):
         ys.append(y)
-        free = cuts[r + 1] - cuts[r]
+        free = box_height + cuts[r + 1] - cuts[r]
         bands.append((tops[r], free, gaps[r]))
         y += fixed[r] + free
     ys.append(y)
@@ -410,7 +413,7 @@ def _search(
             nxt = (cell[0] + dx, cell[1] + dy)
             if not (0 <= nxt[0] < width and 0 <= nxt[1] < height) or nxt in blocked:
                 continue
-            step = 1.0 + (2.5 if nd != d else 0.0) + _enter_cost(nxt, nd, used, frames)
+            step = 1.0 + (BEND if nd != d else 0.0) + _enter_cost(nxt, nd, used, frames)
             ncost = cost + step
             if ncost < best.get((nxt, nd), 1e18):
                 best[(nxt, nd)] = ncost
@@ -423,7 +426,7 @@ def _enter_cost(cell: Cell, d: int, used: dict[Cell, int], frames: dict[Cell, in
     axis = E | W if d in (E, W) else N | S
     cost = 0.0
     if cell in used:
-        cost += 8.0 if used[cell] & axis else 2.0  # running along another line / crossing it
+        cost += ALONG if used[cell] & axis else CROSS  # running along another line / crossing it
     if cell in frames:
         frame = frames[cell]
         cost += 40.0 if frame == TITLE else 30.0 if frame & axis else 0.5  # title / along a frame / through
