@@ -219,6 +219,8 @@ class LessonPanel(Vertical, can_focus=True):
         self.query_one("#output-text", Static).update("")
 
     def action_next_step(self) -> None:
+        for intro in self.query("#intro").results(Collapsible):
+            intro.collapsed = True  # read on step 1; the next steps need the room
         self._clear_output()
         self._hints, self._message = [], ""
         self.runner.advance()

@@ -134,8 +134,10 @@ async def test_do_it_for_me_runs_in_a_worker(tmp_path: Path) -> None:
         assert "output line" not in status and len(status.splitlines()) <= 2, status
         assert "output is in the panel" in status
         assert runner.view().step_done
-        await pilot.press("N")  # the next step starts with no stale output
-        assert not box.has_class("shown")
+        intro = app.query_one("#intro", Collapsible)
+        assert not intro.collapsed  # 40 rows: open on step 1
+        await pilot.press("N")  # the next step starts with no stale output, the intro closed
+        assert not box.has_class("shown") and intro.collapsed
 
 
 LONG_COMMAND = (
