@@ -7,6 +7,10 @@ order cannot come from events happening to arrive in time. The checker asserts
 the real causal partial order per message and per process, on the bus's order
 (``seq``) as every subscriber, view and recording sees it.
 
+The supervisor's part is also tested alone, deterministically: fake children
+write datagrams and order tokens the way daemons do, and the order master
+streams them in is checked (a dead child's tokens, a token behind many datagrams).
+
 SIMMTA_ORDER_MESSAGES sets how many messages: 200 by default (about a minute
 on two shared cores: cleanup's slowed channel limits the rate); the issue's
 5000 is SIMMTA_ORDER_MESSAGES=5000 with --timeout 0 (about 25 times as long).
@@ -16,17 +20,23 @@ import os
 import random
 import signal
 import smtplib
+import socket
 import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 from mtakit import FAST_CONFIG, EventLog, Mta, wait_for
 
-from simmta.core import names
+from simmta.core import events, names
+from simmta.core.records import DeliveryDelivered, QueueMoved
+from simmta.master.bus import Bus
+from simmta.master.supervisor import Child, Supervisor
 
 MESSAGES = int(os.environ.get("SIMMTA_ORDER_MESSAGES", "200"))
 SESSIONS = 10
@@ -148,6 +158,124 @@ def check_processes(events: list[dict[str, Any]]) -> list[str]:
         elif any(kt != "privilege/step" for kt in kinds):
             problems.append(f"pid {pid}: service events and no ready: {kinds[:5]}")
     return problems
+
+
+class FakeChildren:
+    """A supervisor with no MTA: fake children that send datagrams and order tokens as
+    daemons do (``Emitter``'s framing), and the events master streams, in its order."""
+
+    def __init__(self, *services: str):
+        self.sup = Supervisor.__new__(Supervisor)
+        self.sup.bus, self.sup.tokens, self.sup.stopping = Bus(), b"", True
+        self.sup.loop, self.sup.waiting_hops = SimpleNamespace(), []
+        self.sup.order_r, self.order_w = os.pipe2(os.O_NONBLOCK)
+        self.streamed: list[tuple[str, str | None]] = []
+        self.sup.bus.listeners.append(lambda e: self.streamed.append((f"{e['kind']}/{e['type']}", e["qid"])))
+        self.sup.services, self.ends, self.sent = {}, {}, {}
+        for pid, service in enumerate(services, 1000):
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            for end in (mine, theirs):  # as master's spawn makes them
+                end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+                end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            mine.setblocking(False)
+            theirs.setblocking(False)  # (a full channel fails the test instead of hanging it)
+            child = Child(pid, service, mine)
+            self.sup.services[service] = SimpleNamespace(
+                children={pid: child}, avail=0, restarts=0, service=SimpleNamespace(name=service)
+            )
+            self.ends[service], self.sent[service] = theirs, 0
+
+    def send(self, service: str, record: events.Record, qid: str, token: bool = True) -> None:
+        """One datagram from ``service``, then (unless killed in between) its order token."""
+        event = {k: v for k, v in events.make(service, record, qid).items() if k not in events.STAMPED}
+        self.sent[service] += 1
+        self.ends[service].send(b"#%d\n" % self.sent[service] + msgspec.json.encode(event))
+        if token:
+            os.write(self.order_w, events.TOKEN.pack(self.pid(service), self.sent[service]))
+
+    def pid(self, service: str) -> int:
+        return next(iter(self.sup.services[service].children))
+
+    def killed(self, service: str) -> None:
+        st = self.sup.services[service]
+        self.sup._exited(st, st.children[self.pid(service)], -signal.SIGKILL)
+
+    def close(self) -> None:
+        os.close(self.sup.order_r)
+        os.close(self.order_w)
+        for end in self.ends.values():
+            end.close()
+        for st in self.sup.services.values():
+            for child in st.children.values():
+                child.channel.close()
+
+
+MOVED = QueueMoved(from_="incoming", to="active")
+DELIVERED = DeliveryDelivered(rcpt="bob@simmta.test", via="local", where="new/1", dsn="2.0.0")
+
+
+def test_a_killed_daemons_last_tokens_stream_before_the_effects_that_followed_them() -> None:
+    """qmgr moved the message and asked local, local delivered, and qmgr was killed before
+    master read the pipe: master must stream qmgr's moved (its token came first) before
+    local's delivered, not skip the tokens of a pid it is forgetting."""
+    fake = FakeChildren("qmgr", "local")
+    try:
+        fake.send("qmgr", MOVED, "Q1")
+        fake.send("local", DELIVERED, "Q1")
+        fake.send("qmgr", MOVED, "Q2", token=False)  # killed between its send and its token
+        fake.killed("qmgr")
+        fake.sup.read_order()
+        assert fake.streamed == [
+            ("queue/moved", "Q1"),
+            ("delivery/delivered", "Q1"),
+            ("queue/moved", "Q2"),
+            ("process/exited", None),
+        ]
+    finally:
+        fake.close()
+
+
+def test_a_token_behind_many_unread_datagrams_streams_all_of_them_first() -> None:
+    """One token can cover many datagrams (a child's channel read late): every one of them
+    streams before the next child's token, however many there are."""
+    fake = FakeChildren("qmgr", "local")
+    try:
+        for i in range(300):
+            fake.send("qmgr", MOVED, f"Q{i}", token=i == 299)
+        fake.send("local", DELIVERED, "Q299")
+        fake.sup.read_order()
+        moves = [("queue/moved", f"Q{i}") for i in range(300)]
+        assert fake.streamed == [*moves, ("delivery/delivered", "Q299")]
+    finally:
+        fake.close()
+
+
+def test_a_token_that_finds_the_order_pipe_full_is_written_before_the_send_returns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A daemon that left its token for later while master was behind would let the token
+    of the effect it hands off next (another daemon's) overtake it: it waits for room."""
+    order_r, order_w = os.pipe2(os.O_NONBLOCK)
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    full = [True]
+
+    def write(fd: int, data: bytes) -> int:  # the first try finds the pipe full
+        if fd == order_w and full:
+            full.pop()
+            raise BlockingIOError
+        return os.write(fd, data)
+
+    monkeypatch.setattr(events, "os", SimpleNamespace(write=write))
+    try:
+        assert events.Emitter("qmgr", theirs, order=order_w).emit(MOVED, "Q1")
+        assert not full, "the token never met a full pipe"
+        assert mine.recv(events.MAX_DATAGRAM).startswith(b"#1\n")
+        assert os.read(order_r, 1 << 16) == events.TOKEN.pack(events.pid(), 1)
+    finally:
+        for fd in (order_r, order_w):
+            os.close(fd)
+        mine.close()
+        theirs.close()
 
 
 @pytest.mark.slow

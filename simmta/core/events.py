@@ -34,7 +34,9 @@ pipe is FIFO across writers). A daemon sends what it emitted before any
 hand-off that carries the effect (``ipc`` flushes before every send; cleanup
 before a queue file becomes visible), so a cause's token is always in the
 pipe before its effect's: master streams datagrams in token order, holding
-nothing back for any time (``Supervisor.read_order``). The payload still
+nothing back for any time (``Supervisor.read_order``). A token is never
+skipped: when the pipe is full (master far behind) the daemon waits for room
+rather than let a later effect's token overtake it. The payload still
 comes over the daemon's own channel, whose sender the kernel vouches for: a
 lying token can only reorder, never forge. ``clock`` is the process's
 Lamport clock, carried on every IPC request and reply (``ipc``).
@@ -47,6 +49,7 @@ import asyncio
 import contextlib
 import os
 import re
+import select
 import socket
 import struct
 import time
@@ -270,7 +273,6 @@ class Emitter:
         self.order = order  # the shared order pipe (write end), if any
         self.delay = delay  # test hook: seconds each send waits (a slow channel)
         self.sent = 0  # datagrams sent: the number of the last one
-        self.owed = False  # the last datagram's order token could not be written yet
         self.batch: list[bytes] = []  # events not sent yet, as the JSON lines they are sent as
         self.timer: asyncio.Handle | None = None  # the batch's flush, when it is due
         if channel is not None:
@@ -348,23 +350,24 @@ class Emitter:
         return True
 
     def _token(self) -> None:
-        """Tell master, through the order pipe, that datagram ``sent`` is in the channel."""
+        """Tell master, through the order pipe, that datagram ``sent`` is in the channel.
+
+        If the pipe is full this waits until master makes room: a token left for
+        later would let the token of an effect (another daemon's, after the
+        hand-off that follows) reach master first."""
         if self.order is None:
             return
-        try:
-            os.write(self.order, TOKEN.pack(_pid, self.sent))
-            self.owed = False
-        except BlockingIOError:  # master is behind: the next token covers this datagram too
-            if not self.owed:
-                with contextlib.suppress(RuntimeError):
-                    asyncio.get_running_loop().call_later(0.05, self._retry_token)
-            self.owed = True
-        except OSError:
-            pass
-
-    def _retry_token(self) -> None:
-        if self.owed:
-            self._token()
+        token = TOKEN.pack(_pid, self.sent)
+        while True:
+            try:
+                os.write(self.order, token)
+                return
+            except BlockingIOError:
+                poll = select.poll()
+                poll.register(self.order, select.POLLOUT)
+                poll.poll()
+            except OSError:  # master is gone
+                return
 
 
 def _datagram(event: _Sent) -> bytes:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
+import itertools
 import json
 import os
 import signal
@@ -357,15 +358,16 @@ class Supervisor:
         assert self.loop is not None
         self.channel_timer = self.loop.call_later(BUS_TICK, self._tick)
 
-    def read_order(self) -> None:
+    def read_order(self, drain: bool = False) -> None:
         """Stream the children's datagrams in the order their tokens reached the pipe.
 
         A token (pid, N) says datagram N of that child is in its channel: it and
         the child's earlier ones are streamed now. Causes were sent, and their
         tokens written, before any hand-off that carries their effects, so this
         order is causal; nothing waits for a clock (see simmta.core.events).
+        A turn reads at most 4 MiB of tokens unless told to ``drain`` the pipe.
         """
-        for _ in range(64):
+        for _ in itertools.count() if drain else range(64):
             try:
                 chunk = os.read(self.order_r, 1 << 16)
             except (BlockingIOError, InterruptedError):
@@ -383,7 +385,7 @@ class Supervisor:
 
     def _stream(self, child: Child, upto: int | None = None) -> None:
         """Stream ``child``'s datagrams numbered up to ``upto`` (None: all it has sent)."""
-        self._read_channel(child)
+        self._read_channel(child, upto)
         while child.unordered and (upto is None or child.unordered[0][0] <= upto):
             _, raw = child.unordered.popleft()
             self.bus.from_child(raw, child.pid, child.service)
@@ -391,25 +393,20 @@ class Supervisor:
     def _children(self) -> list[Child]:
         return [c for st in self.services.values() for c in st.children.values()]
 
-    def _read_channel(self, child: Child) -> None:
-        for _ in range(256):
+    def _read_channel(self, child: Child, upto: int | None) -> None:
+        """Read ``child``'s channel until datagram ``upto`` is in (None: until it is empty)."""
+        while upto is None or not child.unordered or child.unordered[-1][0] < upto:
             try:
                 raw = child.channel.recv(events.MAX_DATAGRAM + 1024)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, OSError):
                 return
-            except OSError:
-                break
             if not raw:
-                break
+                return
             header, _, rest = raw.partition(b"\n")
             if header[:1] == b"#" and header[1:].isdigit() and len(child.unordered) < MAX_UNORDERED:
                 child.unordered.append((int(header[1:]), rest))
             else:
                 self.bus.invalid += 1
-        else:
-            return
-        assert self.loop is not None
-        self.loop.remove_reader(child.channel)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         """The few events master acts on itself."""
@@ -469,12 +466,14 @@ class Supervisor:
                     break
 
     def _exited(self, st: ServiceState, child: Child, status: int) -> None:
+        # Every token in the pipe, its own included (it is still known, so none is
+        # skipped: an effect another daemon streamed would overtake its cause) ...
+        self.read_order(drain=True)
         del st.children[child.pid]
         if child.avail:
             st.avail -= 1
         assert self.loop is not None
-        self.read_order()  # what others sent before it died (a cause of its last words) ...
-        self._stream(child)  # ... then its last words, token or not
+        self._stream(child)  # ... then its last words, token or not (killed between the two)
         self.bus.flush()
         child.channel.close()
         how = f"signal {signal.Signals(-status).name}" if status < 0 else f"exit {status}"
