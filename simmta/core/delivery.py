@@ -33,7 +33,7 @@ from simmta.core.skeleton import Context, Daemon
 @dataclass
 class RecipientStatus:
     address: str
-    status: str  # names.OK / DEFER / FAIL
+    status: names.Status
     dsn: str
     reason: str
     where: str
@@ -73,19 +73,19 @@ class DeliveryAgent(Daemon):
     async def handle(self, conn: ipc.Conn) -> None:
         ctx = self.ctx
         try:
-            req, rcpts, msg = await read_queue_request(ctx, conn, "deliver", "recipients")
+            req, rcpts, msg = await read_queue_request(ctx, conn, names.REQ_DELIVER, "recipients")
             pending = {r.offset: r.address for r in msg.pending}
             for r in rcpts:
                 if not isinstance(r, dict) or pending.get(r.get("offset", -1)) != r.get("address"):
                     raise ipc.ProtocolError("recipient does not match the queue file")
         except (ipc.ProtocolError, qf.CorruptQueueFile) as e:
-            await conn.reply("defer", error=str(e))
+            await conn.reply(names.DEFER, error=str(e))
             return
         results = await self.deliver(msg, rcpts, req)
         offsets = {r["address"]: r["offset"] for r in rcpts}
         for res in results:
-            if res.status == "ok" and res.address in offsets:  # before qmgr hears of it: a crash
+            if res.status == names.OK and res.address in offsets:  # before qmgr hears of it: a crash
                 qf.mark_done_anywhere(ctx.queue, msg.qid, offsets[res.address])  # now is no duplicate
         for res in results:
             ctx.emit(res.record(self.via), msg.qid, msg.sid)
-        await conn.reply("ok", recipients=[asdict(r) for r in results])
+        await conn.reply(names.OK, recipients=[asdict(r) for r in results])

@@ -4,7 +4,7 @@ The equivalent of Postfix's mail_proto.h / mail_queue.h. Everything else
 imports these constants instead of retyping the strings.
 """
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 # Queue directories, in the order a message normally meets them.
 MAILDROP: Final = "maildrop"
@@ -70,10 +70,11 @@ REQ_DELIVER: Final = "deliver"  # qmgr to a delivery agent
 REQ_BOUNCE: Final = "bounce"  # qmgr to bounce
 
 # Reply statuses of every IPC request, and per-recipient delivery outcomes.
-OK: Final = "ok"
-DEFER: Final = "defer"  # temporary: try again later
-FAIL: Final = "fail"  # permanent
-STATUSES: Final = (OK, DEFER, FAIL)
+Status = Literal["ok", "defer", "fail"]
+OK: Final[Status] = "ok"
+DEFER: Final[Status] = "defer"  # temporary: try again later
+FAIL: Final[Status] = "fail"  # permanent
+STATUSES: Final[tuple[Status, ...]] = get_args(Status)
 
 # Crash points a presenter can arm, per daemon (Context.crash_point).
 STARTUP: Final = "startup"

@@ -108,13 +108,17 @@ class Context:
         self._hops: dict[int, asyncio.Future[None]] = {}
         self.observed: asyncio.Future[None] | None = None
         self._hop_seq = 0
+        # each service's socket directory, from the services table (its ``private`` column)
+        self.socket_dirs: dict[str, str] = dict(spec.get("socket_dirs") or {})
 
     # Paths ------------------------------------------------------------------
     def queue_path(self, queue: str, qid: str = "") -> Path:
         return self.queue / queue / qid if qid else self.queue / queue
 
-    def socket_path(self, service: str, public: bool = False) -> str:
-        return str(self.queue / (names.PUBLIC if public else names.PRIVATE) / service)
+    def socket_path(self, service: str) -> str:
+        """``service``'s socket: in ``public/`` or ``private/`` as the services table says
+        (a service the table lacks has a private path nobody listens on)."""
+        return str(self.queue / self.socket_dirs.get(service, names.PRIVATE) / service)
 
     def emit(self, record: Record, qid: str | None = None, sid: str | None = None) -> None:
         self.emitter.emit(record, qid, sid)

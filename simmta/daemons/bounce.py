@@ -20,10 +20,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from simmta.core import ipc, names
+from simmta.core import clients, ipc, names
 from simmta.core import queue as qf
 from simmta.core.delivery import read_queue_request
-from simmta.core.records import DeliveryBounce, IpcResponse
+from simmta.core.records import DeliveryBounce
 from simmta.core.skeleton import Daemon, main
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
@@ -95,40 +95,37 @@ class Bounce(Daemon):
     async def handle(self, conn: ipc.Conn) -> None:
         ctx = self.ctx
         try:
-            _, failed, msg = await read_queue_request(ctx, conn, "bounce", "failed")
+            _, failed, msg = await read_queue_request(ctx, conn, names.REQ_BOUNCE, "failed")
             if not all(isinstance(f, dict) and isinstance(f.get("address"), str) for f in failed):
                 raise ipc.ProtocolError("bad bounce request")
         except (ipc.ProtocolError, qf.CorruptQueueFile) as e:
-            await conn.reply("defer", error=str(e))
+            await conn.reply(names.DEFER, error=str(e))
             return
         if msg.sender == "":
-            await conn.reply("ok", note="null sender: a bounce is never bounced")
+            await conn.reply(names.OK, note="null sender: a bounce is never bounced")
             return
         qid = msg.qid
         sid = msg.sid
         dsn = build_dsn(ctx.config.myhostname, qid, msg, failed)
-        request = {
-            "request": "queue",
-            "sender": "",
-            "recipients": [msg.sender],
-            "attrs": {
+        reply = await clients.cleanup_queue(
+            ctx,
+            "",
+            [msg.sender],
+            {
                 "origin": "bounce",
                 "protocol": "local",
                 "client": "bounce",
                 "helo": ctx.config.myhostname,
                 "orig_qid": qid,
             },
-        }
-        await ctx.hop(names.CLEANUP, "queue a DSN", qid, sid)
-        try:
-            reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, dsn)
-        except (OSError, TimeoutError, ipc.ProtocolError) as e:
-            reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit(
-            IpcResponse(to=names.CLEANUP, what="queue a DSN", outcome=str(reply.get("status"))), qid, sid
+            dsn,
+            hop="queue a DSN",
+            qid=qid,
+            sid=sid,
+            what="queue a DSN",
         )
-        if reply.get("status") != "ok":
-            await conn.reply("defer", error="cleanup could not queue the DSN")
+        if reply.get("status") != names.OK:
+            await conn.reply(names.DEFER, error="cleanup could not queue the DSN")
             return
         ctx.emit(
             DeliveryBounce(
@@ -140,7 +137,7 @@ class Bounce(Daemon):
             qid,
             sid,
         )
-        await conn.reply("ok", dsn_qid=reply.get("qid"))
+        await conn.reply(names.OK, dsn_qid=reply.get("qid"))
 
 
 DAEMON = Bounce

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from simmta.core import address, config, ipc, names
+from simmta.core import address, clients, config, ipc, names
 from simmta.core import queue as qf
 from simmta.core.events import safe_text
 from simmta.core.records import IpcResponse, QueueCreated, QueueRemoved, SmtpLimit
@@ -98,16 +98,16 @@ class Cleanup(Daemon):
             content = await conn.read_content(cfg.message_size_limit + 65536)
         except ipc.ProtocolError as e:
             ctx.emit(IpcResponse(to=names.CLEANUP, what="queue", outcome=f"protocol error: {e}"))
-            await conn.reply("defer", code="451 4.3.0", text="Error: internal protocol error")
+            await conn.reply(names.DEFER, code="451 4.3.0", text="Error: internal protocol error")
             return
         status, fields = self.accept(sender, rcpts, attrs, content)
         await conn.reply(status, **fields)
-        if status == "ok":
+        if status == names.OK:
             await self.wake_qmgr(fields["qid"], attrs)
 
     def accept(
         self, sender: str, rcpts: list[str], attrs: dict, content: bytes
-    ) -> tuple[str, dict[str, str]]:
+    ) -> tuple[names.Status, dict[str, str]]:
         """Queue one checked envelope and message: ("ok", qid), or why not (the reply)."""
         ctx, cfg = self.ctx, self.ctx.config
         sid = attrs.get("sid") if isinstance(attrs.get("sid"), str) else None
@@ -116,7 +116,10 @@ class Cleanup(Daemon):
             content = content.translate(None, strip)
         if any(content.find(c) >= 0 for c in _each(config.characters(cfg.message_reject_characters))):
             ctx.emit(SmtpLimit(limit="message_reject_characters", code="550 5.6.0"), sid=sid)
-            return "fail", {"code": "550 5.6.0", "text": "Error: message content contains illegal characters"}
+            return names.FAIL, {
+                "code": "550 5.6.0",
+                "text": "Error: message content contains illegal characters",
+            }
         # LF line ends; a stray CR left over becomes a space (cleanup_replace_stray_cr_lf):
         # a mail reader or a next hop could take it for a line end and see a header
         # or a command the sender smuggled in.
@@ -126,7 +129,7 @@ class Cleanup(Daemon):
         headers, body, hops, cut = _split_headers(content, cfg.header_size_limit)
         if hops >= cfg.hopcount_limit:  # as Postfix: the limit-th Received: is a loop
             ctx.emit(SmtpLimit(limit="hopcount_limit", code="554 5.4.0", hops=hops), sid=sid)
-            return "fail", {"code": "554 5.4.0", "text": "Error: too many hops"}
+            return names.FAIL, {"code": "554 5.4.0", "text": "Error: too many hops"}
         announced: list[str] = []
 
         def announce(qid: str, size: int) -> None:
@@ -159,13 +162,14 @@ class Cleanup(Daemon):
                 announced[0] if announced else None,
                 sid,
             )
-            return "defer", {"code": "451 4.3.0", "text": "Error: queue file write error"}
-        return "ok", {"qid": qid}
+            return names.DEFER, {"code": "451 4.3.0", "text": "Error: queue file write error"}
+        return names.OK, {"qid": qid}
 
     async def wake_qmgr(self, qid: str, attrs: dict) -> None:
         sid = attrs.get("sid") if isinstance(attrs.get("sid"), str) else None
-        await self.ctx.hop(names.QMGR, "wake up: new mail in incoming", qid, sid)
-        await ipc.trigger(self.ctx.socket_path(names.QMGR, public=True), names.TRIGGER_INCOMING)
+        await clients.qmgr_trigger(
+            self.ctx, names.TRIGGER_INCOMING, "wake up: new mail in incoming", qid, sid
+        )
 
     def enqueue(
         self,

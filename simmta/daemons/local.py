@@ -51,17 +51,19 @@ class Local(DeliveryAgent):
             addr = r["address"]
             user = address.local_user(addr.rpartition("@")[0], cfg)
             if user is None:
-                out.append(RecipientStatus(addr, "fail", "5.1.1", f"<{addr}>: unknown user", ""))
+                out.append(RecipientStatus(addr, names.FAIL, "5.1.1", f"<{addr}>: unknown user", ""))
                 continue
             prefix = (f"Return-Path: <{msg.sender}>\nDelivered-To: {addr}\n").encode("utf-8", "replace")
             try:
                 path = self._write(user, [prefix, content], msg.qid)
             except OSError as e:
-                out.append(RecipientStatus(addr, "defer", "4.2.0", f"cannot write mailbox: {e.strerror}", ""))
+                out.append(
+                    RecipientStatus(addr, names.DEFER, "4.2.0", f"cannot write mailbox: {e.strerror}", "")
+                )
                 continue
             out.append(
                 RecipientStatus(
-                    addr, "ok", "2.0.0", "delivered to maildir", f"{user}/Maildir/new/{path.name}"
+                    addr, names.OK, "2.0.0", "delivered to maildir", f"{user}/Maildir/new/{path.name}"
                 )
             )
         return out

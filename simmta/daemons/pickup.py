@@ -20,9 +20,9 @@ import asyncio
 import os
 import stat
 
-from simmta.core import address, ipc, names
+from simmta.core import address, clients, ipc, names
 from simmta.core import queue as qf
-from simmta.core.records import IpcResponse, QueueRemoved
+from simmta.core.records import QueueRemoved
 from simmta.core.skeleton import Daemon, main
 
 MAILDROP_READY = stat.S_IROTH  # sendmail sets 0644 when the file is complete
@@ -69,29 +69,23 @@ class Pickup(Daemon):
         except qf.CorruptQueueFile as e:
             self.discard(path, f"damaged maildrop file from uid {st.st_uid}: {e}")
             return
-        request = {
-            "request": "queue",
-            "sender": msg.sender,
-            "recipients": [r.address for r in msg.recipients],
-            "attrs": {
+        reply = await clients.cleanup_queue(
+            ctx,
+            msg.sender,
+            [r.address for r in msg.recipients],
+            {
                 "origin": "pickup",
                 "protocol": "local",
                 "client": "local",
                 "helo": f"uid {st.st_uid}",
                 "submitter_uid": st.st_uid,
             },
-        }
-        await ctx.hop(names.CLEANUP, "queue a local submission")
-        try:
-            reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, msg.content())
-        except (OSError, TimeoutError, ipc.ProtocolError) as e:
-            reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit(
-            IpcResponse(to=names.CLEANUP, what="queue", outcome=str(reply.get("status"))), reply.get("qid")
+            msg.content(),
+            hop="queue a local submission",
         )
-        if reply.get("status") == "ok":
+        if reply.get("status") == names.OK:
             self.discard(path, f"picked up as {reply.get('qid')} (submitted by uid {st.st_uid})")
-        elif reply.get("status") == "fail":
+        elif reply.get("status") == names.FAIL:
             self.discard(path, f"refused by cleanup: {reply.get('code')} {reply.get('text')}")
 
     def discard(self, path: os.PathLike[str], reason: str) -> None:

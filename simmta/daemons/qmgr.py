@@ -27,11 +27,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from simmta.core import address, config, ipc, names
+from simmta.core import address, clients, config, ipc, names
 from simmta.core import queue as qf
 from simmta.core.records import (
     DeliveryBounced,
-    IpcResponse,
     ProcessState,
     QueueCorrupt,
     QueueDeferred,
@@ -40,9 +39,7 @@ from simmta.core.records import (
 )
 from simmta.core.skeleton import Daemon, main, run_task
 
-_VALID_STATUS = {"ok", "defer", "fail"}
 ACTIVE_LIMIT = 1000  # messages in active/ at once (Postfix: qmgr_message_active_limit)
-AGENT_TIMEOUT = 900.0
 
 
 class Qmgr(Daemon):
@@ -170,7 +167,7 @@ class Qmgr(Daemon):
                 results.append(
                     {
                         "address": r.address,
-                        "status": "fail",
+                        "status": names.FAIL,
                         "dsn": "5.1.2",
                         "reason": route.reason,
                         "offset": r.offset,
@@ -193,12 +190,7 @@ class Qmgr(Daemon):
     ) -> list[dict[str, Any]]:
         ctx, cfg = self.ctx, self.ctx.config
         by_offset = {r.offset: r for r in rcpts}
-        req = {
-            "request": "deliver",
-            "queue": names.ACTIVE,
-            "qid": msg.qid,
-            "recipients": [{"address": r.address, "offset": r.offset} for r in rcpts],
-        }
+        req: dict[str, Any] = {"recipients": [{"address": r.address, "offset": r.offset} for r in rcpts]}
         if transport == names.SMTP:
             req["nexthop"] = destination
         limit = (
@@ -207,22 +199,24 @@ class Qmgr(Daemon):
             else cfg.default_destination_concurrency_limit
         )
         agents = self.transports.setdefault(transport, asyncio.Semaphore(cfg.default_process_limit))
+
+        def error(e: Exception) -> str:
+            # Postfix: "unknown mail transport error"; here the class is told why it waits.
+            crashed = isinstance(e, ipc.ProtocolError | ConnectionResetError | BrokenPipeError)
+            what = "crashed" if crashed else f"failed ({type(e).__name__})"
+            return (
+                f"{transport} agent {what}: deferred, retry in {config.duration(self.backoff(msg.arrival))}"
+            )
+
         async with self.destinations.slot((transport, destination), limit), agents:
-            await ctx.hop(transport, f"deliver to {len(rcpts)} recipient(s)", msg.qid, sid)
-            try:
-                reply = await ipc.call(ctx.socket_path(transport), req, timeout=AGENT_TIMEOUT)
-            except (OSError, TimeoutError, ipc.ProtocolError) as e:
-                # Postfix: "unknown mail transport error"; here the class is told why it waits.
-                crashed = isinstance(e, ipc.ProtocolError | ConnectionResetError | BrokenPipeError)
-                what = "crashed" if crashed else f"failed ({type(e).__name__})"
-                retry = config.duration(self.backoff(msg.arrival))
-                reply = {"status": "defer", "error": f"{transport} agent {what}: deferred, retry in {retry}"}
-        ctx.emit(IpcResponse(to=transport, what="deliver", outcome=str(reply.get("status"))), msg.qid, sid)
+            reply = await clients.agent_deliver(
+                ctx, transport, req, f"deliver to {len(rcpts)} recipient(s)", msg.qid, sid, error
+            )
         out: list[dict[str, Any]] = []
-        answered = reply.get("recipients") if reply.get("status") == "ok" else None
+        answered = reply.get("recipients") if reply.get("status") == names.OK else None
         if isinstance(answered, list):
             for a in answered:
-                if not isinstance(a, dict) or a.get("status") not in _VALID_STATUS:
+                if not isinstance(a, dict) or a.get("status") not in names.STATUSES:
                     continue
                 match = [r for r in rcpts if r.address == a.get("address") and r.offset in by_offset]
                 if not match:
@@ -245,7 +239,7 @@ class Qmgr(Daemon):
                 {
                     "address": r.address,
                     "offset": r.offset,
-                    "status": "defer",
+                    "status": names.DEFER,
                     "dsn": "4.3.0",
                     "reason": reason,
                     "via": transport,
@@ -257,14 +251,14 @@ class Qmgr(Daemon):
         ctx, cfg = self.ctx, self.ctx.config
         now = time.time()
         for r in results:
-            if r["status"] == "ok":
+            if r["status"] == names.OK:
                 self.mark_done(msg, r["offset"])
-        deferred = [r for r in results if r["status"] == "defer"]
-        failed = [r for r in results if r["status"] == "fail"]
+        deferred = [r for r in results if r["status"] == names.DEFER]
+        failed = [r for r in results if r["status"] == names.FAIL]
         if deferred and now - msg.arrival > cfg.maximal_queue_lifetime:
             for r in deferred:
                 r.update(
-                    status="fail",
+                    status=names.FAIL,
                     dsn="4.4.7",
                     reason=f"message expired after {int(now - msg.arrival)}s: {r['reason']}",
                 )
@@ -299,19 +293,9 @@ class Qmgr(Daemon):
                 sid,
             )
             return True
-        req = {
-            "request": "bounce",
-            "queue": names.ACTIVE,
-            "qid": msg.qid,
-            "failed": [{k: r[k] for k in ("address", "dsn", "reason", "via")} for r in failed],
-        }
-        await ctx.hop(names.BOUNCE, "send a DSN to the sender", msg.qid, sid)
-        try:
-            reply = await ipc.call(ctx.socket_path(names.BOUNCE), req, timeout=AGENT_TIMEOUT)
-        except (OSError, TimeoutError, ipc.ProtocolError) as e:
-            reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit(IpcResponse(to=names.BOUNCE, what="bounce", outcome=str(reply.get("status"))), msg.qid, sid)
-        return reply.get("status") == "ok"
+        told = [{k: r[k] for k in ("address", "dsn", "reason", "via")} for r in failed]
+        reply = await clients.bounce_send(ctx, told, "send a DSN to the sender", msg.qid, sid)
+        return reply.get("status") == names.OK
 
     def mark_done(self, msg: qf.QueueFile, offset: int) -> None:
         with contextlib.suppress(OSError):

@@ -16,6 +16,7 @@ SECURITY
 
 from typing import Any
 
+from simmta.core import names
 from simmta.core.records import IpcRequest, IpcResponse
 from simmta.core.skeleton import Context, main
 from simmta.core.smtpserver import InstrumentedSMTP
@@ -39,7 +40,7 @@ class QueueWritingHandler(SmtpdHandler):
             request["sender"], request["recipients"], request["attrs"], content
         )
         self.ctx.emit(IpcResponse(to="(this process)", what="queue", outcome=status), fields.get("qid"), sid)
-        if status == "ok":
+        if status == names.OK:
             await self.writer.wake_qmgr(fields["qid"], request["attrs"])
         return {"status": status, **fields}
 

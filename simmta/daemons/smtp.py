@@ -35,7 +35,7 @@ _DSN = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 class SmtpError(Exception):
     """The conversation failed: every recipient not yet settled gets ``status``."""
 
-    def __init__(self, status: str, reason: str):
+    def __init__(self, status: names.Status, reason: str):
         super().__init__(reason)
         self.status, self.reason = status, reason
 
@@ -70,9 +70,9 @@ class Conversation:
             async with asyncio.timeout(timeout):
                 self.reader, self.writer = await asyncio.open_connection(host, port)
         except TimeoutError:
-            raise SmtpError("defer", f"connect to {host}:{port}: timed out") from None
+            raise SmtpError(names.DEFER, f"connect to {host}:{port}: timed out") from None
         except OSError as e:
-            raise SmtpError("defer", f"connect to {host}:{port}: {e.strerror or e}") from None
+            raise SmtpError(names.DEFER, f"connect to {host}:{port}: {e.strerror or e}") from None
 
     async def reply(self, timeout: float) -> tuple[int, str]:
         assert self.reader is not None
@@ -82,20 +82,20 @@ class Conversation:
                 while len(lines) < MAX_REPLY_LINES:
                     raw = await self.reader.readline()
                     if not raw.endswith(b"\n"):
-                        raise SmtpError("defer", "lost connection with the next hop")
+                        raise SmtpError(names.DEFER, "lost connection with the next hop")
                     line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
                     lines.append(line)
                     if len(line) < 4 or line[3] != "-":
                         break
         except TimeoutError:
-            raise SmtpError("defer", "timeout waiting for the next hop's reply") from None
+            raise SmtpError(names.DEFER, "timeout waiting for the next hop's reply") from None
         except (OSError, ValueError) as e:  # ValueError: a line past the stream limit
-            raise SmtpError("defer", f"lost connection with the next hop ({type(e).__name__})") from None
+            raise SmtpError(names.DEFER, f"lost connection with the next hop ({type(e).__name__})") from None
         text = " ".join(line[4:] for line in lines)
         self.agent.ctx.emit(SmtpReply(line=reply_text(lines), peer=True), self.qid, self.sid)
         code = lines[-1][:3]
         if not code.isdigit() or code[0] not in "2345":
-            raise SmtpError("defer", f"malformed reply from the next hop: {safe_text(lines[-1], 80)}")
+            raise SmtpError(names.DEFER, f"malformed reply from the next hop: {safe_text(lines[-1], 80)}")
         return int(code), text
 
     async def command(self, line: str, timeout: float) -> tuple[int, str]:
@@ -106,7 +106,7 @@ class Conversation:
             self.writer.write(line.encode("utf-8", "replace") + b"\r\n")
             await self.writer.drain()
         except OSError:
-            raise SmtpError("defer", "lost connection with the next hop") from None
+            raise SmtpError(names.DEFER, "lost connection with the next hop") from None
         return await self.reply(timeout)
 
     def close(self) -> None:
@@ -114,8 +114,8 @@ class Conversation:
             self.writer.close()
 
 
-def _status(code: int) -> str:
-    return "ok" if code < 400 else "defer" if code < 500 else "fail"
+def _status(code: int) -> names.Status:
+    return names.OK if code < 400 else names.DEFER if code < 500 else names.FAIL
 
 
 def _dsn(code: int, text: str) -> str:
@@ -142,7 +142,8 @@ class Smtp(DeliveryAgent):
             host, port = self.nexthop(check_nexthop(req.get("nexthop", "")))
         except (ValueError, TypeError):
             return [
-                RecipientStatus(r["address"], "defer", "4.3.5", "bad next hop in request", "") for r in rcpts
+                RecipientStatus(r["address"], names.DEFER, "4.3.5", "bad next hop in request", "")
+                for r in rcpts
             ]
         where = f"{host}:{port}"
         settled: dict[str, RecipientStatus] = {}
@@ -178,7 +179,7 @@ class Smtp(DeliveryAgent):
                 code, text = await conv.command("DATA", t)
                 if code != 354:
                     raise SmtpError(
-                        _status(code) if code >= 400 else "defer",
+                        _status(code) if code >= 400 else names.DEFER,
                         f"host {where} said: {code} {text} (in reply to DATA)",
                     )
                 self.ctx.emit(SmtpCommand(line="<message content> .", peer=True), msg.qid, sid)
@@ -200,7 +201,7 @@ class Smtp(DeliveryAgent):
             for r in rcpts:
                 if r["address"] not in settled:
                     settled[r["address"]] = RecipientStatus(
-                        r["address"], e.status, "4.4.1" if e.status == "defer" else "5.0.0", e.reason, ""
+                        r["address"], e.status, "4.4.1" if e.status == names.DEFER else "5.0.0", e.reason, ""
                     )
         finally:
             conv.close()

@@ -26,8 +26,8 @@ import ipaddress
 import socket
 from typing import Any
 
-from simmta.core import address, anvil, ipc, names
-from simmta.core.records import IpcResponse, SmtpLimit, SmtpReject
+from simmta.core import address, anvil, clients, names
+from simmta.core.records import SmtpLimit, SmtpReject
 from simmta.core.skeleton import Context, Daemon, main
 from simmta.core.smtpserver import Envelope, Handler, InstrumentedSMTP, Session, serve_session
 
@@ -134,7 +134,6 @@ class SmtpdHandler(Handler):
             return self._reject("550 5.5.2 Error: bare <LF> received")
         peer = session.peer if isinstance(session.peer, tuple) else ("?", 0)
         request = {
-            "request": "queue",
             "sender": "" if envelope.mail_from == "<>" else envelope.mail_from,
             "recipients": list(envelope.rcpt_tos),
             "attrs": {
@@ -157,26 +156,18 @@ class SmtpdHandler(Handler):
             server.restart_timeout()
         self.ctx.crash_point("before-reply", reply.get("qid"))
         status = reply.get("status")
-        if status == "ok" and isinstance(reply.get("qid"), str):
+        if status == names.OK and isinstance(reply.get("qid"), str):
             server.qid = reply["qid"]  # from now on the session's events carry it
             return f"250 2.0.0 Ok: queued as {reply['qid']}"
-        if status == "fail":
+        if status == names.FAIL:
             return self._reject(f"{reply.get('code', '554 5.0.0')} {reply.get('text', 'Error')}")
         return self._reject("451 4.3.0 Error: queue file write error")
 
     async def _to_cleanup(self, request: dict[str, Any], content: bytes) -> dict[str, Any]:
-        ctx = self.ctx
-        await ctx.hop(names.CLEANUP, "queue this message", sid=self.session_id())
-        try:
-            reply = await ipc.call(ctx.socket_path(names.CLEANUP, public=True), request, content)
-        except (OSError, TimeoutError, ipc.ProtocolError) as e:
-            reply = {"status": "defer", "error": type(e).__name__}
-        ctx.emit(
-            IpcResponse(to=names.CLEANUP, what="queue", outcome=str(reply.get("status"))),
-            reply.get("qid"),
-            self.session_id(),
+        """cleanup's reply to ``request`` (sender, recipients, attrs) with ``content``."""
+        return await clients.cleanup_queue(
+            self.ctx, **request, content=content, hop="queue this message", sid=self.session_id()
         )
-        return reply
 
 
 PREGREET_REPLY = b"554 5.5.0 Error: SMTP protocol synchronization\r\n"

@@ -305,4 +305,4 @@ class Controller:
         return self.sup.bus.history.since(since)
 
     async def _trigger_qmgr(self, what: bytes) -> None:
-        await ipc.trigger(str(self.sup.inst.queue / names.PUBLIC / names.QMGR), what)
+        await ipc.trigger(self.sup.socket_path(names.QMGR), what)

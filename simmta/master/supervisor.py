@@ -233,6 +233,7 @@ class Supervisor:
         mine.setblocking(False)
         spec = {
             "service": svc.as_dict(),
+            "socket_dirs": {other.name: other.socket_dir for other in self.table},
             "config": self.cfg,
             "instance": str(self.inst.path),
             "mode": self.mode,
@@ -521,8 +522,12 @@ class Supervisor:
             self.spawn(st)
         self._update_listen(st)
 
+    def socket_path(self, service: str) -> str:
+        """``service``'s socket, in the directory its ``private`` column says."""
+        return str(self.inst.queue / self.table[service].socket_dir / service)
+
     async def _wakeup_timer(self, st: ServiceState) -> None:
-        path = str(self.inst.queue / st.service.socket_dir / st.service.name)
+        path = self.socket_path(st.service.name)
         while True:
             await asyncio.sleep(st.service.wakeup)
             await ipc.trigger(path, names.TRIGGER_WAKEUP)
