@@ -121,10 +121,38 @@ def test_line_breaks_inside_a_childs_json_cannot_split_the_stream() -> None:
 
 
 def test_events_a_child_lost_are_announced_and_the_count_not_passed_on() -> None:
-    _, got = stream_of(json.dumps(datagram(dropped_before=7)).encode())
+    _, got = stream_of(json.dumps(datagram(dropped_before=7, dropped_qids=["Q0", 5])).encode())
     notice, event = sorted(got, key=lambda e: e["kind"] != "bus")
     assert (notice["type"], notice["data"]["count"], event["type"]) == ("dropped", 7, "moved")
-    assert "dropped_before" not in event
+    assert notice["data"]["qids"] == ["Q0"]  # the messages the lost events were about (strings only)
+    assert "dropped_before" not in event and "dropped_qids" not in event
+
+
+def test_a_full_channel_drops_events_and_the_next_datagram_names_their_messages() -> None:
+    """A cause lost in the daemon's channel must not look like an order: the notice says
+    which messages lost events, so views and checks mark them incomplete."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        emitter = events.Emitter("qmgr", theirs)
+        n = 0
+        while emitter.emit(QueueMoved(from_="incoming", to="active"), f"Q{n}"):  # until the channel is full
+            n += 1
+        assert emitter.dropped == 1
+        emitter.emit(QueueMoved(from_="incoming", to="active"), f"Q{n + 1}")  # still full
+        while True:  # master reads the channel
+            try:
+                mine.recv(events.MAX_DATAGRAM, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        assert emitter.emit(QueueHeld(via="test"), "LATER")
+        _, last = mine.recv(events.MAX_DATAGRAM).split(b"\n", 1)
+        _, got = stream_of(last)
+    finally:
+        mine.close()
+        theirs.close()
+    notice, event = sorted(got, key=lambda e: e["kind"] != "bus")
+    assert notice["data"]["count"] == 2 and notice["data"]["qids"] == sorted([f"Q{n}", f"Q{n + 1}"])
+    assert event["qid"] == "LATER"
 
 
 def test_garbage_is_counted_not_published() -> None:

@@ -25,7 +25,10 @@ A recording made with another schema version is refused, naming both versions.
 Emitting never blocks: daemons write datagrams (a loop turn's events, a JSON
 line per event) with MSG_DONTWAIT to a socket master gave them before any
 privilege drop; when the buffer is full the events are dropped and counted,
-and the next event that gets through carries the count (``bus``/``dropped``). Mail never waits for the viewer.
+and the next event that gets through carries the count and the queue IDs of
+the messages they were about (``bus``/``dropped``: views and checks mark those
+messages incomplete instead of reading an order into what is missing). Mail
+never waits for the viewer.
 
 Causal order by construction: each datagram is numbered (a ``#N`` first line)
 and, once sent, the daemon writes an order token (its pid and N) to one pipe
@@ -242,6 +245,14 @@ class _Sent(msgspec.Struct):
 
 
 _encode = msgspec.json.Encoder().encode
+MAX_LOST = 256  # queue IDs a drop notice names at most
+
+
+class _Qid(msgspec.Struct):
+    qid: str | None = None
+
+
+_decode_qid = msgspec.json.Decoder(_Qid).decode
 
 
 class Emitter:
@@ -269,6 +280,7 @@ class Emitter:
         self.service = service
         self.channel = channel
         self.dropped = 0
+        self.lost: set[str] = set()  # queue IDs of the dropped events' messages
         self.muted = muted
         self.order = order  # the shared order pipe (write end), if any
         self.delay = delay  # test hook: seconds each send waits (a slow channel)
@@ -335,17 +347,23 @@ class Emitter:
 
     def _send(self, lines: list[bytes]) -> bool:
         assert self.channel is not None
-        if self.dropped:  # the first event that gets through says how many did not
-            lines = [b'{"dropped_before":%d,%s' % (self.dropped, lines[0][1:]), *lines[1:]]
+        if self.dropped:  # the first event that gets through says how many did not, and about what
+            told = b'{"dropped_before":%d,"dropped_qids":%s,' % (self.dropped, _encode(sorted(self.lost)))
+            lines = [told + lines[0][1:], *lines[1:]]
         if self.delay:
             time.sleep(self.delay)  # (the test hook: the channel takes this long)
         try:
             self.channel.send(b"#%d\n" % (self.sent + 1) + b"\n".join(lines), socket.MSG_DONTWAIT)
         except OSError:  # BlockingIOError: master is behind; anything else: master is gone
             self.dropped += len(lines)
+            for line in lines:
+                qid = _decode_qid(line).qid
+                if qid is not None and len(self.lost) < MAX_LOST:
+                    self.lost.add(qid)
             return False
         self.sent += 1
         self.dropped = 0
+        self.lost.clear()
         self._token()
         return True
 

@@ -166,16 +166,19 @@ class Bus:
         if not isinstance(event, dict) or not event.keys().isdisjoint(events.STAMPED):
             self.invalid += 1
             return
-        lost = event.pop("dropped_before", None)  # the child lost events before this one
+        lost = event.pop("dropped_before", None)  # the child lost events before this one ...
+        about = event.pop("dropped_qids", None)  # ... about these messages
         event["seq"], event["pid"], event["service"] = 0, pid, service
         events.CLOCK.heard(event.get("clock"))
         if events.validate(event):
             self.invalid += 1
             return
         if isinstance(lost, int) and lost > 0:
-            self.publish(
-                events.make(names.MASTER, BusDropped(count=lost, where=f"{service}[{pid}] event channel"))
+            qids = (
+                [q for q in about if isinstance(q, str)][: events.MAX_LOST] if isinstance(about, list) else []
             )
+            where = f"{service}[{pid}] event channel"
+            self.publish(events.make(names.MASTER, BusDropped(count=lost, where=where, qids=qids)))
         spliceable = lost is None and raw[:1] == b"{" and b"\r" not in raw
         self.publish(event, raw if spliceable else None)
 
