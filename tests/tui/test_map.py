@@ -196,6 +196,22 @@ def test_boxes_sit_inside_their_frames_and_the_screen(profile: str, size: tuple[
         assert a.x1 < b.x or b.x1 < a.x or a.y1 < b.y or b.y1 < a.y, (m, n)
 
 
+@pytest.mark.parametrize("size", MAP_SIZES)
+def test_a_table_with_a_service_removed_still_draws_every_edge(size: tuple[int, int]) -> None:
+    """Each postfix service left out in turn (qmgr's going empties unprivileged, whose cells go
+    to the jail): the rest keep boxes inside their frames and every edge between them a line."""
+    table = services.load(profile="postfix").as_list()
+    for gone in (s["name"] for s in table):
+        graph = regions.graph_from_services([s for s in table if s["name"] != gone])
+        lay = maplayout.layout(graph, *size)
+        assert gone not in lay.boxes
+        for node, b in lay.boxes.items():
+            f = lay.frames[lay.region[node]]
+            assert f.x < b.x and b.x1 < f.x1 and f.y < b.y and b.y1 < f.y1, (gone, node)
+        drawn = {(r.src, r.dst) for r in lay.routes} | {(r.dst, r.src) for r in lay.routes if r.both}
+        assert {(u, v) for u, v in lay.graph.edges if u in lay.boxes and v in lay.boxes} <= drawn, gone
+
+
 def test_sendmail_root_region_takes_the_middle_of_the_map() -> None:
     """Where everything runs as root, root gets the cells the jail and unprivileged would have."""
     graph = regions.graph_from_services(services.load(profile="sendmail").as_list())
