@@ -311,13 +311,10 @@ async def trilogy_svg(size: tuple[int, int]) -> str:
             await pilot.press("s")
             await until(lambda: all(m.model.counts.get("delivered") for m in app.members), "three deliveries")
             await until(
-                lambda: (
-                    all(m.report for m in app.members)
-                    and "starting" not in str([m.counts for m in app.members])
-                ),
+                lambda: all(m.report and m.model.state.started for m in app.members),
                 "the counts and the blast radius",
             )
-            await pilot.pause(2.5)  # one more poll of the counts, the tokens at rest
+            await pilot.pause(2.5)  # the tokens at rest (the counts follow each fold)
             svg = app.export_screenshot(title="simmta trilogy")
         for m in app.members:
             m.feed.stop()
