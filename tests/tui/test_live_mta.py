@@ -254,10 +254,15 @@ def test_closing_the_terminal_stops_the_mta(tmp_path: Path) -> None:
         term.keys("m")  # the jail's path is under the map, for a chrooted daemon's box (pickup runs)
 
         def jail_path() -> re.Match[str] | None:
+            # One box per press, each seen drawn: pressed faster than tmux's screen is read, the
+            # selection ran past pickup's box between two reads (the test failed with the map's
+            # boxes in another order).
+            before = term.screen()
             term.keys("Down")
+            wait_for(lambda: term.screen() != before, 5, "the selection to move")
             return re.search(r"(/\S+)/instance/queue", term.screen())
 
-        jail = wait_for(jail_path, 10, "a jail")
+        jail = wait_for(jail_path, 30, "a jail")
     finally:
         term.close()
     wait_for(lambda: not _alive(master), 20, "the MTA to stop with its terminal")
