@@ -63,6 +63,12 @@ class Child:
     pid: int
     service: str
     channel: socket.socket
+    # The child's end of the channel, held open here until the child is reaped: when
+    # the last holder of a datagram socket closes it, the kernel purges the queue of
+    # its peer on the next send to it (af_unix: unix_dgram_disconnected), and master
+    # sends to children that may have died a moment ago (observed, broadcast): that
+    # would throw away a dying child's last words (a crash point's "fault crash").
+    end: socket.socket
     started: float = field(default_factory=time.time)
     ready: bool = False
     avail: bool = True
@@ -261,9 +267,7 @@ class Supervisor:
                 ProcessThrottled(child_service=svc.name, until=time.time() + 1, reason=f"cannot start: {e}")
             )
             return None
-        finally:
-            theirs.close()
-        child = Child(pid, svc.name, mine)
+        child = Child(pid, svc.name, mine, theirs)
         st.children[child.pid] = child
         st.avail += 1  # counted available until it says busy (Postfix does the same)
         self.emit(ProcessSpawned(child_pid=child.pid, child_service=svc.name, total=len(st.children)))
@@ -477,6 +481,7 @@ class Supervisor:
         self._stream(child)  # ... then its last words, token or not (killed between the two)
         self.bus.flush()
         child.channel.close()
+        child.end.close()
         how = f"signal {signal.Signals(-status).name}" if status < 0 else f"exit {status}"
         if status != 0 and not self.stopping:
             st.restarts += 1
