@@ -151,9 +151,12 @@ class Mta:
             out = self.proc.stdout.read().decode() if self.proc.stdout else ""
             raise AssertionError(f"simmta run exited with {self.proc.returncode}: {out}")
         try:
-            return json.loads((self.instance / "run" / "status.json").read_text())
+            status = json.loads((self.instance / "run" / "status.json").read_text())
         except (OSError, ValueError):
             return None
+        # Ours, not one a master killed earlier left behind (kill -9 removes nothing).
+        pid = status.get("master_pid")
+        return status if pid == self.proc.pid or pid in _descendants(self.proc.pid) else None
 
     def simmta(
         self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 60

@@ -170,11 +170,9 @@ def test_messages_accepted_survive_kill_9_of_the_whole_tree(instance_dir: Path) 
 
         with ThreadPoolExecutor(1) as pool:
             fut = pool.submit(mta.send, "bob@simmta.test")
-            # one step: smtpd -> cleanup; cleanup's hop to qmgr then waits
-            wait_for(
-                lambda: mta.simmta("ctl", "step", "--json").stdout.count('"released": 1'),
-                what="smtpd's hand-off to cleanup to be released",
-            )
+            # one step: smtpd -> cleanup (master waits for that hop); cleanup's hop to qmgr then waits
+            step = json.loads(mta.simmta("ctl", "step", "--wait", "30", "--json").stdout)
+            assert step["released"] == 1, "smtpd's hand-off to cleanup to be released"
             qid = fut.result(timeout=30)
         assert qid in mta.queue_files("incoming")
         victims = [mta.pid, *_tree(mta.pid)]
@@ -186,6 +184,7 @@ def test_messages_accepted_survive_kill_9_of_the_whole_tree(instance_dir: Path) 
         mta.stop()
     again = Mta(instance_dir)
     try:
+        assert again.live_status()["master_pid"] == again.pid != mta.pid, "the new master, not the dead one"
         [msg] = read_one(again.maildir("bob"))
         assert qid in msg["Received"]
     finally:
