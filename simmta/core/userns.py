@@ -395,3 +395,12 @@ class NsView:
         if self.inside:
             return ids, [-1 if (h := m.to_host(i)) is None else h for i in ids]
         return [-1 if (i := m.to_inside(h)) is None else i for h in ids], ids
+
+
+def describe_uid(ns: NsView | None, uid: int) -> str:
+    """A uid this process read (a file's owner), as ``simmta ps`` shows ids: inside the
+    namespace and on the host, e.g. ``uid 0 (host uid 1001)``; just ``uid N`` outside one."""
+    if ns is None:
+        return f"uid {uid}"
+    inside, host = ns.split([uid], "uid")
+    return f"uid {inside[0]} (host uid {host[0]})"

@@ -20,7 +20,7 @@ import asyncio
 import os
 import stat
 
-from simmta.core import address, clients, ipc, names
+from simmta.core import address, clients, ipc, names, userns
 from simmta.core import queue as qf
 from simmta.core.records import QueueRemoved
 from simmta.core.skeleton import Daemon, main
@@ -30,6 +30,11 @@ MAILDROP_READY = stat.S_IROTH  # sendmail sets 0644 when the file is complete
 
 class Pickup(Daemon):
     resident = True
+
+    def pre_init(self) -> None:
+        # Before the chroot hides /proc: rootless, a file's owner is a uid inside
+        # the namespace (the student is uid 0 there); events name the host uid too.
+        self.ns = userns.NsView.of(os.getpid())
 
     def post_init(self) -> None:
         self.wake = asyncio.Event()
@@ -67,7 +72,7 @@ class Pickup(Daemon):
             if bad:
                 raise qf.CorruptQueueFile(f"bad address syntax: {bad[0][:80]!r}")
         except qf.CorruptQueueFile as e:
-            self.discard(path, f"damaged maildrop file from uid {st.st_uid}: {e}")
+            self.discard(path, f"damaged maildrop file from {userns.describe_uid(self.ns, st.st_uid)}: {e}")
             return
         reply = await clients.cleanup_queue(
             ctx,
@@ -84,7 +89,8 @@ class Pickup(Daemon):
             hop="queue a local submission",
         )
         if reply.get("status") == names.OK:
-            self.discard(path, f"picked up as {reply.get('qid')} (submitted by uid {st.st_uid})")
+            who = userns.describe_uid(self.ns, st.st_uid)
+            self.discard(path, f"picked up as {reply.get('qid')} (submitted by {who})")
         elif reply.get("status") == names.FAIL:
             self.discard(path, f"refused by cleanup: {reply.get('code')} {reply.get('text')}")
 
