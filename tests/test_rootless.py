@@ -3,14 +3,18 @@
 As root the suite adds a user with a unique name (useradd gives it a
 subordinate range from /etc/login.defs; if not, usermod adds one), runs
 simmta as that user, and removes the user again: /etc/passwd, /etc/group,
-/etc/subuid and /etc/subgid keep every line they had and gain none of ours.
+/etc/subuid and /etc/subgid change by our lines alone, compared just before
+and after each change with other runs of the suite locked out (they add and
+remove students of their own meanwhile).
 Every test's teardown stops the MTA, runs ``simmta clean`` as the student and
 proves with ``find -uid`` that no file of the range is left.
 """
 
 import contextlib
+import fcntl
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -19,6 +23,7 @@ import smtplib
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +43,7 @@ from mtakit import (
     start_every_service,
     wait_for,
 )
+from reachable import STATE_DIR
 
 from simmta.core import userns
 
@@ -64,31 +70,51 @@ def _lines(p: Path) -> list[str]:
     return p.read_text().splitlines() if p.exists() else []
 
 
+@contextlib.contextmanager
+def changing_accounts(name: str, adding: bool) -> Iterator[None]:
+    """Change the account files for ``name`` alone, and prove it.
+
+    Other runs of this suite add and remove students of their own meanwhile, so
+    the files are compared just before and just after our change, with those
+    runs locked out (and the free subordinate range chosen under the same lock):
+    only ``name``'s lines may differ, gained when adding, lost when removing.
+    """
+    STATE_DIR.mkdir(mode=0o700, exist_ok=True)
+    with open(STATE_DIR / "accounts.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = {p: set(_lines(p)) for p in ACCOUNT_FILES}
+        yield
+        for p in ACCOUNT_FILES:
+            after = set(_lines(p))
+            gained, lost = after - before[p], before[p] - after
+            assert all(x.startswith(f"{name}:") for x in gained | lost), (p, "another account's line changed")
+            assert not (lost if adding else gained), (p, "lost lines" if adding else "gained lines")
+            ours = [x for x in after if x.startswith(f"{name}:") or f":{name}" in x]
+            assert adding or not ours, (p, "left behind")
+
+
 @pytest.fixture(scope="module")
 def student() -> Iterator[Student]:
     needs_root()
     for tool in ("useradd", "userdel", "usermod", "newuidmap", "newgidmap"):
         assert shutil.which(tool), f"{tool} is needed (apt-get install passwd uidmap)"
     assert nobody_can_run_python()
-    before = {p: _lines(p) for p in ACCOUNT_FILES}
     name = f"{PREFIX}{secrets.token_hex(4)}"
-    subprocess.run(
-        [
-            "useradd",
-            "--no-create-home",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--user-group",
-            name,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        import pwd
-
+    with changing_accounts(name, adding=True):
+        subprocess.run(
+            [
+                "useradd",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                name,
+            ],
+            check=True,
+            capture_output=True,
+        )
         pw = pwd.getpwnam(name)
         uids = userns.subordinate(userns.SUBUID, name, pw.pw_uid)
         if uids is None or userns.subordinate(userns.SUBGID, name, pw.pw_uid) is None:
@@ -98,14 +124,12 @@ def student() -> Iterator[Student]:
                 ["usermod", "--add-subuids", rng, "--add-subgids", rng, name], check=True, capture_output=True
             )
             uids = userns.subordinate(userns.SUBUID, name, pw.pw_uid)
+    try:
         assert uids is not None and uids.count > PEER
         yield Student(name, pw.pw_uid, pw.pw_gid, uids)
     finally:
-        subprocess.run(["userdel", name], capture_output=True)
-        for p in ACCOUNT_FILES:
-            after = _lines(p)
-            assert not [x for x in after if x.startswith(f"{name}:") or f":{name}" in x], (p, "left behind")
-            assert set(before[p]) <= set(after), (p, "lost lines")
+        with changing_accounts(name, adding=False):
+            subprocess.run(["userdel", name], check=True, capture_output=True)
 
 
 def leftovers(top: Path, s: Student) -> list[str]:
@@ -208,6 +232,34 @@ def test_each_daemon_runs_as_its_table_uid_mapped_onto_the_range(rootless_mta: M
         for f in maildir_files(rootless_mta.maildir(user)):
             assert f.stat().st_uid == student.host(USERS[user]), f
     assert all(f.stat().st_uid == student.host(PEER) for f in maildir_files(rootless_mta.peer_maildir))
+
+
+def test_pickup_names_the_submitter_inside_the_namespace_and_on_the_host(
+    rootless_mta: Mta, student: Student
+) -> None:
+    """The student is uid 0 inside the namespace: pickup's event says so and gives the
+    host uid too, as 'simmta ps' shows both."""
+    # Watched as the student (the bus admits root and the owner; root outside the
+    # namespace is neither inside it): unwatched daemons send only essential events.
+    seen: list[dict[str, Any]] = []
+
+    def saw(kind: str, type_: str, service: str = "master") -> list[dict[str, Any]]:
+        return [e for e in list(seen) if (e["kind"], e["type"], e["service"]) == (kind, type_, service)]
+
+    command = rootless_mta.command("events", "--json")
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as watch:
+        assert watch.stdout is not None
+        reader = threading.Thread(target=lambda: seen.extend(map(json.loads, watch.stdout)), daemon=True)
+        reader.start()
+        try:
+            wait_for(lambda: saw("bus", "subscriber"), what="the bus to admit the student")
+            rootless_mta.simmta("sendmail", "bob@simmta.test", input=b"Subject: local\n\nx\n")
+            [picked] = wait_for(lambda: saw("queue", "removed", "pickup"), what="pickup's event")
+        finally:
+            watch.terminate()
+            reader.join(10)
+    reason = picked["data"]["reason"]
+    assert reason.endswith(f"(submitted by uid 0 (host uid {student.uid}))"), reason
 
 
 def test_lab_attempts_get_the_kernels_answers(rootless_mta: Mta) -> None:
