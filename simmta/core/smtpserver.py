@@ -340,7 +340,7 @@ def _split_ahead(reader: asyncio.StreamReader, ready: "collections.deque[bytes]"
     other CR or LF in it, none is longer than the reader's limit, and nothing
     past the final dot is taken (pipelined commands stay in the buffer).
     """
-    buf = reader._buffer  # asyncio's StreamReader keeps what arrived in this bytearray
+    buf: bytearray = reader._buffer  # type: ignore[attr-defined]  # what arrived, in asyncio's StreamReader
     if buf.startswith(b".\r\n"):
         return
     end = buf.find(b"\r\n.\r\n")
@@ -356,7 +356,7 @@ def _split_ahead(reader: asyncio.StreamReader, ready: "collections.deque[bytes]"
         return
     ready.extend(lines)
     del buf[:end]
-    reader._maybe_resume_transport()  # as readuntil does after it took from the buffer
+    reader._maybe_resume_transport()  # type: ignore[attr-defined]  # as readuntil does after taking
 
 
 async def _discard_line(
