@@ -113,6 +113,8 @@ def safe_text(text: str | bytes, limit: int = MAX_TEXT) -> str:
     """Text safe to store and display: control characters made visible, length cut."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "backslashreplace")
+    elif len(text) <= limit and text.isprintable():  # the common case: nothing to cut or show
+        return text  # (isprintable is False for every character _CTRL, \r or \n would rewrite)
     cut = len(text) > limit
     text = text[:limit]
     text = _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}", text).replace("\r", "\\r").replace("\n", "\\n")

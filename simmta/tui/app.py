@@ -47,6 +47,7 @@ from simmta.tui.widgets.status import StatusLine
 from simmta.tui.widgets.tables import ProcessTable, QueueTable
 
 TICK = 0.1  # seconds between batches
+CATCH_UP = 0.005  # seconds between slices of a backlog (input is handled in between)
 HOPS_FROM_WIDTH = 120  # the hop list is beside the map from this terminal width on
 IDLE_REFRESH = 5  # with no events, redraw every this many ticks
 VIEWS = (
@@ -119,6 +120,7 @@ class SimmtaApp(ControlActions):
         self.ticks = 0
         self.records: dict[str, list[str]] = {}  # queue ID -> its queue file, as simmta cat shows it
         self.max_batch_seconds = 0.0
+        self.catching_up: Timer | None = None  # the next slice of a backlog
         self.replaying: Timer | None = None  # a letter's path, replayed hop by hop on the map
 
     # Layout ----------------------------------------------------------------
@@ -203,9 +205,9 @@ class SimmtaApp(ControlActions):
         if self.feed.fatal:  # nothing to show: say why once, outside the TUI
             self.exit(return_code=1)
             return
-        started = time.perf_counter()
-        applied = self.feed.pump(self.model, self.clock())
-        self.pumped += applied
+        applied = self.pump_slice()
+        if self.feed.live:  # the sparklines move on while nothing happens
+            self.model.advance_to(self.clock())
         self.ticks += 1
         if applied or self.ticks % IDLE_REFRESH == 0:  # countdowns and lingering tokens
             self.refresh_views()
@@ -213,7 +215,22 @@ class SimmtaApp(ControlActions):
         if note and note != self.privilege_told and self.model.privilege_mode != "real":
             self.privilege_told = note  # once: what is simulated, and the command that would help
             self.notify(note, title=f"privilege {self.model.privilege_mode}", timeout=20, markup=False)
+
+    def pump_slice(self) -> int:
+        """Apply events for at most feed.SLICE seconds; if more wait, pump again after
+        CATCH_UP seconds (keys and redraws go first), views refreshed only on the tick."""
+        started = time.perf_counter()
+        applied = self.feed.pump(self.model, self.clock())
+        self.pumped += applied
         self.max_batch_seconds = max(self.max_batch_seconds, time.perf_counter() - started)
+        if self.feed.backlog and self.catching_up is None:
+            self.catching_up = self.set_timer(CATCH_UP, self.catch_up)
+        return applied
+
+    def catch_up(self) -> None:
+        self.catching_up = None
+        if self.screen_stack:
+            self.pump_slice()
 
     def refresh_views(self) -> None:
         if not self.screen_stack:  # shutting down

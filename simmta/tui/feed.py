@@ -6,7 +6,10 @@ events it applied. Nothing here imports Textual, so tests (and lessons) drive
 feeds directly with a scripted clock.
 
 - ``LiveFeed``: a bus subscription (``busclient.Subscription``, its reader
-  thread) appends validated events to a bounded inbox; ``pump`` drains it. When the viewer falls
+  thread) appends validated events to a bounded inbox; ``pump`` drains it for
+  at most ``budget`` seconds (the app then lets input through and pumps again
+  while ``backlog`` says more waits, so a key press never waits for a whole
+  burst). When the viewer falls
   behind the inbox drops the oldest events and counts them (``overflow``)
   so the UI can say it cannot keep up instead of freezing.
 - ``ReplayFeed``: a recording (JSON lines, first line a snapshot) played on a
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +36,9 @@ from simmta.core.events import parse_line, read_recording
 from simmta.tui.model import Model
 
 INBOX_SIZE = 100_000  # events buffered between the reader thread and the UI
-BATCH_LIMIT = 5_000  # events applied per tick at most, so one tick stays short (50k/s at 10 Hz)
+BATCH_LIMIT = 5_000  # events applied by one pump at most
+SLICE = 0.015  # seconds one pump may spend applying events (it looks at the clock every CHUNK)
+CHUNK = 64
 SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 16.0, 64.0)
 
 
@@ -45,7 +51,10 @@ class Feed(Protocol):
     @property
     def fatal(self) -> str: ...  # why the MTA this feed waited for never started ("" otherwise)
 
-    def pump(self, model: Model, now: float) -> int: ...
+    @property
+    def backlog(self) -> int: ...  # events due but not applied yet (the budget ran out)
+
+    def pump(self, model: Model, now: float, budget: float | None = None) -> int: ...
     def status(self) -> str: ...
     def stop(self) -> None: ...
 
@@ -110,13 +119,21 @@ class LiveFeed:
                 self.inbox.popleft()
                 self.overflow += 1
 
-    def pump(self, model: Model, now: float) -> int:
-        with self._lock:
-            n = min(len(self.inbox), BATCH_LIMIT)
-            batch = [self.inbox.popleft() for _ in range(n)]
-            self.backlog = len(self.inbox)
-        model.apply_all(batch)
-        return n
+    def pump(self, model: Model, now: float, budget: float | None = None) -> int:
+        deadline = time.perf_counter() + (SLICE if budget is None else budget)
+        applied = 0
+        while applied < BATCH_LIMIT:
+            with self._lock:
+                n = min(len(self.inbox), CHUNK, BATCH_LIMIT - applied)
+                batch = [self.inbox.popleft() for _ in range(n)]
+                self.backlog = len(self.inbox)
+            if not batch:
+                break
+            model.apply_all(batch)
+            applied += n
+            if time.perf_counter() >= deadline:
+                break
+        return applied
 
     def status(self) -> str:
         if self.problem:
@@ -170,8 +187,9 @@ class ReplayFeed:
         self.virtual = self.t0  # the recording's clock
         self._last: float | None = None
         self._rebuild = True
+        self.backlog = 0
 
-    def pump(self, model: Model, now: float) -> int:
+    def pump(self, model: Model, now: float, budget: float | None = None) -> int:
         if self._rebuild:
             model.reset()
             model.apply_all(self.events[: max(self.position, 1)])
@@ -183,13 +201,20 @@ class ReplayFeed:
         if not self.playing:
             return 0
         start = self.position
-        while (
-            self.position < len(self.events)
-            and self.position - start < BATCH_LIMIT
-            and float(self.events[self.position]["ts"]) <= self.virtual
-        ):
-            self.position += 1
-        model.apply_all(self.events[start : self.position])
+        deadline = time.perf_counter() + (SLICE if budget is None else budget)
+        while self.position - start < BATCH_LIMIT:
+            chunk = self.position
+            while (
+                self.position < len(self.events)
+                and self.position - chunk < CHUNK
+                and float(self.events[self.position]["ts"]) <= self.virtual
+            ):
+                self.position += 1
+            model.apply_all(self.events[chunk : self.position])
+            if self.position - chunk < CHUNK or time.perf_counter() >= deadline:
+                break
+        due = self.position < len(self.events) and float(self.events[self.position]["ts"]) <= self.virtual
+        self.backlog = int(due)
         if self.position >= len(self.events):
             self.playing = False
         return self.position - start

@@ -109,9 +109,13 @@ class Model:
     # Applying events -------------------------------------------------------
     def apply_all(self, events: list[dict[str, Any]]) -> None:
         for event in events:
-            self.apply(event)
+            self._apply(event)
+        self.series["queued"][-1] = self.queued  # once per batch: it sums every queue
 
     def apply(self, event: dict[str, Any]) -> None:
+        self.apply_all([event])
+
+    def _apply(self, event: dict[str, Any]) -> None:
         kind, type_ = event["kind"], event["type"]
         if kind == "snapshot":
             self.reset()
@@ -125,7 +129,6 @@ class Model:
             view = _VIEW.get(kind)
             if view is not None:
                 view(self, type_, event, event["data"])
-            self.series["queued"][-1] = self.queued
         self.journeys.apply(event)
 
     def _seed_delivered(self, before: dict[str, int]) -> None:
@@ -153,11 +156,18 @@ class Model:
             self._second = second
             return
         gap = min(second - self._second, SERIES_SIZE)
-        for _ in range(max(gap, 0)):
+        if gap <= 0:
+            return
+        queued = self.series["queued"][-1] = self.queued  # the second that ends: its queue at the end
+        for _ in range(gap):
             for key, series in self.series.items():
-                series.append(self.queued if key == "queued" else 0)
-        if gap > 0:
-            self._second = second
+                series.append(queued if key == "queued" else 0)
+        self._second = second
+
+    def advance_to(self, now: float) -> None:
+        """Time passes with no events (a live viewer, each tick): the sparklines move on, at zero."""
+        if self._second is not None:
+            self._tick(int(now))
 
     @property
     def second(self) -> int | None:

@@ -362,3 +362,89 @@ async def test_the_tui_says_what_a_mode_lacks_and_the_command_that_fixes_it(tmp_
         told = await until(pilot, lambda: [n for n in app._notifications if "uidmap" in str(n.message)])
         assert len(told) == 1 and "uid separation is simulated" in str(told[0].message)
         assert "PARTIAL" in screen_text(app)
+
+
+@sync
+async def test_figures_keep_moving_when_idle(
+    fake_master: tuple[FakeMaster, SinkSMTP], tmp_path: Path
+) -> None:
+    """Live, time passes with no events: the sparklines scroll on at zero, with axes and units."""
+    from textual.widgets import Sparkline
+
+    from simmta.tui.feed import LiveFeed
+    from simmta.tui.model import SERIES_SIZE
+
+    now = [0.0]
+    app = SimmtaApp(LiveFeed(tmp_path / "run" / "bus.sock").start(), instance=tmp_path, clock=lambda: now[0])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.model.counts["delivered"] == 1, what="the story")
+        last = app.model.second
+        assert last is not None
+        now[0] = last + 0.5
+        await pilot.press("g")
+        spark = app.query_one("#spark-events", Sparkline)
+        await until(pilot, lambda: spark.data and spark.data[-1] > 0, what="the story's events drawn")
+        now[0] = last + 5.5  # five seconds of nothing
+        await until(pilot, lambda: app.model.second == last + 5, what="the series moving on")
+        await until(pilot, lambda: spark.data and list(spark.data[-5:]) == [0] * 5, what="zeros drawn")
+        assert spark.data[-6] > 0  # the story's last second, moved left
+        text = screen_text(app)
+        assert "msg/s" in text and "events/s" in text and "now" in text and f"-{SERIES_SIZE} s" in text
+
+
+@sync
+async def test_a_key_is_obeyed_before_a_backlog_is_applied(monkeypatch: Any) -> None:
+    """A pump applies events for feed.SLICE seconds, then input goes first: a key pressed while
+    a whole BATCH_LIMIT of events waits is obeyed before they are all applied (one pump of up to
+    BATCH_LIMIT events kept keys waiting for up to 1.8 s during a burst)."""
+    from textual.widgets import TabbedContent as Tabs
+
+    from simmta.tui import app as app_mod
+    from simmta.tui import feed as feed_mod
+
+    monkeypatch.setattr(feed_mod, "SLICE", 0.0)  # one chunk per pump
+    monkeypatch.setattr(app_mod, "CATCH_UP", 60.0)  # and no catching up between ticks
+    feed = feed_mod.LiveFeed(Path("/nonexistent/bus.sock"))
+    lines = STORY.read_text().splitlines()
+    feed.offer(lines[0])
+    for i in range(feed_mod.BATCH_LIMIT - 1):
+        feed.offer(lines[1 + i % (len(lines) - 1)])
+    app = SimmtaApp(feed)
+    obeyed: list[int] = []
+    view = app.action_view
+
+    def noted(name: str) -> None:
+        obeyed.append(app.pumped)
+        view(name)
+
+    app.action_view = noted  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        assert app.query_one(Tabs).active == "procs"
+        assert obeyed and obeyed[0] < feed_mod.BATCH_LIMIT
+        assert feed.backlog > 0  # the rest waits for the next slices
+
+
+@sync
+async def test_back_to_the_map_needs_no_new_layout(monkeypatch: Any) -> None:
+    """A tab switch resizes the hidden map to nothing and back: the layout it had is kept
+    (routing one took 0.3-1 s, each time the map tab came back)."""
+    from simmta.tui.widgets import diagram
+
+    made: list[tuple[int, int]] = []
+    layout = diagram.layout
+
+    def counted(graph: Any, width: int, height: int, *args: Any) -> Any:
+        made.append((width, height))
+        return layout(graph, width, height, *args)
+
+    monkeypatch.setattr(diagram, "layout", counted)
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        before = len(made)
+        assert before >= 1
+        for key in "pmemgm":
+            await pilot.press(key)
+            await pilot.pause()
+        assert len(made) == before or len(set(made)) == len(made)  # a size seen before: no new layout

@@ -15,7 +15,7 @@ from simmta.core import services
 from simmta.core.errors import SimmtaError
 from simmta.core.records import SmtpReply
 from simmta.tui import regions
-from simmta.tui.feed import BATCH_LIMIT, LiveFeed, ReplayFeed, load_recording
+from simmta.tui.feed import BATCH_LIMIT, CHUNK, LiveFeed, ReplayFeed, load_recording
 from simmta.tui.model import LOG_SIZE, Model
 
 
@@ -148,10 +148,21 @@ def test_live_feed_says_when_it_falls_behind() -> None:
     lines = STORY.read_text().splitlines()
     for i in range(BATCH_LIMIT + 100):
         feed.offer(lines[1 + i % (len(lines) - 1)])
-    assert feed.pump(m, 0.0) == BATCH_LIMIT
+    assert feed.pump(m, 0.0, budget=float("inf")) == BATCH_LIMIT
     assert feed.status().startswith("falling behind: 100 waiting")
-    feed.pump(m, 0.0)
+    feed.pump(m, 0.0, budget=float("inf"))
     assert feed.backlog == 0
+
+
+def test_live_feed_stops_when_its_time_is_spent() -> None:
+    """A pump applies events for ``budget`` seconds at most (a chunk at a time), then leaves the
+    rest waiting, so the app can handle a key before the next slice."""
+    feed, m = LiveFeed(Path("/nonexistent")), Model()
+    lines = STORY.read_text().splitlines()
+    for i in range(CHUNK * 3):
+        feed.offer(lines[1 + i % (len(lines) - 1)])
+    assert feed.pump(m, 0.0, budget=0.0) == CHUNK
+    assert feed.backlog == CHUNK * 2
 
 
 def test_queue_series_drops_when_a_message_leaves() -> None:

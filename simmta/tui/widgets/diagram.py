@@ -14,6 +14,7 @@ Trust: draws inert text from the model; clicks select by node name kept here.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 import networkx as nx
@@ -30,6 +31,7 @@ from simmta.tui.maplayout import Layout, layout
 from simmta.tui.widgets.messages import NodeSelected
 
 FPS = 20
+LAYOUTS_KEPT = 4
 
 
 class Diagram(Widget, can_focus=True):
@@ -115,6 +117,9 @@ class Diagram(Widget, can_focus=True):
         self.layout_: Layout | None = None
         self._painted: mappaint.Painted | None = None
         self._layout_key: tuple[object, ...] = ()
+        # Layouts by key, newest last: a tab switch resizes the map to nothing and back, and
+        # routing a layout takes a good part of a second.
+        self._layouts: OrderedDict[tuple[object, ...], tuple[Layout, mappaint.Painted]] = OrderedDict()
         self._overlay: mappaint.Overlay = {}
         self._strips: dict[int, Strip] = {}
         self._styles: dict[str, Style] = {}
@@ -136,8 +141,14 @@ class Diagram(Widget, can_focus=True):
         key = (self.size.width, self.size.height, self._graph_key, mode, id(graph))
         if self.layout_ is None or key != self._layout_key:
             self._layout_key = key
-            self.layout_ = layout(graph, max(self.size.width, 20), max(self.size.height, 8), mode)
-            self._painted = mappaint.static(self.layout_)
+            kept = self._layouts.pop(key, None)  # back to a size it had: no new layout
+            if kept is None:
+                lay = layout(graph, max(self.size.width, 20), max(self.size.height, 8), mode)
+                kept = (lay, mappaint.static(lay))
+            self._layouts[key] = kept
+            while len(self._layouts) > LAYOUTS_KEPT:
+                self._layouts.popitem(last=False)
+            self.layout_, self._painted = kept
             self._strips.clear()
             self._overlay = {}
         return self.layout_
