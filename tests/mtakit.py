@@ -6,6 +6,7 @@ polling with a deadline (``wait_for``), never a bare sleep.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from simmta.core import compromise
 
 REPO = Path(__file__).resolve().parent.parent
 NOBODY = 65534
@@ -329,3 +332,52 @@ def nobody_can_run_python() -> bool:
 def needs_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("real privilege separation needs root")
+
+
+# The compromise lab as root, from the issue and each design's documents: what a hole in
+# the SMTP server reaches (tests/test_compromise.py; test_rootless.py adds rootless's one change).
+LAB_EXPECTED = {
+    "postfix": {
+        "read-secret": "ENOENT",
+        "read-mail": "ENOENT",
+        "write-outside": "ENOENT",
+        "setuid-0": "EPERM",
+        "exec-true": "ENOENT",
+    },
+    "qmail": {
+        "read-secret": "EACCES",
+        "read-mail": "EACCES",
+        "write-maildir": "EACCES",
+        "read-queue": "EACCES",
+        "alter-canary": "EACCES",
+        "signal-daemon": "EPERM",
+        "setuid-0": "EPERM",
+        "write-outside": "EACCES",
+    },
+    "sendmail": {a: "ok" for a in compromise.ATTEMPTS},
+}
+
+
+def tree_state(top: Path) -> dict[str, tuple]:
+    """Every entry below ``top``: mode, owner, size, mtime and, for files, a digest of the contents."""
+    out = {}
+    for p in sorted([top, *top.rglob("*")]):
+        st = p.lstat()
+        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
+        out[str(p.relative_to(top))] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, digest)
+    return out
+
+
+def sentinel(base: Path, owner: int = 0) -> Path:
+    """A tree beside an instance that no lab attempt may touch: a 0600 file, a world-writable
+    directory and file, all ``owner``'s. Compare ``tree_state`` before and after."""
+    top = base / "sentinel"
+    (top / "sub").mkdir(parents=True)
+    (top / "secret").write_text("beside the instance\n")
+    os.chmod(top / "secret", 0o600)
+    (top / "sub" / "open").write_text("world-writable on purpose\n")
+    os.chmod(top / "sub" / "open", 0o666)
+    os.chmod(top / "sub", 0o777)
+    for p in (top, *top.rglob("*")):
+        os.chown(p, owner, owner)
+    return top

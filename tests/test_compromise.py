@@ -5,60 +5,17 @@ instance is touched: a sentinel tree beside it is compared (contents and metadat
 before and after, and a real queued message is byte for byte the same.
 """
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import pytest
-from mtakit import Mta, needs_root, wait_for
+from mtakit import LAB_EXPECTED, Mta, needs_root, sentinel, tree_state, wait_for
 
 from simmta.core import compromise
 
-# From the issue and from each design's documents: what a hole in the SMTP server reaches.
-EXPECTED = {
-    "postfix": {
-        "read-secret": "ENOENT",
-        "read-mail": "ENOENT",
-        "write-outside": "ENOENT",
-        "setuid-0": "EPERM",
-        "exec-true": "ENOENT",
-    },
-    "qmail": {
-        "read-secret": "EACCES",
-        "read-mail": "EACCES",
-        "write-maildir": "EACCES",
-        "read-queue": "EACCES",
-        "alter-canary": "EACCES",
-        "signal-daemon": "EPERM",
-        "setuid-0": "EPERM",
-        "write-outside": "EACCES",
-    },
-    "sendmail": {a: "ok" for a in compromise.ATTEMPTS},
-}
 
-
-def tree_state(top: Path) -> dict[str, tuple]:
-    out = {}
-    for p in sorted([top, *top.rglob("*")]):
-        st = p.lstat()
-        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
-        out[str(p.relative_to(top))] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, digest)
-    return out
-
-
-def sentinel(base: Path) -> Path:
-    top = base / "sentinel"
-    (top / "sub").mkdir(parents=True)
-    (top / "secret").write_text("beside the instance\n")
-    os.chmod(top / "secret", 0o600)
-    (top / "sub" / "open").write_text("world-writable on purpose\n")
-    os.chmod(top / "sub" / "open", 0o666)
-    os.chmod(top / "sub", 0o777)
-    return top
-
-
-@pytest.mark.parametrize("profile", list(EXPECTED))
+@pytest.mark.parametrize("profile", list(LAB_EXPECTED))
 def test_a_hole_in_the_smtp_server_reaches_what_the_design_allows(simmta_tmp: Path, profile: str) -> None:
     needs_root()
     top = sentinel(simmta_tmp)
@@ -74,7 +31,7 @@ def test_a_hole_in_the_smtp_server_reaches_what_the_design_allows(simmta_tmp: Pa
         got = {r["attempt"]: r["outcome"] for r in report["results"]}
         assert list(got) == list(compromise.ATTEMPTS)
         assert report["mode"] == "real" and "predicted" not in report
-        for attempt, outcome in EXPECTED[profile].items():
+        for attempt, outcome in LAB_EXPECTED[profile].items():
             assert got[attempt] == outcome, (attempt, report["results"])
         assert real.read_bytes() == real_bytes, "a real queued message is never touched"
         assert not list((mta.instance / "lab" / "outside").iterdir()), "nothing left outside"

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 from mtakit import (
     AS_NOBODY,
+    LAB_EXPECTED,
     NOBODY,
     REPO,
     Mta,
@@ -40,12 +41,15 @@ from mtakit import (
     nobody_can_run_python,
     proc_status,
     require_tool,
+    sentinel,
     start_every_service,
+    tree_state,
     wait_for,
 )
 from reachable import STATE_DIR
 
-from simmta.core import userns
+from simmta.core import compromise, userns
+from simmta.tools import lab
 
 MAIL_OWNER, PEER = 61000, 61100
 USERS = {"alice": 61001, "bob": 61002, "carol": 61003}
@@ -159,7 +163,10 @@ def home(student: Student) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)  # as root, whatever the test left
 
 
-def as_student(s: Student, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def as_student(
+    s: Student, *args: str, timeout: float = 60, tmp: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """simmta ``args`` as the student (temporary files in ``tmp`` if given)."""
     return subprocess.run(
         [
             "setpriv",
@@ -168,6 +175,7 @@ def as_student(s: Student, *args: str, timeout: float = 60) -> subprocess.Comple
             "--init-groups",
             "env",
             "HOME=/nonexistent",
+            *([f"TMPDIR={tmp}"] if tmp else []),
             sys.executable,
             "-m",
             "simmta",
@@ -273,6 +281,40 @@ def test_lab_attempts_get_the_kernels_answers(rootless_mta: Mta) -> None:
     assert attempt("write-maildir", "qmgr") == "refused (EACCES)"
     assert attempt("regain-root", "qmgr") == "refused (EPERM)"
     assert maildir_files(rootless_mta.maildir("alice")) == []
+
+
+def test_lab_compare_as_the_student_gives_the_kernels_answers_labelled_rootless(
+    student: Student, home: Path
+) -> None:
+    """The three profiles' SMTP servers compromised in a user namespace: the same script as
+    root, and the same answers but one. The namespace's root has no capability over the host's
+    network namespace, so even sendmail's root child may not bind below the host's
+    ip_unprivileged_port_start. A sentinel tree beside the instances, the student's own (so the
+    namespace's root could write it if the lab ever aimed there), is left as it was."""
+    top = sentinel(home, owner=student.uid)
+    before = tree_state(top)
+    r = as_student(student, "lab", "compare", "--json", timeout=240, tmp=home)
+    assert r.returncode == 0, r.stderr
+    reports = {x["profile"]: x for x in json.loads(r.stdout)["reports"]}
+    assert set(reports) == set(LAB_EXPECTED)
+    for profile, report in reports.items():
+        got = {x["attempt"]: x["outcome"] for x in report["results"]}
+        assert list(got) == list(compromise.ATTEMPTS), profile
+        assert report["mode"] == "rootless" and "predicted" not in report, profile
+        refused = report["ip_unprivileged_port_start"] > compromise.LOW_PORT
+        expected = {**LAB_EXPECTED[profile], "bind-low-port": "EACCES" if refused else "ok"}
+        for attempt, outcome in expected.items():
+            assert got[attempt] == outcome, (profile, attempt, report["results"])
+        # the process the script ran in: a table uid inside, a uid of the range (or, for
+        # the namespace's root, the student) on the host
+        seen = report["privilege"]
+        host = student.uid if seen["uid"] == [0] * 4 else student.host(seen["uid"][0])
+        assert seen["host_uid"] == [host] * 4, (profile, seen)
+    text = "\n".join(lab.render_matrix(list(reports.values())))
+    assert text.count("rootless: the kernel's answers in a user namespace") == len(reports)
+    assert f"as root (host uid {student.uid})" in text
+    assert tree_state(top) == before, "nothing beside the instances changed"
+    assert not list(home.glob("simmta-lab-*")), "compare removes its instances"
 
 
 # A deferred message stays deferred during the test (no retry moves it to active).

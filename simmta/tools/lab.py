@@ -63,14 +63,29 @@ def outcome_cells(report: dict[str, Any]) -> dict[str, str]:
 
 
 def mode_label(report: dict[str, Any]) -> str:
+    """How far the cells of one report are the kernel's: every view of the lab says it this way."""
     mode = report["mode"]
     if not privilege.uids_enforced(mode):
         return f"{mode}: predicted, not enforced"
+    if mode == privilege.ROOTLESS:
+        return (
+            f"{mode}: the kernel's answers in a user namespace (its uids are host uids of the"
+            " subordinate range; its root has no capability outside the namespace)"
+        )
     return f"{mode}: the kernel's answers"
 
 
+def account_label(report: dict[str, Any]) -> str:
+    """The compromised process's account, and the host uid it really is where the two differ."""
+    seen = report.get("privilege") or {}
+    uid, host = seen.get("uid"), seen.get("host_uid")
+    if uid and host and uid != host:
+        return f"{report['account']} (host uid {host[1]})"
+    return str(report["account"])
+
+
 def render_compromise(report: dict[str, Any]) -> list[str]:
-    who = f"{report['program']} [{report['pid']}] as {report['account']}" + (
+    who = f"{report['program']} [{report['pid']}] as {account_label(report)}" + (
         f" (set-uid {report['setuid']}, emulated)" if report.get("setuid") else ""
     )
     out = [f"compromised {who}, profile {report['profile']}, {mode_label(report)}"]
@@ -88,11 +103,11 @@ def render_compromise(report: dict[str, Any]) -> list[str]:
 
 def render_matrix(reports: list[dict[str, Any]]) -> list[str]:
     cells = [outcome_cells(r) for r in reports]
-    width = max(16, *(len(r["program"]) + 2 for r in reports))
+    width = 2 + max(14, *(max(len(r["program"]), len("as " + account_label(r))) for r in reports))
     out = [
         " " * 15 + "".join(f"{r['profile']:<{width}}" for r in reports),
         " " * 15 + "".join(f"{r['program']:<{width}}" for r in reports),
-        " " * 15 + "".join(f"{'as ' + r['account']:<{width}}" for r in reports),
+        " " * 15 + "".join(f"{'as ' + account_label(r):<{width}}" for r in reports),
     ]
     for a in compromise.ATTEMPTS:
         out.append(f"{a:<15}" + "".join(f"{c.get(a, '-'):<{width}}" for c in cells))

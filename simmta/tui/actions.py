@@ -21,6 +21,7 @@ from simmta.core import control
 from simmta.core.errors import SimmtaError
 from simmta.core.events import safe_text
 from simmta.core.pyexec import python_module
+from simmta.tools.lab import account_label, mode_label
 
 SENDER = "alice@simmta.test"
 DEFAULT_RCPT = "bob@simmta.test"
@@ -77,9 +78,9 @@ def compromise(control_socket: Path, service: str) -> str:
     """The compromise lab on one process of ``service``: a one-line summary (the map shows each)."""
     r = control.request(control_socket, "compromise", timeout=30, service=service)
     got = [f"{x['attempt']} {x['outcome']}" for x in r["results"]]
-    label = "predicted, not enforced" if "predicted" in r else f"{r['mode']}: the kernel's answers"
     return safe_text(
-        f"compromised {r['program']}[{r['pid']}] as {r['account']} ({label}): " + ", ".join(got), 600
+        f"compromised {r['program']}[{r['pid']}] as {account_label(r)} ({mode_label(r)}): " + ", ".join(got),
+        600,
     )
 
 

@@ -25,11 +25,11 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.widgets import Footer, Static
 
-from simmta.core import compromise, control, fold, privilege
+from simmta.core import compromise, control, fold
 from simmta.core.events import safe_text
 from simmta.core.instance import Instance
 from simmta.core.services import ServiceTable, load
-from simmta.tools.lab import outcome_cells
+from simmta.tools.lab import mode_label, outcome_cells
 from simmta.tui import themes
 from simmta.tui.feed import LiveFeed
 from simmta.tui.model import Model
@@ -73,14 +73,14 @@ def matrix(members: list[Member]) -> str:
     cells = [outcome_cells(r) for r in done]
     lines = [
         "blast radius of a hole in the SMTP server ("
-        + "; ".join(f"{r['profile']} {r['program']} as {r['account']}, {r['mode']}" for r in done)
+        + "; ".join(f"{r['profile']} {r['program']} as {r['account']}" for r in done)
         + ")"
     ]
     lines.append(f"{'':<15}" + "".join(f"{r['profile']:<22}" for r in done))
     for a in compromise.ATTEMPTS:
         lines.append(f"{a:<15}" + "".join(f"{c.get(a, '-'):<22}" for c in cells))
-    if any(not privilege.uids_enforced(r["mode"]) for r in done):
-        lines.append("(predicted, not enforced: this mode enforces no uid boundary)")
+    labels = (f"{r['profile']}: {r['error']}" if "error" in r else mode_label(r) for r in done)
+    lines += [f"({label})" for label in dict.fromkeys(labels)]
     return "\n".join(safe_text(x, 400) for x in lines)
 
 
