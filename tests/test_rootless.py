@@ -462,15 +462,15 @@ def test_simulated_mode_names_what_is_missing_and_raises_no_false_alarm(nobody_h
 
 
 class Terminal:
-    """``simmta`` (the interactive command) typed into a tmux session as ``uid``, on a
-    tmux server of its own (-L): ending it never races another test's server."""
+    """``simmta`` (the interactive command, or ``simmta ARGS``) typed into a tmux session as
+    ``uid``, on a tmux server of its own (-L): ending it never races another test's server."""
 
-    def __init__(self, name: str, uid: int, gid: int, home: Path) -> None:
+    def __init__(self, name: str, uid: int, gid: int, home: Path, args: str = "") -> None:
         self.session = f"simmta-users-{os.getpid()}-{name}"
         self.server = self.session
         command = (
             f"unset COLUMNS LINES; setpriv --reuid={uid} --regid={gid} --clear-groups env "
-            f"HOME={home} TMPDIR={home} PYTHONPATH={REPO} {sys.executable} -m simmta; "
+            f"HOME={home} TMPDIR={home} PYTHONPATH={REPO} {sys.executable} -m simmta {args}; "
             "echo SIMMTA-EXIT=$?; sleep 300"
         )
         self.tmux("new-session", "-d", "-s", self.session, "-x", "120", "-y", "40", command)
@@ -516,6 +516,33 @@ def test_two_users_run_simmta_at_once(student: Student, home: Path, nobody_home:
     finally:
         for t in terms:
             t.close()
+
+
+@pytest.mark.slow
+def test_trilogy_as_the_student_delivers_in_all_three_and_labels_the_matrix_rootless(
+    student: Student, home: Path
+) -> None:
+    base = home / "trilogy"
+    term = Terminal("trilogy", student.uid, student.gid, home, f"trilogy --dir {base}")
+    try:
+        screen = term.shows(
+            r"\nproc-fd [\s\S]*\(rootless: the kernel's answers in a user namespace", 90
+        ).string
+        row = next(line for line in screen.splitlines() if line.startswith("read-secret"))
+        assert row.split()[1:] == ["ok", "EACCES", "ENOENT"], row  # sendmail, qmail, postfix
+        term.tmux("send-keys", "-t", term.session, "s")
+        for p in ("sendmail", "qmail", "postfix"):
+            wait_for(
+                lambda p=p: maildir_files(base / p / "instance" / "mail" / "bob" / "Maildir"),
+                30,
+                f"the message delivered by {p}",
+            )
+        term.tmux("send-keys", "-t", term.session, "q")
+        term.shows("SIMMTA-EXIT=0", 60)
+    finally:
+        term.close()
+    for p in ("sendmail", "qmail", "postfix"):
+        clean(student, base / p / "instance")
 
 
 @pytest.mark.slow
