@@ -396,3 +396,25 @@ def test_disk_events_report_the_real_calls_for_a_message(tmp_path: Path) -> None
             assert {"path": "Maildir/new", "directory": True} in fsynced
         finally:
             mta.stop()
+
+
+def test_safe_text_returns_printable_text_as_it_is_and_rewrites_the_rest() -> None:
+    """The fast path (printable, short) gives what the rewriting path gives."""
+    from simmta.core.events import _CTRL, safe_text
+
+    def rewritten(s: str) -> str:
+        return _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}", s).replace("\r", "\\r").replace("\n", "\\n")
+
+    for s in (
+        "plain",
+        "tab\there",
+        "é ü 漢字",
+        "zero\u200bwidth",
+        "nel\x85",
+        "esc\x1b[2J",
+        "cr\r\nlf",
+        "del\x7f",
+        "",
+    ):
+        assert safe_text(s) == rewritten(s), s
+    assert safe_text("x" * 10, 4) == "xxxx…"
