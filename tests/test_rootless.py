@@ -540,9 +540,22 @@ def test_trilogy_as_the_student_delivers_in_all_three_and_labels_the_matrix_root
         term.tmux("send-keys", "-t", term.session, "q")
         term.shows("SIMMTA-EXIT=0", 60)
     finally:
-        term.close()
-    for p in ("sendmail", "qmail", "postfix"):
-        clean(student, base / p / "instance")
+        term.close()  # on a failure, a hang-up: the trilogy stops its three MTAs
+        # ... and they must be gone before the student is: userdel refuses a user with processes.
+        wait_for(lambda: not students_processes(student), 60, "the student's processes to end")
+        for p in ("sendmail", "qmail", "postfix"):
+            if (base / p / "instance").exists():
+                clean(student, base / p / "instance")
+
+
+def students_processes(s: Student) -> list[int]:
+    """Pids of the student's processes (the masters; the namespace's root is the student)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if p.name.isdigit() and p.stat().st_uid == s.uid:
+                out.append(int(p.name))
+    return out
 
 
 @pytest.mark.slow
