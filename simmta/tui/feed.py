@@ -22,6 +22,7 @@ recordings), never applied.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -32,10 +33,11 @@ from typing import Any, Protocol
 
 from simmta.core import busclient
 from simmta.core.errors import SimmtaError
-from simmta.core.events import parse_line, read_recording
+from simmta.core.events import SCHEMA_VERSION, parse_line, read_recording
 from simmta.tui.model import Model
 
-INBOX_SIZE = 100_000  # events buffered between the reader thread and the UI
+INBOX_SIZE = 20_000  # events buffered between the reader thread and the UI (~20 MiB parsed)
+LOST_QIDS = 256  # messages named in one drop notice at most (as the daemons' own)
 BATCH_LIMIT = 5_000  # events applied by one pump at most
 SLICE = 0.015  # seconds one pump may spend applying events (it looks at the clock every CHUNK)
 CHUNK = 64
@@ -80,6 +82,8 @@ class LiveFeed:
         self.inbox_size = inbox_size
         self.overflow = 0
         self.backlog = 0
+        self.lost = 0  # events the inbox let go since the last pump (the fold is told) ...
+        self.lost_qids: dict[str, None] = {}  # ... and the messages they were about (bounded)
         self._lock = threading.Lock()
         self.owned = subscription is None
         self.sub = subscription or busclient.Subscription(bus_socket, wait, starting, sock)
@@ -116,12 +120,19 @@ class LiveFeed:
         with self._lock:
             self.inbox.append(event)
             if len(self.inbox) > self.inbox_size:
-                self.inbox.popleft()
+                qid = self.inbox.popleft().get("qid")
+                if qid and len(self.lost_qids) < LOST_QIDS:
+                    self.lost_qids[qid] = None
+                self.lost += 1
                 self.overflow += 1
 
     def pump(self, model: Model, now: float, budget: float | None = None) -> int:
         deadline = time.perf_counter() + (SLICE if budget is None else budget)
         applied = 0
+        with self._lock:
+            lost, qids, self.lost, self.lost_qids = self.lost, list(self.lost_qids), 0, {}
+        if lost:  # the view fell behind: its fold marks those messages incomplete, never guesses
+            model.apply_all([_drop_notice(lost, qids, model.state.last_seq, model.state.now)])
         while applied < BATCH_LIMIT:
             with self._lock:
                 n = min(len(self.inbox), CHUNK, BATCH_LIMIT - applied)
@@ -145,6 +156,25 @@ class LiveFeed:
     def stop(self) -> None:
         if self.owned:
             self.sub.stop(timeout=0)
+
+
+def _drop_notice(count: int, qids: list[str], seq: int, ts: float) -> dict[str, Any]:
+    """A ``bus/dropped`` event, as the bus would send it, for what this view's inbox let go."""
+    data = {"count": count, "where": "this view's inbox (it fell behind)", "qids": qids}
+    return dict(
+        v=SCHEMA_VERSION,
+        seq=seq,
+        ts=ts,
+        mono=time.monotonic(),
+        clock=0,
+        pid=os.getpid(),
+        service="tui",
+        kind="bus",
+        type="dropped",
+        qid=None,
+        sid=None,
+        data=data,
+    )
 
 
 def load_recording(path: Path) -> tuple[list[dict[str, Any]], str]:

@@ -172,3 +172,21 @@ def test_queue_series_drops_when_a_message_leaves() -> None:
     assert m.series["queued"][-1] == m.queued == 1
     m.apply(events[removed])
     assert m.series["queued"][-1] == m.queued == 0
+
+
+def test_what_a_full_inbox_lets_go_is_a_drop_notice_naming_its_messages() -> None:
+    feed, m = LiveFeed(Path("/nonexistent"), inbox_size=10), Model()
+    lines = STORY.read_text().splitlines()
+    for line in lines:
+        feed.offer(line)
+    lost = [ev.parse_line(line) for line in lines[:-10]]
+    qids = {e["qid"] for e in lost if e.get("qid")}
+    assert qids, "the story's first events are about a message"
+    feed.pump(m, 0.0)
+    assert m.dropped == len(lost)
+    notice = next(e for e in m.log if e["kind"] == "bus" and e["type"] == "dropped")
+    assert ev.validate(notice) == []
+    assert set(m.state.drops[-1].qids) == qids
+    assert all(m.state.messages[q].incomplete for q in qids)
+    feed.pump(m, 0.0)
+    assert m.dropped == len(lost)  # told once
