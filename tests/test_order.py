@@ -11,9 +11,12 @@ The supervisor's part is also tested alone, deterministically: fake children
 write datagrams and order tokens the way daemons do, and the order master
 streams them in is checked (a dead child's tokens, a token behind many datagrams).
 
-SIMMTA_ORDER_MESSAGES sets how many messages: 200 by default (about a minute
-on two shared cores: cleanup's slowed channel limits the rate); the issue's
-5000 is SIMMTA_ORDER_MESSAGES=5000 with --timeout 0 (about 25 times as long).
+SIMMTA_ORDER_MESSAGES sets how many messages: 200 by default (20-35 s on two
+shared cores), so the suite runs it every time; the issue's 5,000 is
+``SIMMTA_ORDER_MESSAGES=5000 pytest tests/test_order.py --timeout 0`` (2.5-3.7
+minutes: on 2026-12-02, at 76ca54c, ten runs in a row passed, each with
+4,887-4,927 messages accepted and 221-293 SIGKILLs, 154-223 s a run, at load
+averages 6-20).
 """
 
 import os
