@@ -182,7 +182,7 @@ class FakeChildren:
                 end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             mine.setblocking(False)
             theirs.setblocking(False)  # (a full channel fails the test instead of hanging it)
-            child = Child(pid, service, mine)
+            child = Child(pid, service, mine, theirs)
             self.sup.services[service] = SimpleNamespace(
                 children={pid: child}, avail=0, restarts=0, service=SimpleNamespace(name=service)
             )
