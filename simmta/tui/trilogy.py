@@ -50,14 +50,16 @@ class Member:
     report: dict[str, Any] | None = None
 
 
-def counts(state: fold.State) -> str:
-    """The design's numbers, from the fold of the instance's events."""
+def counts(model: Model) -> str:
+    """The design's numbers, and the mail it delivered, from the fold of the instance's events."""
+    state = model.state
     if not state.started:
         return "starting..."
     d = fold.design(state)
     unseen = d.processes - d.observed
     return (
         f"processes {d.processes}  distinct uids {d.uids}  root {d.root}  chrooted {d.chrooted}"
+        + f"  delivered {model.counts['delivered']}"
         + (f"  ({unseen} not yet observed)" if unseen else "")
         + f"\nset-uid programs: real 0, emulated {len(d.setuid)}"
         + (f" ({', '.join(d.setuid)})" if d.setuid else "")
@@ -109,7 +111,7 @@ class TrilogyApp(App[None]):
                 with Vertical(classes="member") as box:
                     box.border_title = f"{m.table.profile.title}: {m.profile}"
                     yield Diagram(m.model, time.time, id=f"map{i}")
-                    yield Static(counts(m.model.state), classes="counts", id=f"counts{i}")
+                    yield Static(counts(m.model), classes="counts", id=f"counts{i}")
         yield Static(matrix(self.members), id="matrix")
         yield Footer()
 
@@ -125,7 +127,7 @@ class TrilogyApp(App[None]):
         for i, m in enumerate(self.members):
             if m.feed.pump(m.model, time.time()):
                 self.query_one(f"#map{i}", Diagram).tick()
-                self.query_one(f"#counts{i}", Static).update(counts(m.model.state))
+                self.query_one(f"#counts{i}", Static).update(counts(m.model))
 
     def blast_radius(self) -> None:
         for m in self.members:

@@ -29,6 +29,7 @@ def test_trilogy_delivers_one_message_in_all_three_and_shows_the_matrix(simmta_t
                 30,
                 f"the message delivered by {p}",
             )
+        wait_for(lambda: term.screen().count("delivered 1") == 3, 30, "each design's count of mail delivered")
         term.keys("q")
         term.shows("SIMMTA-EXIT=0", timeout=60)
         for p in PROFILES:  # quitting stopped all three
