@@ -1,5 +1,6 @@
 """Maildir delivery on its own: a message is in new/ whole, or not at all, and tmp/ is left clean."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,14 @@ def test_a_failed_link_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest
         maildir.deliver(box, [b"Subject: y\n\nbody\n"])
     assert list((box / "tmp").iterdir()) == []
     assert (box / "new" / "taken").read_bytes() == b"an earlier message"
+
+
+def test_read_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("not a letter")
+    (tmp_path / "link").symlink_to(tmp_path / "secret")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OSError):  # ELOOP: never through a symlink
+        maildir.read(tmp_path / "link")
+    with pytest.raises(OSError):  # not a regular file (and no hang on a FIFO)
+        maildir.read(tmp_path / "fifo")
+    assert maildir.read(tmp_path / "secret") == (b"not a letter", 12)

@@ -168,23 +168,16 @@ def as_student(
 ) -> subprocess.CompletedProcess[str]:
     """simmta ``args`` as the student (temporary files in ``tmp`` if given)."""
     return subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={s.uid}",
-            f"--regid={s.gid}",
-            "--init-groups",
-            "env",
-            "HOME=/nonexistent",
-            *([f"TMPDIR={tmp}"] if tmp else []),
-            sys.executable,
-            "-m",
-            "simmta",
-            *args,
-        ],
+        [*student_prefix(s), *([f"TMPDIR={tmp}"] if tmp else []), sys.executable, "-m", "simmta", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def student_prefix(s: Student) -> list[str]:
+    """A command prefix: run as the student, with a home that does not exist."""
+    return ["setpriv", f"--reuid={s.uid}", f"--regid={s.gid}", "--init-groups", "env", "HOME=/nonexistent"]
 
 
 def clean(s: Student, instance: Path) -> None:
@@ -587,3 +580,22 @@ def test_every_lesson_autoplays_rootless(student: Student, home: Path) -> None:
     lessons = len(list((Path(__file__).parents[1] / "lessons").glob("[0-9]*.md")))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert done.stdout.count("[rootless]") == lessons, done.stdout[-2000:]
+
+
+def test_the_student_reads_the_mailboxes_through_master(rootless_mta: Mta, student: Student) -> None:
+    """bob's Maildir belongs to a uid of the range: the student's Mailboxes view asks master."""
+    rootless_mta.send(to="bob@simmta.test", subject="for the student")
+    wait_for(lambda: maildir_files(rootless_mta.maildir("bob")), what="bob's letter")
+    code = (
+        "import sys; from pathlib import Path; from simmta.core import mailboxes; "
+        "from simmta.core.instance import Instance; i = Instance(Path(sys.argv[1])); "
+        "found = dict(mailboxes.letters(i, {})); (l,) = found['bob']; "
+        "print(l.header('Subject')); print(mailboxes.read(i, l.path)[0].decode())"
+    )
+    r = subprocess.run(
+        [*student_prefix(student), sys.executable, "-P", "-c", code, str(rootless_mta.instance)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("for the student\n") and "\nSubject: for the student" in r.stdout

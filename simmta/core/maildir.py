@@ -13,14 +13,17 @@ the viewer's job.
 """
 
 import contextlib
+import errno
 import itertools
 import os
 import re
 import socket
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from simmta.core import disk
 
@@ -123,10 +126,35 @@ def split_headers(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
 
 
 def read(path: Path, limit: int = MAX_READ) -> tuple[bytes, int]:
-    """The first ``limit`` bytes of a letter and its whole size."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        return f.read(limit), size
+    """The first ``limit`` bytes of a letter and its whole size: a regular file, never
+    through a symlink, a FIFO or a device (master reads them for viewers, see ``op_letter``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return f.read(limit), st.st_size
+
+
+WIRE_HEADERS = ("from", "to", "subject", "date")  # what a listing sent over control carries
+
+
+def to_wire(letter: Letter) -> dict[str, Any]:
+    """A letter as master's ``mail`` control operation lists it (JSON)."""
+    headers = [[k, v] for k, v in letter.headers if k.lower() in WIRE_HEADERS]
+    return {
+        "path": str(letter.path),
+        "mtime": letter.mtime,
+        "size": letter.size,
+        "headers": headers,
+        "qid": letter.qid,
+    }
+
+
+def from_wire(d: dict[str, Any]) -> Letter:
+    """A listed letter back from its JSON (values from master: typed again here)."""
+    headers = tuple((str(k), str(v)) for k, v in d["headers"])
+    return Letter(Path(str(d["path"])), float(d["mtime"]), int(d["size"]), headers, str(d["qid"]))
 
 
 def letters(maildir: Path, limit: int = MAX_LETTERS, known: dict[str, Letter] | None = None) -> list[Letter]:

@@ -8,13 +8,15 @@ treated as untrusted input.
 """
 
 import asyncio
+import base64
 import json
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
-from simmta.core import compromise, ipc, names, privilege, setid
+from simmta.core import compromise, ipc, maildir, names, privilege, setid
 from simmta.core import queue as qf
 from simmta.core.control import LAB_ACTIONS, PACE_MODES, SIGNALS
 from simmta.core.errors import SimmtaError
@@ -293,6 +295,33 @@ class Controller:
         result["protected_hardlinks"] = setid.protected_hardlinks()
         self.sup.emit(LabScan(**result))
         return result
+
+    async def op_mail(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Every mailbox's letters, as the Mailboxes view lists them, for a viewer who may not
+        read the Maildirs (rootless, they belong to uids of the namespace; master is its root)."""
+
+        def listing() -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            for name, path in self.sup.inst.mailboxes():
+                try:
+                    out.append({"name": name, "letters": [maildir.to_wire(x) for x in maildir.letters(path)]})
+                except OSError as e:
+                    out.append({"name": name, "error": e.strerror or str(e)})
+            return out
+
+        return {"mailboxes": await asyncio.get_running_loop().run_in_executor(None, listing)}
+
+    async def op_letter(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The first bytes of one letter: a file in a mailbox's new/ or cur/, nothing else."""
+        path = req.get("file")
+        where = {mb / sub for _, mb in self.sup.inst.mailboxes() for sub in ("new", "cur")}
+        if not isinstance(path, str) or Path(path).parent not in where or Path(path).name.startswith("."):
+            raise SimmtaError("not a letter in this instance's mailboxes")
+        try:
+            raw, size = maildir.read(Path(path))
+        except OSError as e:
+            raise SimmtaError(f"cannot read {safe_text(path, 200)}: {e.strerror or e}") from None
+        return {"data": base64.b64encode(raw).decode(), "size": size}
 
     async def op_history(self, req: dict[str, Any]) -> dict[str, Any]:
         """The events the bus streamed in the last ``since`` seconds (all it kept: None)."""

@@ -14,8 +14,11 @@ bytes of a letter and ``MAX_LINES`` lines shown, each line cut at ``LINE_CHARS``
 Trust: a letter is whatever its sender wrote. Every line is passed through
 ``safe_text`` (control characters shown as ``\\x1b``, never sent to the
 terminal) and shown as a ``Text`` (markup such as ``[link=...]`` is not
-interpreted). A Maildir the TUI may not read (in real privilege mode it is
-its user's, mode 0700) is named with the error, not hidden.
+interpreted). A Maildir the TUI may not read (it is its user's, mode 0700:
+in rootless mode a uid of the namespace) is read through master's control
+socket (``mail``, ``letter``: master lists only the instance's mailboxes and
+reads only their letters: ``simmta.core.mailboxes``), and if that fails too
+it is named with the error, not hidden.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable
 
-from simmta.core import maildir
+from simmta.core import mailboxes, maildir
+from simmta.core.errors import SimmtaError
 from simmta.core.events import safe_text
 from simmta.core.instance import Instance
 from simmta.tui import fmt
@@ -121,11 +125,10 @@ class MailboxesView(Vertical):
         self.letters = {}
         if self.instance is None:
             counts.append("no instance: the Mailboxes view reads a live MTA's Maildirs", style="dim")
-        for name, path in self.instance.mailboxes() if self.instance else ():
-            try:
-                found = maildir.letters(path, known={p: letter for p, (_, letter) in known.items()})
-            except OSError as e:
-                self.problems.append(f"{name}: cannot read {path}: {e.strerror or e}")
+        known_letters = {p: letter for p, (_, letter) in known.items()}
+        for name, found in mailboxes.letters(self.instance, known_letters) if self.instance else ():
+            if isinstance(found, str):
+                self.problems.append(f"{name}: {found}")
                 counts.append(f"{safe_text(name, 40)} ? ", style="bold")
                 continue
             counts.append(f"{safe_text(name, 40)} ", style="dim")
@@ -185,9 +188,11 @@ class MailboxesView(Vertical):
             (f"  queue ID {letter.qid}" if letter.qid else "  no simmta Received: line", "dim"),
         )
         try:
-            raw, size = maildir.read(letter.path)
-        except OSError as e:
-            box.show_lines([head, Text(f"cannot read it: {e.strerror or e}", style="bold reverse")])
+            assert self.instance is not None
+            raw, size = mailboxes.read(self.instance, letter.path)
+        except (OSError, SimmtaError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            box.show_lines([head, Text(f"cannot read it: {safe_text(why, 300)}", style="bold reverse")])
             return
         hint = Text("enter: replay its path on the map", style="dim")
         box.show_lines([head, hint, Text(""), *letter_lines(raw, size)])
