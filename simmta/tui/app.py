@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import networkx as nx
+from textual import events
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -109,6 +110,7 @@ class SimmtaApp(ControlActions):
         self.watch_only = watch_only
         self.feed, self.instance, self.clock, self.tick = feed, instance, clock, tick
         self.model = Model()
+        self.hops_chosen = False  # the user toggled the hop list (v): the width no longer decides
         self.followed: str | None = None
         self.screenshot_dir = screenshot_dir or default_screenshot_dir()
         for t in ALL:
@@ -161,9 +163,7 @@ class SimmtaApp(ControlActions):
         if self.watch_only:
             self.sub_title += " (viewer: watch only)"
         self.base.query_one("#filter", Input).display = False
-        hop_list = self.base.query_one(HopList)
-        hop_list.display = self.size.width >= HOPS_FROM_WIDTH
-        hop_list.set_class(self.size.width >= 160, "wide")
+        self.place_hop_list(self.size.width)
         self.pump()
         self.base.query_one(Diagram).focus()
         self.set_interval(self.tick, self.pump)
@@ -428,9 +428,22 @@ class SimmtaApp(ControlActions):
         self.base.query_one(Diagram).pinned = chosen.index
         self.refresh_views()
 
+    def place_hop_list(self, width: int) -> None:
+        """Beside the map from HOPS_FROM_WIDTH columns on, as the width changes, until ``v``
+        says otherwise (a window shrunk to 80 columns gives the map its width back)."""
+        hop_list = self.base.query_one(HopList)
+        if not self.hops_chosen:
+            hop_list.display = width >= HOPS_FROM_WIDTH
+        hop_list.set_class(width >= 160, "wide")
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.screen_stack:
+            self.place_hop_list(event.size.width)
+
     def action_toggle_hops(self) -> None:
         hop_list = self.base.query_one(HopList)
         hop_list.display = not hop_list.display
+        self.hops_chosen = True
         self.refresh_views()
 
     def action_view_pace(self, faster: bool) -> None:

@@ -15,6 +15,7 @@ from simmta.tui.app import VIEWS, SimmtaApp
 from simmta.tui.dialogs import Choose, Help
 from simmta.tui.widgets.diagram import Diagram as ArchitectureMap
 from simmta.tui.widgets.eventlog import EventLog
+from simmta.tui.widgets.hoplist import HopList
 from simmta.tui.widgets.sessions import SessionsView
 from simmta.tui.widgets.tables import ProcessTable
 
@@ -448,3 +449,21 @@ async def test_back_to_the_map_needs_no_new_layout(monkeypatch: Any) -> None:
             await pilot.press(key)
             await pilot.pause()
         assert len(made) == before or len(set(made)) == len(made)  # a size seen before: no new layout
+
+
+@sync
+async def test_the_hop_list_follows_the_width_until_the_user_toggles_it() -> None:
+    app = replay_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        hops = app.query_one(HopList)
+        assert hops.display
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert not hops.display  # a window shrunk to 80 columns gives the map its width back
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert hops.display
+        await pilot.press("v")
+        await pilot.resize_terminal(200, 50)
+        await pilot.pause()
+        assert not hops.display  # the user's choice stands
