@@ -6,7 +6,8 @@ chrooted processes, set-uid programs) derived from the same fold of each
 instance's stream (``fold.design``: the privilege master read from /proc, kept
 current by the processes' own privilege steps), and the blast-radius matrix:
 the compromise lab's script run in each SMTP server, with the kernel's answers.
-``s`` sends the same message to all three.
+``s`` sends the same message to all three. Below NARROW columns one map is
+shown at a time (``1``, ``2``, ``3``) above a line of counts per design.
 
 Trust: talks to masters the invoking user started (control and bus sockets);
 every string shown comes from them and is made inert.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
@@ -35,7 +37,8 @@ from simmta.tui.feed import LiveFeed
 from simmta.tui.model import Model
 from simmta.tui.widgets.diagram import Diagram
 
-NARROW = 150  # below this many columns the maps are stacked
+NARROW = 150  # below this many columns one map is shown at a time (keys 1, 2, 3), with every
+# design's counts on a line each under it: three maps stacked in 40 rows left each 2-3 rows
 
 
 @dataclass
@@ -89,18 +92,26 @@ def matrix(members: list[Member]) -> str:
 class TrilogyApp(App[None]):
     CSS = """
     #maps { layout: horizontal; height: 1fr; }
-    #maps.narrow { layout: vertical; }
     .member { width: 1fr; height: 1fr; border: round $primary; }
     .member Diagram { height: 1fr; }
     .counts { height: 3; }
+    #maps.narrow .member.hidden { display: none; }
+    #maps.narrow .counts { display: none; }
+    #summary { height: auto; display: none; }
+    #summary.shown { display: block; }
     #matrix { height: auto; max-height: 16; }
     """
-    BINDINGS = [Binding("s", "send", "Send one message to all three"), Binding("q", "quit", "Quit")]
+    BINDINGS = [
+        Binding("s", "send", "Send one message to all three"),
+        *(Binding(str(i + 1), f"show({i})", f"Design {i + 1}") for i in range(3)),
+        Binding("q", "quit", "Quit"),
+    ]
 
     def __init__(self, members: list[Member]) -> None:
         super().__init__()
         self.members = members
         self.sent = 0
+        self.shown = 0  # on a narrow screen, the design whose map is shown (in the trilogy's order)
         for t in themes.ALL:
             self.register_theme(t)
         self.theme = themes.THEMES["dark"]
@@ -112,22 +123,44 @@ class TrilogyApp(App[None]):
                     box.border_title = f"{m.table.profile.title}: {m.profile}"
                     yield Diagram(m.model, time.time, id=f"map{i}")
                     yield Static(counts(m.model), classes="counts", id=f"counts{i}")
+        yield Static(self.summary(), id="summary")
         yield Static(matrix(self.members), id="matrix")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.action_show(self.shown)
         self.set_interval(0.1, self.pump)
         self.run_worker(self.blast_radius, thread=True)
         self.on_resize()
 
-    def on_resize(self, event: object = None) -> None:
-        self.query_one("#maps").set_class(self.size.width < NARROW, "narrow")
+    def on_resize(self, event: events.Resize | None = None) -> None:
+        narrow = (event.size if event is not None else self.size).width < NARROW
+        self.query_one("#maps").set_class(narrow, "narrow")
+        self.query_one("#summary").set_class(narrow, "shown")
+
+    def action_show(self, index: int) -> None:
+        """On a narrow screen, the map of design ``index`` (the others' counts stay in view)."""
+        self.shown = index
+        for i, box in enumerate(self.query(".member")):
+            box.set_class(i != index, "hidden")
+        self.query_one("#summary", Static).update(self.summary())
+
+    def summary(self) -> str:
+        """One line per design (its counts' first line), the one on screen marked."""
+        return "\n".join(
+            f"{'▶' if i == self.shown else ' '} {i + 1} {m.profile:<9} {counts(m.model).splitlines()[0]}"
+            for i, m in enumerate(self.members)
+        )
 
     def pump(self) -> None:
+        changed = False
         for i, m in enumerate(self.members):
             if m.feed.pump(m.model, time.time()):
                 self.query_one(f"#map{i}", Diagram).tick()
                 self.query_one(f"#counts{i}", Static).update(counts(m.model))
+                changed = True
+        if changed:
+            self.query_one("#summary", Static).update(self.summary())
 
     def blast_radius(self) -> None:
         for m in self.members:

@@ -1,5 +1,6 @@
 """``simmta trilogy`` in tmux: three designs, one message delivered by each, the matrix on screen."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -62,3 +63,25 @@ def _mentions(proc: Path, text: str) -> bool:
         return text in (proc / "cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
+
+
+@pytest.mark.slow
+def test_on_a_120_column_projector_one_map_at_a_time_and_every_designs_counts(simmta_tmp: Path) -> None:
+    base = simmta_tmp / "trilogy"
+    term = Tmux(
+        simmta_tmp, f"PYTHONPATH={REPO} {sys.executable} -m simmta trilogy --dir {base}", size=(120, 40)
+    )
+    try:
+        screen = term.shows("\nproc-fd ", timeout=90)
+        assert "Sendmail 8" in screen and "qmail 1.03" not in screen  # one map, not three squeezed
+        for n, p in enumerate(PROFILES, 1):  # ... and every design's counts, a line each
+            assert re.search(rf"^ *▶? *{n} {p} +processes \d+", screen, re.M), (p, screen)
+        term.keys("3")
+        wait_for(
+            lambda: "Postfix" in term.screen() and "Sendmail 8" not in term.screen(), 30, "Postfix's map"
+        )
+        assert re.search(r"^▶ 3 postfix ", term.screen(), re.M)  # the summary marks the design shown
+        term.keys("q")
+        term.shows("SIMMTA-EXIT=0", timeout=60)
+    finally:
+        term.close()
