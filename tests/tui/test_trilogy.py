@@ -11,12 +11,16 @@ from test_live_mta import Tmux
 PROFILES = ("sendmail", "qmail", "postfix")
 
 
+def trilogy(simmta_tmp: Path, size: tuple[int, int]) -> tuple[Path, Tmux]:
+    """``simmta trilogy`` in a tmux of ``size``, its three instances under the returned directory."""
+    base = simmta_tmp / "trilogy"
+    command = f"PYTHONPATH={REPO} {sys.executable} -m simmta trilogy --dir {base}"
+    return base, Tmux(simmta_tmp, command, size=size)
+
+
 @pytest.mark.slow
 def test_trilogy_delivers_one_message_in_all_three_and_shows_the_matrix(simmta_tmp: Path) -> None:
-    base = simmta_tmp / "trilogy"
-    term = Tmux(
-        simmta_tmp, f"PYTHONPATH={REPO} {sys.executable} -m simmta trilogy --dir {base}", size=(200, 50)
-    )
+    base, term = trilogy(simmta_tmp, size=(200, 50))
     try:
         screen = term.shows("\nproc-fd ", timeout=90)  # the blast-radius matrix's last row
         for title in ("Sendmail 8", "qmail 1.03", "Postfix"):
@@ -43,10 +47,7 @@ def test_trilogy_delivers_one_message_in_all_three_and_shows_the_matrix(simmta_t
 def test_a_hang_up_stops_the_three_mtas_and_the_view(simmta_tmp: Path) -> None:
     """tmux kill-session (SIGHUP): nothing of the trilogy may stay behind (the view once
     kept spinning on the dead terminal)."""
-    base = simmta_tmp / "trilogy"
-    term = Tmux(
-        simmta_tmp, f"PYTHONPATH={REPO} {sys.executable} -m simmta trilogy --dir {base}", size=(200, 50)
-    )
+    base, term = trilogy(simmta_tmp, size=(200, 50))
     try:
         term.shows("\nproc-fd ", timeout=90)
     finally:
@@ -67,10 +68,7 @@ def _mentions(proc: Path, text: str) -> bool:
 
 @pytest.mark.slow
 def test_on_a_120_column_projector_one_map_at_a_time_and_every_designs_counts(simmta_tmp: Path) -> None:
-    base = simmta_tmp / "trilogy"
-    term = Tmux(
-        simmta_tmp, f"PYTHONPATH={REPO} {sys.executable} -m simmta trilogy --dir {base}", size=(120, 40)
-    )
+    _, term = trilogy(simmta_tmp, size=(120, 40))
     try:
         screen = term.shows("\nproc-fd ", timeout=90)
         assert "Sendmail 8" in screen and "qmail 1.03" not in screen  # one map, not three squeezed
