@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from simmta.core import names
+from simmta.core import names, records
 from simmta.core.events import safe_text
 from simmta.core.records import KIND_TYPES
 
@@ -431,6 +431,12 @@ def _step(state: State, event: dict[str, Any], data: dict[str, Any]) -> None:
             proc.privilege = {**proc.privilege, name: ids}
 
 
+# What master's reading of /proc says of a process (the record's fields but whose and what the
+# table expected): a process's ``privilege`` in the fold, and what lessons' goals may test.
+_NOT_FACTS = ("observed_pid", "observed_service", "expected")
+PRIVILEGE_FACTS = tuple(f for f in records.PrivilegeObserved.__struct_fields__ if f not in _NOT_FACTS)
+
+
 @_on("privilege/observed")
 def _observed(state: State, event: dict[str, Any], data: dict[str, Any]) -> None:
     pid = data["observed_pid"]
@@ -439,22 +445,7 @@ def _observed(state: State, event: dict[str, Any], data: dict[str, Any]) -> None
         proc = state.processes[pid] = Process(
             pid, text(data["observed_service"], 40), started=float(event["ts"])
         )
-    proc.privilege = {
-        k: data[k]
-        for k in (
-            "uid",
-            "gid",
-            "groups",
-            "caps",
-            "root",
-            "mode",
-            "mismatch",
-            "host_uid",
-            "host_gid",
-            "no_new_privs",
-            "simulated",
-        )
-    }
+    proc.privilege = {k: data[k] for k in PRIVILEGE_FACTS}
 
 
 @_on("queue/created")

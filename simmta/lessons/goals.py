@@ -42,29 +42,17 @@ from typing import Any
 
 import msgspec
 
-from simmta.core import privilege, records
+from simmta.core import fold, privilege, records
 from simmta.core.events import Envelope
 from simmta.core.records import RECORDS
+from simmta.lessons.state import CONVENIENCE
 
 # Envelope fields every event has (see simmta.core.events).
 EVENT_FIELDS = tuple(f.name for f in msgspec.structs.fields(Envelope))
 
-# Fields of the live state's records (see simmta.lessons.state).
-_PRIV_FIELDS = (
-    "uid",
-    "gid",
-    "groups",
-    "caps",
-    "root",
-    "mode",
-    "mismatch",
-    "ruid",
-    "euid",
-    "rgid",
-    "egid",
-    "cap_eff",
-    "no_new_privs",
-)
+# Fields of the live state's records (see simmta.lessons.state): /proc's facts (cap_eff is in
+# the snapshot's reading only) and the convenience ids.
+_PRIV_FIELDS = (*fold.PRIVILEGE_FACTS, "cap_eff", *CONVENIENCE)
 STATE_FIELDS: dict[str, tuple[str, ...]] = {
     "processes": ("pid", "ppid", "service", "state", "privilege", *(f"privilege.{f}" for f in _PRIV_FIELDS)),
     "queue": ("queue", "qid", "size", "sender", "recipients", "arrival", "next_retry", "reason"),

@@ -16,9 +16,11 @@ from typing import Any
 
 from simmta.core import fold
 
+CONVENIENCE = ("ruid", "euid", "rgid", "egid")  # added to a process's privilege facts
+
 
 def _privilege(raw: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A privilege record with convenience fields: ruid/euid/rgid/egid (None: not observed yet)."""
+    """A privilege record with the CONVENIENCE fields (None: not observed yet)."""
     if not raw:
         return None
     priv = dict(raw)
