@@ -22,7 +22,6 @@ recordings), never applied.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -31,9 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from simmta.core import busclient
+from simmta.core import busclient, events
 from simmta.core.errors import SimmtaError
-from simmta.core.events import SCHEMA_VERSION, parse_line, read_recording
+from simmta.core.events import parse_line, read_recording
+from simmta.core.records import BusDropped
 from simmta.tui.model import Model
 
 INBOX_SIZE = 20_000  # events buffered between the reader thread and the UI (~20 MiB parsed)
@@ -132,7 +132,7 @@ class LiveFeed:
         with self._lock:
             lost, qids, self.lost, self.lost_qids = self.lost, list(self.lost_qids), 0, {}
         if lost:  # the view fell behind: its fold marks those messages incomplete, never guesses
-            model.apply_all([_drop_notice(lost, qids, model.state.last_seq, model.state.now)])
+            model.apply_all([_drop_notice(lost, qids, model.state.last_seq)])
         while applied < BATCH_LIMIT:
             with self._lock:
                 n = min(len(self.inbox), CHUNK, BATCH_LIMIT - applied)
@@ -158,23 +158,13 @@ class LiveFeed:
             self.sub.stop(timeout=0)
 
 
-def _drop_notice(count: int, qids: list[str], seq: int, ts: float) -> dict[str, Any]:
+def _drop_notice(count: int, qids: list[str], seq: int) -> dict[str, Any]:
     """A ``bus/dropped`` event, as the bus would send it, for what this view's inbox let go."""
-    data = {"count": count, "where": "this view's inbox (it fell behind)", "qids": qids}
-    return dict(
-        v=SCHEMA_VERSION,
-        seq=seq,
-        ts=ts,
-        mono=time.monotonic(),
-        clock=0,
-        pid=os.getpid(),
-        service="tui",
-        kind="bus",
-        type="dropped",
-        qid=None,
-        sid=None,
-        data=data,
+    notice = events.make(
+        "tui", BusDropped(count=count, where="this view's inbox (it fell behind)", qids=qids)
     )
+    notice["seq"] = seq  # the last one this view applied: its fold's place in the stream stays
+    return notice
 
 
 def load_recording(path: Path) -> tuple[list[dict[str, Any]], str]:
