@@ -289,35 +289,20 @@ def test_another_uid_cannot_subscribe_or_control(mta: Mta) -> None:
         "try:\n s.connect(sys.argv[1]); s.settimeout(5); print('data:', s.recv(100))\n"
         "except OSError as e: print('refused:', e.__class__.__name__)\n"
     )
+
+    def connect_as_nobody(sock: Path) -> subprocess.CompletedProcess[str]:
+        command = [*AS_NOBODY, sys.executable, "-c", probe, str(sock)]
+        return subprocess.run(command, capture_output=True, text=True)
+
     run = mta.instance / "run"
     for name in ("bus.sock", "control.sock"):
-        r = subprocess.run(
-            [
-                *AS_NOBODY,
-                sys.executable,
-                "-c",
-                probe,
-                str(run / name),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        r = connect_as_nobody(run / name)
         assert "refused: PermissionError" in r.stdout, r
     # Second wall: even with the directory and socket opened up, SO_PEERCRED says no.
     os.chmod(run, 0o755)
     for name in ("bus.sock", "control.sock"):
         os.chmod(run / name, 0o666)
-        r = subprocess.run(
-            [
-                *AS_NOBODY,
-                sys.executable,
-                "-c",
-                probe,
-                str(run / name),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        r = connect_as_nobody(run / name)
         assert "data: b''" in r.stdout, r
     os.chmod(run, 0o700)
 
