@@ -1,8 +1,11 @@
-"""A Static that repaints only when its text changed.
+"""A Static that repaints only when its text changed, and lays out only when its height did.
 
 The views are refreshed on every tick of a burst; most of the time their text
 is the same, and an unconditional ``update`` would re-layout the screen each
-time. Trust: shows Text built by the views (already inert).
+time. A changed text that takes as many rows as before (the narration, the
+status line: every tick) is repainted in place: a layout makes Textual
+re-arrange and redraw the whole screen. Trust: shows Text built by the views
+(already inert).
 """
 
 from __future__ import annotations
@@ -16,9 +19,16 @@ class QuietStatic(Static):
     """``show(lines)``: update with these lines unless they read exactly as before."""
 
     _shown: tuple[str, ...] | None = None
+    _measured: tuple[int, int] = (0, 0)  # (width, rows) of the text last laid out
 
     def show_lines(self, lines: list[Text]) -> None:
         key = tuple(f"{line.plain}\0{line.style}\0{len(line.spans)}" for line in lines)
-        if key != self._shown:
-            self._shown = key
-            self.update(Group(*lines))
+        if key == self._shown:
+            return
+        self._shown = key
+        self.update(Group(*lines), layout=False)
+        width = self.content_region.width
+        measured = (width, self.visual.get_height(self.styles, width) if width else 0)
+        if not width or measured != self._measured:
+            self._measured = measured
+            self.refresh(layout=True)
