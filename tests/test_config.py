@@ -66,6 +66,17 @@ def test_services_table_errors(tmp_path: Path) -> None:
         services.load(p)
 
 
+def test_a_short_name_is_short_and_unique(tmp_path: Path) -> None:
+    """The map's small boxes show ``short``: longer than they hold, or taken twice, is refused."""
+    row = '[[service]]\nname = "{0}"\ntype = "unix"\ncommand = "{0}"\nshort = "{1}"\n'
+    p = write(tmp_path, "services.toml", row.format("smtpd", "the SMTP server"))
+    with pytest.raises(ConfigError, match=r"line 5.*at most 10 characters"):
+        services.load(p)
+    p = write(tmp_path, "services.toml", row.format("smtpd", "in") + row.format("cleanup", "in"))
+    with pytest.raises(ConfigError, match=r"short name 'in' taken"):
+        services.load(p)
+
+
 def test_graph_is_built_from_the_table() -> None:
     g = services.load().graph()
     assert g.has_edge("smtpd", "cleanup") and g.has_edge("qmgr", "local")

@@ -6,7 +6,7 @@ draws, and the lessons' questions ("which services are chrooted?").
 A table is also an *architecture profile* (``--profile postfix|qmail|sendmail``):
 the same daemons composed into the processes of another design, with that
 design's accounts (``[[account]]``, uids as offsets in the instance's uid block),
-its program names (``label``), who starts whom in the real program
+its program names (``label``, and ``short`` for a small map), who starts whom in the real program
 (``parent``), how long a process lives (``lifetime``) and set-uid programs,
 emulated (``setuid``: real uid of the caller, effective and saved uid of the
 program's owner). See simmta.core.profiles for the shipped ones.
@@ -31,6 +31,7 @@ LIFETIMES = ("resident", "reused", "per-connection", "per-message")
 ROOT = "root"
 MAIL_OWNER = "mail_owner"  # the account named by main.toml's mail_owner_uid/gid
 UID_BLOCK = 16  # a profile's accounts are offsets 0..15 from mail_owner_uid
+SHORT_MAX = 10  # a box's name on a small map (80x24, the lesson screen) fits this many cells
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Service:
     role: str = "mta"
     summary: str = ""
     label: str = ""
+    short: str = ""
     user: str = ""
     setuid: str = ""
     parent: str = "master"
@@ -112,6 +114,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "role": str,
     "summary": str,
     "label": str,
+    "short": str,
     "user": str,
     "setuid": str,
     "parent": str,
@@ -139,6 +142,8 @@ def _service(entry: dict[str, Any], src: TomlFile, line: int) -> Service:
         raise err("command", "no such daemon (known: " + ", ".join(sorted(names.DAEMONS)) + ")")
     if entry.get("lifetime", "resident") not in LIFETIMES:
         raise err("lifetime", "expected one of " + ", ".join(LIFETIMES))
+    if len(entry.get("short", "")) > SHORT_MAX:
+        raise err("short", f"at most {SHORT_MAX} characters (the map's small boxes)")
     for key in ("wakeup", "maxproc"):
         if entry.get(key, 0) < 0:
             raise err(key, "must not be negative")
@@ -332,10 +337,14 @@ def load(path: Path | None = None, profile: str = DEFAULT_PROFILE) -> ServiceTab
     lines = src.table_lines("service")
     services = [_service(dict(e), src, lines[i] if i < len(lines) else 1) for i, e in enumerate(entries)]
     seen: set[str] = set()
+    shorts: set[str] = set()
     for i, s in enumerate(services):
         if s.name in seen:
             raise src.error("service.name", f"duplicate service {s.name!r}", lines[i])
+        if s.short and s.short in shorts:
+            raise src.error("service.short", f"short name {s.short!r} taken by another service", lines[i])
         seen.add(s.name)
+        shorts.add(s.short)
     for i, s in enumerate(services):
         for peer in (*s.talks_to, *s.embeds):
             if peer not in seen:

@@ -207,15 +207,21 @@ def display_name(graph: nx.DiGraph, node: str) -> str:
     return program or node
 
 
-def _label(graph: nx.DiGraph, node: str) -> tuple[str, str]:
+def _column(graph: nx.DiGraph, node: str, key: str) -> str:
     table = graph.nodes[node].get("service") if node in graph else None
-    label = (table.get("label") if isinstance(table, dict) else getattr(table, "label", "")) or ""
-    program, _, role = label.partition(" (")
+    return str((table.get(key) if isinstance(table, dict) else getattr(table, key, "")) or "")
+
+
+def _label(graph: nx.DiGraph, node: str) -> tuple[str, str]:
+    program, _, role = _column(graph, node, "label").partition(" (")
     return program, role.rstrip(")")
 
 
 def compact_name(graph: nx.DiGraph, node: str) -> str:
-    """The title for a one-line chip: without a prefix every program shares (qmail-smtpd: smtpd)."""
+    """The title for a small box or a one-line chip: the table's ``short`` (Sendmail's SMTP child
+    is 'SMTP in'), else the name without a prefix every program shares (qmail-smtpd: smtpd)."""
+    if short := _column(graph, node, "short"):
+        return short
     name = display_name(graph, node)
     prefix, dash, rest = name.partition("-")
     shared = sum(1 for n in graph.nodes if display_name(graph, n).startswith(prefix + dash))

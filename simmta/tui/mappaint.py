@@ -194,10 +194,7 @@ def overlay_boxes(lay: Layout, facts: dict[str, Facts], selected: str | None, ou
                 row[x] = (" ", text_style)
         g: Grid = [[(" ", text_style)] * box.w for _ in range(box.h)]
         _rect(g, Rect(0, 0, box.w, box.h), glyphs, style)
-        title = f"{f.marker}{f.name}"
-        if len(title) > box.w - 2 and f.compact:
-            title = f"{f.marker}{f.compact}"
-        title = clip(title, box.w - 2)
+        title = fit_title(f, box.w - 2)
         _text(g, 1, 0, title, f"{style}-title", box.w - 2)
         wide = max(map(len, f.lines), default=0) <= box.w - 2
         tall = sum(1 for line in f.lines if line) <= box.h - 2
@@ -211,6 +208,13 @@ def overlay_boxes(lay: Layout, facts: dict[str, Facts], selected: str | None, ou
         for dy, row_cells in enumerate(g):
             for dx, cell in enumerate(row_cells):
                 out.setdefault(box.y + dy, {})[box.x + dx] = cell
+
+
+def fit_title(f: Facts, width: int) -> str:
+    """A framed box's title: its name, else its short name, else that without the marker (the
+    frame's style says root or the Internet too); cut only if even that is too long."""
+    forms = [f"{f.marker}{f.name}", *([f"{f.marker}{f.compact}", f.compact] if f.compact else [])]
+    return next((t for t in forms if len(t) <= width), clip(forms[-1], width))
 
 
 def fit_chip(chips: list[str], width: int) -> str:

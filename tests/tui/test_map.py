@@ -18,6 +18,7 @@ from simmta.core import services
 from simmta.tui import mapfacts, maplayout, mappaint, regions
 from simmta.tui.app import SimmtaApp
 from simmta.tui.journey import Hop
+from simmta.tui.model import Model
 from simmta.tui.playback import PACES, shown_hop
 from simmta.tui.widgets.diagram import Diagram
 from simmta.tui.widgets.hoplist import HopList
@@ -232,6 +233,27 @@ async def test_labels_are_whole_at_80x24() -> None:
         for word in ("JAIL", "ROOT", "UNPRIV", "cleanup", "incoming", "deferred", "maildrop", "master"):
             assert word in text, word
         assert "…" not in text.split("\n", 1)[1]
+
+
+@pytest.mark.parametrize("size", MAP_SIZES)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_box_names_are_whole_and_unique_in_every_profile(profile: str, size: tuple[int, int]) -> None:
+    """Each box shows its name or its table's short name, never cut, and no two the same
+    (Sendmail's roles showed as 'SMTP chi…', 'queue wri…' at 80x24; qmail's 'rspawn/re…' at 120x40)."""
+    graph = regions.graph_from_services(services.load(profile=profile).as_list())
+    lay = maplayout.layout(graph, *size)
+    box_facts = {n: mapfacts.facts(Model(), lay.graph, n, 0.0) for n in lay.boxes}
+    out: mappaint.Overlay = {}
+    mappaint.overlay_boxes(lay, box_facts, None, out)
+    shown = {}
+    for node, b in lay.boxes.items():
+        text = "\n".join("".join(out[y][x][0] for x in range(b.x, b.x1 + 1)) for y in range(b.y, b.y1 + 1))
+        assert "…" not in text, (node, text)
+        f = box_facts[node]
+        chips = [c.removeprefix(f.marker).rstrip("0123456789 ·⛓") for c in f.chips]  # without counts
+        shown[node] = next((n for n in (f.name, f.compact, *chips) if n and n in text), None)
+        assert shown[node], (node, text)
+    assert len(set(shown.values())) == len(shown), shown
 
 
 def test_postfix_keeps_its_jail() -> None:
