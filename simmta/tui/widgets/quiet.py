@@ -28,7 +28,8 @@ class QuietStatic(Static):
         self._shown = key
         self.update(Group(*lines), layout=False)
         width = self.content_region.width
-        measured = (width, self.visual.get_height(self.styles, width) if width else 0)
+        # Textual's Widget measures the same way (its styles stand in for the RulesMap it types)
+        measured = (width, self.visual.get_height(self.styles, width) if width else 0)  # type: ignore[arg-type]
         if not width or measured != self._measured:
             self._measured = measured
             self.refresh(layout=True)
