@@ -150,7 +150,9 @@ class Recording:
 
     def stop(self) -> None:
         time.sleep(1.0)  # the processes' exits and idle states after the last step, for the replay
-        self.proc.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: started from a background job the recorder ignores SIGINT
+        # (inherited); it writes each line as it comes, so a signal's stop loses none.
+        self.proc.terminate()
         self.proc.wait(30)
 
 
