@@ -183,9 +183,14 @@ def lesson_tui(controller: LessonController) -> App[Any]:
         def on_mount(self) -> None:
             super().on_mount()
             self.sub_title = f"lesson {controller.runner.lesson.id}"
-            mount_lesson_panel(
+            panel = mount_lesson_panel(
                 self.base, controller.runner, perform=controller.perform_current, reset=self._fresh_mta
             )
+            panel.show_privilege(self.privilege_told)  # told before the panel was there
+
+        def tell_privilege(self, note: str) -> None:  # kept in the panel: no toast over the map
+            for panel in self.base.query(LessonPanel).results(LessonPanel):
+                panel.show_privilege(note)
 
         def action_lesson(self, name: str) -> None:
             self.base.query_one(LessonPanel).action_lesson(name)

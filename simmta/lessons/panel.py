@@ -85,6 +85,8 @@ class LessonPanel(Vertical, can_focus=True):
                           padding: 0 1; }
     LessonPanel #output.shown { display: block; }
     LessonPanel #output > Static { width: 1fr; }
+    LessonPanel #privilege { color: $warning; margin: 1 0 0 0; display: none; }
+    LessonPanel #privilege.shown { display: block; }
     LessonPanel #where { color: $text-muted; margin: 1 0 0 0; }
     LessonPanel > #lesson-status { color: $text-muted; height: auto; max-height: 3; }
     """
@@ -114,6 +116,7 @@ class LessonPanel(Vertical, can_focus=True):
         self._shown: tuple[object, ...] | None = None
         self._hints: list[str] = []
         self._message = ""
+        self.privilege_note = ""  # what the MTA's privilege mode simulates (show_privilege)
 
     def compose(self) -> ComposeResult:
         lesson = self.runner.lesson
@@ -135,6 +138,7 @@ class LessonPanel(Vertical, can_focus=True):
             yield Markdown("", id="simulated")
             yield Markdown("", id="hints")
             yield Markdown("", id="explanation")
+            yield Static("", id="privilege")
             yield Static("", id="where")
         yield Static("", id="lesson-status")
 
@@ -287,6 +291,7 @@ class LessonPanel(Vertical, can_focus=True):
             self._message,
             view.answer,
             view.outcome,
+            self.privilege_note,
         )
         if key == self._shown and not force:
             return
@@ -294,6 +299,9 @@ class LessonPanel(Vertical, can_focus=True):
         self.query_one("#lesson-progress", ProgressBar).update(progress=view.percent)
         self._render_step(view)
         self.query_one("#lesson-status", Static).update(self._status_line(view))
+        privilege = self.query_one("#privilege", Static)
+        privilege.update(self._privilege())
+        privilege.set_class(bool(self.privilege_note), "shown")
         self.query_one("#where", Static).update(self._where())
 
     def _commands(self, view: RunnerView) -> list[str]:
@@ -393,6 +401,21 @@ class LessonPanel(Vertical, can_focus=True):
             link += f" · [yellow]{view.events_dropped} events dropped: C checks again[/yellow]"
         first = self._message.splitlines()[0] if self._message else ""
         return f"{view.percent} % · {link} · {mode}" + (f"\n{_plain(first)}" if first else "")
+
+    def show_privilege(self, note: str) -> None:
+        """Keep the MTA's privilege note (what its mode simulates, what would give more) in the
+        panel for the whole lesson: the lesson TUI shows it here, not as a toast over the map."""
+        self.privilege_note = note
+        if self.is_mounted:
+            self.refresh_view(force=True)
+
+    def _privilege(self) -> Text:
+        """The note's parts (" · " between them) one a line, the first (the mode's meaning) bold."""
+        parts = [p for p in self.privilege_note.split(" · ") if p]
+        text = Text("\n".join(parts), overflow="fold")  # plain: never markup
+        if parts:
+            text.stylize("bold", 0, len(parts[0]))
+        return text
 
     def _where(self) -> Text:
         """The instance and the keys, at the end of the body (they scroll; nothing is cut)."""

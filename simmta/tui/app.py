@@ -214,7 +214,12 @@ class SimmtaApp(ControlActions):
         note = self.model.privilege_note
         if note and note != self.privilege_told and self.model.privilege_mode != "real":
             self.privilege_told = note  # once: what is simulated, and the command that would help
-            self.notify(note, title=f"privilege {self.model.privilege_mode}", timeout=20, markup=False)
+            self.tell_privilege(note)
+
+    def tell_privilege(self, note: str) -> None:
+        """The privilege note (once per MTA): a notification that, like every other, replaces
+        the last one. A host with a place of its own for it (the lesson panel) overrides this."""
+        self.say(note, title=f"privilege {self.model.privilege_mode}", timeout=20)
 
     def pump_slice(self) -> int:
         """Apply events for at most feed.SLICE seconds; if more wait, pump again after

@@ -63,10 +63,13 @@ class ControlActions(App[None]):
     records: dict[str, list[str]]
     watch_only: bool
 
-    def say(self, text: str, severity: str = "information") -> None:
-        """One notification at a time: a new one replaces the last instead of piling over the map."""
+    def say(
+        self, text: str, severity: str = "information", *, title: str = "", timeout: float | None = None
+    ) -> None:
+        """One notification at a time: a new one replaces the last instead of piling over the map
+        (``timeout``: seconds shown, Textual's default when None)."""
         self.clear_notifications()
-        self.notify(text, severity=severity, markup=False)  # type: ignore[arg-type]
+        self.notify(text, title=title, severity=severity, timeout=timeout, markup=False)  # type: ignore[arg-type]
 
     def view_step(self, delta: int) -> None:
         raise NotImplementedError

@@ -340,29 +340,97 @@ async def test_click_a_node_on_the_map() -> None:
         await until(pilot, lambda: "pid 1002" in screen_text(app), what="qmgr's process")
 
 
-@sync
-async def test_the_tui_says_what_a_mode_lacks_and_the_command_that_fixes_it(tmp_path: Path) -> None:
-    """From the snapshot's privilege setup (as master sends it): one notification."""
+PARTIAL_SETUP = {
+    "mode": "partial",
+    "missing": "newuidmap/newgidmap are not installed",
+    "fix": "sudo apt-get install uidmap",
+    "uid": 1000,
+    "gid": 1000,
+}
+
+
+def partial_recording(tmp_path: Path, *, restarted: bool = False) -> tuple[Path, int]:
+    """The story as an MTA in partial mode would record it (the snapshot's privilege setup,
+    as master sends it), and its length. ``restarted``: the story as it is (simulated, no
+    setup), then a second snapshot, from the MTA started again in partial mode."""
     import json
 
     events = [json.loads(line) for line in STORY.read_text().splitlines()]
-    for e in events:  # the snapshot and master's "started" name the mode
-        if "privilege_mode" in e["data"]:
-            e["data"]["privilege_mode"] = "partial"
-    events[0]["data"]["privilege"] = {
-        "mode": "partial",
-        "missing": "newuidmap/newgidmap are not installed",
-        "fix": "sudo apt-get install uidmap",
-        "uid": 1000,
-        "gid": 1000,
-    }
+    if restarted:
+        again = json.loads(json.dumps(events[0]))
+        again["seq"], again["ts"] = events[-1]["seq"] + 1, events[-1]["ts"] + 1
+        again["data"].update(privilege_mode="partial", privilege=PARTIAL_SETUP)
+        events.append(again)
+    else:
+        for e in events:  # the snapshot and master's "started" name the mode
+            if "privilege_mode" in e["data"]:
+                e["data"]["privilege_mode"] = "partial"
+        events[0]["data"]["privilege"] = PARTIAL_SETUP
     recording = tmp_path / "partial.jsonl"
     recording.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return recording, len(events)
+
+
+@sync
+async def test_the_tui_says_what_a_mode_lacks_and_the_command_that_fixes_it(tmp_path: Path) -> None:
+    """From the snapshot's privilege setup (as master sends it): one notification."""
+    recording, _ = partial_recording(tmp_path)
     app = replay_app(recording=recording)
     async with app.run_test(size=SIZE) as pilot:
         told = await until(pilot, lambda: [n for n in app._notifications if "uidmap" in str(n.message)])
         assert len(told) == 1 and "uid separation is simulated" in str(told[0].message)
         assert "PARTIAL" in screen_text(app)
+
+
+@sync
+async def test_the_privilege_note_replaces_the_last_notification(tmp_path: Path) -> None:
+    """A note arriving while another message shows (here: the MTA started again in partial
+    mode) replaces it, as every say() does: one notification, never two stacked over the map."""
+    recording, length = partial_recording(tmp_path, restarted=True)
+    app = replay_app(recording=recording, position=length)  # all but the second snapshot
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")  # a replay has no MTA: the app says so
+        await until(pilot, lambda: app._notifications, what="the replay's answer")
+        await pilot.press("full_stop")  # the MTA's new snapshot, in partial mode
+        told = await until(pilot, lambda: [n for n in app._notifications if "uidmap" in str(n.message)])
+        for _ in range(3):  # told once: later ticks add nothing
+            await pilot.pause(app.tick)
+        assert list(app._notifications) == told and told[0].title == "privilege partial"
+        assert "uid separation is simulated" in str(told[0].message)
+
+
+@sync
+async def test_the_lesson_tui_keeps_the_privilege_note_in_its_panel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a lesson the note is a part of the panel, there for the whole lesson: no toast over the map."""
+    from textual.widgets import Static
+
+    from simmta.lessons import catalog
+    from simmta.lessons.app import LessonController, lesson_tui
+    from simmta.lessons.panel import LessonPanel
+    from simmta.tui.feed import ReplayFeed, load_recording
+
+    monkeypatch.setenv("SIMMTA_LESSON_PROGRESS", str(tmp_path / "progress.json"))
+    lesson = catalog.find("2", Path(__file__).resolve().parents[2] / "lessons")
+    controller = LessonController(lesson, tmp_path / "instance", restart=True)  # not started: no MTA
+    app = lesson_tui(controller)
+    recording, _ = partial_recording(tmp_path)
+    events, problem = load_recording(recording)
+    app.feed = ReplayFeed(events, playing=False, problem=problem)  # type: ignore[attr-defined]
+    app.feed.seek_end()  # type: ignore[attr-defined]
+    async with app.run_test(size=SIZE) as pilot:
+        panels = await until(pilot, lambda: list(app.query(LessonPanel)), what="the lesson panel")
+        panel = panels[0]
+
+        def shown() -> str:
+            return str(panel.query_one("#privilege", Static).render())
+
+        await until(pilot, lambda: "uidmap" in shown(), what="the note in the panel")
+        for _ in range(3):
+            await pilot.pause(app.tick)
+        assert "uid separation is simulated" in shown() and "sudo apt-get install uidmap" in shown()
+        assert panel.query_one("#privilege").display and not app._notifications
 
 
 @sync
