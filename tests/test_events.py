@@ -1,20 +1,24 @@
 """The event stream: complete chains, schema, drops, recording, access, pacing."""
 
+import ctypes
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import msgspec
 import pytest
 from mtakit import AS_NOBODY, EventLog, Mta, maildir_files, wait_for
 
 from simmta.core import events
 from simmta.core.errors import SimmtaError
 from simmta.core.events import read_recording
+from simmta.core.records import MAX_ITEMS, MAX_TEXT, QueueCreated, QueueHeld, SmtpCommand
 
 
 def chain(log: EventLog, qid: str, sid: str | None = None) -> list[tuple[str, str, str]]:
@@ -403,3 +407,81 @@ def test_safe_text_returns_printable_text_as_it_is_and_rewrites_the_rest() -> No
     ):
         assert safe_text(s) == rewritten(s), s
     assert safe_text("x" * 10, 4) == "xxxx…"
+
+
+def over_the_cut(event: dict) -> list[str]:
+    """The event's text and lists longer than the cut (512 characters and "…", 256 items)."""
+    out = [f"{k}: {len(event[k])} chars" for k in ("qid", "sid") if len(event[k] or "") > MAX_TEXT]
+    for name, value in event["data"].items():
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and len(value) > MAX_ITEMS:
+            out.append(f"{name}: {len(value)} items")
+        out += [f"{name}: {len(v)} chars" for v in items if isinstance(v, str) and len(v) > MAX_TEXT + 1]
+    return out
+
+
+def steal_event_channel(pid: int) -> socket.socket:
+    """A daemon's event channel (its one unnamed datagram socket), as code that took the daemon
+    over holds it: a copy of its descriptor through pidfd_getfd (root may)."""
+    getfd = ctypes.CDLL(None, use_errno=True).syscall
+    pidfd = os.pidfd_open(pid)
+    try:
+        for fd in sorted(map(int, os.listdir(f"/proc/{pid}/fd"))):
+            mine = getfd(438, pidfd, fd, 0)  # SYS_pidfd_getfd
+            if mine < 0:
+                continue
+            if not stat.S_ISSOCK(os.fstat(mine).st_mode):
+                os.close(mine)
+                continue
+            sock = socket.socket(fileno=mine)
+            if (sock.family, sock.type, sock.getsockname()) == (socket.AF_UNIX, socket.SOCK_DGRAM, ""):
+                return sock
+            sock.close()
+    finally:
+        os.close(pidfd)
+    raise AssertionError(f"no event channel in process {pid}")
+
+
+def test_no_text_on_the_stream_is_longer_than_the_cut(mta: Mta) -> None:
+    """A hostile client's 10 KB command, a 5 KB subject, and a compromised daemon writing
+    over-long fields on its own event channel: every event on the stream is cut (text at
+    512 characters and "…", lists at 256 items); a queue ID longer than that is refused."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to take a daemon's event channel (pidfd_getfd)")
+    log = mta.subscribe()
+    with socket.create_connection((mta.host, mta.port), timeout=30) as s, s.makefile("rb") as replies:
+        replies.readline()
+        for line in (b"EHLO " + b"h" * 10000, b"NOOP " + b"n" * 10000, b"QUIT"):
+            s.sendall(line + b"\r\n")
+            replies.readline()
+    (qmgr,) = mta.pids("qmgr")
+    record = QueueCreated(queue="incoming", size=1, sender="s", recipients=[], origin="smtpd", subject="s")
+    forged = [
+        {**events.make("qmgr", SmtpCommand(line="x")), "data": {"line": "x" * 10000}},
+        {**events.make("qmgr", QueueHeld(via="x")), "qid": "Q" * 10000},
+        {
+            **events.make("qmgr", record, "FORGED"),
+            "data": {
+                **msgspec.to_builtins(record),
+                "sender": "a" * 3000,
+                "recipients": ["r" * 1000 + "@x", *["r@x"] * 299],
+                "subject": "s" * 5000,
+            },
+        },
+    ]
+    lines = [json.dumps({k: v for k, v in e.items() if k not in events.STAMPED}).encode() for e in forged]
+    invalid = mta.live_status()["events"]["invalid_from_children"]
+    with steal_event_channel(qmgr) as channel:
+        for line in lines:  # each within a datagram's 16 KB, streamed with qmgr's next one
+            channel.send(b"#1\n" + line)
+    mta.send(subject="\r\n ".join(["s" * 900] * 6))  # a 5 KB subject; qmgr's events for it come after
+    wait_for(lambda: maildir_files(mta.maildir("bob")), what="delivery")
+    command = wait_for(lambda: log.find(kind="smtp", type="command", pid=qmgr), what="the forged command")
+    (created,) = log.find(kind="queue", type="created", qid="FORGED")
+    assert command[0]["data"]["line"] == "x" * MAX_TEXT + "…"
+    assert created["data"]["subject"] == "s" * MAX_TEXT + "…"
+    assert created["data"]["recipients"] == ["r" * MAX_TEXT + "…", *["r@x"] * (MAX_ITEMS - 1)]
+    assert not log.find(kind="queue", type="held")
+    assert mta.live_status()["events"]["invalid_from_children"] == invalid + 1
+    assert log.find(kind="smtp", type="reply", data_line="500 5.5.0 Command line too long")
+    assert [(e["kind"], e["type"], over) for e in log.events if (over := over_the_cut(e))] == []

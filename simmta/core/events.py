@@ -58,7 +58,7 @@ import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -174,8 +174,8 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
     service: str
     kind: str
     type: str
-    qid: str | None
-    sid: str | None
+    qid: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)] | None  # (an identifier: refused, not cut)
+    sid: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)] | None
     data: dict[str, Any]
 
 

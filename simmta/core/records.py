@@ -34,14 +34,22 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fi
     DOC: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        # Bounded: strings cut at MAX_TEXT characters, lists at MAX_ITEMS items.
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if isinstance(value, str):
-                if len(value) > MAX_TEXT:
-                    setattr(self, name, value[:MAX_TEXT] + "…")
-            elif isinstance(value, list) and len(value) > MAX_ITEMS:
-                setattr(self, name, value[:MAX_ITEMS])
+            if (cut := bounded(value)) is not value:
+                setattr(self, name, cut)
+
+
+def bounded(value: Any) -> Any:
+    """A field's value cut to the bounds (``value`` itself when within them): text at
+    MAX_TEXT characters and "…", lists at MAX_ITEMS items, and the text in them."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + "…"
+    if isinstance(value, list) and (
+        len(value) > MAX_ITEMS or any(isinstance(v, str) and len(v) > MAX_TEXT for v in value)
+    ):
+        return [bounded(v) if isinstance(v, str) else v for v in value[:MAX_ITEMS]]
+    return value
 
 
 # ---------------------------------------------------------------- process
@@ -619,7 +627,8 @@ def reference(version: int) -> str:
         f"Schema version {version}. Wire and disk format: JSON Lines, one event per line, with",
         "the envelope fields `v`, `seq`, `ts`, `mono`, `clock`, `pid`, `service`, `kind`, `type`,",
         "`qid`, `sid`, and `data` (the record's fields below). Optional fields are left out when",
-        f"they have no value. Text is cut at {MAX_TEXT} characters and lists at {MAX_ITEMS} items.",
+        f"they have no value. Text is cut at {MAX_TEXT} characters (in a list too) and lists at {MAX_ITEMS}",
+        "items; master cuts what a daemon sends as well.",
         "",
     ]
     for kind, types in RECORDS.items():

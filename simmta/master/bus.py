@@ -1,15 +1,16 @@
 """The event bus master hosts: children's datagrams in, JSON lines out.
 
-Every datagram from a child is checked against its record, stamped with the
-sender's real pid and service (a compromised daemon cannot speak for another)
-and a sequence number. Subscribers get the events in causal order, by
-construction: master publishes a child's datagram when its order token comes
-through the shared order pipe (see simmta.core.events), and its own events as
-it makes them; nothing is held back for a time. Master acts on each event
-(pace, faults) as it publishes it. Writes never wait: a
-subscriber whose socket buffer is full loses events, counted per subscriber,
-and when it drains it first gets a ``bus``/``dropped`` event saying how many.
-With no subscriber the bus does almost nothing.
+Every datagram from a child is checked against its record, cut to the record's
+bounds (a compromised daemon's 10 KB text is 512 characters on the stream, as an
+honest one's is), stamped with the sender's real pid and service (a compromised
+daemon cannot speak for another) and a sequence number. Subscribers get the
+events in causal order, by construction: master publishes a child's datagram
+when its order token comes through the shared order pipe (see
+simmta.core.events), and its own events as it makes them; nothing is held back
+for a time. Master acts on each event (pace, faults) as it publishes it. Writes
+never wait: a subscriber whose socket buffer is full loses events, counted per
+subscriber, and when it drains it first gets a ``bus``/``dropped`` event saying
+how many. With no subscriber the bus does almost nothing.
 
 Trust: children and subscribers are both untrusted; subscribers are admitted
 by ``access.allowed`` and anything they send is ignored.
@@ -24,8 +25,8 @@ from typing import Any
 
 import msgspec
 
-from simmta.core import events, names
-from simmta.core.records import BusDropped
+from simmta.core import events, names, records
+from simmta.core.records import MAX_TEXT, BusDropped
 from simmta.master.history import History
 
 _decode = msgspec.json.Decoder().decode
@@ -173,13 +174,17 @@ class Bus:
         if events.validate(event):
             self.invalid += 1
             return
+        spliceable = lost is None and raw[:1] == b"{" and b"\r" not in raw
+        if len(raw) > MAX_TEXT:  # room for a field longer than the cut: stream the record as cut
+            record = msgspec.convert(event["data"], records.record_class(event["kind"], event["type"]))
+            if (data := msgspec.to_builtins(record)) != event["data"]:
+                event["data"], spliceable = data, False
         if isinstance(lost, int) and lost > 0:
             qids = (
                 [q for q in about if isinstance(q, str)][: events.MAX_LOST] if isinstance(about, list) else []
             )
             where = f"{service}[{pid}] event channel"
             self.publish(events.make(names.MASTER, BusDropped(count=lost, where=where, qids=qids)))
-        spliceable = lost is None and raw[:1] == b"{" and b"\r" not in raw
         self.publish(event, raw if spliceable else None)
 
     def add(self, sub: Subscriber, snapshot: dict[str, Any]) -> None:
