@@ -6,10 +6,12 @@ returns for every input it takes, and leave every other input to it.
 
 import asyncio
 import collections
+import types
+import weakref
 from types import SimpleNamespace
 
 import pytest
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, auth_mechanism
 
 from simmta.core import smtpserver
 from simmta.core.smtpserver import Handler, InstrumentedSMTP
@@ -123,3 +125,180 @@ async def _data_lines(stream: bytes, chunk: int, split_ahead: bool) -> list[obje
 def test_data_lines_split_ahead_are_the_lines_readuntil_gives(stream: bytes, chunk: int) -> None:
     plain = asyncio.run(_data_lines(stream, chunk, split_ahead=False))
     assert asyncio.run(_data_lines(stream, chunk, split_ahead=True)) == plain
+
+
+class Events:
+    """A Context stand-in: InstrumentedSMTP only emits."""
+
+    def __init__(self) -> None:
+        self.records: list[object] = []
+
+    def emit(self, record: object, qid: object = None, sid: object = None) -> None:
+        self.records.append(record)
+
+
+class AuthHandler(Handler):
+    """A handler with hooks and AUTH mechanisms of its own, one renamed, one overriding a builtin."""
+
+    async def handle_NOOP(self, server: object, session: object, envelope: object, arg: str) -> str:
+        return f"250 OK noop {arg}"
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        return "250 OK got it"
+
+    async def auth_CRAM__MD5(self, server: object, args: list[str]) -> None: ...
+
+    @auth_mechanism("X-TOKEN")
+    async def auth_token(self, server: object, args: list[str]) -> None: ...
+
+    async def auth_LOGIN(self, server: object, args: list[str]) -> None: ...
+
+
+def _make(
+    fast: bool,
+    handler: Handler,
+    monkeypatch: pytest.MonkeyPatch,
+    taken: bool | None = None,
+    **kwargs: object,
+) -> InstrumentedSMTP:
+    """An InstrumentedSMTP with the fast constructor allowed or not (``fast``), checking
+    that it was taken (``taken``, by default: when allowed) or that aiosmtpd's was."""
+    monkeypatch.setattr(smtpserver, "_FAST_INIT", fast)
+    slow_init = SMTP.__init__
+    called: list[bool] = []
+
+    def spy(self: SMTP, *a: object, **k: object) -> None:
+        called.append(True)
+        slow_init(self, *a, **k)
+
+    monkeypatch.setattr(SMTP, "__init__", spy)
+    proto = InstrumentedSMTP(
+        handler,
+        Events(),  # type: ignore[arg-type]
+        line_length_limit=2048,
+        soft_errors=3,
+        hard_errors=20,
+        error_sleep=0,
+        junk_limit=100,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    monkeypatch.undo()
+    taken = fast if taken is None else taken
+    assert called == ([] if taken else [True]), "the fast constructor is taken, and only when asked"
+    return proto
+
+
+def _comparable(value: object, proto: object) -> object:
+    """An attribute's value with what is per-object replaced by what it must be."""
+    if isinstance(value, types.MethodType):
+        return ("method", value.__func__, "self" if value.__self__ is proto else value.__self__)
+    if isinstance(value, weakref.ref):
+        return ("weakref to", type(value()))
+    if isinstance(value, asyncio.StreamReader):
+        return ("reader", value._limit, value._loop)  # type: ignore[attr-defined]
+    if isinstance(value, asyncio.Future):
+        return ("future", value.done())
+    if isinstance(value, collections.deque):
+        return ("deque", list(value))
+    if isinstance(value, dict):
+        return {k: _comparable(v, proto) for k, v in value.items()}, list(value)
+    if isinstance(value, tuple):
+        return type(value), tuple(_comparable(v, proto) for v in value)
+    return value
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"hostname": "mx.simmta.test", "ident": "simmta", "data_size_limit": 10240000, "timeout": 300},
+        {"hostname": "peer.example.net", "ident": "peer", "data_size_limit": None, "timeout": 5},
+    ],
+)
+def test_the_fast_constructor_sets_every_attribute_as_aiosmtpds_does(
+    kwargs: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def both() -> tuple[InstrumentedSMTP, InstrumentedSMTP]:
+        handler = AuthHandler()
+        return _make(True, handler, monkeypatch, **kwargs), _make(False, handler, monkeypatch, **kwargs)
+
+    fast, slow = asyncio.run(both())
+    assert set(vars(fast)) == set(vars(slow))
+    for name, value in vars(slow).items():
+        if name not in ("ctx", "sid", "closed"):  # simmta's own: set after aiosmtpd's
+            assert _comparable(vars(fast)[name], fast) == _comparable(value, slow), name
+    assert sorted(fast._auth_methods) == ["CRAM-MD5", "LOGIN", "PLAIN", "X-TOKEN"]
+    assert fast._auth_methods["LOGIN"].is_builtin is False and fast._auth_methods["PLAIN"].is_builtin
+
+
+def test_the_fast_constructor_leaves_other_cases_to_aiosmtpd(monkeypatch: pytest.MonkeyPatch) -> None:
+    class EhloHandler(Handler):
+        async def handle_EHLO(self, server: object, session: object, envelope: object, host: str, r: object):
+            return r
+
+    async def make() -> None:
+        _make(True, EhloHandler(), monkeypatch, taken=False)  # aiosmtpd inspects an EHLO hook's signature
+        _make(True, AuthHandler(), monkeypatch, taken=False, auth_require_tls=False)  # simmta never asks
+        _make(True, object(), monkeypatch, taken=False)  # type: ignore[arg-type]  # not a Handler: dir() differs
+
+    asyncio.run(make())
+
+
+SCRIPT = [
+    b"HELO before.ehlo",
+    b"AUTH PLAIN AGJvYgBzZWNyZXQ=",
+    b"EHLO client.example",
+    b"HELP",
+    b"HELP AUTH",
+    b"HELP MAIL",
+    b"AUTH PLAIN AGJvYgBzZWNyZXQ=",
+    b"AUTH X-TOKEN abc",
+    b"NOOP hello",
+    b"MAIL FROM:<alice@example.org> SIZE=100",
+    b"RCPT TO:<bob@simmta.test>",
+    b"DATA",
+    b"Subject: hi\r\n\r\nbody\r\n.",
+    b"BOGUS",
+    b"QUIT",
+]
+
+
+async def _transcript(fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Each reply to SCRIPT from a real InstrumentedSMTP server on loopback."""
+    handler = AuthHandler()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: _make(fast, handler, monkeypatch, hostname="mx.simmta.test", ident="simmta"),
+        "127.0.0.1",
+        0,
+    )
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    replies: list[bytes] = []
+
+    async def reply() -> None:
+        lines = [await reader.readline()]
+        while lines[-1][3:4] == b"-":
+            lines.append(await reader.readline())
+        replies.append(b"".join(lines))
+
+    await reply()  # the greeting
+    for line in SCRIPT:
+        writer.write(line + b"\r\n")
+        await reply()
+    writer.close()
+    server.close()
+    await server.wait_closed()
+    return replies
+
+
+def test_a_real_server_answers_the_same_with_the_fast_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = asyncio.run(_transcript(True, monkeypatch))
+    assert fast == asyncio.run(_transcript(False, monkeypatch))
+    by_line = dict(zip([b"greeting", *SCRIPT], fast, strict=True))
+    assert by_line[b"greeting"].startswith(b"220 mx.simmta.test simmta")
+    assert by_line[b"EHLO client.example"] == (
+        b"250-mx.simmta.test\r\n250-SIZE 33554432\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n"
+    )
+    assert by_line[b"AUTH PLAIN AGJvYgBzZWNyZXQ="].startswith(b"538 5.7.11 ")  # no AUTH without TLS
+    assert by_line[b"NOOP hello"] == b"250 2.0.0 OK noop hello\r\n"
+    assert by_line[b"Subject: hi\r\n\r\nbody\r\n."] == b"250 2.0.0 OK got it\r\n"
