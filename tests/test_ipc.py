@@ -56,3 +56,22 @@ def test_a_trigger_is_one_byte_on_a_fresh_connection(tmp_path: Path) -> None:
         with conn:
             assert conn.recv(16) == b"I"
     assert not asyncio.run(ipc.trigger(str(tmp_path / "nobody-listens"), b"I"))
+
+
+def test_socket_paths_are_kept_per_service_and_follow_the_chroot(tmp_path: Path) -> None:
+    from simmta.core.skeleton import Context
+
+    spec = {
+        "service": {"name": "smtpd", "type": "inet", "command": "smtpd"},
+        "config": {},
+        "instance": str(tmp_path),
+        "mode": "rootless",
+        "socket_dirs": {"qmgr": "public"},
+    }
+    ctx = Context(spec, None)  # type: ignore[arg-type]  # (no events here)
+    queue = tmp_path / "queue"
+    assert ctx.socket_path("qmgr") == str(queue / "public" / "qmgr")
+    assert ctx.socket_path("cleanup") == str(queue / "private" / "cleanup")  # private unless the table says
+    assert ctx.socket_path("qmgr") is ctx.socket_path("qmgr")  # kept, not joined again
+    ctx.queue = Path("/")  # as after the chroot into the queue directory
+    assert (ctx.socket_path("qmgr"), ctx.socket_path("cleanup")) == ("/public/qmgr", "/private/cleanup")

@@ -101,6 +101,7 @@ class Context:
         self.lab_identity: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
         self.emitter = emitter
         self.name = self.service.name
+        self._socket_paths: dict[str, str] = {}
         self.queue = self.instance.queue  # becomes Path("/") after a chroot
         self.pace: dict[str, Any] = dict(spec.get("pace") or {"mode": "live", "delay_ms": 0})
         self.faults: dict[str, str] = dict(spec.get("faults") or {})
@@ -112,13 +113,27 @@ class Context:
         self.socket_dirs: dict[str, str] = dict(spec.get("socket_dirs") or {})
 
     # Paths ------------------------------------------------------------------
+    @property
+    def queue(self) -> Path:
+        return self._queue
+
+    @queue.setter
+    def queue(self, path: Path) -> None:
+        self._queue = path
+        self._socket_paths.clear()  # they are under the queue directory
+
     def queue_path(self, queue: str, qid: str = "") -> Path:
         return self.queue / queue / qid if qid else self.queue / queue
 
     def socket_path(self, service: str) -> str:
         """``service``'s socket: in ``public/`` or ``private/`` as the services table says
-        (a service the table lacks has a private path nobody listens on)."""
-        return str(self.queue / self.socket_dirs.get(service, names.PRIVATE) / service)
+        (a service the table lacks has a private path nobody listens on). Kept per
+        service: pathlib's joins cost more than the rest of a trigger."""
+        path = self._socket_paths.get(service)
+        if path is None:
+            path = str(self.queue / self.socket_dirs.get(service, names.PRIVATE) / service)
+            self._socket_paths[service] = path
+        return path
 
     def emit(self, record: Record, qid: str | None = None, sid: str | None = None) -> None:
         self.emitter.emit(record, qid, sid)

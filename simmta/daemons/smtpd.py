@@ -31,31 +31,35 @@ from simmta.core.records import SmtpLimit, SmtpReject
 from simmta.core.skeleton import Context, Daemon, main
 from simmta.core.smtpserver import Envelope, Handler, InstrumentedSMTP, Session, serve_session
 
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
 
 @functools.cache
-def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def _networks(cidrs: tuple[str, ...]) -> Networks:
     return tuple(ipaddress.ip_network(n) for n in cidrs)
 
 
-def _client_in(peer: Any, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+@functools.lru_cache(maxsize=256)
+def _address(host: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(host)
+
+
+def _client_in(peer: Any, networks: Networks) -> bool:
     try:
-        client = ipaddress.ip_address(peer[0])
+        client = _address(peer[0])
     except (ValueError, TypeError, IndexError):
         return False
     return any(client in n for n in networks)
 
 
-def _listed(cfg: Any, networks: tuple[str, ...], peer: Any) -> bool:
-    """The client is in a list of networks where "$mynetworks" stands for mynetworks."""
-    expanded = [n for x in networks for n in (cfg.mynetworks if x == "$mynetworks" else [x])]
-    return _client_in(peer, _networks(tuple(expanded)))
+def listed_networks(cfg: Any, networks: tuple[str, ...]) -> Networks:
+    """A list of networks where "$mynetworks" stands for mynetworks, parsed."""
+    return _networks(tuple(n for x in networks for n in (cfg.mynetworks if x == "$mynetworks" else [x])))
 
 
-def forbids_bare_newline(cfg: Any, peer: Any) -> bool:
+def forbids_bare_newline(cfg: Any, exclusions: Networks, peer: Any) -> bool:
     """smtpd_forbid_bare_newline = reject, and the client is not in its exclusion list."""
-    return cfg.smtpd_forbid_bare_newline == "reject" and not _listed(
-        cfg, cfg.smtpd_forbid_bare_newline_exclusions, peer
-    )
+    return cfg.smtpd_forbid_bare_newline == "reject" and not _client_in(peer, exclusions)
 
 
 class SmtpdHandler(Handler):
@@ -182,6 +186,15 @@ def talks_first(conn: socket.socket) -> bool:
 
 
 class Smtpd(Daemon):
+    # The configuration's network lists, parsed once per process (not twice per session).
+    @functools.cached_property
+    def event_limit_exceptions(self) -> Networks:
+        return listed_networks(self.ctx.config, self.ctx.config.smtpd_client_event_limit_exceptions)
+
+    @functools.cached_property
+    def bare_newline_exclusions(self) -> Networks:
+        return listed_networks(self.ctx.config, self.ctx.config.smtpd_forbid_bare_newline_exclusions)
+
     def handler(self, ref: list[InstrumentedSMTP], forbid_bare_lf: bool) -> SmtpdHandler:
         """The aiosmtpd hooks for one session (a composition may hand off differently)."""
         return SmtpdHandler(self.ctx, ref, forbid_bare_lf)
@@ -199,7 +212,7 @@ class Smtpd(Daemon):
             return
         limit = cfg.smtpd_client_connection_count_limit
         slot = None
-        if limit and not _listed(cfg, cfg.smtpd_client_event_limit_exceptions, peer):
+        if limit and not _client_in(peer, self.event_limit_exceptions):
             slot = anvil.take(ctx.queue_path(names.ANVIL), peer[0], limit)
             if slot is None:
                 ctx.emit(
@@ -224,7 +237,7 @@ class Smtpd(Daemon):
     async def _session(self, conn: socket.socket, peer: Any) -> None:
         ctx, cfg = self.ctx, self.ctx.config
         ref: list[InstrumentedSMTP] = []
-        forbid_bare_lf = forbids_bare_newline(cfg, peer)
+        forbid_bare_lf = forbids_bare_newline(cfg, self.bare_newline_exclusions, peer)
         handler = self.handler(ref, forbid_bare_lf)
 
         def make() -> InstrumentedSMTP:
