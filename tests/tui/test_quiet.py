@@ -34,5 +34,7 @@ def test_same_height_text_needs_no_layout() -> None:
 
     same, taller, shown = asyncio.run(run())
     assert same == 0  # repainted in place
-    assert taller == 1  # two rows now: the screen is laid out again
+    # Two rows now: the screen is laid out again. Textual settles the widget's new size
+    # in one or two update ticks, depending on when the timer fires (== 1 was flaky).
+    assert taller >= 1
     assert shown.startswith("a sentence long enough")
