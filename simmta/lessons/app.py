@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header, RichLog
+from textual.widgets import Header, RichLog
 
 from simmta.core.busclient import Subscription
 from simmta.core.errors import SimmtaError
@@ -33,6 +33,7 @@ from simmta.lessons.panel import LESSON_KEYS, LessonPanel, mount_lesson_panel
 from simmta.lessons.progress import ProgressStore
 from simmta.lessons.runner import LessonRunner
 from simmta.lessons.session import LessonMTA
+from simmta.tui.widgets.quiet import QuietFooter
 
 
 def lesson_instance_dir(lesson: Lesson) -> Path:
@@ -136,7 +137,7 @@ class LessonApp(App[int]):
             yield LessonPanel(
                 self.runner, perform=c.perform_current if c else None, reset=c.restart if c else None
             )
-        yield Footer()
+        yield QuietFooter()
 
     def on_mount(self) -> None:
         self.sub_title = self.runner.lesson.title

@@ -25,7 +25,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
+from textual.widgets import Header, Input, TabbedContent, TabPane
 
 from simmta.core.errors import SimmtaError
 from simmta.core.instance import Instance
@@ -43,6 +43,7 @@ from simmta.tui.widgets.hoplist import HopList, Narration
 from simmta.tui.widgets.mailboxes import MailboxesView
 from simmta.tui.widgets.mapview import NodeDetail
 from simmta.tui.widgets.messages import EventChosen, HopChosen, MailChosen, MessageChosen, NodeSelected
+from simmta.tui.widgets.quiet import QuietFooter
 from simmta.tui.widgets.sessions import SessionsView
 from simmta.tui.widgets.status import StatusLine
 from simmta.tui.widgets.tables import ProcessTable, QueueTable
@@ -151,7 +152,7 @@ class SimmtaApp(ControlActions):
             with TabPane("Mailboxes", id="mail"):
                 yield MailboxesView(self.instance, id="mailboxes-view")
         yield Input(placeholder="filter (enter applies, escape cancels)", id="filter")
-        yield Footer()
+        yield QuietFooter()
 
     @property
     def base(self) -> Screen:

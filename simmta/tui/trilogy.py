@@ -25,7 +25,7 @@ from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from simmta.core import compromise, control, fold
 from simmta.core.events import safe_text
@@ -36,6 +36,7 @@ from simmta.tui import themes
 from simmta.tui.feed import LiveFeed
 from simmta.tui.model import Model
 from simmta.tui.widgets.diagram import Diagram
+from simmta.tui.widgets.quiet import QuietFooter
 
 NARROW = 150  # below this many columns one map is shown at a time (keys 1, 2, 3), with every
 # design's counts on a line each under it: three maps stacked in 40 rows left each 2-3 rows
@@ -125,7 +126,7 @@ class TrilogyApp(App[None]):
                     yield Static(counts(m.model), classes="counts", id=f"counts{i}")
         yield Static(self.summary(), id="summary")
         yield Static(matrix(self.members), id="matrix")
-        yield Footer()
+        yield QuietFooter()
 
     def on_mount(self) -> None:
         self.action_show(self.shown)

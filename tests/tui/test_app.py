@@ -535,3 +535,26 @@ async def test_the_hop_list_follows_the_width_until_the_user_toggles_it() -> Non
         await pilot.resize_terminal(200, 50)
         await pilot.pause()
         assert not hops.display  # the user's choice stands
+
+
+@sync
+async def test_the_footer_is_rebuilt_only_when_its_keys_change() -> None:
+    from textual.widgets._footer import FooterKey
+
+    app = replay_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+
+        async def keys_after(key: str) -> tuple[list[str], set[int]]:
+            await pilot.press(key)
+            await pilot.pause()
+            await pilot.pause()  # the footer recomposes after a refresh
+            shown = list(app.screen.query(FooterKey))
+            return [k.description for k in shown], {id(k) for k in shown}
+
+        on_map, map_widgets = await keys_after("m")
+        on_events, event_widgets = await keys_after("e")  # focus moves, the keys stay
+        assert on_events == on_map and event_widgets == map_widgets
+        on_procs, _ = await keys_after("p")  # the process table adds its own key
+        assert "Sort" in on_procs and "Sort" not in on_map
+        back, _ = await keys_after("m")
+        assert back == on_map
