@@ -168,6 +168,31 @@ def test_envelopes_without_angle_brackets_get_postfix_strict_replies(mta: Mta) -
         assert s.cmd("RCPT TO:<bob@simmta.test>")[0] == 250
 
 
+def test_malformed_mail_and_rcpt_get_501_syntax_never_an_internal_error(mta: Mta) -> None:
+    """aiosmtpd's syntax replies (their text is its own, not its HELP's ``@syntax``); a bare
+    MAIL or RCPT has no argument at all and was a 451 4.3.0 internal error. (Postfix says
+    ``501 5.5.4 Syntax: MAIL FROM:<address>``; simmta keeps aiosmtpd's wording.)"""
+    mail = (501, "5.5.4 Syntax: MAIL FROM: <address> [SP <mail-parameters>]")
+    rcpt = (501, "5.5.4 Syntax: RCPT TO: <address> [SP <mail-parameters>]")
+    with Raw(mta, source=OUTSIDE) as s:
+        s.cmd("EHLO outsider.example")
+        for line in (
+            "MAIL",
+            "MAIL TO:<a@b.test>",
+            "MAIL FROM:<a@b.test> SIZE=abc",
+            "MAIL FROM:<a@b.test> =1",
+        ):
+            assert s.cmd(line) == mail, line
+        assert s.cmd("MAIL FROM:<alice@simmta.test>")[0] == 250
+        for line in ("RCPT", "RCPT FROM:<bob@simmta.test>", "RCPT TO:<bob@simmta.test> =1"):
+            assert s.cmd(line) == rcpt, line
+        assert s.cmd("RCPT TO:<bob@simmta.test>")[0] == 250
+    with Raw(mta, source=OUTSIDE) as s:
+        s.cmd("HELO outsider.example")  # plain SMTP: no parameters, and the reply says so
+        assert s.cmd("MAIL") == (501, "5.5.4 Syntax: MAIL FROM: <address>")
+        assert s.cmd("MAIL FROM:<a@b.test> SIZE=1") == (501, "5.5.4 Syntax: MAIL FROM: <address>")
+
+
 def test_a_killed_agent_defers_visibly_and_flush_delivers_it_now(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

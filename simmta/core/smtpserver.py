@@ -366,7 +366,7 @@ class InstrumentedSMTP(SMTP):
 def _command(name: str):  # one wrapper per SMTP verb: transcript + junk limit
     base = getattr(SMTP, f"smtp_{name}")
 
-    async def wrapper(self: InstrumentedSMTP, arg: str) -> None:
+    async def wrapper(self: InstrumentedSMTP, arg: str | None) -> None:  # None: no argument
         line = f"{name} {arg}" if arg else name
         self.verb = name
         if name in _NEW_TRANSACTION:
@@ -486,13 +486,14 @@ async def _discard_line(
             consumed = e.consumed
 
 
-def _bracketless(verb: str, arg: str) -> str | None:
-    """The 501 for ``MAIL FROM:addr`` / ``RCPT TO:addr`` without angle brackets."""
+def _bracketless(verb: str, arg: str | None) -> str | None:
+    """The 501 for ``MAIL FROM:addr`` / ``RCPT TO:addr`` without angle brackets
+    (None for a bare ``MAIL``: aiosmtpd answers it, with its syntax)."""
     keyword, why = {
         "MAIL": ("FROM:", "501 5.1.7 Bad sender address syntax"),
         "RCPT": ("TO:", "501 5.1.3 Bad recipient address syntax"),
     }.get(verb, ("", ""))
-    if not keyword or arg[: len(keyword)].upper() != keyword:
+    if not keyword or not arg or arg[: len(keyword)].upper() != keyword:
         return None
     path = arg[len(keyword) :].lstrip()
     return None if path.startswith("<") else why
