@@ -400,6 +400,20 @@ def test_junk_command_limit_421_and_disconnect(mta: Mta) -> None:
         assert s.eof()
 
 
+def test_help_is_answered_as_postfix_does_and_is_neither_junk_nor_an_error(mta: Mta) -> None:
+    """Postfix 3.9 and later (smtpd.c ``help_cmd``): ``214 2.0.0 Commands:`` and the commands
+    it implements, sorted, for any argument, before EHLO too. HELP carries no junk-command
+    flag and succeeds: ten here reach neither limit (5 junk commands, 6 errors)."""
+    help_reply = (214, "2.0.0 Commands: DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET VRFY")
+    with Raw(mta) as s:
+        assert s.cmd("HELP") == help_reply
+        s.cmd("EHLO client.example")
+        for line in ("HELP", "HELP MAIL", "help bogus") * 3:
+            assert s.cmd(line) == help_reply, line
+        assert [s.cmd("NOOP")[0] for _ in range(5)] == [250] * 5
+        assert s.cmd("NOOP")[0] == 421, "the junk limit still holds"
+
+
 def test_421_is_the_last_thing_said_even_when_commands_were_pipelined(mta: Mta) -> None:
     """Commands queued behind the one that hit the limit are never executed."""
     with Raw(mta) as s:

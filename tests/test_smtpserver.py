@@ -8,6 +8,7 @@ import asyncio
 import collections
 import types
 import weakref
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
@@ -266,11 +267,14 @@ SCRIPT = [
 async def _transcript(fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """Each reply to SCRIPT from a real InstrumentedSMTP server on loopback."""
     handler = AuthHandler()
-    server = await asyncio.get_running_loop().create_server(
-        lambda: _make(fast, handler, monkeypatch, hostname="mx.simmta.test", ident="simmta"),
-        "127.0.0.1",
-        0,
+    return await _replies(
+        lambda: _make(fast, handler, monkeypatch, hostname="mx.simmta.test", ident="simmta"), SCRIPT
     )
+
+
+async def _replies(make_protocol: Callable[[], SMTP], script: list[bytes]) -> list[bytes]:
+    """The greeting and each reply to ``script`` from a real server on a loopback ephemeral port."""
+    server = await asyncio.get_running_loop().create_server(make_protocol, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     replies: list[bytes] = []
@@ -282,7 +286,7 @@ async def _transcript(fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[bytes
         replies.append(b"".join(lines))
 
     await reply()  # the greeting
-    for line in SCRIPT:
+    for line in script:
         writer.write(line + b"\r\n")
         await reply()
     writer.close()
@@ -302,3 +306,106 @@ def test_a_real_server_answers_the_same_with_the_fast_constructor(monkeypatch: p
     assert by_line[b"AUTH PLAIN AGJvYgBzZWNyZXQ="].startswith(b"538 5.7.11 ")  # no AUTH without TLS
     assert by_line[b"NOOP hello"] == b"250 2.0.0 OK noop hello\r\n"
     assert by_line[b"Subject: hi\r\n\r\nbody\r\n."] == b"250 2.0.0 OK got it\r\n"
+
+
+SYNTAX = ("__smtp_syntax__", "__smtp_syntax_extended__", "__smtp_syntax_when__")
+
+
+def test_the_wrapped_commands_keep_aiosmtpds_syntax_attributes() -> None:
+    """aiosmtpd's HELP reads ``@syntax`` off each smtp_ method: simmta's wrappers carry it over."""
+    for name in (n for n in dir(SMTP) if n.startswith("smtp_")):
+        ours, theirs = getattr(InstrumentedSMTP, name), getattr(SMTP, name)
+        assert ours is not theirs, f"{name} is wrapped (transcript, junk limit)"
+        for attr in SYNTAX:
+            assert getattr(ours, attr, None) == getattr(theirs, attr, None), (name, attr)
+    assert InstrumentedSMTP.smtp_MAIL.__smtp_syntax__ == "MAIL FROM: <address>"  # type: ignore[attr-defined]
+    assert InstrumentedSMTP.smtp_STARTTLS.__smtp_syntax_when__ == "tls_context"  # type: ignore[attr-defined]
+
+
+HELP_AND_SYNTAX = [
+    b"HELP",  # before HELO: aiosmtpd allows it
+    b"HELO client.example",
+    b"HELP MAIL",  # plain SMTP: no mail-parameters
+    b"MAIL FROM:<alice@example.org> SIZE=100",  # parameters need EHLO
+    b"EHLO client.example",
+    b"HELP",
+    b"HELP MAIL",
+    b"help rcpt",
+    b"HELP STARTTLS",  # not available without TLS
+    b"HELP EXPN",  # not implemented
+    b"HELP BOGUS",
+    b"MAIL",
+    b"MAIL TO:<alice@example.org>",
+    b"MAIL FROM:",
+    b"MAIL FROM:<alice@example.org> SIZE=abc",
+    b"MAIL FROM:<alice@example.org> =1",
+    b"MAIL FROM:<alice@example.org>",
+    b"RCPT",
+    b"RCPT FROM:<bob@simmta.test>",
+    b"RCPT TO:",
+    b"RCPT TO:<bob@simmta.test> =1",
+    b"QUIT",
+]
+SUPPORTED = b"AUTH DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET VRFY"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_help_and_syntax_errors_are_aiosmtpds_with_enhanced_codes(
+    fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The peer keeps aiosmtpd's HELP (a real list) and its 501 Syntax replies, codes added."""
+
+    async def both() -> tuple[list[bytes], list[bytes]]:
+        handler = AuthHandler()
+        ours = await _replies(lambda: _make(fast, handler, monkeypatch, ident="simmta"), HELP_AND_SYNTAX)
+        theirs = await _replies(lambda: SMTP(handler, ident="simmta"), HELP_AND_SYNTAX)
+        return ours, theirs
+
+    ours, theirs = asyncio.run(both())
+    replies = list(zip(HELP_AND_SYNTAX, ours[1:], theirs[1:], strict=True))  # (a line twice: both)
+    for line, reply, aiosmtpds in replies:
+        if not line.startswith((b"EHLO", b"HELO")):  # RFC 2034: no codes there (EHLO tested above)
+            assert reply == smtpserver.enhance(aiosmtpds.decode().rstrip("\r\n")).encode() + b"\r\n", line
+    said = [(line, reply) for line, reply, _ in replies]
+    listed = b"250 2.0.0 Supported commands: " + SUPPORTED + b"\r\n"
+    assert said[0] == (b"HELP", listed), "before HELO"
+    assert said[2] == (b"HELP MAIL", b"250 2.0.0 Syntax: MAIL FROM: <address>\r\n"), "plain SMTP"
+    assert said[3][1] == b"501 5.5.4 Syntax: MAIL FROM: <address>\r\n", "parameters need EHLO"
+    esmtp = dict(said[5:])
+    assert esmtp[b"HELP"] == listed
+    assert esmtp[b"HELP MAIL"] == b"250 2.0.0 Syntax: MAIL FROM: <address> [SP <mail-parameters>]\r\n"
+    assert esmtp[b"help rcpt"] == b"250 2.0.0 Syntax: RCPT TO: <address> [SP <mail-parameters>]\r\n"
+    for line in (b"HELP STARTTLS", b"HELP EXPN", b"HELP BOGUS"):
+        assert esmtp[line] == b"501 5.5.4 Supported commands: " + SUPPORTED + b"\r\n", line
+    for line, reply in said[HELP_AND_SYNTAX.index(b"MAIL") : -1]:
+        if line == b"MAIL FROM:<alice@example.org>":
+            assert reply.startswith(b"250 "), line
+        else:
+            verb = b"MAIL FROM:" if line.startswith(b"MAIL") else b"RCPT TO:"
+            assert reply == b"501 5.5.4 Syntax: " + verb + b" <address> [SP <mail-parameters>]\r\n", line
+
+
+POSTFIX_HELP = b"214 2.0.0 Commands: DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET VRFY\r\n"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_postfix_help_lists_the_commands_whatever_the_argument_and_counts_nothing(
+    fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Postfix 3.9+'s HELP (smtpd.c help_cmd): ``214 2.0.0 Commands:`` and every command it
+    implements, sorted, for any argument, at any time; not junk, not an error. AUTH is not
+    listed: no mechanism can succeed without TLS (Postfix without SASL leaves it out too)."""
+    protos: list[InstrumentedSMTP] = []
+    script = [b"HELP", b"EHLO client.example", b"HELP", b"HELP MAIL", b"help bogus", b"HELP  ", b"NOOP"]
+
+    def make() -> InstrumentedSMTP:
+        protos.append(_make(fast, AuthHandler(), monkeypatch, postfix_help=True))
+        return protos[-1]
+
+    replies = asyncio.run(_replies(make, script))
+    for line, reply in zip(script, replies[1:], strict=True):
+        if line.upper().startswith(b"HELP"):
+            assert reply == POSTFIX_HELP, line
+    assert replies[-1].startswith(b"250 "), "NOOP"
+    [proto] = protos
+    assert (proto.errors, proto.junk) == (0, 1), "HELP counts neither as an error nor as junk"

@@ -263,7 +263,12 @@ PARAMS: tuple[Param, ...] = (
     Param("smtpd_soft_error_limit", 10, _int(0), "errors before smtpd slows the client down"),
     Param("smtpd_hard_error_limit", 20, _int(1), "errors before smtpd disconnects (421)"),
     Param("smtpd_error_sleep_time", 1.0, _time, "delay per reply past the soft error limit"),
-    Param("smtpd_junk_command_limit", 100, _int(1), "NOOP/RSET/VRFY/HELP commands per session"),
+    Param(
+        "smtpd_junk_command_limit",
+        100,
+        _int(1),
+        "NOOP/RSET/VRFY/EXPN commands per session (not HELP: Postfix does not count it)",
+    ),
     Param(
         "smtpd_client_connection_count_limit",
         50,

@@ -7,6 +7,8 @@ stdlib parser, an exception is answered 451 4.3.0 instead of a leaking
 error and junk-command limits disconnect with 421, an idle timeout says 421
 before it closes, and every command and reply is emitted (neutralised and
 truncated) for the transcript, a multi-line reply as one event and one write.
+Each command's wrapper keeps aiosmtpd's ``@syntax`` attributes, which its HELP
+reads; smtpd answers HELP as Postfix does instead (``help_as_postfix``).
 
 aiosmtpd was written for one long-lived server object; an MTA builds one per
 connection, and its constructor then spent more time on introspection
@@ -39,6 +41,7 @@ Trust: everything here is fed by the network.
 
 import asyncio
 import collections
+import functools
 import inspect
 import itertools
 import logging
@@ -59,7 +62,7 @@ from simmta.core.skeleton import Context
 _ENHANCED = re.compile(r"^\d\.\d{1,3}\.\d{1,3}(\s|$)")
 _NO_ENHANCED = {"220", "354", "334"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_JUNK = {"NOOP", "RSET", "VRFY", "HELP", "EXPN"}
+_JUNK = {"NOOP", "RSET", "VRFY", "EXPN"}  # not HELP: Postfix does not count it (smtpd.c)
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 # <dot-atom@domain> and optional parameters: what nearly every client sends.
 _PLAIN_PATH = re.compile(
@@ -123,11 +126,13 @@ class InstrumentedSMTP(SMTP):
         junk_limit: int,
         forbid_bare_lf: bool = False,
         strict_envelopes: bool = False,
+        postfix_help: bool = False,
         **kwargs: Any,
     ):
         self.line_length_limit = line_length_limit  # read by SMTP.__init__ for its stream
         self.forbid_bare_lf = forbid_bare_lf
         self.strict_envelopes = strict_envelopes
+        self.postfix_help = postfix_help  # HELP as Postfix answers it (help_as_postfix), not aiosmtpd
         if not self._init_fast(handler, kwargs):
             super().__init__(handler, **kwargs)
         self.ctx = ctx
@@ -337,6 +342,21 @@ class InstrumentedSMTP(SMTP):
         if self.transport is not None and not self.transport.is_closing():
             self._reset_timeout()
 
+    async def help_as_postfix(self) -> None:
+        """Postfix's HELP (3.9 and later, smtpd.c ``help_cmd``): ``214 2.0.0 Commands:``
+        and the commands it implements, sorted, whatever the argument and at any
+        stage; neither junk nor an error. Implemented: what aiosmtpd's own HELP lists
+        (the ``@syntax`` of each command; STARTTLS only with a TLS context), but AUTH
+        only where a mechanism could be used (TLS, or none required), as Postfix built
+        without SASL leaves AUTH out."""
+        auth = bool(self._auth_methods) and (bool(self._tls_protocol) or not self._auth_require_tls)
+        names = sorted(
+            name
+            for name, method in self._smtp_methods.items()
+            if self._syntax_available(method) and (name != "AUTH" or auth)
+        )
+        await self.push("214 2.0.0 Commands: " + " ".join(names))
+
     # Robustness ------------------------------------------------------------
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's parser, minus the exceptions the stdlib raises on hostile syntax."""
@@ -363,9 +383,12 @@ class InstrumentedSMTP(SMTP):
         return "451 4.3.0 Error: internal error, try again later"
 
 
-def _command(name: str):  # one wrapper per SMTP verb: transcript + junk limit
-    base = getattr(SMTP, f"smtp_{name}")
+def _command(name: str, base: Any = None):  # one wrapper per SMTP verb: transcript + junk limit
+    aiosmtpds = getattr(SMTP, f"smtp_{name}")
+    base = base or aiosmtpds
 
+    # wraps: aiosmtpd's HELP lists, and explains, only the methods its @syntax marked
+    @functools.wraps(aiosmtpds)
     async def wrapper(self: InstrumentedSMTP, arg: str | None) -> None:  # None: no argument
         line = f"{name} {arg}" if arg else name
         self.verb = name
@@ -390,8 +413,15 @@ def _command(name: str):  # one wrapper per SMTP verb: transcript + junk limit
         finally:
             self.verb = ""  # replies outside any verb (unknown command, too long) get codes too
 
-    wrapper.__name__ = f"smtp_{name}"
     return wrapper
+
+
+async def _help(self: InstrumentedSMTP, arg: str | None) -> None:
+    """HELP: Postfix's where asked (smtpd), aiosmtpd's otherwise (the peer)."""
+    if self.postfix_help:
+        await self.help_as_postfix()
+    else:
+        await SMTP.smtp_HELP(self, arg)
 
 
 _NEW_TRANSACTION = frozenset({"MAIL", "RSET", "HELO", "EHLO"})
@@ -411,7 +441,7 @@ for _verb in (
     "AUTH",
 ):
     if hasattr(SMTP, f"smtp_{_verb}"):
-        setattr(InstrumentedSMTP, f"smtp_{_verb}", _command(_verb))
+        setattr(InstrumentedSMTP, f"smtp_{_verb}", _command(_verb, _help if _verb == "HELP" else None))
 _HOOKS = hook_names(InstrumentedSMTP, "smtp_", "auth_")
 # The constructor above copies aiosmtpd 1.4.6's; another version gets aiosmtpd's own.
 _FAST_INIT = aiosmtpd.__version__ == "1.4.6"

@@ -10,7 +10,8 @@ DESCRIPTION
     junk-command limits, smtpd_timeout and smtpd_client_connection_count_limit
     (shared between smtpd processes by simmta.core.anvil). Refuses unknown
     local recipients at RCPT (local_recipient_maps). Relays only for clients in
-    mynetworks; otherwise only local domains are accepted. At end of DATA it
+    mynetworks; otherwise only local domains are accepted. HELP is answered as
+    Postfix 3.9 and later answer it (``214 2.0.0 Commands: ...``). At end of DATA it
     streams the message to cleanup and answers ``250 2.0.0 Ok: queued as QID``
     only after cleanup reports the queue file durable; a local failure is
     ``451 4.3.0`` with no internal detail.
@@ -255,6 +256,7 @@ class Smtpd(Daemon):
                 junk_limit=cfg.smtpd_junk_command_limit,
                 forbid_bare_lf=forbid_bare_lf,
                 strict_envelopes=cfg.strict_rfc821_envelopes,
+                postfix_help=True,
             )
             ref.append(proto)
             return proto
