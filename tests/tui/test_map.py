@@ -111,6 +111,40 @@ async def test_results_show_on_the_box_they_hit(tmp_path: Path) -> None:
 
 
 @sync
+async def test_box_facts_are_painted_again_only_when_an_event_is_folded(monkeypatch: Any) -> None:
+    from simmta.tui.widgets import diagram as diagram_module
+
+    computed: list[str] = []
+    real = diagram_module.facts
+    monkeypatch.setattr(diagram_module, "facts", lambda *a: computed.append(a[2]) or real(*a))
+    app = replay_app()
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        diagram = app.query_one(Diagram)
+        frozen = diagram.clock()
+        diagram.clock = lambda: frozen  # no countdown's second passes between the ticks
+        diagram.tick()
+        computed.clear()
+        diagram.tick()
+        diagram.tick()
+        assert computed == []  # nothing folded since: the boxes' layer is reused
+        last = app.model.log[-1]
+        attempt = {"outcome": "refused (ENOENT)", "action": "read-secret", "target": "/etc/shadow"}
+        app.model.apply(
+            {**last, "seq": last["seq"] + 1, "service": "smtpd", "kind": "lab", "type": "attempt",
+             "qid": None, "sid": None, "data": {**attempt, "detail": "outside the chroot jail"}}
+        )  # fmt: skip
+        diagram.tick()
+        assert "smtpd" in computed
+        await pilot.pause()
+        box = diagram.ensure_layout().boxes["smtpd"]
+        lines = screen_text(app).splitlines()
+        top = diagram.region.y
+        shown = "\n".join(lines[top + y][box.x : box.x1 + 1] for y in range(box.y, box.y1 + 1))
+        assert "read-secret→ENOENT" in shown
+
+
+@sync
 async def test_notices_replace_each_other() -> None:
     app = replay_app()
     async with app.run_test(size=(120, 40)) as pilot:

@@ -2,8 +2,9 @@
 
 ``render_line(y)`` returns a cached ``Strip`` per row. The static picture
 (frames, routed edges, arrowheads) is painted once per size and services
-table; box facts, the followed message's lit path and the moving tokens are
-an overlay recomputed on each ``tick``; only rows whose overlay changed are
+table; the followed message's lit path and the moving tokens are an overlay
+recomputed on each ``tick``, over the boxes' live facts (painted again only
+when an event was folded or a countdown's second passed); only rows whose overlay changed are
 re-rendered and refreshed (``refresh(Region(0, y, width, 1))``). Colours are
 the widget's component classes (theme variables in DEFAULT_CSS), and the
 style cache is dropped on a theme switch (``notify_style_update``).
@@ -121,6 +122,8 @@ class Diagram(Widget, can_focus=True):
         # routing a layout takes a good part of a second.
         self._layouts: OrderedDict[tuple[object, ...], tuple[Layout, mappaint.Painted]] = OrderedDict()
         self._overlay: mappaint.Overlay = {}
+        self._box_key: tuple[object, ...] = ()
+        self._box_layer: mappaint.Overlay = {}
         self._strips: dict[int, Strip] = {}
         self._styles: dict[str, Style] = {}
         self.frames = 0  # overlays computed (for the bench)
@@ -172,8 +175,14 @@ class Diagram(Widget, can_focus=True):
         current, _ = self.followed_hop()
         if hops:
             mappaint.overlay_path(lay, [(h.src, h.dst) for h in hops[: current + 1]], current, out)
-        box_facts = {n: facts(self.source, lay.graph, n, now) for n in lay.boxes}
-        mappaint.overlay_boxes(lay, box_facts, self.selected, out)
+        # The boxes' facts change only with an event (or a countdown's second): painted then.
+        box_key = (self.source.applied, self.source.last_seq, self.selected, int(now), id(lay))
+        if box_key != self._box_key:
+            self._box_key, self._box_layer = box_key, {}
+            box_facts = {n: facts(self.source, lay.graph, n, now) for n in lay.boxes}
+            mappaint.overlay_boxes(lay, box_facts, self.selected, self._box_layer)
+        for y, row in self._box_layer.items():
+            out.setdefault(y, {}).update(row)
         tokens = self.tokens()
         if self.pinned is not None and hops:
             hop = hops[current]
