@@ -14,7 +14,16 @@ import socket
 from types import SimpleNamespace
 
 from simmta.core import events
-from simmta.core.records import ProcessReady, QueueHeld, QueueMoved, SmtpCommand, SmtpReply
+from simmta.core.records import (
+    MAX_ITEMS,
+    MAX_TEXT,
+    ProcessReady,
+    QueueCreated,
+    QueueHeld,
+    QueueMoved,
+    SmtpCommand,
+    SmtpReply,
+)
 from simmta.master.bus import Bus, Subscriber
 
 
@@ -232,3 +241,52 @@ def test_transcript_events_wait_for_company_a_message_s_move_leaves_in_its_turn(
     with theirs, mine:
         held, together, moved = asyncio.run(run())
     assert held == [] and together == [["command", "reply"]] and moved == [["command", "moved"]]
+
+
+def test_a_childs_text_past_the_cut_is_cut_on_the_stream_and_in_what_it_sends() -> None:
+    """The cut holds for what a compromised child writes on its channel (the bus re-encodes
+    the record) and for an honest emitter (it cuts where it encodes, as events.make does)."""
+    long = {"line": "x" * 10000, "peer": True}
+    bus, got = stream_of(json.dumps({**datagram(), "kind": "smtp", "type": "command", "data": long}).encode())
+    assert got[0]["data"] == {"line": "x" * MAX_TEXT + "…", "peer": True} and bus.invalid == 0
+    _, got = stream_of(json.dumps(datagram(qid="Q" * (MAX_TEXT + 1))).encode())
+    assert got == []  # an ID is refused, not cut
+    theirs, mine = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with theirs, mine:
+        events.Emitter("smtpd", theirs).emit(SmtpCommand(line="y" * 10000), now=True)
+        (sent,) = mine.recv(65536).split(b"\n")[1:]
+    assert json.loads(sent)["data"]["line"] == "y" * MAX_TEXT + "…"
+    made = events.make(
+        "master",
+        QueueCreated(queue="q", size=1, sender="s", recipients=["r"] * 300, origin="o", subject="z" * 600),
+    )
+    assert made["data"]["recipients"] == ["r"] * MAX_ITEMS and made["data"]["subject"] == "z" * MAX_TEXT + "…"
+
+
+def test_every_line_the_bus_streams_parses_whatever_keys_a_child_adds() -> None:
+    """A child's drop count said as null (or its queue IDs alone) is not spliced into the stream,
+    where a subscriber would refuse the unknown key: the bus writes the event without it."""
+    for extra in (
+        {"dropped_before": None},
+        {"dropped_qids": ["Q9"]},
+        {"dropped_before": 0, "dropped_qids": None},
+    ):
+        bus, transport = Bus(), Transport()
+        bus.add(Subscriber(SimpleNamespace(transport=transport), "test"), {"snapshot": True})
+        bus.from_child(json.dumps({**datagram(), **extra}).encode(), 4242, "qmgr")
+        bus.flush()
+        (line,) = transport.data.splitlines()[1:]
+        assert events.parse_line(line)["qid"] == "Q1", extra
+
+
+def test_masters_listeners_hear_the_kinds_it_acts_on() -> None:
+    """Master acts only on ESSENTIAL kinds (the only ones a muted daemon sends): the bus
+    decodes those into events for its listeners; the rest it streams as they came."""
+    bus, heard = Bus(), []
+    bus.listeners.append(heard.append)
+    pace = {**datagram(), "kind": "pace", "type": "wait", "data": {"hop": 3, "to": "qmgr", "what": "queue"}}
+    for sent in (datagram(), pace):
+        bus.from_child(json.dumps(sent).encode(), 4242, "cleanup")
+    assert [(e["kind"], e["pid"], e["service"], e["data"]) for e in heard] == [
+        ("pace", 4242, "cleanup", pace["data"])
+    ]

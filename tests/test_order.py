@@ -38,7 +38,7 @@ from mtakit import FAST_CONFIG, EventLog, Mta, wait_for
 
 from simmta.core import events, names
 from simmta.core.records import DeliveryDelivered, QueueMoved
-from simmta.master.bus import Bus
+from simmta.master.bus import Bus, Subscriber
 from simmta.master.supervisor import Child, Supervisor
 
 MESSAGES = int(os.environ.get("SIMMTA_ORDER_MESSAGES", "200"))
@@ -172,8 +172,9 @@ class FakeChildren:
         self.sup.bus, self.sup.tokens, self.sup.stopping = Bus(), b"", True
         self.sup.loop, self.sup.waiting_hops = SimpleNamespace(), []
         self.sup.order_r, self.order_w = os.pipe2(os.O_NONBLOCK)
-        self.streamed: list[tuple[str, str | None]] = []
-        self.sup.bus.listeners.append(lambda e: self.streamed.append((f"{e['kind']}/{e['type']}", e["qid"])))
+        self.stream = SimpleNamespace(data=b"", is_closing=lambda: False, get_write_buffer_size=lambda: 0)
+        self.stream.write = lambda data: setattr(self.stream, "data", self.stream.data + data)
+        self.sup.bus.add(Subscriber(SimpleNamespace(transport=self.stream), "test"), {"snapshot": True})
         self.sup.services, self.ends, self.sent = {}, {}, {}
         for pid, service in enumerate(services, 1000):
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -187,6 +188,12 @@ class FakeChildren:
                 children={pid: child}, avail=0, restarts=0, service=SimpleNamespace(name=service)
             )
             self.ends[service], self.sent[service] = theirs, 0
+
+    @property
+    def streamed(self) -> list[tuple[str, str | None]]:
+        """What a subscriber got after the snapshot: kind/type and queue ID of each event."""
+        got = [events.parse_line(line) for line in self.stream.data.splitlines()[1:]]
+        return [(f"{e['kind']}/{e['type']}", e["qid"]) for e in got]
 
     def send(self, service: str, record: events.Record, qid: str, token: bool = True) -> None:
         """One datagram from ``service``, then (unless killed in between) its order token."""

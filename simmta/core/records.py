@@ -9,7 +9,9 @@ validator's field names, ``simmta events --kind``, and the schema reference
 ``docs/events.md`` (``python -m simmta.core.records`` writes it).
 
 Emitters construct records (``ctx.emit(QueueCreated(queue=..., size=...), qid)``);
-decoding a record checks every field's type and refuses unknown fields.
+decoding a record checks every field's type and refuses unknown fields. Text and
+lists are bounded (MAX_TEXT, MAX_ITEMS) where a record is encoded (``cut``: the
+emitter, ``events.make``, and master's bus for what a daemon sends).
 
 Trust: a record decoded from the stream is well-formed, not true: events are
 gossip from processes that may be compromised.
@@ -18,7 +20,7 @@ gossip from processes that may be compromised.
 from __future__ import annotations
 
 import sys
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
@@ -33,11 +35,24 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fi
     TYPE: ClassVar[str] = ""
     DOC: ClassVar[str] = ""
 
-    def __post_init__(self) -> None:
-        for name in self.__struct_fields__:
-            value = getattr(self, name)
-            if (cut := bounded(value)) is not value:
-                setattr(self, name, cut)
+    # (No __post_init__: msgspec would run it on every decode too, master's and each
+    # subscriber's, to cut what is already cut; ``cut`` bounds a record where it is encoded.)
+
+
+R = TypeVar("R", bound=Record)
+
+
+def cut(record: R) -> R:
+    """The record with its fields cut to the bounds (``record`` itself when within them).
+
+    Applied where a record is encoded (``events.make``, the emitter, master's bus for a
+    child's line), never on decode."""
+    changes = {
+        name: short
+        for name in record.__struct_fields__
+        if (short := bounded(value := getattr(record, name))) is not value
+    }
+    return msgspec.structs.replace(record, **changes) if changes else record
 
 
 def bounded(value: Any) -> Any:

@@ -87,12 +87,14 @@ class Subscriber:
 
 class Bus:
     def __init__(self) -> None:
-        self.out: list[tuple[dict[str, Any], bytes | None]] = []  # published, not yet written
+        # published, not yet written: (qid, a child's line but for its seq, or the event)
+        self.out: list[tuple[str | None, bytes | None, dict[str, Any] | None]] = []
         self.flushing: asyncio.Handle | None = None
         self.seq = 0
         self.published = 0  # events offered to subscribers (drop notices not counted)
         self.subscribers: list[Subscriber] = []
         self.invalid = 0
+        # master acts on these: its own events and the ESSENTIAL kinds of its children
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.history = History()  # what was streamed, for readers who come late
 
@@ -100,40 +102,30 @@ class Bus:
     def watched(self) -> bool:
         return bool(self.subscribers)
 
-    def _line(self, event: dict[str, Any], raw: bytes | None = None) -> bytes:
-        """The event's JSON line; a child's is its own JSON with the stamps spliced in.
-
-        Splicing saves re-serializing every event (most of master's work on
-        the bus). It is exact: ``raw`` parsed to ``event`` minus the stamps,
-        holds no line break, and the stamps come first, so nothing the child
-        wrote can repeat a key the bus set.
-        """
+    def _line(self, event: dict[str, Any]) -> bytes:
+        """The next line of the stream: ``event`` (master's own, or a child's it had to rewrite)."""
         self.seq += 1
-        event["seq"] = self.seq
-        if raw is None:
-            return json.dumps(event, separators=(",", ":")).encode() + b"\n"
-        return b'{"seq":%d,"pid":%d,"service":%s,%s\n' % (
-            self.seq,
-            event["pid"],
-            _json_string(event["service"]),
-            raw[1:],
-        )
+        return self._serialize(event, self.seq)
 
     def _drop_notice(self, count: int, where: str, qids: list[str]) -> bytes:
         return self._line(events.make(names.MASTER, BusDropped(count=count, where=where, qids=qids)))
 
-    def publish(self, event: dict[str, Any], raw: bytes | None = None) -> None:
+    def publish(self, event: dict[str, Any], spliced: bytes | None = None) -> None:
         """Act on an event at once (master's listeners), and stream it, in this order.
 
         The order of ``publish`` calls is the order of the stream: master calls
         it for a child's datagram when the datagram's order token comes
         (``Supervisor.read_order``), and for its own events as it makes them.
+        ``spliced``: a child's event as it goes out, but for its sequence number (``_from_child``).
         """
         for listener in self.listeners:
             listener(event)
+        self._stream(event.get("qid"), spliced, event)
+
+    def _stream(self, qid: str | None, spliced: bytes | None, event: dict[str, Any] | None) -> None:
         if not self.subscribers:
             return
-        self.out.append((event, raw))
+        self.out.append((qid, spliced, event))
         if self.flushing is None:
             with contextlib.suppress(RuntimeError):  # (no loop: the caller flushes)
                 self.flushing = asyncio.get_running_loop().call_soon(self.flush)
@@ -147,45 +139,70 @@ class Bus:
         if not batch or not self.subscribers:
             return
         self.published += len(batch)
-        lines = [self._line(event, raw) for event, raw in batch]
+        first, self.seq = self.seq + 1, self.seq + len(batch)
+        lines = [
+            b'{"seq":%d,%s\n' % (seq, spliced) if spliced is not None else self._serialize(event, seq)
+            for seq, (_, spliced, event) in enumerate(batch, first)
+        ]
         self.history.record(lines)
         for sub in self.subscribers:
-            sub.offer(lines, self._drop_notice, [event.get("qid") for event, _ in batch])
+            sub.offer(lines, self._drop_notice, [qid for qid, _, _ in batch])
+
+    @staticmethod
+    def _serialize(event: dict[str, Any] | None, seq: int) -> bytes:
+        assert event is not None
+        event["seq"] = seq
+        return json.dumps(event, separators=(",", ":")).encode() + b"\n"
 
     def from_child(self, datagram: bytes, pid: int, service: str) -> None:
         """A child's datagram: one JSON line per event."""
+        stamps = b'"pid":%d,"service":%s,' % (pid, _json_string(service))
         for raw in datagram.split(b"\n"):
-            self._from_child(raw, pid, service)
+            self._from_child(raw, pid, service, stamps)
 
-    def _from_child(self, raw: bytes, pid: int, service: str) -> None:
-        """One event from a child: parse, check against its record, stamp with who really sent it."""
+    def _from_child(self, raw: bytes, pid: int, service: str, stamps: bytes) -> None:
+        """One event from a child: check it against its record, stamp it with who really sent it.
+
+        The check is msgspec's, on the line itself (the envelope, then the record), and the
+        line is streamed as the child wrote it, the stamps spliced in: neither the event nor
+        its line is rebuilt in Python (that was most of master's work on the bus). Splicing is
+        exact: the line holds no line break, and the stamps come first, so nothing the child
+        wrote can repeat a key the bus set (a child's STAMPED keys are refused).
+
+        Only the kinds master acts on (ESSENTIAL: the only ones a daemon sends when nobody
+        watches) are decoded into the dict master's listeners get, and a line whose record
+        is past the cut (it must be longer than MAX_TEXT bytes) or that cannot be spliced.
+        """
         try:
-            event = _decode(raw)
-        except msgspec.DecodeError:
+            sent = events.decode_received(raw)
+            record = events.DATA[sent.kind, sent.type](sent.data)
+        except (msgspec.DecodeError, KeyError):  # (a ValidationError is a DecodeError)
             self.invalid += 1
             return
-        if not isinstance(event, dict) or not event.keys().isdisjoint(events.STAMPED):
+        if sent.v != events.SCHEMA_VERSION:
             self.invalid += 1
             return
-        lost = event.pop("dropped_before", None)  # the child lost events before this one ...
-        about = event.pop("dropped_qids", None)  # ... about these messages
+        if sent.clock > events.CLOCK.value:  # (CLOCK.heard, inline)
+            events.CLOCK.value = sent.clock
+        lost, about = sent.dropped_before, sent.dropped_qids
+        told = lost is not msgspec.UNSET or about is not msgspec.UNSET  # (even as null: not streamed)
+        spliceable = raw[:1] == b"{" and b"\r" not in raw and not told
+        if spliceable and len(raw) <= MAX_TEXT and sent.kind not in events.ESSENTIAL:
+            self._stream(sent.qid, stamps + raw[1:], None)
+            return
+        event = _decode(raw)  # (the same JSON: it decoded as ``sent`` just now)
+        event.pop("dropped_before", None)
+        event.pop("dropped_qids", None)
         event["seq"], event["pid"], event["service"] = 0, pid, service
-        events.CLOCK.heard(event.get("clock"))
-        if events.validate(event):
-            self.invalid += 1
-            return
-        spliceable = lost is None and raw[:1] == b"{" and b"\r" not in raw
-        if len(raw) > MAX_TEXT:  # room for a field longer than the cut: stream the record as cut
-            record = msgspec.convert(event["data"], records.record_class(event["kind"], event["type"]))
-            if (data := msgspec.to_builtins(record)) != event["data"]:
-                event["data"], spliceable = data, False
+        if len(raw) > MAX_TEXT and (short := records.cut(record)) is not record:
+            event["data"], spliceable = msgspec.to_builtins(short), False
         if isinstance(lost, int) and lost > 0:
             qids = (
                 [q for q in about if isinstance(q, str)][: events.MAX_LOST] if isinstance(about, list) else []
             )
             where = f"{service}[{pid}] event channel"
             self.publish(events.make(names.MASTER, BusDropped(count=lost, where=where, qids=qids)))
-        self.publish(event, raw if spliceable else None)
+        self.publish(event, stamps + raw[1:] if spliceable else None)
 
     def add(self, sub: Subscriber, snapshot: dict[str, Any]) -> None:
         sub.writer.transport.write(self._line(snapshot))
