@@ -243,3 +243,33 @@ def label_widths(graph: nx.DiGraph, size_class: str) -> dict[str, int]:
         name = display_name(graph, node)
         out[node] = len(name) + 4 if size_class == "compact" else max(wide, len(name) + 4)
     return out
+
+
+# A chip's count is budgeted at one digit: two would take the services' counts at 80 columns
+# ("incoming 12" in the narrowest fit shows "incoming …": the name stays whole).
+COUNT_DIGITS = 1
+
+
+def label_needs(graph: nx.DiGraph, size_class: str) -> dict[str, int]:
+    """The fewest cells each box needs for its name to be drawn whole (``mappaint.fit_chip`` and
+    ``fit_title`` fall back to these forms before they cut): on a small map a chip's shortest
+    form (a marker, the short name, a count), else a framed title's shortest form and its frame."""
+    out = {}
+    count = 1 + COUNT_DIGITS
+    for node in [*graph.nodes, names.MASTER]:
+        kind = graph.nodes[node].get("kind") if node in graph else "service"
+        if node == names.MASTER:
+            chip = title = 1 + len(node)
+        elif kind == "internet":
+            chip, title = len("☁Net"), len("Net")
+        elif kind == "queue":
+            chip, title = len(node) + count, len(node) + 1
+        elif kind == "store":
+            short, tiny = {"mailboxes": ("Maildirs", "users"), "peer-mailbox": ("peer mbox", "mbox")}.get(
+                node, (node, node)
+            )
+            chip, title = 1 + len(tiny) + count, len(short)
+        else:  # a service: a marker (root or the Internet, as observed) and its short name
+            chip, title = 1 + len(compact_name(graph, node)), len(compact_name(graph, node))
+        out[node] = chip if size_class == "compact" else title + 2
+    return out

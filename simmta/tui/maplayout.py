@@ -27,7 +27,7 @@ import networkx as nx
 
 from simmta.core import names, privilege
 from simmta.tui import regions
-from simmta.tui.mapfacts import label_widths
+from simmta.tui.mapfacts import label_needs, label_widths
 
 Cell = tuple[int, int]
 N, E, S, W = 1, 2, 4, 8
@@ -224,23 +224,39 @@ def _cuts(total: int, weights: list[int]) -> list[int]:
 
 def layout(graph: nx.DiGraph, width: int, height: int, mode: str = "real") -> Layout:
     """Boxes, frames and routes for a widget of ``width`` x ``height`` cells; ``mode`` is the
-    privilege mode, which says what each frame's tag reads (kept clear of lines)."""
-    g = graph.copy()
-    g.add_node(names.MASTER, kind="service", service={"name": names.MASTER, "unpriv": False})
-    for q in names.MESSAGE_QUEUES:
-        if q not in g:
-            g.add_node(q, kind="queue")
+    privilege mode, which says what each frame's tag reads (kept clear of lines). The size class
+    is the largest the height allows whose box names all fit the width (``label_needs``): where
+    a class's boxes would be cut, the next smaller one is drawn (compact, at the least)."""
+    g = _drawn(graph)
     rows_guess = 1 + max(r1 for *_, r1 in SPANS["normal"].values())
-    cls = size_class(width, height, rows_guess)
+    first = size_class(width, height, rows_guess)
+    out = None
+    for cls in SIZE_CLASSES[SIZE_CLASSES.index(first) :: -1]:
+        out = _place_boxes(g, width, height, mode, cls, last=cls == SIZE_CLASSES[0])
+        if out is not None:
+            break
+    assert out is not None  # compact is always drawn
+    out.routes = route_all(g, out)
+    return out
+
+
+def _place_boxes(g: nx.DiGraph, width: int, height: int, mode: str, cls: str, last: bool) -> Layout | None:
+    """The frames and boxes of size class ``cls``, or None where a box's name would not fit
+    (unless ``last``: then as well as the width allows)."""
     slots, spans = place(g, cls)
     label_width = label_widths(g, cls)
-    ncols = 1 + max(c1 for _, c1, _, _ in spans.values())
-    weights = list(COLUMN_WEIGHT[cls]) + [5] * (ncols - len(COLUMN_WEIGHT[cls]))
-    xs = _cuts(width, weights[:ncols])
     out = Layout(width, height, cls, graph=g, mode=mode, short=width < 110)
     for node in slots:
         out.region[node] = regions.region_of(g, node) if node != names.MASTER else "root"
     used = {k: sp for k, sp in spans.items() if k in out.region.values()}
+    ncols = 1 + max(c1 for _, c1, _, _ in spans.values())
+    weights = (list(COLUMN_WEIGHT[cls]) + [5] * (ncols - len(COLUMN_WEIGHT[cls])))[:ncols]
+    needs = label_needs(g, cls)
+    xs = _columns(width, weights, _least(slots, used, out.region, needs, ncols))
+    if xs is None:
+        if not last:
+            return None
+        xs = _cuts(width, weights)
     bh = BOX_HEIGHT[cls]
     stores_only = [
         all(g.nodes[n].get("kind") == "store" for n, c in slots.items() if c[1] == r)
@@ -255,12 +271,71 @@ def layout(graph: nx.DiGraph, width: int, height: int, mode: str = "real") -> La
         # Inside the column: clear of the region's frame by a column (a frame's right side
         # stands one column in from the next region), of the next box by two.
         lo = xs[c] + (2 if c == c0 else 1)
-        room = xs[c + 1] - (4 if c == c1 else 2) - lo + 1
+        room = xs[c + 1] - xs[c] - _margins(c, c0, c1)
         top, free, _ = bands[r]
-        bw = max(3, min(room, label_width.get(node, len(node))))
+        bw = max(3, min(room, max(label_width.get(node, len(node)), needs.get(node, 0))))
         h = min(bh, max(1, free))
         out.boxes[node] = Rect(lo + (room - bw) // 2, ys[r] + top + (free - h) // 2, bw, h)
-    out.routes = route_all(g, out)
+    return out
+
+
+def _least(
+    slots: dict[str, Cell],
+    spans: dict[str, tuple[int, int, int, int]],
+    region: dict[str, str],
+    needs: dict[str, int],
+    ncols: int,
+) -> list[int]:
+    """The cells each column must have for its boxes' names to be whole (and the gaps beside)."""
+    least = [0] * ncols
+    for node, (c, _) in slots.items():
+        c0, c1, _, _ = spans[region[node]]
+        least[c] = max(least[c], needs.get(node, len(node)) + _margins(c, c0, c1))
+    return least
+
+
+def _drawn(graph: nx.DiGraph) -> nx.DiGraph:
+    """The graph the map draws: master and every message queue, whether the table has them."""
+    g = graph.copy()
+    g.add_node(names.MASTER, kind="service", service={"name": names.MASTER, "unpriv": False})
+    for q in names.MESSAGE_QUEUES:
+        if q not in g:
+            g.add_node(q, kind="queue")
+    return g
+
+
+def least_width(graph: nx.DiGraph, cls: str = "compact") -> int:
+    """The fewest columns a map of ``graph`` in size class ``cls`` takes with every box's name
+    whole (the compact class: what a lesson panel beside the map must leave it)."""
+    g = _drawn(graph)
+    slots, spans = place(g, cls)
+    region = {n: regions.region_of(g, n) if n != names.MASTER else "root" for n in slots}
+    ncols = 1 + max(c1 for _, c1, _, _ in spans.values())
+    return sum(_least(slots, spans, region, label_needs(g, cls), ncols))
+
+
+def _margins(c: int, c0: int, c1: int) -> int:
+    """Cells of column ``c`` that are not a box's (its region spans columns ``c0`` to ``c1``):
+    left of it the frame and a gap (or a gap); right of it a gap, the frame and the column
+    between regions (or the gap before the next box)."""
+    return (2 if c == c0 else 1) + (3 if c == c1 else 1)
+
+
+def _columns(width: int, weights: list[int], least: list[int]) -> list[int] | None:
+    """Where each column starts (and the end): shared by ``weights`` where that gives every
+    column its ``least`` cells, else each its least and the rest by weight; None if the width
+    is less than they need together."""
+    xs = _cuts(width, weights)
+    if all(b - a >= n for a, b, n in zip(xs, xs[1:], least, strict=False)):
+        return xs
+    spare = width - sum(least)
+    if spare < 0:
+        return None
+    extra = _cuts(spare, weights)
+    out, x = [0], 0
+    for i, n in enumerate(least):
+        x += n + extra[i + 1] - extra[i]
+        out.append(x)
     return out
 
 

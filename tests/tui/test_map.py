@@ -290,6 +290,26 @@ def test_box_names_are_whole_and_unique_in_every_profile(profile: str, size: tup
     assert len(set(shown.values())) == len(shown), shown
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_size_class_is_one_whose_names_fit(profile: str) -> None:
+    """From the compact map's least width on, no box is cut at any width: where a class's names
+    do not fit, the next smaller is drawn (at 70-86 columns the framed titles read 'peer …',
+    'maildro…'; at 100-110 'peer m…'; compact at 72-78 'maildrop…', '♛mail.loc…')."""
+    graph = regions.graph_from_services(services.load(profile=profile).as_list())
+    least = maplayout.least_width(graph)
+    assert least <= 74
+    for width, height in itertools.product(range(least, 171, 5), (13, 29, 41)):
+        lay = maplayout.layout(graph, width, height)
+        box_facts = {n: mapfacts.facts(Model(), lay.graph, n, 0.0) for n in lay.boxes}
+        out: mappaint.Overlay = {}
+        mappaint.overlay_boxes(lay, box_facts, None, out)
+        for node, b in lay.boxes.items():
+            text = "".join(out[y][x][0] for y in range(b.y, b.y1 + 1) for x in range(b.x, b.x1 + 1))
+            assert "…" not in text, (width, height, lay.size_class, node, text)
+        for (m, a), (n, b) in itertools.combinations(lay.boxes.items(), 2):
+            assert a.x1 < b.x or b.x1 < a.x or a.y1 < b.y or b.y1 < a.y, (width, height, m, n)
+
+
 def test_postfix_keeps_its_jail() -> None:
     table = services.load(profile="postfix")
     lay = maplayout.layout(regions.graph_from_services(table.as_list()), 160, 48)
