@@ -14,6 +14,7 @@ Trust: runs simmta's own tools only (simmta.lessons.session).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -107,6 +108,9 @@ class LessonController:
         return "\n".join(results)
 
 
+# Under the map (a narrow screen) the panel leaves the TUI its header, status line (2), tabs (2),
+# the map's 9 rows (the fewest the compact map's frames take), the narration and the footer.
+ROWS_ABOVE_PANEL = 1 + 2 + 2 + 9 + 1 + 1
 PERFORM_LINES = 60  # lines of each command's output "do it for me" shows (the panel keeps 200)
 
 LESSON_BINDINGS: list[BindingType] = [
@@ -121,6 +125,8 @@ class LessonApp(App[int]):
     """
 
     TITLE = "simmta lesson"
+    # No map beside it here: the panel keeps the wider share (beside the map it takes 40 %).
+    CSS = "LessonPanel { width: 58%; max-width: 60; }"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit"), *LESSON_BINDINGS]
 
     def __init__(self, runner: LessonRunner, controller: LessonController | None = None):
@@ -170,9 +176,16 @@ class LessonApp(App[int]):
 
 def lesson_tui(controller: LessonController) -> App[Any]:
     """simmta's TUI (map, processes, queue, ...) with the lesson panel docked on the right."""
+    from textual import events
+    from textual.css.query import NoMatches
+
     from simmta.tui import app as tui_app
+    from simmta.tui import maplayout
     from simmta.tui.app import SimmtaApp
     from simmta.tui.feed import LiveFeed
+    from simmta.tui.widgets.diagram import Diagram
+    from simmta.tui.widgets.hoplist import HopList
+    from simmta.tui.widgets.mapview import NodeDetail
 
     instance = controller.mta.instance
 
@@ -181,6 +194,8 @@ def lesson_tui(controller: LessonController) -> App[Any]:
         CSS_PATH = str(Path(tui_app.__file__).with_name(str(SimmtaApp.CSS_PATH)))
         BINDINGS: ClassVar[list[BindingType]] = [*SimmtaApp.BINDINGS, *LESSON_BINDINGS]
 
+        map_least: tuple[int, int] = (0, 0)  # (id of the map's graph, the columns it needs)
+
         def on_mount(self) -> None:
             super().on_mount()
             self.sub_title = f"lesson {controller.runner.lesson.id}"
@@ -188,10 +203,40 @@ def lesson_tui(controller: LessonController) -> App[Any]:
                 self.base, controller.runner, perform=controller.perform_current, reset=self._fresh_mta
             )
             panel.show_privilege(self.privilege_told)  # told before the panel was there
+            self.fit_panel()
 
         def tell_privilege(self, note: str) -> None:  # kept in the panel: no toast over the map
             for panel in self.base.query(LessonPanel).results(LessonPanel):
                 panel.show_privilege(note)
+
+        def place_hop_list(self, width: int) -> None:
+            """Beside the lesson panel the narration tells the hops: the hop list only on ``v``."""
+            super().place_hop_list(width)
+            if not self.hops_chosen:
+                self.base.query_one(HopList).display = False
+
+        def fit_panel(self, size: tuple[int, int] | None = None) -> None:
+            """The panel beside the map where the map keeps the columns its boxes' names need
+            (``maplayout.least_width``), else under it (the box detail then gives its rows)."""
+            panels = self.base.query(LessonPanel)
+            if not panels:
+                return
+            graph = self.base.query_one(Diagram).graph
+            if self.map_least[0] != id(graph):
+                self.map_least = (id(graph), maplayout.least_width(graph))
+            width, height = size or self.size
+            stacked = panels.first().fit(width, height, self.map_least[1], ROWS_ABOVE_PANEL)
+            self.base.query_one(NodeDetail).display = not stacked
+
+        def on_resize(self, event: events.Resize) -> None:  # (Textual runs SimmtaApp's too)
+            if self.screen_stack:
+                self.fit_panel(event.size)
+
+        def refresh_views(self) -> None:
+            super().refresh_views()
+            with contextlib.suppress(NoMatches):  # a new services table may need other room
+                if self.screen_stack and id(self.base.query_one(Diagram).graph) != self.map_least[0]:
+                    self.fit_panel()
 
         def action_lesson(self, name: str) -> None:
             self.base.query_one(LessonPanel).action_lesson(name)

@@ -52,6 +52,7 @@ LESSON_KEYS = (
     ("K", "page_up", "Scroll up"),
     ("I", "intro", "About this lesson"),
 )
+PANEL_SHARE, PANEL_MIN, PANEL_MAX = 0.4, 34, 48  # of the screen's width, beside the map
 TALL = 32  # rows from which the introduction starts open on step 1 (below: collapsed)
 OUTPUT_LINES = 200  # lines of "do it for me" output kept (the box scrolls)
 
@@ -60,12 +61,17 @@ class LessonPanel(Vertical, can_focus=True):
     """One lesson in progress."""
 
     DEFAULT_CSS = """
-    LessonPanel { width: 58%; min-width: 34; max-width: 60; border-left: solid $primary;
+    LessonPanel { width: 40%; min-width: 34; max-width: 48; border-left: solid $primary;
                   padding: 0 1; }
+    /* under the map (a narrow screen), above the footer */
+    LessonPanel.stacked { max-width: 100%; min-height: 8; border-left: none;
+                          border-top: solid $primary; margin-bottom: 1; }
+    LessonPanel.stacked > #lesson-progress { display: none; }
     LessonPanel > #lesson-title { text-style: bold; color: $accent; }
     LessonPanel > #lesson-progress { margin-bottom: 0; }
     LessonPanel #lesson-body { height: 1fr; }
     LessonPanel #intro { margin: 0; padding: 0; border: none; }
+    LessonPanel #intro > Contents { padding: 1 0 0 1; }  /* a narrow panel keeps its columns */
     LessonPanel #step-title { text-style: bold; }
     LessonPanel #commands { background: $boost; padding: 0 1; margin: 1 0 0 0; }
     LessonPanel #predict { border: round $accent; padding: 0 1; display: none; }
@@ -141,6 +147,20 @@ class LessonPanel(Vertical, can_focus=True):
             yield Static("", id="privilege")
             yield Static("", id="where")
         yield Static("", id="lesson-status")
+
+    def fit(self, width: int, height: int, map_least: int, above: int) -> bool:
+        """Beside the map (docked right) at PANEL_SHARE of the screen's ``width``, at most
+        PANEL_MAX, narrower where the map would get less than ``map_least`` columns (the fewest
+        its boxes' names need whole); where even PANEL_MIN would leave it less, under the map,
+        the whole width, in the rows the host's ``above`` leave (the progress bar then goes:
+        the status line says the percent). Returns whether the panel is under the map."""
+        beside = min(PANEL_MAX, int(width * PANEL_SHARE), width - map_least)
+        stacked = beside < PANEL_MIN
+        self.set_class(stacked, "stacked")
+        self.styles.dock = "bottom" if stacked else "right"
+        self.styles.width = "100%" if stacked else beside
+        self.styles.height = max(8, height - above) if stacked else None
+        return stacked
 
     def on_mount(self) -> None:
         self.refresh_view()
