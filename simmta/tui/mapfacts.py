@@ -54,6 +54,7 @@ class MapSource(Protocol):
 
     def processes_of(self, service: str) -> Iterable[ProcessView]: ...
     def in_queue(self, queue: str) -> Iterable[MessageView]: ...
+    def retry_in(self, msg: Any, now: float | None = None) -> float | None: ...
     def delivered_to(self, store: str) -> int: ...
 
 
@@ -173,8 +174,8 @@ def facts(source: MapSource, graph: nx.DiGraph, node: str, now: float) -> Facts:
         )
     elif kind == "queue":
         msgs = list(source.in_queue(node))
-        retries = [m.next_retry for m in msgs if m.next_retry is not None]
-        soonest = countdown(min(retries) - now) if retries else ""
+        waits = [w for m in msgs if (w := source.retry_in(m, now)) is not None]  # held mail: none
+        soonest = countdown(min(waits)) if waits else ""
         label = f"{node}/"
         f = Facts(
             label,

@@ -78,6 +78,21 @@ def test_held_mail_has_no_retry_countdown() -> None:
     assert m.retry_in(msg, 100.0) == 400.0
 
 
+def test_the_hold_box_on_the_map_has_no_retry_countdown() -> None:
+    from simmta.core import services
+    from simmta.tui import mapfacts, regions
+
+    m = Model()
+    base = {**story.story()[0], "service": "qmgr", "kind": "queue", "qid": "ABC", "sid": None, "ts": 100.0}
+    m.apply({**base, "seq": 900, "type": "deferred", "data": {"next_retry": 400.0, "reason": "451"}})
+    graph = regions.graph_from_services(services.load().as_list())
+    graph.add_nodes_from(("deferred", "hold"), kind="queue")  # as the map's layout draws every queue
+    assert "⟳5m00s" in mapfacts.facts(m, graph, "deferred", 100.0).lines
+    m.apply({**base, "seq": 901, "service": "master", "type": "held", "data": {}})
+    held = mapfacts.facts(m, graph, "hold", 100.0)
+    assert held.lines[0] == "1 message" and not any("⟳" in x for x in held.lines + held.chips)
+
+
 def test_every_arrow_of_the_legend_is_drawn_on_the_map() -> None:
     drawn = set(mappaint.ARROW.values()) | set(mappaint.LINE.values()) | set(mappaint.CROSSING.values())
     drawn |= {mappaint.TOKEN, mappaint.FOLLOWED, "⟳", *"0123456789"}
