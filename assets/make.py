@@ -261,8 +261,8 @@ SHOTS: dict[str, tuple[str, str, Callable[[list[dict[str, Any]]], int], bool, tu
 
 async def svg_of(demo: Path, view: str, position: int, lesson: bool, size: tuple[int, int]) -> str:
     from simmta.lessons import catalog
-    from simmta.lessons.panel import mount_lesson_panel
-    from simmta.lessons.runner import LessonRunner
+    from simmta.lessons.app import LessonController, lesson_tui
+    from simmta.tui import themes
     from simmta.tui.app import SimmtaApp
     from simmta.tui.feed import ReplayFeed, load_recording
 
@@ -273,17 +273,18 @@ async def svg_of(demo: Path, view: str, position: int, lesson: bool, size: tuple
     feed.step(position)  # the first ``position`` events applied
     stamp = float(events[position - 1]["ts"])
     app = SimmtaApp(feed, clock=lambda: stamp, theme="projector")
+    if lesson:  # the lesson screen itself (``simmta lesson 2``), its MTA not started, fed the demo
+        os.environ["SIMMTA_LESSON_PROGRESS"] = os.devnull
+        controller = LessonController(catalog.find("2"), Path("/srv/simmta-demo"), True)
+        for event in events[:position]:
+            controller.runner.feed(event)
+        app = lesson_tui(controller)
+        app.feed, app.clock = feed, lambda: stamp
     async with app.run_test(size=size) as pilot:
+        app.theme = themes.THEMES["projector"]
         await pilot.pause()
         app.action_view(view)
         if lesson:
-            from simmta.core.instance import Instance
-
-            course = {item.id: item for item in catalog.load_all()}
-            runner = LessonRunner(course[2], Instance("/srv/simmta-demo"), store=None)
-            for event in events[:position]:
-                runner.feed(event)
-            mount_lesson_panel(app.base, runner)
             await pilot.pause(1.0)  # the panel's Markdown renders in a worker
             await app.workers.wait_for_complete()
         await pilot.pause(0.3)
