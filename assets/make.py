@@ -274,7 +274,7 @@ async def svg_of(demo: Path, view: str, position: int, lesson: bool, size: tuple
     stamp = float(events[position - 1]["ts"])
     app = SimmtaApp(feed, clock=lambda: stamp, theme="projector")
     if lesson:  # the lesson screen itself (``simmta lesson 2``), its MTA not started, fed the demo
-        os.environ["SIMMTA_LESSON_PROGRESS"] = os.devnull
+        os.environ["SIMMTA_LESSON_PROGRESS"] = os.devnull  # keep no progress (never replaced)
         controller = LessonController(catalog.find("2"), Path("/srv/simmta-demo"), True)
         for event in events[:position]:
             controller.runner.feed(event)

@@ -4,7 +4,9 @@ One JSON file, ``$XDG_STATE_HOME/simmta/lessons/progress.json`` (default
 ``~/.local/state/...``; ``$SIMMTA_LESSON_PROGRESS`` overrides the path), maps a
 lesson's key (``02-life-of-a-message``) to ``{"completed": [step numbers],
 "current": index, "finished": bool}``. Written atomically (temporary file, then
-rename), so a crash never leaves half a file.
+rename), so a crash never leaves half a file. A path that exists and is not a
+regular file (``SIMMTA_LESSON_PROGRESS=/dev/null``) keeps no progress and is
+never read, written or replaced: the rename would put a file where the device was.
 
 Trust: the file belongs to the user; a damaged file is treated as no progress
 rather than an error.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -32,7 +35,16 @@ class ProgressStore:
         self.path = path or default_path()
         self._lock = threading.Lock()
 
+    def keeps_nothing(self) -> bool:
+        """The path is a device, a FIFO or a directory: nothing is kept there."""
+        try:
+            return not stat.S_ISREG(self.path.stat().st_mode)
+        except OSError:
+            return False  # not there yet: put() creates it
+
     def load(self) -> dict[str, dict[str, Any]]:
+        if self.keeps_nothing():
+            return {}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -46,6 +58,8 @@ class ProgressStore:
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         with self._lock:
+            if self.keeps_nothing():
+                return
             data = self.load()
             data[key] = record
             self.path.parent.mkdir(parents=True, exist_ok=True)
