@@ -456,11 +456,14 @@ def test_simulated_mode_names_what_is_missing_and_raises_no_false_alarm(nobody_h
 
 class Terminal:
     """``simmta`` (the interactive command, or ``simmta ARGS``) typed into a tmux session as
-    ``uid``, on a tmux server of its own (-L): ending it never races another test's server."""
+    ``uid``, on a tmux server of its own (-S, a socket in a directory of its own): ending it
+    never races another test's server, and nothing is left in /tmp/tmux-0 (with -L the socket
+    files stayed there after kill-server)."""
 
     def __init__(self, name: str, uid: int, gid: int, home: Path, args: str = "") -> None:
         self.session = f"simmta-users-{os.getpid()}-{name}"
-        self.server = self.session
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="simmta-tmux-"))
+        self.server = str(self.socket_dir / "socket")
         command = (
             f"unset COLUMNS LINES; setpriv --reuid={uid} --regid={gid} --clear-groups env "
             f"HOME={home} TMPDIR={home} PYTHONPATH={REPO} {sys.executable} -m simmta {args}; "
@@ -470,7 +473,7 @@ class Terminal:
 
     def tmux(self, *args: str) -> str:
         return subprocess.run(
-            [require_tool("tmux"), "-L", self.server, *args], capture_output=True, text=True, check=True
+            [require_tool("tmux"), "-S", self.server, *args], capture_output=True, text=True, check=True
         ).stdout
 
     def shows(self, pattern: str, timeout: float = 40.0) -> re.Match[str]:
@@ -481,8 +484,9 @@ class Terminal:
 
     def close(self) -> None:
         subprocess.run(
-            [require_tool("tmux"), "-L", self.server, "kill-server"], check=False, capture_output=True
+            [require_tool("tmux"), "-S", self.server, "kill-server"], check=False, capture_output=True
         )
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 @pytest.mark.slow
