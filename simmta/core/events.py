@@ -328,7 +328,8 @@ class Emitter:
         self.delay = delay  # test hook: seconds each send waits (a slow channel)
         self.sent = 0  # datagrams sent: the number of the last one
         self.batch: list[bytes] = []  # events not sent yet, as the JSON lines they are sent as
-        self.timer: asyncio.Handle | None = None  # the batch's flush, when it is due
+        self.timer: asyncio.TimerHandle | None = None  # the flush of held (DEFERRED) events
+        self.soon = False  # a flush is due in the next loop turn
         if channel is not None:
             channel.setblocking(False)
 
@@ -364,19 +365,29 @@ class Emitter:
             self.flush()
             return self._send([line])
         self.batch.append(line)
+        # One flush scheduled at a time, each left to run (cancelling and scheduling it
+        # again per event was most of emit's cost): a flush sends whatever is batched.
         if record.KIND not in DEFERRED:  # leaves in this loop turn
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer = loop.call_soon(self.flush)
+            if not self.soon:
+                self.soon = True
+                loop.call_soon(self._soon)
         elif self.timer is None:
-            self.timer = loop.call_later(EVENT_TICK, self.flush)
+            self.timer = loop.call_later(EVENT_TICK, self._tick)
         return True
 
+    def _soon(self) -> None:
+        self.soon = False
+        self.flush()
+
+    def _tick(self) -> None:
+        self.timer = None
+        self.flush()
+
     def flush(self) -> None:
-        """Send what was batched (also before every hand-off, and before the process dies on purpose)."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """Send what was batched (also before every hand-off, and before the process dies on purpose).
+
+        A held batch's timer is left to run: it finds nothing, or events held for less
+        than EVENT_TICK."""
         lines, self.batch = self.batch, []
         start, size = 0, 0
         for i, line in enumerate(lines):
