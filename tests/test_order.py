@@ -175,7 +175,7 @@ class FakeChildren:
         self.stream = SimpleNamespace(data=b"", is_closing=lambda: False, get_write_buffer_size=lambda: 0)
         self.stream.write = lambda data: setattr(self.stream, "data", self.stream.data + data)
         self.sup.bus.add(Subscriber(SimpleNamespace(transport=self.stream), "test"), {"snapshot": True})
-        self.sup.services, self.ends, self.sent = {}, {}, {}
+        self.sup.services, self.sup.by_pid, self.ends, self.sent = {}, {}, {}, {}
         for pid, service in enumerate(services, 1000):
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
             for end in (mine, theirs):  # as master's spawn makes them
@@ -187,6 +187,7 @@ class FakeChildren:
             self.sup.services[service] = SimpleNamespace(
                 children={pid: child}, avail=0, restarts=0, service=SimpleNamespace(name=service)
             )
+            self.sup.by_pid[pid] = child  # (as spawn keeps it)
             self.ends[service], self.sent[service] = theirs, 0
 
     @property

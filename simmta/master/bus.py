@@ -40,6 +40,8 @@ def _json_string(name: str) -> bytes:
 
 MAX_BUFFER = 1 << 20  # bytes queued per subscriber before events are dropped
 MAX_LOST = 256  # queue IDs a drop notice names at most
+# published, not yet written: (qid, a child's line but for its seq, or the event)
+Published = tuple[str | None, bytes | None, dict[str, Any] | None]
 
 
 class Subscriber:
@@ -64,16 +66,16 @@ class Subscriber:
         self,
         lines: list[bytes],
         drop_notice: Callable[[int, str, list[str]], bytes],
-        qids: list[str | None] | None = None,
+        about: list[Published] | None = None,
     ) -> None:
-        """Write ``lines`` (events about the messages ``qids``, if known), or count them lost."""
+        """Write ``lines`` (the events ``about``, if known: their queue IDs), or count them lost."""
         transport = self.writer.transport
         if transport.is_closing():
             return
         if transport.get_write_buffer_size() > MAX_BUFFER:
             self.dropped += len(lines)
             self.dropped_total += len(lines)
-            for qid in qids or ():
+            for qid, _, _ in about or ():
                 if qid and len(self.lost) < MAX_LOST:
                     self.lost.setdefault(qid, None)
             return
@@ -87,8 +89,7 @@ class Subscriber:
 
 class Bus:
     def __init__(self) -> None:
-        # published, not yet written: (qid, a child's line but for its seq, or the event)
-        self.out: list[tuple[str | None, bytes | None, dict[str, Any] | None]] = []
+        self.out: list[Published] = []
         self.flushing: asyncio.Handle | None = None
         self.seq = 0
         self.published = 0  # events offered to subscribers (drop notices not counted)
@@ -116,7 +117,7 @@ class Bus:
         The order of ``publish`` calls is the order of the stream: master calls
         it for a child's datagram when the datagram's order token comes
         (``Supervisor.read_order``), and for its own events as it makes them.
-        ``spliced``: a child's event as it goes out, but for its sequence number (``_from_child``).
+        ``spliced``: a child's event as it goes out, but for its sequence number (``from_child``).
         """
         for listener in self.listeners:
             listener(event)
@@ -146,7 +147,7 @@ class Bus:
         ]
         self.history.record(lines)
         for sub in self.subscribers:
-            sub.offer(lines, self._drop_notice, [qid for qid, _, _ in batch])
+            sub.offer(lines, self._drop_notice, batch)
 
     @staticmethod
     def _serialize(event: dict[str, Any] | None, seq: int) -> bytes:
@@ -155,13 +156,8 @@ class Bus:
         return json.dumps(event, separators=(",", ":")).encode() + b"\n"
 
     def from_child(self, datagram: bytes, pid: int, service: str) -> None:
-        """A child's datagram: one JSON line per event."""
-        stamps = b'"pid":%d,"service":%s,' % (pid, _json_string(service))
-        for raw in datagram.split(b"\n"):
-            self._from_child(raw, pid, service, stamps)
-
-    def _from_child(self, raw: bytes, pid: int, service: str, stamps: bytes) -> None:
-        """One event from a child: check it against its record, stamp it with who really sent it.
+        """A child's datagram, one JSON line per event: check each against its record, stamp
+        it with who really sent it.
 
         The check is msgspec's, on the line itself (the envelope, then the record), and the
         line is streamed as the child wrote it, the stamps spliced in: neither the event nor
@@ -169,40 +165,61 @@ class Bus:
         exact: the line holds no line break, and the stamps come first, so nothing the child
         wrote can repeat a key the bus set (a child's STAMPED keys are refused).
 
-        Only the kinds master acts on (ESSENTIAL: the only ones a daemon sends when nobody
-        watches) are decoded into the dict master's listeners get, and a line whose record
-        is past the cut (it must be longer than MAX_TEXT bytes) or that cannot be spliced.
+        The common event (a kind master does not act on, short, nothing to tell of drops)
+        is queued for the stream here, in the loop: no other Python call per event. Only the
+        kinds master acts on (ESSENTIAL: the only ones a daemon sends when nobody watches)
+        are decoded into the dict master's listeners get (``_rebuilt``), and a line whose
+        record is past the cut (it must be longer than MAX_TEXT bytes) or that cannot be spliced.
         """
-        try:
-            sent = events.decode_received(raw)
-            record = events.DATA[sent.kind, sent.type](sent.data)
-        except (msgspec.DecodeError, KeyError):  # (a ValidationError is a DecodeError)
-            self.invalid += 1
-            return
-        if sent.v != events.SCHEMA_VERSION:
-            self.invalid += 1
-            return
-        if sent.clock > events.CLOCK.value:  # (CLOCK.heard, inline)
-            events.CLOCK.value = sent.clock
-        lost, about = sent.dropped_before, sent.dropped_qids
-        told = lost is not msgspec.UNSET or about is not msgspec.UNSET  # (even as null: not streamed)
-        spliceable = raw[:1] == b"{" and b"\r" not in raw and not told
-        if spliceable and len(raw) <= MAX_TEXT and sent.kind not in events.ESSENTIAL:
-            self._stream(sent.qid, stamps + raw[1:], None)
-            return
+        stamps = b'"pid":%d,"service":%s,' % (pid, _json_string(service))
+        decode, check, clock, unset = events.decode_received, events.DATA, events.CLOCK, msgspec.UNSET
+        for raw in datagram.split(b"\n"):
+            try:
+                sent = decode(raw)
+                record = check[sent.kind, sent.type](sent.data)
+            except (msgspec.DecodeError, KeyError):  # (a ValidationError is a DecodeError)
+                self.invalid += 1
+                continue
+            if sent.v != events.SCHEMA_VERSION:
+                self.invalid += 1
+                continue
+            if sent.clock > clock.value:  # (CLOCK.heard, inline)
+                clock.value = sent.clock
+            told = sent.dropped_before is not unset or sent.dropped_qids is not unset  # (even as null)
+            spliceable = raw[:1] == b"{" and b"\r" not in raw and not told
+            if spliceable and len(raw) <= MAX_TEXT and sent.kind not in events.ESSENTIAL:
+                if self.subscribers:  # (``_stream``, inline)
+                    self.out.append((sent.qid, stamps + raw[1:], None))
+                    if self.flushing is None:
+                        with contextlib.suppress(RuntimeError):  # (no loop: the caller flushes)
+                            self.flushing = asyncio.get_running_loop().call_soon(self.flush)
+                continue
+            self._rebuilt(raw, sent, record, pid, service, stamps + raw[1:] if spliceable else None)
+
+    def _rebuilt(
+        self,
+        raw: bytes,
+        sent: events.Received,
+        record: records.Record,
+        pid: int,
+        service: str,
+        spliced: bytes | None,
+    ) -> None:
+        """A checked event of a child's that master acts on, is cut, or tells of drops: as a dict."""
         event = _decode(raw)  # (the same JSON: it decoded as ``sent`` just now)
         event.pop("dropped_before", None)
         event.pop("dropped_qids", None)
         event["seq"], event["pid"], event["service"] = 0, pid, service
         if len(raw) > MAX_TEXT and (short := records.cut(record)) is not record:
-            event["data"], spliceable = msgspec.to_builtins(short), False
+            event["data"], spliced = msgspec.to_builtins(short), None
+        lost, about = sent.dropped_before, sent.dropped_qids
         if isinstance(lost, int) and lost > 0:
             qids = (
                 [q for q in about if isinstance(q, str)][: events.MAX_LOST] if isinstance(about, list) else []
             )
             where = f"{service}[{pid}] event channel"
             self.publish(events.make(names.MASTER, BusDropped(count=lost, where=where, qids=qids)))
-        self.publish(event, stamps + raw[1:] if spliceable else None)
+        self.publish(event, spliced)
 
     def add(self, sub: Subscriber, snapshot: dict[str, Any]) -> None:
         sub.writer.transport.write(self._line(snapshot))

@@ -155,6 +155,7 @@ class Supervisor:
         with contextlib.suppress(OSError):
             fcntl.fcntl(self.order_w, F_SETPIPE_SZ, 1 << 20)
         self.tokens = b""
+        self.by_pid: dict[int, Child] = {}  # every service's children (the bus asks per datagram)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # Start and stop -------------------------------------------------------------
@@ -269,6 +270,7 @@ class Supervisor:
             return None
         child = Child(pid, svc.name, mine, theirs)
         st.children[child.pid] = child
+        self.by_pid[child.pid] = child
         st.avail += 1  # counted available until it says busy (Postfix does the same)
         self.emit(ProcessSpawned(child_pid=child.pid, child_service=svc.name, total=len(st.children)))
         self._update_listen(st)
@@ -381,8 +383,9 @@ class Supervisor:
                 break
             self.tokens += chunk
             usable = len(self.tokens) - len(self.tokens) % events.TOKEN.size
+            by_pid = self.by_pid
             for pid, number in events.TOKEN.iter_unpack(self.tokens[:usable]):
-                child = self._child(pid)
+                child = by_pid.get(pid)
                 if child is not None:
                     self._stream(child, number)
             self.tokens = self.tokens[usable:]
@@ -441,10 +444,7 @@ class Supervisor:
                 fut.set_result(event)
 
     def _child(self, pid: int) -> Child | None:
-        for st in self.services.values():
-            if pid in st.children:
-                return st.children[pid]
-        return None
+        return self.by_pid.get(pid)
 
     # Reaping ------------------------------------------------------------------
     def reap(self) -> None:
@@ -475,6 +475,7 @@ class Supervisor:
         # skipped: an effect another daemon streamed would overtake its cause) ...
         self.read_order(drain=True)
         del st.children[child.pid]
+        del self.by_pid[child.pid]
         if child.avail:
             st.avail -= 1
         assert self.loop is not None
