@@ -314,3 +314,26 @@ def test_postfix_keeps_its_jail() -> None:
     table = services.load(profile="postfix")
     lay = maplayout.layout(regions.graph_from_services(table.as_list()), 160, 48)
     assert lay.region["smtpd"] == "jail" and lay.region["incoming"] == "jail"
+
+
+@sync
+async def test_showing_the_map_again_keeps_its_rows_and_a_theme_switch_redraws_them() -> None:
+    app = replay_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        diagram = app.query_one(Diagram)
+        seen: list[int] = []
+
+        def settled() -> bool:  # the snapshot's services drawn, and no row again for 0.3 s
+            seen.append(diagram.rows_rendered)
+            drawn_from_snapshot = diagram._graph_key == tuple(app.model.services) != ()
+            return drawn_from_snapshot and len(seen) >= 15 and len(set(seen[-15:])) == 1
+
+        await until(pilot, settled, what="the map drawn and still")
+        drawn = diagram.rows_rendered
+        for key in "pm":  # away to the processes and back: the same size, the same colours
+            await pilot.press(key)
+            await pilot.pause()
+        assert diagram.rows_rendered == drawn  # every row redrawn each time, before
+        app.theme = "simmta-light"
+        await pilot.pause()
+        await until(pilot, lambda: diagram.rows_rendered >= drawn + diagram.size.height // 2, what="redrawn")

@@ -21,8 +21,9 @@ from collections.abc import Callable
 import networkx as nx
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.binding import Binding
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -125,6 +126,7 @@ class Diagram(Widget, can_focus=True):
         self._box_key: tuple[object, ...] = ()
         self._box_layer: mappaint.Overlay = {}
         self._strips: dict[int, Strip] = {}
+        self._sized = Size(0, 0)
         self._styles: dict[str, Style] = {}
         self.frames = 0  # overlays computed (for the bench)
         self.rows_rendered = 0
@@ -222,9 +224,14 @@ class Diagram(Widget, can_focus=True):
         return style
 
     def notify_style_update(self) -> None:
+        """Rendered rows are dropped only if a colour they use changed (a theme switch), not on
+        every restyle: showing the map tab again restyles it, and redrawing every row then was
+        most of the switch."""
         super().notify_style_update()
-        self._styles = {}
-        self._strips = {}
+        styles = {name: self.get_component_rich_style(name) for name in self._styles}
+        if styles != self._styles:
+            self._styles = {}
+            self._strips = {}
 
     def render_line(self, y: int) -> Strip:
         strip = self._strips.get(y)
@@ -266,9 +273,13 @@ class Diagram(Widget, can_focus=True):
             style = style + Style.from_meta({"@click": f"select_node({order.index(node)})"})
         return Segment(text, style)
 
-    def on_resize(self) -> None:
-        self._strips.clear()
-        self.layout_ = None
+    def on_resize(self, event: events.Resize) -> None:
+        """A new size is a new layout; the same size again (the map tab shown once more) keeps
+        the rendered rows: redrawing all of them was most of a switch back to the map."""
+        if event.size.area and event.size != self._sized:  # (hidden, the map has no size)
+            self._sized = event.size
+            self._strips.clear()
+            self.layout_ = None
 
     # Selection -------------------------------------------------------------------
     def order(self) -> list[str]:
