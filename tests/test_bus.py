@@ -290,3 +290,44 @@ def test_masters_listeners_hear_the_kinds_it_acts_on() -> None:
     assert [(e["kind"], e["pid"], e["service"], e["data"]) for e in heard] == [
         ("pace", 4242, "cleanup", pace["data"])
     ]
+
+
+def test_an_emitter_batches_in_each_running_loop_and_sends_at_once_outside_one() -> None:
+    """emit remembers the loop it found running (asyncio's look-up costs a getpid system
+    call per event); it must still know when no loop runs in its thread: then an event
+    goes at once, in a loop it waits for the turn's batch."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    mine.setblocking(False)
+    emitter = events.Emitter("qmgr", theirs)
+
+    def datagrams() -> list[int]:  # events per datagram read
+        got = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                got.append(mine.recv(events.MAX_DATAGRAM).count(b"\n"))
+        return got
+
+    async def turn() -> list[int]:
+        emitter.emit(QueueMoved(from_="incoming", to="active"), "Q1")
+        emitter.emit(QueueMoved(from_="active", to="deferred"), "Q1")
+        await asyncio.sleep(0)
+        return datagrams()
+
+    try:
+        assert asyncio.run(turn()) == [2]  # one datagram: "#N" and two lines
+        emitter.emit(QueueHeld(via="test"), "Q1")  # that loop is closed: at once
+        assert datagrams() == [1]
+
+        def sent_at_once() -> list[int]:  # in a thread no loop runs in, while one runs in this one
+            emitter.emit(QueueHeld(via="test"), "Q2")
+            return datagrams()
+
+        async def from_another_thread() -> list[int]:
+            assert await turn() == [2]  # (this loop found)
+            return await asyncio.to_thread(sent_at_once)
+
+        assert asyncio.run(turn()) == [2]  # a new loop
+        assert asyncio.run(from_another_thread()) == [1]
+    finally:
+        mine.close()
+        theirs.close()

@@ -55,6 +55,7 @@ import re
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -130,11 +131,27 @@ _pid = os.getpid()
 
 
 def _forked() -> None:
-    global _pid
+    global _pid, _loop
     _pid = os.getpid()
+    _loop = None
 
 
 os.register_at_fork(after_in_child=_forked)
+
+
+# The loop emit last found running, and its thread: asyncio.get_running_loop makes a
+# getpid system call each time (to notice a fork), once per event otherwise.
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_thread = 0
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any (``asyncio.get_running_loop``, cached)."""
+    global _loop, _loop_thread
+    if _loop is not None and _loop.is_running() and threading.get_ident() == _loop_thread:
+        return _loop
+    _loop, _loop_thread = asyncio._get_running_loop(), threading.get_ident()
+    return _loop
 
 
 def pid() -> int:
@@ -357,11 +374,8 @@ class Emitter:
                 record,
             )
         )
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            now = True
-        if now:
+        loop = _running_loop()
+        if now or loop is None:
             self.flush()
             return self._send([line])
         self.batch.append(line)
