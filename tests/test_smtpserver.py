@@ -6,8 +6,6 @@ returns for every input it takes, and leave every other input to it.
 
 import asyncio
 import collections
-import types
-import weakref
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -155,25 +153,8 @@ class AuthHandler(Handler):
     async def auth_LOGIN(self, server: object, args: list[str]) -> None: ...
 
 
-def _make(
-    fast: bool,
-    handler: Handler,
-    monkeypatch: pytest.MonkeyPatch,
-    taken: bool | None = None,
-    **kwargs: object,
-) -> InstrumentedSMTP:
-    """An InstrumentedSMTP with the fast constructor allowed or not (``fast``), checking
-    that it was taken (``taken``, by default: when allowed) or that aiosmtpd's was."""
-    monkeypatch.setattr(smtpserver, "_FAST_INIT", fast)
-    slow_init = SMTP.__init__
-    called: list[bool] = []
-
-    def spy(self: SMTP, *a: object, **k: object) -> None:
-        called.append(True)
-        slow_init(self, *a, **k)
-
-    monkeypatch.setattr(SMTP, "__init__", spy)
-    proto = InstrumentedSMTP(
+def _make(handler: Handler, **kwargs: object) -> InstrumentedSMTP:
+    return InstrumentedSMTP(
         handler,
         Events(),  # type: ignore[arg-type]
         line_length_limit=2048,
@@ -183,66 +164,6 @@ def _make(
         junk_limit=100,
         **kwargs,  # type: ignore[arg-type]
     )
-    monkeypatch.undo()
-    taken = fast if taken is None else taken
-    assert called == ([] if taken else [True]), "the fast constructor is taken, and only when asked"
-    return proto
-
-
-def _comparable(value: object, proto: object) -> object:
-    """An attribute's value with what is per-object replaced by what it must be."""
-    if isinstance(value, types.MethodType):
-        return ("method", value.__func__, "self" if value.__self__ is proto else value.__self__)
-    if isinstance(value, weakref.ref):
-        return ("weakref to", type(value()))
-    if isinstance(value, asyncio.StreamReader):
-        return ("reader", value._limit, value._loop)  # type: ignore[attr-defined]
-    if isinstance(value, asyncio.Future):
-        return ("future", value.done())
-    if isinstance(value, collections.deque):
-        return ("deque", list(value))
-    if isinstance(value, dict):
-        return {k: _comparable(v, proto) for k, v in value.items()}, list(value)
-    if isinstance(value, tuple):
-        return type(value), tuple(_comparable(v, proto) for v in value)
-    return value
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {},
-        {"hostname": "mx.simmta.test", "ident": "simmta", "data_size_limit": 10240000, "timeout": 300},
-        {"hostname": "peer.example.net", "ident": "peer", "data_size_limit": None, "timeout": 5},
-    ],
-)
-def test_the_fast_constructor_sets_every_attribute_as_aiosmtpds_does(
-    kwargs: dict[str, object], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def both() -> tuple[InstrumentedSMTP, InstrumentedSMTP]:
-        handler = AuthHandler()
-        return _make(True, handler, monkeypatch, **kwargs), _make(False, handler, monkeypatch, **kwargs)
-
-    fast, slow = asyncio.run(both())
-    assert set(vars(fast)) == set(vars(slow))
-    for name, value in vars(slow).items():
-        if name not in ("ctx", "sid", "closed"):  # simmta's own: set after aiosmtpd's
-            assert _comparable(vars(fast)[name], fast) == _comparable(value, slow), name
-    assert sorted(fast._auth_methods) == ["CRAM-MD5", "LOGIN", "PLAIN", "X-TOKEN"]
-    assert fast._auth_methods["LOGIN"].is_builtin is False and fast._auth_methods["PLAIN"].is_builtin
-
-
-def test_the_fast_constructor_leaves_other_cases_to_aiosmtpd(monkeypatch: pytest.MonkeyPatch) -> None:
-    class EhloHandler(Handler):
-        async def handle_EHLO(self, server: object, session: object, envelope: object, host: str, r: object):
-            return r
-
-    async def make() -> None:
-        _make(True, EhloHandler(), monkeypatch, taken=False)  # aiosmtpd inspects an EHLO hook's signature
-        _make(True, AuthHandler(), monkeypatch, taken=False, auth_require_tls=False)  # simmta never asks
-        _make(True, object(), monkeypatch, taken=False)  # type: ignore[arg-type]  # not a Handler: dir() differs
-
-    asyncio.run(make())
 
 
 SCRIPT = [
@@ -264,12 +185,10 @@ SCRIPT = [
 ]
 
 
-async def _transcript(fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+async def _transcript() -> list[bytes]:
     """Each reply to SCRIPT from a real InstrumentedSMTP server on loopback."""
     handler = AuthHandler()
-    return await _replies(
-        lambda: _make(fast, handler, monkeypatch, hostname="mx.simmta.test", ident="simmta"), SCRIPT
-    )
+    return await _replies(lambda: _make(handler, hostname="mx.simmta.test", ident="simmta"), SCRIPT)
 
 
 async def _replies(make_protocol: Callable[[], SMTP], script: list[bytes]) -> list[bytes]:
@@ -295,10 +214,8 @@ async def _replies(make_protocol: Callable[[], SMTP], script: list[bytes]) -> li
     return replies
 
 
-def test_a_real_server_answers_the_same_with_the_fast_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast = asyncio.run(_transcript(True, monkeypatch))
-    assert fast == asyncio.run(_transcript(False, monkeypatch))
-    by_line = dict(zip([b"greeting", *SCRIPT], fast, strict=True))
+def test_a_real_server_answers_the_script() -> None:
+    by_line = dict(zip([b"greeting", *SCRIPT], asyncio.run(_transcript()), strict=True))
     assert by_line[b"greeting"].startswith(b"220 mx.simmta.test simmta")
     assert by_line[b"EHLO client.example"] == (
         b"250-mx.simmta.test\r\n250-SIZE 33554432\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n"
@@ -349,15 +266,12 @@ HELP_AND_SYNTAX = [
 SUPPORTED = b"AUTH DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET VRFY"
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_help_and_syntax_errors_are_aiosmtpds_with_enhanced_codes(
-    fast: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_help_and_syntax_errors_are_aiosmtpds_with_enhanced_codes() -> None:
     """The peer keeps aiosmtpd's HELP (a real list) and its 501 Syntax replies, codes added."""
 
     async def both() -> tuple[list[bytes], list[bytes]]:
         handler = AuthHandler()
-        ours = await _replies(lambda: _make(fast, handler, monkeypatch, ident="simmta"), HELP_AND_SYNTAX)
+        ours = await _replies(lambda: _make(handler, ident="simmta"), HELP_AND_SYNTAX)
         theirs = await _replies(lambda: SMTP(handler, ident="simmta"), HELP_AND_SYNTAX)
         return ours, theirs
 
@@ -388,10 +302,7 @@ def test_help_and_syntax_errors_are_aiosmtpds_with_enhanced_codes(
 POSTFIX_HELP = b"214 2.0.0 Commands: DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET VRFY\r\n"
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_postfix_help_lists_the_commands_whatever_the_argument_and_counts_nothing(
-    fast: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_postfix_help_lists_the_commands_whatever_the_argument_and_counts_nothing() -> None:
     """Postfix 3.9+'s HELP (smtpd.c help_cmd): ``214 2.0.0 Commands:`` and every command it
     implements, sorted, for any argument, at any time; not junk, not an error. AUTH is not
     listed: no mechanism can succeed without TLS (Postfix without SASL leaves it out too)."""
@@ -399,7 +310,7 @@ def test_postfix_help_lists_the_commands_whatever_the_argument_and_counts_nothin
     script = [b"HELP", b"EHLO client.example", b"HELP", b"HELP MAIL", b"help bogus", b"HELP  ", b"NOOP"]
 
     def make() -> InstrumentedSMTP:
-        protos.append(_make(fast, AuthHandler(), monkeypatch, postfix_help=True))
+        protos.append(_make(AuthHandler(), postfix_help=True))
         return protos[-1]
 
     replies = asyncio.run(_replies(make, script))

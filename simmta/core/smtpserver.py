@@ -16,10 +16,7 @@ connection, and its constructor then spent more time on introspection
 EHLO hook) than the rest of the session's Python code together. ``__dir__``
 here lists only the hook names aiosmtpd looks for, handlers have no EHLO hook
 (ENHANCEDSTATUSCODES is advertised by ``push``) and a plain ``<local@domain>``
-path skips the stdlib's RFC 5322 parser. What introspection was left (the AUTH
-table by ``inspect.getmembers``, the hook and command tables, the formatting of
-an INFO line nobody logs) is done once per pair of classes: the constructor
-takes 15 us instead of 30 (``InstrumentedSMTP._init_fast``).
+path skips the stdlib's RFC 5322 parser.
 
 Memory does not depend on what a client sends. aiosmtpd's StreamReader has
 a limit of line_length_limit and pauses the transport when its buffer holds
@@ -42,16 +39,12 @@ Trust: everything here is fed by the network.
 import asyncio
 import collections
 import functools
-import inspect
 import itertools
-import logging
 import os
 import re
 import socket
 from typing import Any, cast
 
-import aiosmtpd
-import aiosmtpd.smtp as aiosmtpd_smtp
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from simmta.core.address import printable
@@ -133,8 +126,7 @@ class InstrumentedSMTP(SMTP):
         self.forbid_bare_lf = forbid_bare_lf
         self.strict_envelopes = strict_envelopes
         self.postfix_help = postfix_help  # HELP as Postfix answers it (help_as_postfix), not aiosmtpd
-        if not self._init_fast(handler, kwargs):
-            super().__init__(handler, **kwargs)
+        super().__init__(handler, **kwargs)
         self.ctx = ctx
         self.sid = f"S{os.getpid():X}.{next(_sessions)}"
         self.qid: str | None = None  # the current message's queue ID, once cleanup assigned it
@@ -147,82 +139,6 @@ class InstrumentedSMTP(SMTP):
 
     def __dir__(self) -> tuple[str, ...]:  # see the module docstring
         return _HOOKS
-
-    def _init_fast(self, handler: Any, kwargs: dict[str, Any]) -> bool:
-        """aiosmtpd 1.4.6's ``SMTP.__init__`` for the arguments simmta passes, minus
-        its per-connection introspection; False (nothing done) for any other case.
-
-        aiosmtpd finds the AUTH mechanisms with ``inspect.getmembers`` of the
-        protocol and the handler, the handler hooks and the ``smtp_`` commands
-        with ``dir()``, and formats an INFO line naming the mechanisms, for every
-        connection. What ``dir()`` lists depends here only on the two classes
-        (``__dir__`` above and ``Handler``'s), so the names are found once per
-        pair of classes (``_tables``); the bound methods are still looked up on
-        this connection's objects, giving the same tables. The other attributes
-        are set as aiosmtpd sets them from its defaults (tests/test_smtpserver.py
-        compares every attribute with aiosmtpd's own constructor's)."""
-        if not _FAST_INIT or not kwargs.keys() <= _FAST_KWARGS or not isinstance(handler, Handler):
-            return False
-        if type(self).__dir__ is not InstrumentedSMTP.__dir__:
-            return False
-        tables = _tables(self, handler)
-        if tables is None:  # an EHLO hook: aiosmtpd inspects its signature
-            return False
-        auth_names, handle_names, smtp_names = tables
-        ident = kwargs.get("ident")
-        loop = kwargs.get("loop") or asyncio._get_running_loop() or aiosmtpd_smtp.make_loop()
-        data_size_limit = kwargs.get("data_size_limit", aiosmtpd_smtp.DATA_SIZE_DEFAULT)
-        assert data_size_limit is None or isinstance(data_size_limit, int)
-        self.__ident__ = ident or aiosmtpd_smtp.__ident__
-        self.loop = loop
-        asyncio.StreamReaderProtocol.__init__(
-            self,
-            asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
-            client_connected_cb=self._cb_client_connected,
-            loop=loop,
-        )
-        self.event_handler = handler
-        self.data_size_limit = data_size_limit
-        self.enable_SMTPUTF8 = False
-        self._decode_data = False
-        self.command_size_limits.clear()  # aiosmtpd's is shared by the class: EHLO adds to it
-        self.hostname = kwargs.get("hostname") or socket.getfqdn()
-        self.tls_context = None
-        self.require_starttls = None
-        self._timeout_duration = kwargs.get("timeout", 300)
-        self._timeout_handle = None
-        self._tls_handshake_okay = True
-        self._tls_protocol = None
-        self._original_transport = None
-        self.session = None
-        self.envelope = None
-        self.transport = None
-        self._handler_coroutine = None
-        self._auth_require_tls = True
-        self._proxy_timeout = None
-        self._auth_callback = aiosmtpd_smtp.login_always_fail
-        self._authenticator = None
-        self._auth_required = False
-        self._auth_methods = {}
-        for from_self, name in auth_names:
-            method = getattr(self if from_self else handler, name)
-            mechanism = getattr(
-                method, "__auth_mechanism_name__", name.replace("auth_", "").replace("__", "-")
-            )
-            self._auth_methods[mechanism] = aiosmtpd_smtp._AuthMechAttr(method, from_self)
-        if aiosmtpd_smtp.log.isEnabledFor(logging.INFO):
-            aiosmtpd_smtp.log.info(
-                "Available AUTH mechanisms: "
-                + " ".join(
-                    m + "(builtin)" if impl.is_builtin else m
-                    for m, impl in sorted(self._auth_methods.items())
-                )
-            )
-        self._handle_hooks = {m.replace("handle_", ""): getattr(handler, m) for m in handle_names}
-        self._ehlo_hook_ver = None
-        self._smtp_methods = {m.replace("smtp_", ""): getattr(self, m) for m in smtp_names}
-        self._enforce_call_limit = False
-        return True
 
     # Transcript ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -443,36 +359,6 @@ for _verb in (
     if hasattr(SMTP, f"smtp_{_verb}"):
         setattr(InstrumentedSMTP, f"smtp_{_verb}", _command(_verb, _help if _verb == "HELP" else None))
 _HOOKS = hook_names(InstrumentedSMTP, "smtp_", "auth_")
-# The constructor above copies aiosmtpd 1.4.6's; another version gets aiosmtpd's own.
-_FAST_INIT = aiosmtpd.__version__ == "1.4.6"
-_FAST_KWARGS = frozenset({"hostname", "ident", "data_size_limit", "timeout", "loop"})
-_Tables = tuple[tuple[tuple[bool, str], ...], tuple[str, ...], tuple[str, ...]]
-_TABLES: dict[tuple[type, type], _Tables | None] = {}
-
-
-def _tables(proto: InstrumentedSMTP, handler: Handler) -> _Tables | None:
-    """The attribute names aiosmtpd's constructor collects, for this pair of classes:
-    the ``auth_`` methods of the protocol (builtin) then the handler's, in
-    ``inspect.getmembers`` order, the handler's ``handle_`` hooks and the protocol's
-    ``smtp_`` commands, in ``dir()`` order. None if the handler has an EHLO hook."""
-    key = (type(proto), type(handler))
-    if key not in _TABLES:
-        handle = tuple(m for m in dir(handler) if m.startswith("handle_"))
-        _TABLES[key] = (
-            None
-            if "handle_EHLO" in handle
-            else (
-                tuple(
-                    (obj is proto, name)
-                    for obj in (proto, handler)
-                    for name, _ in inspect.getmembers(obj)
-                    if name.startswith("auth_")
-                ),
-                handle,
-                tuple(m for m in dir(proto) if m.startswith("smtp_")),
-            )
-        )
-    return _TABLES[key]
 
 
 def _split_ahead(reader: asyncio.StreamReader, ready: "collections.deque[bytes]", limit: int) -> None:
