@@ -125,13 +125,26 @@ class Diagram(Widget, can_focus=True):
         self._overlay: mappaint.Overlay = {}
         self._box_key: tuple[object, ...] = ()
         self._box_layer: mappaint.Overlay = {}
+        self._moving: mappaint.Overlay = {}
         self._strips: dict[int, Strip] = {}
         self._sized = Size(0, 0)
         self._styles: dict[str, Style] = {}
+        # A run's style by (component, box): a box's click meta added to its colour once per
+        # layout, not per run drawn (rich's Style addition was most of a row's cost).
+        self._run_styles: dict[tuple[str, str | None], Style] = {}
         self.frames = 0  # overlays computed (for the bench)
         self.rows_rendered = 0
 
     # Building the picture ----------------------------------------------------
+    @property
+    def cells(self) -> Size:
+        """The content size of the last layout. ``Widget.size`` finds the widget's region
+        through the screen (a walk up the DOM and a lookup in the compositor's map), which
+        asked four times a frame was a sixth of the map's per-frame cost."""
+        width, height = self.outer_size
+        gutter = self.styles.gutter
+        return Size(max(0, width - gutter.width), max(0, height - gutter.height))
+
     def _current_graph(self) -> nx.DiGraph:
         key = tuple(self.source.services)
         if key != self._graph_key:  # a (new) snapshot: draw what the MTA says it runs
@@ -143,18 +156,19 @@ class Diagram(Widget, can_focus=True):
     def ensure_layout(self) -> Layout:
         graph = self._current_graph()
         mode = self.source.privilege_mode
-        key = (self.size.width, self.size.height, self._graph_key, mode, id(graph))
+        key = (self.cells.width, self.cells.height, self._graph_key, mode, id(graph))
         if self.layout_ is None or key != self._layout_key:
             self._layout_key = key
             kept = self._layouts.pop(key, None)  # back to a size it had: no new layout
             if kept is None:
-                lay = layout(graph, max(self.size.width, 20), max(self.size.height, 8), mode)
+                lay = layout(graph, max(self.cells.width, 20), max(self.cells.height, 8), mode)
                 kept = (lay, mappaint.static(lay))
             self._layouts[key] = kept
             while len(self._layouts) > LAYOUTS_KEPT:
                 self._layouts.popitem(last=False)
             self.layout_, self._painted = kept
             self._strips.clear()
+            self._run_styles.clear()
             self._overlay = {}
         return self.layout_
 
@@ -169,48 +183,69 @@ class Diagram(Widget, can_focus=True):
         where = playback.settled_hop if self.settled else playback.shown_hop
         return where(hops, self.hop_seconds, self.clock())
 
-    def compute_overlay(self) -> mappaint.Overlay:
+    def compute_overlay(self, tokens: list[playback.Token] | None = None) -> mappaint.Overlay:
+        """What is drawn over the static map: the box facts, the followed path, the tokens.
+
+        The box facts change only with an event (or a countdown's second): painted and
+        resolved then, and kept. Per frame only the path and the tokens are made
+        (``_moving``, the rows they touch), the layer under them shared row by row."""
         lay = self.ensure_layout()
         now = self.clock()
-        out: mappaint.Overlay = {}
-        hops = self.source.journeys.of(self.followed)
-        current, _ = self.followed_hop()
-        if hops:
-            mappaint.overlay_path(lay, [(h.src, h.dst) for h in hops[: current + 1]], current, out)
-        # The boxes' facts change only with an event (or a countdown's second): painted then.
+        assert self._painted is not None
+        grid = self._painted.grid
         box_key = (self.source.applied, self.source.last_seq, self.selected, int(now), id(lay))
         if box_key != self._box_key:
             self._box_key, self._box_layer = box_key, {}
             box_facts = {n: facts(self.source, lay.graph, n, now) for n in lay.boxes}
             mappaint.overlay_boxes(lay, box_facts, self.selected, self._box_layer)
-        for y, row in self._box_layer.items():
-            out.setdefault(y, {}).update(row)
-        tokens = self.tokens()
+            mappaint.resolve(grid, self._box_layer)
+        moving: mappaint.Overlay = {}
+        hops = self.source.journeys.of(self.followed)
+        current, _ = self.followed_hop()
+        if hops:
+            mappaint.overlay_path(lay, [(h.src, h.dst) for h in hops[: current + 1]], current, moving)
+        for y, row in moving.items():  # a box's facts are drawn over the path
+            for x in self._box_layer.get(y, ()):
+                row.pop(x, None)
+        if tokens is None:
+            tokens = self.tokens()
         if self.pinned is not None and hops:
             hop = hops[current]
             tokens = [t for t in tokens if t.ident != self.followed]
             tokens.append(playback.Token(self.followed or "", current, hop.src, hop.dst, 0.5))
-        mappaint.overlay_tokens(lay, tokens, self.followed, out)
-        assert self._painted is not None
-        mappaint.resolve(self._painted.grid, out)
+        mappaint.overlay_tokens(lay, tokens, self.followed, moving)
+        mappaint.resolve(grid, moving)
+        self._moving = moving
+        out = dict(self._box_layer)
+        for y, row in moving.items():
+            out[y] = {**self._box_layer[y], **row} if y in self._box_layer else row
         return out
 
-    def tick(self) -> int:
+    def tick(self, tokens: list[playback.Token] | None = None) -> int:
         """Recompute the overlay; refresh only the rows that changed. Returns how many."""
         if not self.size.width or not self.size.height:
-            return 0
-        old_layout = self.layout_
-        overlay = self.compute_overlay()
+            return 0  # hidden (the size of its last layout stays in cells)
+        old_layout, old_boxes, old_moving = self.layout_, self._box_layer, self._moving
+        overlay = self.compute_overlay(tokens)
         self.frames += 1
         if self.layout_ is not old_layout:
             self._overlay = overlay
             self.refresh()
-            return self.size.height
-        dirty = [y for y in set(overlay) | set(self._overlay) if overlay.get(y) != self._overlay.get(y)]
+            return self.cells.height
+        # With the same box layer, only the rows the path and tokens touch (now or in the
+        # last frame) can differ.
+        rows = (
+            set(overlay) | set(self._overlay)
+            if self._box_layer is not old_boxes
+            else set(self._moving) | set(old_moving)
+        )
+        dirty = [y for y in rows if overlay.get(y) != self._overlay.get(y)]
         self._overlay = overlay
         for y in dirty:
             self._strips.pop(y, None)
-            self.refresh(Region(0, y, self.size.width, 1))
+        if dirty:
+            width = self.cells.width
+            self.refresh(*(Region(0, y, width, 1) for y in dirty))
         return len(dirty)
 
     def animating(self) -> bool:
@@ -232,6 +267,7 @@ class Diagram(Widget, can_focus=True):
         if styles != self._styles:
             self._styles = {}
             self._strips = {}
+            self._run_styles = {}
 
     def render_line(self, y: int) -> Strip:
         strip = self._strips.get(y)
@@ -243,7 +279,7 @@ class Diagram(Widget, can_focus=True):
         assert self._painted is not None and self.layout_ is not None
         grid = self._painted.grid
         if y >= len(grid):
-            return Strip.blank(self.size.width, self._style("map--blank"))
+            return Strip.blank(self.cells.width, self._style("map--blank"))
         row = list(grid[y])
         for x, cell in self._overlay.get(y, {}).items():
             if 0 <= x < len(row):
@@ -260,17 +296,21 @@ class Diagram(Widget, can_focus=True):
             run, run_key = run + glyph, key
         if run:
             segments.append(self._segment(run, run_key))
-        strip = Strip(segments, len(row)).adjust_cell_length(self.size.width, self._style("map--blank"))
+        strip = Strip(segments, len(row)).adjust_cell_length(self.cells.width, self._style("map--blank"))
         self._strips[y] = strip
         self.rows_rendered += 1
         return strip
 
     def _segment(self, text: str, key: tuple[str, str | None] | None) -> Segment:
-        name, node = key or ("map--blank", None)
-        style = self._style(name)
-        if node is not None and self.layout_ is not None:
-            order = list(self.layout_.boxes)
-            style = style + Style.from_meta({"@click": f"select_node({order.index(node)})"})
+        key = key or ("map--blank", None)
+        style = self._run_styles.get(key)
+        if style is None:
+            name, node = key
+            style = self._style(name)
+            if node is not None and self.layout_ is not None:
+                order = list(self.layout_.boxes)
+                style = style + Style.from_meta({"@click": f"select_node({order.index(node)})"})
+            self._run_styles[key] = style
         return Segment(text, style)
 
     def on_resize(self, event: events.Resize) -> None:
