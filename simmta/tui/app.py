@@ -34,6 +34,7 @@ from simmta.tui.controls import COMMANDS, ControlActions
 from simmta.tui.dialogs import Help
 from simmta.tui.feed import Feed
 from simmta.tui.model import Model
+from simmta.tui.partial import PartialUpdates
 from simmta.tui.themes import ALL, DEFAULT_VARIABLES, THEMES
 from simmta.tui.widgets.detail import MessageDetail
 from simmta.tui.widgets.diagram import FPS, Diagram
@@ -73,7 +74,7 @@ def default_screenshot_dir() -> Path:
     return state / "simmta" / "screenshots"
 
 
-class SimmtaApp(ControlActions):
+class SimmtaApp(PartialUpdates, ControlActions):
     CSS_PATH = "app.tcss"
     TITLE = "simmta"
     BINDINGS = [
@@ -197,8 +198,9 @@ class SimmtaApp(ControlActions):
         with contextlib.suppress(NoMatches):
             if self.base.query_one(TabbedContent).active == "map":
                 diagram = self.base.query_one(Diagram)
-                if diagram.animating() or diagram.frames == 0:
-                    diagram.tick()
+                tokens = diagram.tokens()
+                if tokens or diagram.frames == 0:
+                    diagram.tick(tokens)
                     self.show_narration()
 
     # The batch loop ----------------------------------------------------------

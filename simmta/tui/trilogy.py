@@ -35,6 +35,7 @@ from simmta.tools.lab import mode_label, outcome_cells
 from simmta.tui import themes
 from simmta.tui.feed import LiveFeed
 from simmta.tui.model import Model
+from simmta.tui.partial import PartialUpdates
 from simmta.tui.widgets.diagram import Diagram
 from simmta.tui.widgets.quiet import QuietFooter
 
@@ -90,7 +91,7 @@ def matrix(members: list[Member]) -> str:
     return "\n".join(safe_text(x, 400) for x in lines)
 
 
-class TrilogyApp(App[None]):
+class TrilogyApp(PartialUpdates, App[None]):
     CSS = """
     #maps { layout: horizontal; height: 1fr; }
     .member { width: 1fr; height: 1fr; border: round $primary; }
