@@ -12,6 +12,7 @@ through the control socket and SMTP, like any other client.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -170,6 +171,16 @@ class SimmtaApp(PartialUpdates, ControlActions):
         self.base.query_one(Diagram).focus()
         self.set_interval(self.tick, self.pump)
         self.set_interval(1 / FPS, self.animate_map)
+        self.call_after_refresh(self.freeze_startup)
+
+    def freeze_startup(self) -> None:
+        """What it took to start (Textual's widgets and styles, the map's layout, some 100,000
+        objects) lives as long as the app: out of the collector's sight from now on. A full
+        collection during a burst of events had to scan all of it: 160-190 ms each, the
+        worst key latencies (``simmta bench-tui``). Undone when the app stops
+        (``on_unmount``), so that its widgets, which hold cycles, can be collected."""
+        gc.collect()
+        gc.freeze()
 
     def initial_graph(self) -> nx.DiGraph | None:
         """The instance's services graph, drawn until the MTA's snapshot arrives."""
@@ -493,3 +504,4 @@ class SimmtaApp(PartialUpdates, ControlActions):
 
     def on_unmount(self) -> None:
         self.feed.stop()
+        gc.unfreeze()

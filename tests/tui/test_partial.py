@@ -7,6 +7,7 @@ checked here against the slow way on the same screen state, while tokens move.
 
 from __future__ import annotations
 
+import gc
 import random
 import re
 import time
@@ -129,3 +130,11 @@ async def test_the_maps_rows_are_never_stale_while_tokens_move() -> None:
                     diagram._strips.pop(y)
                     assert list(kept) == list(diagram.render_line(y)), f"row {y} at +{ahead[0]:.1f} s"
         assert moved  # rows did change along the way
+
+
+@sync
+async def test_startup_objects_are_frozen_while_the_app_runs_and_thawed_after() -> None:
+    app = moving_app([0.0])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: gc.get_freeze_count() > 0, what="the start-up frozen")
+    assert gc.get_freeze_count() == 0  # the app's widgets (cycles) can be collected again
