@@ -63,12 +63,28 @@ class ControlActions(App[None]):
     records: dict[str, list[str]]
     watch_only: bool
 
+    _said: tuple[str, str, str, float | None] | None = None  # the notice to show next
+
     def say(
         self, text: str, severity: str = "information", *, title: str = "", timeout: float | None = None
     ) -> None:
         """One notification at a time: a new one replaces the last instead of piling over the map
-        (``timeout``: seconds shown, Textual's default when None)."""
+        (``timeout``: seconds shown, Textual's default when None). Several said in one turn of
+        the loop (keys that arrive together, as tmux sends them): only the last is shown."""
+        first = self._said is None
+        self._said = (text, severity, title, timeout)
+        if first:
+            self.call_later(self._say_last)
+
+    def _say_last(self) -> None:
+        if self._said is None:
+            return
+        (text, severity, title, timeout), self._said = self._said, None
         self.clear_notifications()
+        # Textual 8 removes a replaced Toast but leaves its holder (an empty box stays stacked
+        # over the map): remove the holders too.
+        for holder in self.screen.query("#textual-toastrack > *"):
+            holder.remove()
         self.notify(text, title=title, severity=severity, timeout=timeout, markup=False)  # type: ignore[arg-type]
 
     def view_step(self, delta: int) -> None:

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual import events
 from textual.widgets import TabbedContent
 from tuihelp import REAL, STORY, FakeMaster, SinkSMTP, replay_app, screen_text, sync, until
 
 from simmta.core import names
 from simmta.tui.app import VIEWS, SimmtaApp
 from simmta.tui.dialogs import Choose, Help
+from simmta.tui.playback import PACES
 from simmta.tui.widgets.diagram import Diagram as ArchitectureMap
 from simmta.tui.widgets.eventlog import EventLog
 from simmta.tui.widgets.hoplist import HopList
@@ -380,6 +382,34 @@ async def test_the_tui_says_what_a_mode_lacks_and_the_command_that_fixes_it(tmp_
         told = await until(pilot, lambda: [n for n in app._notifications if "uidmap" in str(n.message)])
         assert len(told) == 1 and "uid separation is simulated" in str(told[0].message)
         assert "PARTIAL" in screen_text(app)
+
+
+@sync
+async def test_repeated_notices_leave_one_toast_on_the_screen() -> None:
+    """Keys that each say something (the map's pace), pressed one by one and several in one
+    tick, as tmux's send-keys delivers them: one toast on the screen, the last one said
+    (Textual left the holders of replaced toasts, and missed those still mounting)."""
+    app = replay_app()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+
+        def toasts() -> list[str]:
+            holders = app.screen.query("#textual-toastrack > *")
+            return [str(toast.render()) for holder in holders for toast in holder.query("Toast")] + [
+                "(empty holder)" for holder in holders if not holder.query("Toast")
+            ]
+
+        def said() -> str:
+            return f"map pace: {PACES[app.pace_index][0]} "
+
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        await until(pilot, lambda: said() in "".join(toasts()), what="the second pace notice")
+        for key in ("right_square_bracket",) * 3:
+            app.post_message(events.Key(key, "]"))  # one tick
+        await until(pilot, lambda: said() in "".join(toasts()), what="the last pace notice")
+        for _ in range(5):
+            await pilot.pause(0.05)
+        shown = toasts()
+        assert len(shown) == 1 and said() in shown[0], shown
 
 
 @sync
