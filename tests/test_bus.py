@@ -18,6 +18,7 @@ from simmta.core.records import (
     MAX_ITEMS,
     MAX_TEXT,
     ProcessReady,
+    ProcessState,
     QueueCreated,
     QueueHeld,
     QueueMoved,
@@ -241,6 +242,49 @@ def test_transcript_events_wait_for_company_a_message_s_move_leaves_in_its_turn(
     with theirs, mine:
         held, together, moved = asyncio.run(run())
     assert held == [] and together == [["command", "reply"]] and moved == [["command", "moved"]]
+
+
+def test_a_hand_off_s_flush_takes_the_held_events_and_their_timer() -> None:
+    """After a hand-off's flush, events held later wait for a timer of their own (at most
+    EVENT_TICK), not for the one that went with the flush, nor for the flush a queue event
+    had asked for in its loop turn: a process's state after a connection can go with the
+    next connection's first events (Issue 11: fewer datagrams and order tokens per message)."""
+    theirs, mine = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    mine.setblocking(False)
+
+    def datagrams() -> list[list[str]]:
+        got = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                lines = mine.recv(65536).split(b"\n")[1:]
+                got.append([json.loads(line)["type"] for line in lines])
+        return got
+
+    async def run() -> list[object]:
+        emitter = events.Emitter("cleanup", theirs)
+        seen: list[object] = []
+        emitter.emit(ProcessState(state="busy"))  # held: its timer starts
+        emitter.emit(
+            QueueCreated(queue="incoming", size=1, sender="", recipients=[], origin="x", subject=""), "Q1"
+        )
+        first_timer = emitter.timer
+        emitter.flush()  # the hand-off: both go, and the timer with them
+        seen += [datagrams(), first_timer is not None and first_timer.cancelled(), emitter.timer]
+        emitter.emit(ProcessState(state="idle", served=1))
+        await asyncio.sleep(0)  # the queue event's loop turn: it went already, the state waits
+        seen += [datagrams(), emitter.timer is not None and emitter.timer is not first_timer]
+        later: list[list[str]] = []
+        for _ in range(1000):  # until its own timer has sent it
+            await asyncio.sleep(events.EVENT_TICK / 2)
+            if later := datagrams():
+                break
+        seen.append(later)
+        return seen
+
+    with theirs, mine:
+        flushed, cancelled, timer, turn, own_timer, later = asyncio.run(run())
+    assert flushed == [["state", "created"]] and cancelled and timer is None
+    assert turn == [] and own_timer and later == [["state"]]
 
 
 def test_a_childs_text_past_the_cut_is_cut_on_the_stream_and_in_what_it_sends() -> None:

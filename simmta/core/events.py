@@ -347,6 +347,7 @@ class Emitter:
         self.batch: list[bytes] = []  # events not sent yet, as the JSON lines they are sent as
         self.timer: asyncio.TimerHandle | None = None  # the flush of held (DEFERRED) events
         self.soon = False  # a flush is due in the next loop turn
+        self.urgent = False  # the batch holds an event that leaves in its loop turn (not DEFERRED)
         if channel is not None:
             channel.setblocking(False)
 
@@ -379,9 +380,10 @@ class Emitter:
             self.flush()
             return self._send([line])
         self.batch.append(line)
-        # One flush scheduled at a time, each left to run (cancelling and scheduling it
-        # again per event was most of emit's cost): a flush sends whatever is batched.
+        # One flush scheduled at a time (cancelling and scheduling it again per event was
+        # most of emit's cost): a flush sends whatever is batched, and cancels the timer.
         if record.KIND not in DEFERRED:  # leaves in this loop turn
+            self.urgent = True
             if not self.soon:
                 self.soon = True
                 loop.call_soon(self._soon)
@@ -391,7 +393,8 @@ class Emitter:
 
     def _soon(self) -> None:
         self.soon = False
-        self.flush()
+        if self.urgent:  # (not sent yet by a hand-off's flush: held events wait for their timer)
+            self.flush()
 
     def _tick(self) -> None:
         self.timer = None
@@ -400,9 +403,15 @@ class Emitter:
     def flush(self) -> None:
         """Send what was batched (also before every hand-off, and before the process dies on purpose).
 
-        A held batch's timer is left to run: it finds nothing, or events held for less
-        than EVENT_TICK."""
+        The held events' timer goes with them: the next DEFERRED event starts its own, so
+        each waits at most EVENT_TICK and may still find company (a process's state after
+        a connection goes with the next connection's first events if it comes within the
+        tick), and no timer wakes the process to find nothing."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         lines, self.batch = self.batch, []
+        self.urgent = False
         start, size = 0, 0
         for i, line in enumerate(lines):
             if i > start and size + len(line) > MAX_DATAGRAM:
