@@ -289,10 +289,12 @@ class Supervisor:
             st.at_limit = False
         if want != st.watching:
             assert self.loop is not None
+            # by its descriptor: for a socket the selector's "is not registered" KeyError, which
+            # every add_reader meets first, asks repr(), a getsockname and a getpeername
             if want:
-                self.loop.add_reader(st.listen, self._connection_waiting, st)
+                self.loop.add_reader(st.listen.fileno(), self._connection_waiting, st)
             else:
-                self.loop.remove_reader(st.listen)
+                self.loop.remove_reader(st.listen.fileno())
             st.watching = want
 
     def _connection_waiting(self, st: ServiceState) -> None:
