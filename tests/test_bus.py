@@ -209,19 +209,21 @@ def lost_and_announced(emitter: events.Emitter, mine: socket.socket) -> None:
     assert notice["data"]["count"] == 4 and event["qid"] == "NEXT" and bus.invalid == 0
 
 
+def received(sock: socket.socket) -> list[list[str]]:
+    """The event types of each datagram waiting on ``sock`` (non-blocking), in order."""
+    got = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            lines = sock.recv(65536).split(b"\n")[1:]
+            got.append([json.loads(line)["type"] for line in lines])
+    return got
+
+
 def test_transcript_events_wait_for_company_a_message_s_move_leaves_in_its_turn() -> None:
     """An SMTP session's commands and replies share datagrams (held up to EVENT_TICK);
     a queue event leaves in its loop turn and takes the held ones with it, in order."""
     theirs, mine = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     mine.setblocking(False)
-
-    def datagrams() -> list[list[str]]:
-        got = []
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                lines = mine.recv(65536).split(b"\n")[1:]
-                got.append([json.loads(line)["type"] for line in lines])
-        return got
 
     async def run() -> list[list[list[str]]]:
         emitter = events.Emitter("smtpd", theirs)
@@ -230,13 +232,13 @@ def test_transcript_events_wait_for_company_a_message_s_move_leaves_in_its_turn(
         await asyncio.sleep(0)
         emitter.emit(SmtpReply(line="250 ok"), sid="S1")
         await asyncio.sleep(0)
-        seen.append(datagrams())  # held: nothing sent yet, two turns later
+        seen.append(received(mine))  # held: nothing sent yet, two turns later
         await asyncio.sleep(events.EVENT_TICK * 3)
-        seen.append(datagrams())  # one datagram for both
+        seen.append(received(mine))  # one datagram for both
         emitter.emit(SmtpCommand(line="QUIT"), sid="S1")
         emitter.emit(QueueMoved(from_="incoming", to="active"), "Q1")
         await asyncio.sleep(0)
-        seen.append(datagrams())  # the move did not wait, and the held command went first
+        seen.append(received(mine))  # the move did not wait, and the held command went first
         return seen
 
     with theirs, mine:
@@ -252,14 +254,6 @@ def test_a_hand_off_s_flush_takes_the_held_events_and_their_timer() -> None:
     theirs, mine = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     mine.setblocking(False)
 
-    def datagrams() -> list[list[str]]:
-        got = []
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                lines = mine.recv(65536).split(b"\n")[1:]
-                got.append([json.loads(line)["type"] for line in lines])
-        return got
-
     async def run() -> list[object]:
         emitter = events.Emitter("cleanup", theirs)
         seen: list[object] = []
@@ -269,14 +263,14 @@ def test_a_hand_off_s_flush_takes_the_held_events_and_their_timer() -> None:
         )
         first_timer = emitter.timer
         emitter.flush()  # the hand-off: both go, and the timer with them
-        seen += [datagrams(), first_timer is not None and first_timer.cancelled(), emitter.timer]
+        seen += [received(mine), first_timer is not None and first_timer.cancelled(), emitter.timer]
         emitter.emit(ProcessState(state="idle", served=1))
         await asyncio.sleep(0)  # the queue event's loop turn: it went already, the state waits
-        seen += [datagrams(), emitter.timer is not None and emitter.timer is not first_timer]
+        seen += [received(mine), emitter.timer is not None and emitter.timer is not first_timer]
         later: list[list[str]] = []
         for _ in range(1000):  # until its own timer has sent it
             await asyncio.sleep(events.EVENT_TICK / 2)
-            if later := datagrams():
+            if later := received(mine):
                 break
         seen.append(later)
         return seen
@@ -344,7 +338,7 @@ def test_an_emitter_batches_in_each_running_loop_and_sends_at_once_outside_one()
     mine.setblocking(False)
     emitter = events.Emitter("qmgr", theirs)
 
-    def datagrams() -> list[int]:  # events per datagram read
+    def received(mine) -> list[int]:  # events per datagram read
         got = []
         with contextlib.suppress(BlockingIOError):
             while True:
@@ -355,16 +349,16 @@ def test_an_emitter_batches_in_each_running_loop_and_sends_at_once_outside_one()
         emitter.emit(QueueMoved(from_="incoming", to="active"), "Q1")
         emitter.emit(QueueMoved(from_="active", to="deferred"), "Q1")
         await asyncio.sleep(0)
-        return datagrams()
+        return received(mine)
 
     try:
         assert asyncio.run(turn()) == [2]  # one datagram: "#N" and two lines
         emitter.emit(QueueHeld(via="test"), "Q1")  # that loop is closed: at once
-        assert datagrams() == [1]
+        assert received(mine) == [1]
 
         def sent_at_once() -> list[int]:  # in a thread no loop runs in, while one runs in this one
             emitter.emit(QueueHeld(via="test"), "Q2")
-            return datagrams()
+            return received(mine)
 
         async def from_another_thread() -> list[int]:
             assert await turn() == [2]  # (this loop found)

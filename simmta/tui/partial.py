@@ -5,7 +5,7 @@ refreshes only the rows whose overlay changed), about 20 times a second.
 Textual 8.2's compositor then renders, for every widget whose *clip* meets
 the changed area, the widget's whole visible region: a widget's clip is its
 container's, and the containers fill the screen, so one changed row of the
-map rendered all 40-odd widgets on the screen, every row of each (3.6 ms per
+map rendered 17 widgets, every row of each (3.6 ms per
 update at 200x50, two thirds of the TUI's CPU while animating).
 
 ``PartialCompositor`` keeps Textual's composition and changes only which
@@ -16,8 +16,8 @@ wins), and only its rows inside that area, at full width (the compositor cuts
 each row at the same columns as before). What reaches the terminal is the
 same: the widgets left out gave only rows and cuts that the update never
 sends, or that a widget in front had already given (``tests/tui/test_partial.py``
-checks, after every frame of a run, that the screen reads as a full render
-of it would). Full updates (a layout, a resize) go through Textual's own path.
+checks, over several frames while tokens move, that the terminal shows the
+same cells as with Textual's own compositor). Full updates (a layout, a resize) go through Textual's own path.
 
 It overrides ``Compositor._get_renders``, a private method of Textual's
 (present, with this signature, from Textual 1 to 8); if a Textual release

@@ -248,9 +248,6 @@ class Diagram(Widget, can_focus=True):
             self.refresh(*(Region(0, y, width, 1) for y in dirty))
         return len(dirty)
 
-    def animating(self) -> bool:
-        return bool(self.tokens())
-
     # The Line API --------------------------------------------------------------
     def _style(self, name: str) -> Style:
         style = self._styles.get(name)
